@@ -1,0 +1,555 @@
+//! Agent configuration and its validation. An agent is what a business builds: a prompt, a
+//! language and voice, provider fallback chains, tools and limits. Validation reports every
+//! problem at once, with the JSON path of the field, so an API can answer with all of them.
+
+use crate::plans::Quotas;
+use crate::PhoneNumber;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const MAX_PROMPT_CHARS: usize = 32_000;
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_TOOL_TIMEOUT_MS: u32 = 30_000;
+/// Each provider tier runs behind the previous one; more than this is a configuration mistake.
+pub const MAX_CHAIN_LEN: usize = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    pub system_prompt: String,
+    /// Spoken when the call is answered, before the caller says anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
+    /// BCP 47 language of the conversation, e.g. `ru-RU`, `en-US`.
+    pub language: String,
+    pub voice: VoiceConfig,
+    #[serde(default)]
+    pub providers: ProviderChains,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Canned answers: the last LLM tier, and the whole brain of a FAQ agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faq: Vec<FaqEntry>,
+    #[serde(default)]
+    pub limits: AgentLimits,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+const fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceConfig {
+    pub provider: TtsKind,
+    pub voice_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmKind {
+    Openai,
+    Anthropic,
+    /// llama.cpp, vLLM, Ollama or any other server of the OpenAI chat-completions protocol.
+    OpenaiCompatible,
+    /// Answers from the agent's `faq`; never fails, so it closes every chain.
+    Canned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtsKind {
+    Elevenlabs,
+    Google,
+    Polly,
+    EspeakNg,
+    Prerecorded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SttKind {
+    Deepgram,
+    Google,
+    Pocketsphinx,
+    DtmfMenu,
+}
+
+/// One tier of a fallback chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRef<K> {
+    pub kind: K,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Base URL override (self-hosted models, regional endpoints, test simulators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Name of the secret holding the credentials, resolved through the `Secrets` port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+impl<K> ProviderRef<K> {
+    pub const fn of(kind: K) -> Self {
+        Self { kind, model: None, endpoint: None, credentials_secret: None }
+    }
+}
+
+/// Per-agent fallback chains; the defaults are the tiers of the reviews.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderChains {
+    pub llm: Vec<ProviderRef<LlmKind>>,
+    pub tts: Vec<ProviderRef<TtsKind>>,
+    pub stt: Vec<ProviderRef<SttKind>>,
+}
+
+impl Default for ProviderChains {
+    fn default() -> Self {
+        Self {
+            llm: vec![
+                ProviderRef::of(LlmKind::Openai),
+                ProviderRef::of(LlmKind::Anthropic),
+                ProviderRef::of(LlmKind::OpenaiCompatible),
+                ProviderRef::of(LlmKind::Canned),
+            ],
+            tts: vec![
+                ProviderRef::of(TtsKind::Elevenlabs),
+                ProviderRef::of(TtsKind::Google),
+                ProviderRef::of(TtsKind::Polly),
+                ProviderRef::of(TtsKind::EspeakNg),
+            ],
+            stt: vec![ProviderRef::of(SttKind::Deepgram), ProviderRef::of(SttKind::Google), ProviderRef::of(SttKind::Pocketsphinx), ProviderRef::of(SttKind::DtmfMenu)],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToolSpec {
+    /// A customer HTTPS endpoint described by a JSON schema, called with signed requests.
+    Function {
+        name: String,
+        description: String,
+        parameters: Value,
+        url: String,
+        #[serde(default = "default_tool_timeout_ms")]
+        timeout_ms: u32,
+    },
+    EndCall,
+    TransferCall { destination: PhoneNumber },
+    SendDtmf,
+    EscalateToHuman,
+}
+
+const fn default_tool_timeout_ms() -> u32 {
+    5_000
+}
+
+impl ToolSpec {
+    /// The name the LLM calls the tool by.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Function { name, .. } => name,
+            Self::EndCall => "end_call",
+            Self::TransferCall { .. } => "transfer_call",
+            Self::SendDtmf => "send_dtmf",
+            Self::EscalateToHuman => "escalate_to_human",
+        }
+    }
+}
+
+pub const BUILTIN_TOOL_NAMES: [&str; 4] = ["end_call", "transfer_call", "send_dtmf", "escalate_to_human"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqEntry {
+    /// Phrases that select this answer (also the local STT grammar of a FAQ agent).
+    pub questions: Vec<String>,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentLimits {
+    pub max_concurrent_calls: u32,
+    pub max_call_duration_secs: u32,
+    /// Without any answer from the caller for this long, the call ends politely.
+    pub silence_timeout_secs: u32,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self { max_concurrent_calls: 10, max_call_duration_secs: 1_800, silence_timeout_secs: 60 }
+    }
+}
+
+/// One problem with a configuration: where, a stable code, and words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationIssue {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AgentConfig {
+    /// Validates against the default quotas.
+    pub fn validate(&self) -> Result<(), Vec<ValidationIssue>> {
+        self.validate_with(&Quotas::DEFAULT)
+    }
+
+    /// Every problem at once, so a client can fix them in one go.
+    pub fn validate_with(&self, quotas: &Quotas) -> Result<(), Vec<ValidationIssue>> {
+        let mut issues = Issues::default();
+        issues.text("name", &self.name, MAX_NAME_CHARS);
+        issues.text("system_prompt", &self.system_prompt, MAX_PROMPT_CHARS);
+        if let Some(greeting) = &self.greeting {
+            issues.text("greeting", greeting, 1_000);
+        }
+        if !is_language_tag(&self.language) {
+            issues.push("language", "invalid_language", "expected a BCP 47 tag such as ru-RU or en-US");
+        }
+        issues.text("voice.voice_id", &self.voice.voice_id, 200);
+        issues.chain("providers.llm", &self.providers.llm);
+        issues.chain("providers.tts", &self.providers.tts);
+        issues.chain("providers.stt", &self.providers.stt);
+        if self.providers.llm.iter().any(|p| p.kind == LlmKind::Canned) && self.faq.is_empty() {
+            issues.push("faq", "faq_required", "the canned LLM tier answers from `faq`, which is empty");
+        }
+        self.validate_tools(quotas, &mut issues);
+        for (i, entry) in self.faq.iter().enumerate() {
+            if entry.questions.is_empty() {
+                issues.push(format!("faq[{i}].questions"), "empty", "at least one question is needed");
+            }
+            for (j, q) in entry.questions.iter().enumerate() {
+                issues.text(&format!("faq[{i}].questions[{j}]"), q, 500);
+            }
+            issues.text(&format!("faq[{i}].answer"), &entry.answer, 2_000);
+        }
+        let limits = &self.limits;
+        if limits.max_concurrent_calls == 0 || limits.max_concurrent_calls > quotas.max_concurrent_calls_per_agent {
+            issues.push(
+                "limits.max_concurrent_calls",
+                "out_of_range",
+                format!("must be 1..={}", quotas.max_concurrent_calls_per_agent),
+            );
+        }
+        if !(10..=4 * 3_600).contains(&limits.max_call_duration_secs) {
+            issues.push("limits.max_call_duration_secs", "out_of_range", "must be 10..=14400");
+        }
+        if !(5..=600).contains(&limits.silence_timeout_secs) {
+            issues.push("limits.silence_timeout_secs", "out_of_range", "must be 5..=600");
+        }
+        issues.finish()
+    }
+
+    fn validate_tools(&self, quotas: &Quotas, issues: &mut Issues) {
+        if self.tools.len() > quotas.max_tools_per_agent as usize {
+            issues.push("tools", "too_many_tools", format!("at most {} tools per agent", quotas.max_tools_per_agent));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, tool) in self.tools.iter().enumerate() {
+            let at = format!("tools[{i}]");
+            if !seen.insert(tool.name().to_owned()) {
+                issues.push(format!("{at}.name"), "duplicate_tool", format!("tool `{}` is declared twice", tool.name()));
+            }
+            if let ToolSpec::Function { name, description, parameters, url, timeout_ms } = tool {
+                if !is_tool_name(name) {
+                    issues.push(format!("{at}.name"), "invalid_tool_name", "1-64 of [A-Za-z0-9_-]");
+                } else if BUILTIN_TOOL_NAMES.contains(&name.as_str()) {
+                    issues.push(format!("{at}.name"), "reserved_tool_name", format!("`{name}` is a built-in tool"));
+                }
+                issues.text(&format!("{at}.description"), description, 1_000);
+                if let Err(reason) = check_parameters_schema(parameters) {
+                    issues.push(format!("{at}.parameters"), "invalid_json_schema", reason);
+                }
+                if !is_allowed_tool_url(url) {
+                    issues.push(format!("{at}.url"), "invalid_url", "must be https:// (http:// only for localhost)");
+                }
+                if *timeout_ms == 0 || *timeout_ms > MAX_TOOL_TIMEOUT_MS {
+                    issues.push(format!("{at}.timeout_ms"), "out_of_range", "must be 1..=30000");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ValidationIssue>);
+
+impl Issues {
+    fn push(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
+        self.0.push(ValidationIssue { field: field.into(), code, message: message.into() });
+    }
+
+    fn text(&mut self, field: &str, value: &str, max_chars: usize) {
+        if value.trim().is_empty() {
+            self.push(field, "empty", "must not be empty");
+        } else if value.chars().count() > max_chars {
+            self.push(field, "too_long", format!("at most {max_chars} characters"));
+        }
+    }
+
+    fn chain<K: PartialEq>(&mut self, field: &str, chain: &[ProviderRef<K>]) {
+        if chain.is_empty() {
+            self.push(field, "empty_chain", "at least one provider is needed");
+        }
+        if chain.len() > MAX_CHAIN_LEN {
+            self.push(field, "chain_too_long", format!("at most {MAX_CHAIN_LEN} tiers"));
+        }
+        for (i, tier) in chain.iter().enumerate() {
+            if chain[..i].iter().any(|earlier| earlier == tier) {
+                self.push(format!("{field}[{i}]"), "duplicate_tier", "the same provider twice in one chain");
+            }
+            if let Some(endpoint) = &tier.endpoint {
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://") || endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
+                    self.push(format!("{field}[{i}].endpoint"), "invalid_url", "must be an http(s) or ws(s) URL");
+                }
+            }
+            if let Some(secret) = &tier.credentials_secret {
+                if secret.is_empty() || secret.len() > 256 {
+                    self.push(format!("{field}[{i}].credentials_secret"), "invalid_secret_name", "1-256 characters");
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<ValidationIssue>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
+    let rest: Vec<&str> = parts.collect();
+    primary_ok && rest.len() <= 2 && rest.iter().all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+fn is_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_allowed_tool_url(url: &str) -> bool {
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty() && !rest.starts_with('/');
+    }
+    url.strip_prefix("http://").is_some_and(|rest| {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        matches!(host, "localhost" | "127.0.0.1" | "[")
+    })
+}
+
+const JSON_SCHEMA_TYPES: [&str; 7] = ["object", "array", "string", "number", "integer", "boolean", "null"];
+
+/// Checks the parts of a JSON schema that LLM function calling relies on: an object schema
+/// whose properties have known types and whose `required` names existing properties.
+fn check_parameters_schema(schema: &Value) -> Result<(), String> {
+    let object = schema.as_object().ok_or("the schema must be a JSON object")?;
+    if object.get("type").and_then(Value::as_str) != Some("object") {
+        return Err("the top-level schema must have \"type\": \"object\"".into());
+    }
+    let properties = match object.get("properties") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(_) => return Err("`properties` must be an object".into()),
+    };
+    for (name, property) in &properties {
+        check_property(name, property, 1)?;
+    }
+    match object.get("required") {
+        None => {}
+        Some(Value::Array(required)) => {
+            for r in required {
+                let r = r.as_str().ok_or("`required` must list property names")?;
+                if !properties.contains_key(r) {
+                    return Err(format!("required property `{r}` is not declared"));
+                }
+            }
+        }
+        Some(_) => return Err("`required` must be an array".into()),
+    }
+    Ok(())
+}
+
+fn check_property(name: &str, property: &Value, depth: usize) -> Result<(), String> {
+    if depth > 8 {
+        return Err("the schema nests deeper than 8 levels".into());
+    }
+    let property = property.as_object().ok_or_else(|| format!("property `{name}` must be a schema object"))?;
+    match property.get("type") {
+        Some(Value::String(t)) if JSON_SCHEMA_TYPES.contains(&t.as_str()) => {}
+        Some(Value::Array(types)) if !types.is_empty() && types.iter().all(|t| t.as_str().is_some_and(|t| JSON_SCHEMA_TYPES.contains(&t))) => {}
+        None if property.contains_key("enum") || property.contains_key("anyOf") || property.contains_key("oneOf") => {}
+        _ => return Err(format!("property `{name}` needs a valid `type`")),
+    }
+    if let Some(Value::Object(nested)) = property.get("properties") {
+        for (child, schema) in nested {
+            check_property(child, schema, depth + 1)?;
+        }
+    }
+    if let Some(items) = property.get("items") {
+        check_property(&format!("{name}[]"), items, depth + 1)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    pub(crate) fn cafe_agent() -> AgentConfig {
+        AgentConfig {
+            name: "Кафе «Ромашка»".into(),
+            system_prompt: "Ты вежливый администратор кафе.".into(),
+            greeting: Some("Здравствуйте! Кафе «Ромашка», чем могу помочь?".into()),
+            language: "ru-RU".into(),
+            voice: VoiceConfig { provider: TtsKind::Elevenlabs, voice_id: "anna".into() },
+            providers: ProviderChains::default(),
+            tools: vec![
+                ToolSpec::Function {
+                    name: "book_table".into(),
+                    description: "Book a table".into(),
+                    parameters: json!({"type": "object", "properties": {"guests": {"type": "integer"}, "time": {"type": "string"}}, "required": ["guests"]}),
+                    url: "https://cafe.example/book".into(),
+                    timeout_ms: 3_000,
+                },
+                ToolSpec::EndCall,
+                ToolSpec::TransferCall { destination: PhoneNumber::parse("+74951234567").unwrap() },
+            ],
+            faq: vec![FaqEntry { questions: vec!["когда вы открыты".into()], answer: "С девяти до девяти.".into() }],
+            limits: AgentLimits::default(),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn a_complete_agent_is_valid() {
+        assert_eq!(cafe_agent().validate(), Ok(()));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        let mut agent = cafe_agent();
+        agent.name = " ".into();
+        agent.language = "Russian".into();
+        agent.providers.llm.clear();
+        agent.tools.push(ToolSpec::Function {
+            name: "end_call".into(),
+            description: "x".into(),
+            parameters: json!({"type": "string"}),
+            url: "http://evil.example/".into(),
+            timeout_ms: 60_000,
+        });
+        let issues = agent.validate().unwrap_err();
+        let fields: Vec<(&str, &str)> = issues.iter().map(|i| (i.field.as_str(), i.code)).collect();
+        for expected in [
+            ("name", "empty"),
+            ("language", "invalid_language"),
+            ("providers.llm", "empty_chain"),
+            ("tools[3].name", "duplicate_tool"),
+            ("tools[3].name", "reserved_tool_name"),
+            ("tools[3].parameters", "invalid_json_schema"),
+            ("tools[3].url", "invalid_url"),
+            ("tools[3].timeout_ms", "out_of_range"),
+        ] {
+            assert!(fields.contains(&expected), "{expected:?} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn tool_quota_is_enforced() {
+        let mut agent = cafe_agent();
+        agent.tools = (0..21)
+            .map(|i| ToolSpec::Function {
+                name: format!("tool_{i}"),
+                description: "d".into(),
+                parameters: json!({"type": "object"}),
+                url: "https://x.example/".into(),
+                timeout_ms: 1000,
+            })
+            .collect();
+        let issues = agent.validate().unwrap_err();
+        assert_eq!(issues.iter().filter(|i| i.code == "too_many_tools").count(), 1);
+        agent.tools.pop();
+        assert_eq!(agent.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut value = serde_json::to_value(cafe_agent()).unwrap();
+        value["temperature_typo"] = json!(1);
+        assert!(serde_json::from_value::<AgentConfig>(value).is_err());
+    }
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[a-zA-Zа-яА-Я0-9 ,.!?]{{0,{max}}}")).unwrap().prop_map(|s| format!("x{s}"))
+    }
+
+    prop_compose! {
+        fn function_tool()(name in "[a-z][a-z0-9_]{0,20}", description in text(40), props in proptest::collection::btree_map("[a-z]{1,8}", prop::sample::select(&JSON_SCHEMA_TYPES[1..]), 0..5), timeout_ms in 1u32..=30_000) -> ToolSpec {
+            let properties: serde_json::Map<String, Value> = props.iter().map(|(k, t)| (k.clone(), json!({"type": t}))).collect();
+            let required: Vec<&String> = props.keys().take(1).collect();
+            ToolSpec::Function { name: format!("fn_{name}"), description, parameters: json!({"type": "object", "properties": properties, "required": required}), url: "https://hooks.example/t".into(), timeout_ms }
+        }
+    }
+
+    prop_compose! {
+        fn valid_agent()(name in text(60), prompt in text(300), greeting in proptest::option::of(text(80)),
+                         language in prop::sample::select(vec!["ru-RU", "en-US", "ru", "kk-KZ"]),
+                         tools in proptest::collection::btree_map("[a-z]{1,6}", function_tool(), 0..20),
+                         builtins in proptest::sample::subsequence(vec![ToolSpec::EndCall, ToolSpec::SendDtmf, ToolSpec::EscalateToHuman], 0..=3),
+                         concurrency in 1u32..=10, duration in 10u32..=14_400, silence in 5u32..=600, enabled in any::<bool>()) -> AgentConfig {
+            let mut all_tools: Vec<ToolSpec> = tools.into_iter().map(|(suffix, tool)| match tool {
+                ToolSpec::Function { name, description, parameters, url, timeout_ms } => ToolSpec::Function { name: format!("{name}_{suffix}"), description, parameters, url, timeout_ms },
+                other => other,
+            }).collect();
+            all_tools.truncate(20 - builtins.len().min(20));
+            all_tools.extend(builtins);
+            AgentConfig {
+                name, system_prompt: prompt, greeting, language: language.into(),
+                voice: VoiceConfig { provider: TtsKind::EspeakNg, voice_id: "ru".into() },
+                providers: ProviderChains::default(),
+                tools: all_tools,
+                faq: vec![FaqEntry { questions: vec!["q".into()], answer: "a".into() }],
+                limits: AgentLimits { max_concurrent_calls: concurrency, max_call_duration_secs: duration, silence_timeout_secs: silence },
+                enabled,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_configs_round_trip_through_json(agent in valid_agent()) {
+            prop_assert_eq!(agent.validate(), Ok(()));
+            let json = serde_json::to_string(&agent).unwrap();
+            let back: AgentConfig = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(&back, &agent);
+            prop_assert_eq!(back.validate(), Ok(()));
+        }
+
+        #[test]
+        fn breaking_one_field_is_reported_on_that_field(agent in valid_agent(), which in 0usize..5) {
+            let mut broken = agent;
+            let field = match which {
+                0 => { broken.name = String::new(); "name" }
+                1 => { broken.language = "RU_ru".into(); "language" }
+                2 => { broken.providers.tts.clear(); "providers.tts" }
+                3 => { broken.limits.max_concurrent_calls = 11; "limits.max_concurrent_calls" }
+                _ => { broken.system_prompt = "я".repeat(MAX_PROMPT_CHARS + 1); "system_prompt" }
+            };
+            let issues = broken.validate().unwrap_err();
+            prop_assert!(issues.iter().any(|i| i.field == field), "{:?}", issues);
+        }
+    }
+}

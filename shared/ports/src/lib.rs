@@ -1,0 +1,23 @@
+//! The narrow traits the use-cases need, and the records that cross them.
+//!
+//! Each port is a contract checked by `golos-testkit` against every adapter: the embedded
+//! SQLite one (`golos-local`) and the AWS one (`golos-aws`). Ports know the domain and
+//! nothing else; they hold no IO of their own beyond the envelope format of `crypto`.
+
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod queue;
+pub mod records;
+pub mod secrets;
+pub mod stores;
+
+pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
+pub use crypto::{Crypto, EncryptionContext, Envelope};
+pub use error::PortError;
+pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
+pub use records::*;
+pub use secrets::{SecretString, Secrets};
+pub use stores::*;
+
+pub type Result<T, E = PortError> = std::result::Result<T, E>;
