@@ -1,6 +1,6 @@
 //! A moto server for the AWS contract tests: the one named by `GOLOS_MOTO_ENDPOINT` (how
 //! `.ci/run` shares one server between test processes), or one this process starts itself
-//! from `moto_server.py` on a free loopback port and stops when it exits.
+//! from `moto_server.py` on a free loopback port, which exits when this process does.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -44,7 +44,7 @@ fn start() -> Server {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py");
     let child = Command::new("python3")
-        .args([script, "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([script, "--host", "127.0.0.1", "--port", &port.to_string(), "--exit-with-parent"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
