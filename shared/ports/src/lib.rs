@@ -16,6 +16,7 @@ pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;
 pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
+#[allow(clippy::wildcard_imports)]
 pub use records::*;
 pub use secrets::{SecretString, Secrets};
 pub use stores::*;

@@ -106,8 +106,12 @@ pub enum AcquireOutcome {
     Granted(Lease),
     /// This call already holds a lease (a retried acquire); no second slot was taken.
     AlreadyHeld(Lease),
-    OrgLimitReached { limit: u32 },
-    AgentLimitReached { limit: u32 },
+    OrgLimitReached {
+        limit: u32,
+    },
+    AgentLimitReached {
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,11 +159,17 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 100;
 
     pub fn first(limit: u32) -> Self {
-        Self { cursor: None, limit }
+        Self {
+            cursor: None,
+            limit,
+        }
     }
 
     pub fn after(cursor: impl Into<String>, limit: u32) -> Self {
-        Self { cursor: Some(cursor.into()), limit }
+        Self {
+            cursor: Some(cursor.into()),
+            limit,
+        }
     }
 
     pub fn clamped_limit(&self) -> u32 {

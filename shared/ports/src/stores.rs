@@ -1,7 +1,10 @@
 //! Store ports. Every method that must happen once is atomic in every adapter (a SQLite
 //! transaction, a DynamoDB conditional write or `TransactWriteItems`).
 
-use crate::records::*;
+use crate::records::{
+    AcquireOutcome, AgentRecord, ApiKeyRecord, ApplyOutcome, IdempotencyBegin, Lease, LeaseRequest,
+    LedgerEntry, Org, Page, PageRequest, ReleaseOutcome, StoredResponse,
+};
 use crate::Result;
 use async_trait::async_trait;
 use golos_domain::agent::AgentConfig;
@@ -25,13 +28,27 @@ pub trait OrgStore: Send + Sync + Debug {
 pub trait AgentStore: Send + Sync + Debug {
     /// Creates version 1. Atomically refuses with `QuotaExceeded` once the org has
     /// `max_agents` agents, and with `AlreadyExists` when the id is taken.
-    async fn create(&self, org: &OrgId, id: &AgentId, config: &AgentConfig, max_agents: u32, now: Timestamp) -> Result<AgentRecord>;
+    async fn create(
+        &self,
+        org: &OrgId,
+        id: &AgentId,
+        config: &AgentConfig,
+        max_agents: u32,
+        now: Timestamp,
+    ) -> Result<AgentRecord>;
     async fn get(&self, org: &OrgId, id: &AgentId) -> Result<Option<AgentRecord>>;
     /// Ordered by id.
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AgentRecord>>;
     /// Writes `config` as `expected_version + 1` only if the stored version is
     /// `expected_version`; otherwise `Conflict` with the stored version. `NotFound` if absent.
-    async fn update(&self, org: &OrgId, id: &AgentId, config: &AgentConfig, expected_version: u64, now: Timestamp) -> Result<AgentRecord>;
+    async fn update(
+        &self,
+        org: &OrgId,
+        id: &AgentId,
+        config: &AgentConfig,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<AgentRecord>;
     /// Deletes (if `expected_version` is given, only that version) and frees a quota slot.
     async fn delete(&self, org: &OrgId, id: &AgentId, expected_version: Option<u64>) -> Result<()>;
     async fn count(&self, org: &OrgId) -> Result<u32>;
@@ -46,7 +63,7 @@ pub trait ApiKeyStore: Send + Sync + Debug {
     /// Keys of one org, ordered by id.
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ApiKeyRecord>>;
     /// Sets `revoked_at` (a time in the future gives a rotated key its overlap). Revoking
-    /// again keeps the earlier time. Returns the stored record; `NotFound` if absent.
+    /// again stores the earlier of the two times (min). Returns the stored record; `NotFound` if absent.
     async fn revoke(&self, id: &ApiKeyId, at: Timestamp) -> Result<ApiKeyRecord>;
 }
 
@@ -57,7 +74,12 @@ pub trait ApiKeyStore: Send + Sync + Debug {
 pub trait Ledger: Send + Sync + Debug {
     /// Applies `event` once. A call debit also adds its billable minutes to the usage of
     /// the month of `now`, in the same step.
-    async fn apply(&self, org: &OrgId, event: &LedgerEventKind, now: Timestamp) -> Result<ApplyOutcome>;
+    async fn apply(
+        &self,
+        org: &OrgId,
+        event: &LedgerEventKind,
+        now: Timestamp,
+    ) -> Result<ApplyOutcome>;
     /// Zero for an org that never had an event.
     async fn balance(&self, org: &OrgId) -> Result<Kopecks>;
     /// Minutes debited in month `yyyymm`.
@@ -77,7 +99,13 @@ pub trait Leases: Send + Sync + Debug {
     /// one atomic step. Expired leases still hold their slot until swept.
     async fn acquire(&self, request: &LeaseRequest, now: Timestamp) -> Result<AcquireOutcome>;
     /// Extends a held lease to `now + ttl_ms`. `NotFound` if it was released or swept.
-    async fn heartbeat(&self, org: &OrgId, call: &CallId, ttl_ms: i64, now: Timestamp) -> Result<Lease>;
+    async fn heartbeat(
+        &self,
+        org: &OrgId,
+        call: &CallId,
+        ttl_ms: i64,
+        now: Timestamp,
+    ) -> Result<Lease>;
     /// Frees the slot. Idempotent: a second release answers `NotHeld`.
     async fn release(&self, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome>;
     /// Releases up to `max` leases that expired before `now`; returns them.
@@ -91,7 +119,14 @@ pub trait Leases: Send + Sync + Debug {
 pub trait IdempotencyStore: Send + Sync + Debug {
     /// Claims `key` in `scope` for a request with `fingerprint`, atomically. A record whose
     /// TTL passed counts as absent.
-    async fn begin(&self, scope: &str, key: &str, fingerprint: &str, ttl_ms: i64, now: Timestamp) -> Result<IdempotencyBegin>;
+    async fn begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        ttl_ms: i64,
+        now: Timestamp,
+    ) -> Result<IdempotencyBegin>;
     async fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> Result<()>;
     /// Forgets a claim whose request failed, so a retry may run it again.
     async fn abandon(&self, scope: &str, key: &str) -> Result<()>;

@@ -1,1 +1,52 @@
-pub mod placeholder {}
+//! The contract suites, one module per port. Every function takes a fresh [`Harness`] and
+//! panics with a message on any deviation from the port's documented semantics.
+
+pub mod crypto;
+pub mod directory;
+pub mod leases;
+pub mod ledger;
+pub mod queue;
+pub mod records;
+
+/// Expands to one `#[tokio::test]` per contract. `$make` is an expression evaluating to a
+/// future of a fresh [`crate::Harness`]; it is evaluated once per test.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr) => {
+        $crate::contract_tests!(@tests $make;
+            directory::orgs_create_get_update_list,
+            directory::agents_versioned_updates,
+            directory::agents_quota_is_atomic,
+            directory::agents_list_and_delete,
+            directory::api_keys_lookup_list_revoke,
+            ledger::applies_once_and_answers_duplicates_with_the_original,
+            ledger::call_debits_add_monthly_usage,
+            ledger::history_is_newest_first_and_paginates,
+            ledger::rejects_invalid_events,
+            ledger::concurrent_events_with_duplicates_balance_exactly,
+            leases::concurrent_acquires_grant_exactly_the_limit,
+            leases::agent_limit_and_idempotent_acquire,
+            leases::release_is_idempotent,
+            leases::expired_leases_are_swept_and_slots_reused,
+            records::idempotency_records,
+            records::context_snapshots_expire,
+            records::counters_are_atomic_per_window,
+            queue::send_receive_delete,
+            queue::unacknowledged_message_reappears_after_visibility_timeout,
+            queue::delayed_message_is_invisible_until_due,
+            queue::dead_letters_after_max_receives_and_redrive,
+            queue::stale_receipt_does_not_delete_a_redelivery,
+            crypto::envelope_round_trip_and_context_binding,
+            crypto::secrets_by_name,
+        );
+    };
+    (@tests $make:expr; $($module:ident :: $name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let harness = $make.await;
+                $crate::contracts::$module::$name(&harness).await;
+            }
+        )+
+    };
+}
