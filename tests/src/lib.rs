@@ -1,1 +1,79 @@
+//! Helpers to run the real `golos` binary as a black box: start it on port 0 in a fresh
+//! data directory, find its address from its first line of output, talk HTTP to it.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The `golos` binary built next to this test binary (`target/<profile>/golos`).
+pub fn golos_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("golos");
+    assert!(bin.exists(), "{} is missing: build the workspace first (cargo build --workspace)", bin.display());
+    bin
+}
+
+/// A running `golos serve`, killed on drop.
+#[derive(Debug)]
+pub struct RunningGolos {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl RunningGolos {
+    /// Starts `golos serve --listen 127.0.0.1:0` over the embedded backend.
+    pub fn start(extra_env: &[(&str, &str)]) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut command = Command::new(golos_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "local", "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn golos");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("golos listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line from golos: {line:?}"))
+            .parse()
+            .expect("socket address");
+        Self { child, addr, data_dir }
+    }
+
+    /// A plain HTTP/1.1 GET; returns the status code and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for RunningGolos {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

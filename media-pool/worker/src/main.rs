@@ -1,1 +1,104 @@
-fn main() {}
+//! `golos`: the media worker and, in embedded mode, the whole platform in one process.
+//!
+//! Thin by design: it parses configuration, wires adapters to ports, and serves. Everything
+//! with behaviour lives in the library crates.
+
+mod health;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use golos_ports::{Clock, HealthCheck, SystemClock};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "golos", version, about = "Self-hostable AI voice agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// SQLite, a local key file and secret files under --data-dir: no cloud account needed.
+    Local,
+    /// DynamoDB, SQS, KMS and Secrets Manager, configured by GOLOS_* and AWS_* variables.
+    Aws,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "GOLOS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded backend keeps its database, key file and secrets.
+    #[arg(long, env = "GOLOS_DATA_DIR", default_value = ".golos")]
+    data_dir: PathBuf,
+    #[arg(long, env = "GOLOS_BACKEND", value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self::parse_from(["serve"])
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    golos_telemetry::init(golos_telemetry::LogFormat::from_env());
+    let cli = Cli::parse();
+    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let checks: Vec<Arc<dyn HealthCheck>> = match args.backend {
+        Backend::Local => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let platform = golos_local::LocalPlatform::open(&args.data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
+            vec![platform.health()]
+        }
+        Backend::Aws => {
+            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
+            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+            vec![platform.health()]
+        }
+    };
+    let app = health::router(checks, clock);
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and black-box tests read this line to find a port-0 server.
+    println!("golos listening on http://{addr}");
+    tracing::info!(%addr, backend = ?args.backend, "serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
