@@ -3,14 +3,12 @@
 //! Thin by design: it parses configuration, wires adapters to ports, and serves. Everything
 //! with behaviour lives in the library crates.
 
-mod health;
+mod wiring;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use golos_ports::{Clock, HealthCheck, SystemClock};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "golos", version, about = "Self-hostable AI voice agents")]
@@ -23,10 +21,12 @@ struct Cli {
 enum Command {
     /// Run the platform (the default).
     Serve(ServeArgs),
+    /// Print the OpenAPI document of the control-plane API.
+    Openapi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
+pub enum Backend {
     /// SQLite, a local key file and secret files under --data-dir: no cloud account needed.
     Local,
     /// DynamoDB, SQS, KMS and Secrets Manager, configured by GOLOS_* and AWS_* variables.
@@ -34,15 +34,18 @@ enum Backend {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-struct ServeArgs {
+pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, env = "GOLOS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Where the embedded backend keeps its database, key file and secrets.
     #[arg(long, env = "GOLOS_DATA_DIR", default_value = ".golos")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     #[arg(long, env = "GOLOS_BACKEND", value_enum, default_value_t = Backend::Local)]
-    backend: Backend,
+    pub backend: Backend,
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "GOLOS_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServeArgs {
@@ -57,30 +60,22 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
+            Ok(())
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let checks: Vec<Arc<dyn HealthCheck>> = match args.backend {
-        Backend::Local => {
-            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-            let platform = golos_local::LocalPlatform::open(&args.data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
-            vec![platform.health()]
-        }
-        Backend::Aws => {
-            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
-            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
-            vec![platform.health()]
-        }
-    };
-    let app = health::router(checks, clock);
+    let state = wiring::control_state(&args).await?;
+    let app = golos_control::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
     tracing::info!(%addr, backend = ?args.backend, "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

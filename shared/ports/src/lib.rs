@@ -5,6 +5,7 @@
 //! nothing else; they hold no IO of their own beyond the envelope format of `crypto`.
 
 pub mod clock;
+pub mod control;
 pub mod crypto;
 pub mod error;
 pub mod queue;
@@ -13,6 +14,10 @@ pub mod secrets;
 pub mod stores;
 
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
+pub use control::{
+    AuditEntry, AuditLog, CallDirection, CallRecord, CallStatus, CallStore, NumberAssignment,
+    NumberStore,
+};
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;
 pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};

@@ -1,0 +1,117 @@
+//! The control plane: use-cases behind an axum `Router` under `/v1`, mounted both by the
+//! Lambda function (`functions/api`) and by the local `golos serve`.
+//!
+//! Every `/v1` request passes, in order: request/trace ids → `X-API-Key` authentication
+//! (keys in URLs refused) and per-key+IP / per-org rate limits → `Idempotency-Key` replay
+//! for POST → the handler, which checks the caller's role against the domain's RBAC
+//! matrix. Errors are `application/problem+json` with a stable `code`.
+
+pub mod agents;
+pub mod api_keys;
+pub mod audit_log;
+pub mod billing;
+pub mod calls;
+pub mod common;
+pub mod error;
+pub mod health;
+pub mod keys;
+pub mod middleware;
+pub mod numbers;
+pub mod orgs;
+pub mod state;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+pub use error::{ApiError, ApiResult};
+pub use state::{ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "golos control-plane API", description = "Organisations, API keys, agents, numbers, calls, billing and audit of golos, the self-hostable voice-agent platform. Authenticate with `X-API-Key`. Errors are application/problem+json with a stable `code`."),
+    paths(
+        health::health,
+        orgs::create, orgs::list, orgs::get, orgs::update, orgs::create_key_for_org,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
+        agents::create, agents::list, agents::get, agents::update, agents::delete,
+        numbers::assign, numbers::list, numbers::release, numbers::route,
+        calls::list, calls::get,
+        billing::balance, billing::ledger, billing::usage,
+        audit_log::list,
+    ),
+    modifiers(&ApiKeyAuth),
+    security(("api_key" = [])),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The whole control-plane router: `/v1/*`, `/health` and `/openapi.json`.
+pub fn router(state: ControlState) -> Router {
+    let v1 = Router::new()
+        .route("/orgs", post(orgs::create).get(orgs::list))
+        .route("/orgs/{org_id}", get(orgs::get).patch(orgs::update))
+        .route("/orgs/{org_id}/api-keys", post(orgs::create_key_for_org))
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route(
+            "/api-keys/{key_id}",
+            axum::routing::delete(api_keys::revoke),
+        )
+        .route("/api-keys/{key_id}/rotate", post(api_keys::rotate))
+        .route("/agents", post(agents::create).get(agents::list))
+        .route(
+            "/agents/{agent_id}",
+            get(agents::get).put(agents::update).delete(agents::delete),
+        )
+        .route("/numbers", get(numbers::list))
+        .route(
+            "/numbers/{number}",
+            put(numbers::assign).delete(numbers::release),
+        )
+        .route("/routing/{number}", get(numbers::route))
+        .route("/calls", get(calls::list))
+        .route("/calls/{call_id}", get(calls::get))
+        .route("/balance", get(billing::balance))
+        .route("/ledger", get(billing::ledger))
+        .route("/usage", get(billing::usage))
+        .route("/audit-log", get(audit_log::list))
+        .fallback(|| async { ApiError::not_found("route") })
+        // Layers run outside-in from the last added: authenticate, then idempotency.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health::health))
+        .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
+        .with_state(state)
+}

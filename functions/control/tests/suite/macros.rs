@@ -1,0 +1,19 @@
+/// One `#[tokio::test]` per API case, over the backend `$make` builds.
+#[macro_export]
+macro_rules! api_tests {
+    ($make:expr) => {
+        $crate::api_tests!(@each $make;
+            walkthrough_org_key_agent, etag_and_if_match, validation_and_agent_quotas, authentication,
+            key_lifecycle, every_route_enforces_the_rbac_matrix, rate_limits_per_key_and_org,
+            idempotent_posts, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi);
+    };
+    (@each $make:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let app = suite::spawn_app($make.await).await;
+                suite::cases::$name(&app).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,72 @@
+//! Adapters to ports: the one place that knows which backend is in use.
+
+use crate::{Backend, ServeArgs};
+use anyhow::{bail, Context};
+use golos_control::{keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
+use golos_ports::{Clock, PortError, SystemClock, UuidIds};
+use std::sync::Arc;
+
+pub async fn control_state(args: &ServeArgs) -> anyhow::Result<ControlState> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let config = ControlConfig { trust_forwarded_for: args.trust_forwarded_for, ..ControlConfig::default() };
+    let (stores, crypto, secrets, health) = match args.backend {
+        Backend::Local => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let platform = golos_local::LocalPlatform::open(&args.data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
+            bootstrap_local_secrets(&platform).await?;
+            (platform.stores(), platform.crypto(), platform.secrets(), platform.health())
+        }
+        Backend::Aws => {
+            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
+            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+            (platform.stores(), platform.crypto(), platform.secrets(), platform.health())
+        }
+    };
+    let pepper = match secrets.get(PEPPER_SECRET).await {
+        Ok(pepper) => pepper,
+        Err(PortError::NotFound { .. }) => bail!("secret `{PEPPER_SECRET}` is missing: Terraform creates it in AWS; locally golos creates it on first start"),
+        Err(err) => return Err(err).context("reading the API-key pepper"),
+    };
+    let operator_key_hash = match secrets.get(OPERATOR_KEY_SECRET).await {
+        Ok(key) => Some(keys::hash_secret(&pepper, key.expose())),
+        Err(PortError::NotFound { .. }) => {
+            tracing::warn!("no `{OPERATOR_KEY_SECRET}` secret: operator routes (creating organisations) are disabled");
+            None
+        }
+        Err(err) => return Err(err).context("reading the operator key"),
+    };
+    Ok(ControlState {
+        numbers: Arc::clone(&stores.numbers),
+        calls: Arc::clone(&stores.calls),
+        audit: Arc::clone(&stores.audit),
+        stores,
+        crypto,
+        clock,
+        ids: Arc::new(UuidIds),
+        pepper,
+        operator_key_hash,
+        config,
+        metrics: Arc::new(ControlMetrics::default()),
+        health_checks: Arc::new(vec![health]),
+    })
+}
+
+/// The embedded default must work out of the box: on first start it creates the pepper and
+/// an operator key as 0600 files, and says where the operator key is (never the key itself).
+async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyhow::Result<()> {
+    let secrets = platform.secrets();
+    for (name, prefix) in [(PEPPER_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")] {
+        if let Err(PortError::NotFound { .. }) = secrets.get(name).await {
+            let value = format!("{prefix}{}", random_token()?);
+            platform.put_secret_file(name, &value).with_context(|| format!("writing secret {name}"))?;
+            if name == OPERATOR_KEY_SECRET {
+                tracing::info!("created the operator API key in the data directory's secrets/{OPERATOR_KEY_SECRET}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn random_token() -> anyhow::Result<String> {
+    keys::random_secret().map_err(|e| anyhow::anyhow!("no randomness: {e}"))
+}

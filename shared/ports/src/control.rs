@@ -1,0 +1,100 @@
+//! Stores of the control-plane API beyond the foundation: phone numbers, call records and
+//! the audit log.
+
+use crate::records::{Page, PageRequest};
+use crate::Result;
+use async_trait::async_trait;
+use golos_domain::{AgentId, CallId, Kopecks, OrgId, PhoneNumber, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+
+/// A phone number routed to an agent. A number belongs to at most one org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberAssignment {
+    pub number: PhoneNumber,
+    pub org_id: OrgId,
+    pub agent_id: AgentId,
+    pub assigned_at: Timestamp,
+}
+
+#[async_trait]
+pub trait NumberStore: Send + Sync + Debug {
+    /// Routes `number` to the agent. Re-assigning within the same org moves it; a number
+    /// held by another org is `AlreadyExists`.
+    async fn assign(&self, assignment: &NumberAssignment) -> Result<()>;
+    /// Frees the number if `org` holds it; `NotFound` otherwise.
+    async fn release(&self, org: &OrgId, number: &PhoneNumber) -> Result<()>;
+    /// Inbound routing: which org and agent answer calls to `number`.
+    async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>>;
+    /// An org's numbers, ordered by number.
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+    Web,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    InProgress,
+    Ended,
+    Failed,
+}
+
+/// A call as the API shows it. The transcript is stored envelope-encrypted: `transcript`
+/// holds the envelope bytes, which the use-case decrypts for the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub id: CallId,
+    pub org_id: OrgId,
+    pub agent_id: AgentId,
+    pub direction: CallDirection,
+    pub from: Option<PhoneNumber>,
+    pub to: Option<PhoneNumber>,
+    pub status: CallStatus,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub duration_secs: Option<u64>,
+    pub end_reason: Option<String>,
+    pub cost: Option<Kopecks>,
+    /// Envelope-encrypted transcript (JSON turns), if any.
+    pub transcript: Option<Vec<u8>>,
+    /// Per-turn latency metrics as JSON (not sensitive, kept readable for dashboards).
+    pub metrics: serde_json::Value,
+}
+
+#[async_trait]
+pub trait CallStore: Send + Sync + Debug {
+    /// Inserts or replaces the record (calls are written at start and again at the end).
+    async fn put(&self, call: &CallRecord) -> Result<()>;
+    async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>>;
+    /// Newest first (by `started_at`).
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>>;
+}
+
+/// Who did what, when, and from where: one line per administrative action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub org_id: OrgId,
+    pub at: Timestamp,
+    /// `key:<id>` or `operator`.
+    pub actor: String,
+    /// A stable name such as `agent.update`.
+    pub action: String,
+    /// What was acted on (`agt_…`, `key_…`, a masked number).
+    pub target: String,
+    pub ip: String,
+    pub request_id: String,
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync + Debug {
+    async fn append(&self, entry: &AuditEntry) -> Result<()>;
+    /// Newest first.
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AuditEntry>>;
+}
