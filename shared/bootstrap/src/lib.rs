@@ -1,25 +1,54 @@
-//! Adapters to ports: the one place that knows which backend is in use.
+//! Adapters to ports: the one place that knows which backend is in use. Every binary (the
+//! `golos` worker, each Lambda function) builds its state here, so they cannot drift apart.
 
-use crate::{Backend, ServeArgs};
 use anyhow::{bail, Context};
-use golos_control::{keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
+use golos_control::{
+    keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET,
+};
 use golos_ports::{Clock, PortError, SystemClock, UuidIds};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-pub async fn control_state(args: &ServeArgs) -> anyhow::Result<ControlState> {
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// SQLite, a key file and secret files in this directory.
+    Local { data_dir: PathBuf },
+    /// DynamoDB, SQS, KMS and Secrets Manager from `GOLOS_*` / `AWS_*` variables.
+    Aws,
+}
+
+/// The control plane's state over `backend`.
+pub async fn control_state(
+    backend: &Backend,
+    config: ControlConfig,
+) -> anyhow::Result<ControlState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let config = ControlConfig { trust_forwarded_for: args.trust_forwarded_for, ..ControlConfig::default() };
-    let (stores, crypto, secrets, health) = match args.backend {
-        Backend::Local => {
-            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-            let platform = golos_local::LocalPlatform::open(&args.data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
+    let (stores, crypto, secrets, health) = match backend {
+        Backend::Local { data_dir } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let platform = golos_local::LocalPlatform::open(data_dir, Arc::clone(&clock))
+                .context("opening the embedded store")?;
             bootstrap_local_secrets(&platform).await?;
-            (platform.stores(), platform.crypto(), platform.secrets(), platform.health())
+            (
+                platform.stores(),
+                platform.crypto(),
+                platform.secrets(),
+                platform.health(),
+            )
         }
         Backend::Aws => {
             let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
-            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
-            (platform.stores(), platform.crypto(), platform.secrets(), platform.health())
+            let platform = golos_aws::AwsPlatform::connect(config)
+                .await
+                .context("connecting to AWS")?;
+            (
+                platform.stores(),
+                platform.crypto(),
+                platform.secrets(),
+                platform.health(),
+            )
         }
     };
     let pepper = match secrets.get(PEPPER_SECRET).await {
@@ -58,7 +87,9 @@ async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyho
     for (name, prefix) in [(PEPPER_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")] {
         if let Err(PortError::NotFound { .. }) = secrets.get(name).await {
             let value = format!("{prefix}{}", random_token()?);
-            platform.put_secret_file(name, &value).with_context(|| format!("writing secret {name}"))?;
+            platform
+                .put_secret_file(name, &value)
+                .with_context(|| format!("writing secret {name}"))?;
             if name == OPERATOR_KEY_SECRET {
                 tracing::info!("created the operator API key in the data directory's secrets/{OPERATOR_KEY_SECRET}");
             }
