@@ -1,0 +1,270 @@
+//! SQS queues: `<prefix>-<name>` with a redrive policy to `<prefix>-<name>-dlq`.
+
+use crate::error::{sdk_error, AwsError};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::Client;
+use golos_ports::{DeadLetter, PortError, Queue, QueueConfig, QueueMessage, Result};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const MAX_DELAY_SECS: u64 = 900;
+const MAX_VISIBILITY_SECS: u64 = 43_200;
+
+#[derive(Debug, Clone)]
+pub(crate) struct SqsQueue {
+    client: Client,
+    config: QueueConfig,
+    url: String,
+    dlq_url: String,
+}
+
+fn ceil_secs(d: Duration, max: u64) -> i32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.min(max) as i32
+}
+
+/// SQS queue names allow letters, digits, `-` and `_`, at most 80 characters.
+fn queue_name(prefix: &str, name: &str, suffix: &str) -> std::result::Result<String, AwsError> {
+    let full = format!("{prefix}-{name}{suffix}");
+    if full.len() > 80 || !full.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(AwsError::Config(format!("invalid SQS queue name {full:?}")));
+    }
+    Ok(full)
+}
+
+async fn create_queue(
+    client: &Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> std::result::Result<String, AwsError> {
+    let mut request = client.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        request = request.attributes(k.clone(), v);
+    }
+    match request.send().await {
+        Ok(out) => out.queue_url.ok_or_else(|| AwsError::Config(format!("CreateQueue {name} returned no URL"))),
+        // Exists with other attributes: look it up and bring its attributes up to date.
+        Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
+            let url = client
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::call("GetQueueUrl", sdk_error("GetQueueUrl", &e)))?
+                .queue_url
+                .ok_or_else(|| AwsError::Config(format!("GetQueueUrl {name} returned no URL")))?;
+            let mut set = client.set_queue_attributes().queue_url(&url);
+            for (k, v) in attributes {
+                set = set.attributes(k.clone(), v);
+            }
+            set.send().await.map_err(|e| AwsError::call("SetQueueAttributes", sdk_error("SetQueueAttributes", &e)))?;
+            Ok(url)
+        }
+        Err(e) => Err(AwsError::call("CreateQueue", sdk_error("CreateQueue", &e))),
+    }
+}
+
+impl SqsQueue {
+    pub(crate) async fn create(
+        client: Client,
+        prefix: &str,
+        config: QueueConfig,
+    ) -> std::result::Result<Self, AwsError> {
+        let name = queue_name(prefix, &config.name, "")?;
+        let dlq_name = queue_name(prefix, &config.name, "-dlq")?;
+        let dlq_url =
+            create_queue(&client, &dlq_name, &[(QueueAttributeName::MessageRetentionPeriod, "1209600".to_owned())])
+                .await?;
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("GetQueueAttributes", sdk_error("GetQueueAttributes", &e)))?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| AwsError::Config(format!("queue {dlq_name} has no ARN")))?;
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": config.max_receives.max(1),
+        })
+        .to_string();
+        let url = create_queue(
+            &client,
+            &name,
+            &[
+                (QueueAttributeName::RedrivePolicy, redrive),
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    ceil_secs(config.default_visibility, MAX_VISIBILITY_SECS).to_string(),
+                ),
+            ],
+        )
+        .await?;
+        Ok(Self { client, config, url, dlq_url })
+    }
+
+    async fn receive_from(
+        &self,
+        url: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(ceil_secs(visibility, MAX_VISIBILITY_SECS))
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ReceiveMessage", &e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    async fn send_to(&self, url: &str, body: &str, delay: Duration) -> Result<String> {
+        let out = self
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(ceil_secs(delay, MAX_DELAY_SECS))
+            .send()
+            .await
+            .map_err(|e| sdk_error("SendMessage", &e))?;
+        out.message_id.ok_or_else(|| PortError::unavailable("SendMessage returned no id"))
+    }
+
+    async fn delete_from(&self, url: &str, receipt: &str) -> Result<()> {
+        match self.client.delete_message().queue_url(url).receipt_handle(receipt).send().await {
+            Ok(_) => Ok(()),
+            // An already deleted message (or a stale handle of one) is not an error.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(
+                        "ReceiptHandleIsInvalid"
+                            | "InvalidParameterValue"
+                            | "AWS.SimpleQueueService.ReceiptHandleIsInvalid"
+                    )
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("DeleteMessage", &e)),
+        }
+    }
+}
+
+fn receive_count(message: &aws_sdk_sqs::types::Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    async fn send(&self, body: &str, delay: Duration) -> Result<String> {
+        self.send_to(&self.url, body, delay).await
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<QueueMessage>> {
+        let messages = self.receive_from(&self.url, max, visibility).await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = receive_count(&m);
+                Some(QueueMessage {
+                    id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<()> {
+        self.delete_from(&self.url, receipt).await
+    }
+
+    async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(ceil_secs(visibility, MAX_VISIBILITY_SECS))
+            .send()
+            .await
+            .map_err(|e| sdk_error("ChangeMessageVisibility", &e))?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>> {
+        let max = max.max(1);
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        // Peek with visibility 0, so the messages stay available; a few rounds, since one
+        // receive samples only some of the servers.
+        for _ in 0..3 {
+            let before = out.len();
+            for m in self.receive_from(&self.dlq_url, max - out.len(), Duration::ZERO).await? {
+                let receive_count = receive_count(&m);
+                let Some(id) = m.message_id else { continue };
+                if seen.insert(id.clone()) {
+                    out.push(DeadLetter { id, body: m.body.unwrap_or_default(), receive_count });
+                }
+            }
+            if out.len() >= max || out.len() == before {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn redrive(&self, max: usize) -> Result<usize> {
+        let mut moved = 0;
+        while moved < max {
+            let batch = self.receive_from(&self.dlq_url, max - moved, Duration::from_secs(30)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                let (Some(receipt), Some(body)) = (m.receipt_handle, m.body) else {
+                    continue;
+                };
+                self.send_to(&self.url, &body, Duration::ZERO).await?;
+                self.delete_from(&self.dlq_url, &receipt).await?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetQueueAttributes", &e))?;
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |name: &QueueAttributeName| -> u64 { attrs.get(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
+        Ok(get(&QueueAttributeName::ApproximateNumberOfMessages)
+            + get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+}
