@@ -1,1 +1,155 @@
+//! The embedded default adapter: every port of `golos-ports` over one SQLite file, a local
+//! master key file and secrets from the environment or files.
+//!
+//! A self-hosted golos needs nothing but a data directory. Its layout:
+//! `golos.db` (WAL mode, with its `-wal`/`-shm` companions), `master.key` (32 random bytes,
+//! mode 0600) and `secrets/<name>` (one secret per file, mode 0600).
 
+mod control;
+mod crypto;
+mod db;
+mod queue;
+mod schema;
+mod secrets;
+mod stores;
+
+use db::Db;
+use golos_ports::{
+    AuditLog, CallStore, Clock, Crypto, HealthCheck, NumberStore, PortError, Queue, QueueConfig, Secrets, Stores,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use crypto::LocalCrypto;
+pub use secrets::LocalSecrets;
+
+/// Why the local platform could not be opened or written to.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The master key file exists but cannot be trusted (size or permissions).
+    #[error("master key {}: {reason}", path.display())]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl From<LocalError> for PortError {
+    fn from(err: LocalError) -> Self {
+        match err {
+            LocalError::Invalid(reason) => Self::Invalid { reason },
+            other => Self::unavailable(other),
+        }
+    }
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
+    move |source| LocalError::Io { path: path.to_path_buf(), source }
+}
+
+/// Maps an SQLite failure inside a port call; the store is what failed, so it may be retried.
+pub(crate) fn sql(err: rusqlite::Error) -> PortError {
+    PortError::unavailable(format!("sqlite: {err}"))
+}
+
+/// One data directory opened: cheap to clone, every clone shares the database and writer.
+#[derive(Debug, Clone)]
+pub struct LocalPlatform {
+    db: Arc<Db>,
+    clock: Arc<dyn Clock>,
+    crypto: Arc<LocalCrypto>,
+    secrets: Arc<LocalSecrets>,
+    secrets_dir: PathBuf,
+}
+
+impl LocalPlatform {
+    /// Opens (creating if needed) `data_dir/golos.db`, `data_dir/master.key` and
+    /// `data_dir/secrets/`.
+    pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let secrets_dir = data_dir.join("secrets");
+        secrets::create_private_dir(&secrets_dir)?;
+        let master_key = crypto::load_or_create_master_key(&data_dir.join("master.key"))?;
+        let db = Db::open(&data_dir.join("golos.db"))?;
+        Ok(Self {
+            db,
+            clock,
+            crypto: Arc::new(LocalCrypto::new(&master_key)),
+            secrets: Arc::new(LocalSecrets::new(secrets_dir.clone())),
+            secrets_dir,
+        })
+    }
+
+    pub fn stores(&self) -> Stores {
+        let store = Arc::new(stores::SqliteStores::new(Arc::clone(&self.db)));
+        Stores {
+            orgs: store.clone(),
+            agents: store.clone(),
+            api_keys: store.clone(),
+            ledger: store.clone(),
+            leases: store.clone(),
+            idempotency: store.clone(),
+            contexts: store.clone(),
+            counters: store,
+        }
+    }
+
+    pub fn numbers(&self) -> Arc<dyn NumberStore> {
+        Arc::new(stores::SqliteStores::new(Arc::clone(&self.db)))
+    }
+
+    pub fn calls(&self) -> Arc<dyn CallStore> {
+        Arc::new(stores::SqliteStores::new(Arc::clone(&self.db)))
+    }
+
+    pub fn audit(&self) -> Arc<dyn AuditLog> {
+        Arc::new(stores::SqliteStores::new(Arc::clone(&self.db)))
+    }
+
+    /// The queue `config.name` and its dead-letter queue `<name>-dlq`, timed by the clock
+    /// given to [`LocalPlatform::open`].
+    pub fn queue(&self, config: QueueConfig) -> Result<Arc<dyn Queue>, LocalError> {
+        Ok(Arc::new(queue::SqliteQueue::new(Arc::clone(&self.db), Arc::clone(&self.clock), config)?))
+    }
+
+    pub fn crypto(&self) -> Arc<dyn Crypto> {
+        self.crypto.clone()
+    }
+
+    pub fn secrets(&self) -> Arc<dyn Secrets> {
+        self.secrets.clone()
+    }
+
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(DatabaseHealth { db: Arc::clone(&self.db) })
+    }
+
+    /// Stores a secret as the file `secrets/<name>`, readable by this user only.
+    pub fn put_secret_file(&self, name: &str, value: &str) -> Result<(), LocalError> {
+        secrets::write_secret_file(&self.secrets_dir, name, value)
+    }
+}
+
+#[derive(Debug)]
+struct DatabaseHealth {
+    db: Arc<Db>,
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for DatabaseHealth {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> golos_ports::Result<()> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,226 @@
+//! Phone numbers, call records and the audit log over SQLite.
+
+use crate::sql;
+use crate::stores::{collect, from_json, page_of, parse_id, to_json, SqliteStores};
+use async_trait::async_trait;
+use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
+use golos_ports::{
+    AuditEntry, AuditLog, CallRecord, CallStore, NumberAssignment, NumberStore, Page, PageRequest, PortError, Result,
+};
+use rusqlite::{params, OptionalExtension, Row};
+
+type NumberRow = (String, String, String, i64);
+
+fn number_row(r: &Row<'_>) -> rusqlite::Result<NumberRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn decode_number((number, org, agent, at): NumberRow) -> Result<NumberAssignment> {
+    Ok(NumberAssignment {
+        number: PhoneNumber::parse(&number).map_err(|e| PortError::corrupt(format!("stored number: {e}")))?,
+        org_id: parse_id(&org, OrgId::parse)?,
+        agent_id: parse_id(&agent, AgentId::parse)?,
+        assigned_at: Timestamp::from_millis(at),
+    })
+}
+
+#[async_trait]
+impl NumberStore for SqliteStores {
+    async fn assign(&self, assignment: &NumberAssignment) -> Result<()> {
+        let a = assignment.clone();
+        self.db
+            .write(move |c| {
+                let number = a.number.expose_e164();
+                let owner: Option<String> = c
+                    .prepare_cached("SELECT org_id FROM numbers WHERE number = ?1")
+                    .and_then(|mut s| s.query_row([&number], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                if owner.is_some_and(|o| o != a.org_id.as_str()) {
+                    return Err(PortError::AlreadyExists { what: format!("number {}", a.number) });
+                }
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO numbers (number, org_id, agent_id, assigned_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![number, a.org_id.as_str(), a.agent_id.as_str(), a.assigned_at.as_millis()])
+                })
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release(&self, org: &OrgId, number: &PhoneNumber) -> Result<()> {
+        let (org, number) = (org.clone(), number.clone());
+        self.db
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached("DELETE FROM numbers WHERE number = ?1 AND org_id = ?2")
+                    .and_then(|mut s| s.execute([number.expose_e164().as_str(), org.as_str()]))
+                    .map_err(sql)?;
+                if removed == 0 {
+                    return Err(PortError::not_found(format!("number {number}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>> {
+        let number = number.expose_e164();
+        self.db
+            .read(move |c| {
+                let row = c
+                    .prepare_cached("SELECT number, org_id, agent_id, assigned_at FROM numbers WHERE number = ?1")
+                    .and_then(|mut s| s.query_row([number], number_row).optional())
+                    .map_err(sql)?;
+                row.map(decode_number).transpose()
+            })
+            .await
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>> {
+        let limit = page.clamped_limit();
+        let after = page.cursor.clone().unwrap_or_default();
+        let org = org.clone();
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    "SELECT number, org_id, agent_id, assigned_at FROM numbers
+                     WHERE org_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
+                    params![org.as_str(), after, limit + 1],
+                    number_row,
+                )?;
+                let items = rows.into_iter().map(decode_number).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, limit, |n| n.number.expose_e164()))
+            })
+            .await
+    }
+}
+
+fn decode_call((json, transcript): (String, Option<Vec<u8>>)) -> Result<CallRecord> {
+    let mut call: CallRecord = from_json(&json)?;
+    call.transcript = transcript;
+    Ok(call)
+}
+
+#[async_trait]
+impl CallStore for SqliteStores {
+    async fn put(&self, call: &CallRecord) -> Result<()> {
+        let mut call = call.clone();
+        // The transcript is an encrypted blob: stored as bytes, not as a JSON number array.
+        let transcript = call.transcript.take();
+        let json = to_json(&call)?;
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO calls (org_id, id, started_at, record_json, transcript)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        call.org_id.as_str(),
+                        call.id.as_str(),
+                        call.started_at.as_millis(),
+                        json,
+                        transcript
+                    ])
+                })
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
+        let (org, call) = (org.clone(), call.clone());
+        self.db
+            .read(move |c| {
+                let row = c
+                    .prepare_cached("SELECT record_json, transcript FROM calls WHERE org_id = ?1 AND id = ?2")
+                    .and_then(|mut s| {
+                        s.query_row([org.as_str(), call.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                    })
+                    .map_err(sql)?;
+                row.map(decode_call).transpose()
+            })
+            .await
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>> {
+        let limit = page.clamped_limit();
+        // Cursor `<started_at>:<id>` of the last call shown; ties on time break by id.
+        let (before_at, before_id) = match &page.cursor {
+            None => (i64::MAX, String::new()),
+            Some(cursor) => {
+                let (at, id) = cursor.split_once(':').ok_or_else(|| PortError::invalid("malformed calls cursor"))?;
+                let at = at.parse::<i64>().map_err(|_| PortError::invalid("malformed calls cursor"))?;
+                (at, id.to_owned())
+            }
+        };
+        let org = org.clone();
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    "SELECT record_json, transcript FROM calls WHERE org_id = ?1
+                     AND (started_at < ?2 OR (started_at = ?2 AND id < ?3))
+                     ORDER BY started_at DESC, id DESC LIMIT ?4",
+                    params![
+                        org.as_str(),
+                        before_at,
+                        if before_at == i64::MAX { "\u{10ffff}" } else { before_id.as_str() },
+                        limit + 1
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let items = rows.into_iter().map(decode_call).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, limit, |call| format!("{}:{}", call.started_at.as_millis(), call.id)))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStores {
+    async fn append(&self, entry: &AuditEntry) -> Result<()> {
+        let json = to_json(entry)?;
+        let (org, at) = (entry.org_id.clone(), entry.at);
+        self.db
+            .write(move |c| {
+                c.prepare_cached("INSERT INTO audit_log (org_id, at, entry_json) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![org.as_str(), at.as_millis(), json]))
+                    .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AuditEntry>> {
+        let limit = page.clamped_limit();
+        let before = match &page.cursor {
+            None => i64::MAX,
+            Some(cursor) => cursor.parse::<i64>().map_err(|_| PortError::invalid("malformed audit cursor"))?,
+        };
+        let org = org.clone();
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    "SELECT seq, entry_json FROM audit_log WHERE org_id = ?1 AND seq < ?2
+                     ORDER BY seq DESC LIMIT ?3",
+                    params![org.as_str(), before, limit + 1],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )?;
+                let items = rows
+                    .into_iter()
+                    .map(|(seq, json)| Ok((seq, from_json::<AuditEntry>(&json)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                let page = page_of(items, limit, |(seq, _)| seq.to_string());
+                Ok(Page { items: page.items.into_iter().map(|(_, e)| e).collect(), next_cursor: page.next_cursor })
+            })
+            .await
+    }
+}

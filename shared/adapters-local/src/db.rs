@@ -1,0 +1,272 @@
+//! The SQLite engine under every local port: one writer thread that group-commits, and a
+//! small pool of read-only connections.
+//!
+//! SQLite allows one writer at a time, so instead of letting connections fight over the
+//! write lock (and sleep in `busy_timeout`), every write is a job sent to a single thread
+//! that owns the write connection. That thread drains whatever is queued, runs it all in one
+//! transaction (one fsync for the batch), each job inside its own savepoint so a failing job
+//! undoes only itself, and answers each caller only once the batch is durable.
+
+use crate::LocalError;
+use golos_ports::{PortError, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Most jobs committed together. Bounds the latency a large burst adds to its first caller.
+const MAX_BATCH: usize = 256;
+const READERS: usize = 4;
+
+/// A unit of work for the writer thread.
+trait WriteJob: Send {
+    /// Runs inside the job's savepoint; `false` rolls the savepoint back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the fate of the whole batch is known.
+    fn finish(self: Box<Self>, committed: Result<()>);
+}
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> WriteJob for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A panicking job must not take the writer (and with it every store) down.
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(PortError::unavailable("write job panicked")));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<()>) {
+        let answer = match committed {
+            Ok(()) => self.result.unwrap_or_else(|| Err(PortError::unavailable("write job did not run"))),
+            Err(err) => Err(err),
+        };
+        // The caller may have gone away (a cancelled request); the write stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Owns the database: the writer thread and the read pool.
+pub(crate) struct Db {
+    path: PathBuf,
+    sender: Option<crossbeam_channel::Sender<Box<dyn WriteJob>>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).field("readers", &self.readers.len()).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    pub(crate) fn open(path: &Path) -> Result<Arc<Self>, LocalError> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        crate::schema::migrate(&conn)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            reader.set_prepared_statement_cache_capacity(64);
+            readers.push(Mutex::new(reader));
+        }
+        let (sender, receiver) = crossbeam_channel::unbounded::<Box<dyn WriteJob>>();
+        let writer = std::thread::Builder::new()
+            .name("golos-sqlite-writer".into())
+            .spawn(move || writer_loop(&conn, &receiver))
+            .map_err(|source| LocalError::Io { path: path.to_path_buf(), source })?;
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            sender: Some(sender),
+            writer: Some(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Runs `work` in the next group commit and answers after the commit is durable.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(TypedJob { work: Some(work), result: None, reply });
+        self.sender
+            .as_ref()
+            .ok_or_else(|| PortError::unavailable("database is closed"))?
+            .send(job)
+            .map_err(|_| PortError::unavailable("database writer stopped"))?;
+        answer.await.map_err(|_| PortError::unavailable("database writer dropped the job"))?
+    }
+
+    /// Runs `work` on a read-only connection, off the async runtime.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let start = db.next_reader.fetch_add(1, Ordering::Relaxed);
+            // Prefer an idle connection; wait on the round-robin one only if all are busy.
+            for i in 0..db.readers.len() {
+                if let Ok(conn) = db.readers[(start + i) % db.readers.len()].try_lock() {
+                    return work(&conn);
+                }
+            }
+            let conn = db.readers[start % db.readers.len()].lock().unwrap_or_else(PoisonError::into_inner);
+            work(&conn)
+        })
+        .await
+        .map_err(|e| PortError::unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish its batch and close the connection, so
+        // a reopen of the same directory right after finds everything checkpointed or in WAL.
+        drop(self.sender.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("sqlite writer thread panicked");
+            }
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), LocalError> {
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LocalError::Invalid(format!("sqlite refused WAL mode (got {mode})")));
+    }
+    // FULL: a commit survives power loss, not only a killed process; group commit pays
+    // the fsync once per batch.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn writer_loop(conn: &Connection, receiver: &crossbeam_channel::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_batch(conn, &mut batch);
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, jobs = batch.len(), "sqlite batch failed");
+        }
+        for job in batch {
+            job.finish(outcome.clone());
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<()> {
+    let unavailable = |e: rusqlite::Error| PortError::unavailable(format!("sqlite: {e}"));
+    exec(conn, "BEGIN IMMEDIATE").map_err(unavailable)?;
+    let body = (|| {
+        for job in batch.iter_mut() {
+            exec(conn, "SAVEPOINT job")?;
+            if !job.run(conn) {
+                exec(conn, "ROLLBACK TO job")?;
+            }
+            exec(conn, "RELEASE job")?;
+        }
+        exec(conn, "COMMIT")
+    })();
+    if let Err(err) = body {
+        if !conn.is_autocommit() {
+            if let Err(rollback) = exec(conn, "ROLLBACK") {
+                tracing::error!(error = %rollback, "sqlite rollback failed");
+            }
+        }
+        return Err(unavailable(err));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        db.write(|c| c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)").map_err(PortError::unavailable))
+            .await
+            .unwrap();
+        // Many concurrent jobs so several share a batch; every third one writes, then fails.
+        let jobs = (0..60).map(|i| {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [i]).map_err(PortError::unavailable)?;
+                    if i % 3 == 0 {
+                        return Err(PortError::invalid("refused"));
+                    }
+                    Ok(i)
+                })
+                .await
+            })
+        });
+        let results = futures::future::join_all(jobs).await;
+        for (i, r) in results.into_iter().enumerate() {
+            let r = r.unwrap();
+            assert_eq!(r.is_err(), i % 3 == 0, "{i}: {r:?}");
+        }
+        let stored: Vec<i64> = db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+                let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+                Ok(rows.map(Result::unwrap).collect())
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, (0..60).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let r: Result<()> = db.write(|_| panic!("boom")).await;
+        assert!(matches!(r, Err(PortError::Unavailable { .. })));
+        assert_eq!(db.write(|_| Ok(7)).await.unwrap(), 7);
+    }
+}
