@@ -58,7 +58,11 @@ impl LocalCrypto {
     pub(crate) fn new(master_key: &[u8; KEY_LEN]) -> Self {
         // A fingerprint, not the key: tells which key file an envelope needs.
         let digest = Sha256::digest(master_key);
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = digest[..8].iter().fold(String::new(), |mut out, b| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{b:02x}");
+            out
+        });
         Self { master_key: *master_key, key_id: format!("local:{hex}") }
     }
 

@@ -67,6 +67,7 @@ pub(crate) struct Db {
     path: PathBuf,
     sender: Option<crossbeam_channel::Sender<Box<dyn WriteJob>>>,
     writer: Option<JoinHandle<()>>,
+    checkpointer: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -92,6 +93,11 @@ impl Db {
             reader.set_prepared_statement_cache_capacity(64);
             readers.push(Mutex::new(reader));
         }
+        // Checkpoints move on their own thread: run by the writer (SQLite's default
+        // autocheckpoint) they would add their fsyncs of the database file to some unlucky
+        // commit's latency.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = spawn_checkpointer(path)?;
         let (sender, receiver) = crossbeam_channel::unbounded::<Box<dyn WriteJob>>();
         let writer = std::thread::Builder::new()
             .name("golos-sqlite-writer".into())
@@ -101,6 +107,7 @@ impl Db {
             path: path.to_path_buf(),
             sender: Some(sender),
             writer: Some(writer),
+            checkpointer: Some(checkpointer),
             readers,
             next_reader: AtomicUsize::new(0),
         }))
@@ -155,6 +162,40 @@ impl Drop for Db {
                 tracing::error!("sqlite writer thread panicked");
             }
         }
+        if let Some((stop, handle)) = self.checkpointer.take() {
+            drop(stop);
+            if handle.join().is_err() {
+                tracing::error!("sqlite checkpointer thread panicked");
+            }
+        }
+    }
+}
+
+/// How often committed WAL frames are copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn spawn_checkpointer(path: &Path) -> Result<(crossbeam_channel::Sender<()>, JoinHandle<()>), LocalError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::Builder::new()
+        .name("golos-sqlite-checkpoint".into())
+        .spawn(move || {
+            // Disconnection is the stop signal; a final pass leaves the WAL short on exit.
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                checkpoint(&conn, "PASSIVE");
+            }
+            checkpoint(&conn, "TRUNCATE");
+        })
+        .map_err(crate::io_error(path))?;
+    Ok((stop, handle))
+}
+
+fn checkpoint(conn: &Connection, mode: &str) {
+    // PASSIVE never blocks the writer: it copies what it can and leaves the rest for later.
+    let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(0));
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "sqlite checkpoint failed");
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError
 }
 
 /// Maps an SQLite failure inside a port call; the store is what failed, so it may be retried.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(sql)`
 pub(crate) fn sql(err: rusqlite::Error) -> PortError {
     PortError::unavailable(format!("sqlite: {err}"))
 }
@@ -151,5 +152,78 @@ impl HealthCheck for DatabaseHealth {
                 Ok(())
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use golos_domain::billing::{LedgerEventKind, PaymentProvider};
+    use golos_domain::{Kopecks, OrgId, Timestamp};
+    use golos_ports::{ManualClock, PageRequest};
+    use std::time::Duration;
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(ManualClock::new(Timestamp::from_millis(1_795_305_600_000)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_after_drop_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgId::parse("org_reopen").unwrap();
+        let event = LedgerEventKind::PaymentCredit {
+            provider: PaymentProvider::Yookassa,
+            payment_id: "p1".into(),
+            amount: Kopecks::new(700),
+        };
+        let envelope;
+        let context = golos_ports::EncryptionContext::new([("org", "org_reopen")]);
+        {
+            let platform = LocalPlatform::open(dir.path(), clock()).unwrap();
+            platform.stores().ledger.apply(&org, &event, Timestamp::from_millis(1)).await.unwrap();
+            let queue = platform.queue(QueueConfig::new("jobs")).unwrap();
+            queue.send("survives", Duration::ZERO).await.unwrap();
+            envelope = platform.crypto().encrypt(b"secret", &context).await.unwrap();
+        }
+        let platform = LocalPlatform::open(dir.path(), clock()).unwrap();
+        let ledger = platform.stores().ledger;
+        assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::new(700));
+        assert!(ledger.apply(&org, &event, Timestamp::from_millis(2)).await.unwrap().is_duplicate());
+        assert_eq!(ledger.list(&org, &PageRequest::first(10)).await.unwrap().items.len(), 1);
+        let queue = platform.queue(QueueConfig::new("jobs")).unwrap();
+        let got = queue.receive(10, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "survives");
+        assert_eq!(
+            platform.crypto().decrypt(&envelope, &context).await.unwrap(),
+            b"secret",
+            "the master key file is reused"
+        );
+        platform.health().check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn poison_message_moves_to_the_dead_letter_queue_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let manual = ManualClock::new(Timestamp::from_millis(0));
+        let platform = LocalPlatform::open(dir.path(), Arc::new(manual.clone())).unwrap();
+        let config = QueueConfig { max_receives: 2, ..QueueConfig::new("hooks") };
+        let queue = platform.queue(config).unwrap();
+        let other = platform.queue(QueueConfig::new("other")).unwrap();
+        queue.send("poison", Duration::ZERO).await.unwrap();
+        queue.send("fine", Duration::from_secs(60)).await.unwrap();
+        other.send("elsewhere", Duration::ZERO).await.unwrap();
+        for attempt in 1..=2 {
+            let got = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+            assert_eq!((got.len(), got[0].receive_count), (1, attempt));
+            manual.advance_millis(1_001);
+        }
+        // Third receive: over max_receives, so it goes to `hooks-dlq` instead.
+        assert!(queue.receive(10, Duration::from_secs(1)).await.unwrap().is_empty());
+        assert_eq!(queue.depth().await.unwrap(), 1, "the delayed message stays");
+        let dead = queue.dead_letters(10).await.unwrap();
+        assert_eq!((dead.len(), dead[0].receive_count), (1, 2));
+        assert!(other.dead_letters(10).await.unwrap().is_empty());
+        assert_eq!(other.depth().await.unwrap(), 1);
     }
 }

@@ -14,7 +14,7 @@ struct LocalHarness {
     _dir: tempfile::TempDir,
 }
 
-async fn make_harness() -> LocalHarness {
+fn make_harness() -> LocalHarness {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
     let platform = LocalPlatform::open(dir.path(), Arc::new(clock.clone())).expect("open");
@@ -52,4 +52,4 @@ impl Harness for LocalHarness {
     }
 }
 
-golos_testkit::contract_tests!(make_harness());
+golos_testkit::contract_tests!(std::future::ready(make_harness()));
