@@ -161,9 +161,8 @@ impl Table {
         let mut delay = Duration::from_millis(5);
         for attempt in 1..=TX_ATTEMPTS {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            let err = match result {
-                Ok(_) => return Ok(TxOutcome::Committed),
-                Err(err) => err,
+            let Err(err) = result else {
+                return Ok(TxOutcome::Committed);
             };
             if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
                 let codes: Vec<&str> =

@@ -138,11 +138,12 @@ impl Leases for DynamoLeases {
                     None => continue, // released meanwhile: try again
                 }
             }
-            if outcome.failed(1) {
-                return Ok(AcquireOutcome::OrgLimitReached { limit: request.org_limit });
-            }
+            // Both may be full: the agent's limit is the narrower answer.
             if outcome.failed(2) {
                 return Ok(AcquireOutcome::AgentLimitReached { limit: request.agent_limit });
+            }
+            if outcome.failed(1) {
+                return Ok(AcquireOutcome::OrgLimitReached { limit: request.org_limit });
             }
         }
         Err(PortError::unavailable("lease acquire kept racing a release"))
