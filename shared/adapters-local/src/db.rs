@@ -302,6 +302,94 @@ mod tests {
         assert_eq!(stored, (0..60).filter(|i| i % 3 != 0).collect::<Vec<_>>());
     }
 
+    /// Holds the writer until `n` more jobs are queued, so they provably share one batch.
+    /// Returns once the writer is held.
+    async fn hold_writer_until_queued(db: &Arc<Db>, n: usize) -> tokio::task::JoinHandle<()> {
+        let queue = db.sender.clone().unwrap();
+        let (running, is_running) = oneshot::channel();
+        let db = Arc::clone(db);
+        let hold = tokio::spawn(async move {
+            db.write(move |_| {
+                let _ = running.send(());
+                while queue.len() < n {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        });
+        is_running.await.unwrap();
+        hold
+    }
+
+    async fn table(db: &Arc<Db>) {
+        db.write(|c| c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)").map_err(PortError::unavailable))
+            .await
+            .unwrap();
+    }
+
+    async fn stored(db: &Arc<Db>) -> Vec<i64> {
+        db.read(|c| {
+            let mut stmt = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            Ok(rows.map(Result::unwrap).collect())
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_batch_keeps_the_good_jobs_and_drops_the_failing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        table(&db).await;
+        let hold = hold_writer_until_queued(&db, 3).await;
+        let insert = |v: i64, fail: bool| {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map_err(PortError::unavailable)?;
+                    if fail {
+                        return Err(PortError::invalid("refused after writing"));
+                    }
+                    Ok(v)
+                })
+                .await
+            })
+        };
+        let (a, b, c) = (insert(1, false), insert(2, true), insert(3, false));
+        hold.await.unwrap();
+        assert_eq!(a.await.unwrap().unwrap(), 1);
+        assert!(matches!(b.await.unwrap(), Err(PortError::Invalid { .. })));
+        assert_eq!(c.await.unwrap().unwrap(), 3);
+        assert_eq!(stored(&db).await, vec![1, 3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_every_job_of_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        table(&db).await;
+        let hold = hold_writer_until_queued(&db, 2).await;
+        let good = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(|c| c.execute("INSERT INTO t (v) VALUES (1)", []).map_err(PortError::unavailable)).await
+            })
+        };
+        // Ends the transaction under the writer's feet, so the batch cannot commit.
+        let saboteur = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move { db.write(|c| c.execute_batch("ROLLBACK").map_err(PortError::unavailable)).await })
+        };
+        hold.await.unwrap();
+        assert!(matches!(good.await.unwrap(), Err(PortError::Unavailable { .. })));
+        assert!(matches!(saboteur.await.unwrap(), Err(PortError::Unavailable { .. })));
+        assert!(stored(&db).await.is_empty(), "nothing of the batch was kept");
+        assert_eq!(db.write(|_| Ok(5)).await.unwrap(), 5, "the writer carries on");
+    }
+
     #[tokio::test]
     async fn a_panicking_job_does_not_stop_the_writer() {
         let dir = tempfile::tempdir().unwrap();
