@@ -16,7 +16,11 @@
 //! | `IDEM#scope` | `KEY#k` | an `Idempotency-Key` record (ttl) |
 //! | `CALL#c` | `CTX` | conversation snapshot (ttl) |
 //! | `COUNTER#key#window` | `META` | fixed-window counter (ttl) |
+//! | `NUMBER#<e164>` | `META` | phone number routing (gsi1 `ORG#o#NUMBERS` / number) |
+//! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id) |
+//! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
 
+mod control;
 mod directory;
 mod dynamo;
 mod error;
@@ -35,7 +39,7 @@ use aws_sdk_dynamodb::types::{
 };
 use dynamo::Table;
 use error::sdk_error;
-use golos_ports::{HealthCheck, PortError, Queue, QueueConfig, Stores};
+use golos_ports::{AuditLog, CallStore, HealthCheck, NumberStore, PortError, Queue, QueueConfig, Stores};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -244,6 +248,21 @@ impl AwsPlatform {
             contexts: Arc::new(records::DynamoContexts(t())),
             counters: Arc::new(records::DynamoCounters(t())),
         }
+    }
+
+    /// Phone numbers routed to agents.
+    pub fn numbers(&self) -> Arc<dyn NumberStore> {
+        Arc::new(control::DynamoNumbers(self.table.clone()))
+    }
+
+    /// Call records (transcripts stored as the envelope bytes the use-case gives).
+    pub fn calls(&self) -> Arc<dyn CallStore> {
+        Arc::new(control::DynamoCalls(self.table.clone()))
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> Arc<dyn AuditLog> {
+        Arc::new(control::DynamoAudit(self.table.clone()))
     }
 
     /// Creates (idempotently) the queue and its DLQ with RedrivePolicy

@@ -207,7 +207,16 @@ impl Queue for SqsQueue {
             .visibility_timeout(ceil_secs(visibility, MAX_VISIBILITY_SECS))
             .send()
             .await
-            .map_err(|e| sdk_error("ChangeMessageVisibility", &e))?;
+            .map_err(|e| match e.code() {
+                // The delivery is over: deleted, or received again under a newer receipt.
+                Some(
+                    "ReceiptHandleIsInvalid"
+                    | "MessageNotInflight"
+                    | "AWS.SimpleQueueService.MessageNotInflight"
+                    | "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+                ) => PortError::not_found("message in flight under this receipt"),
+                _ => sdk_error("ChangeMessageVisibility", &e),
+            })?;
         Ok(())
     }
 
@@ -259,12 +268,14 @@ impl Queue for SqsQueue {
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .map_err(|e| sdk_error("GetQueueAttributes", &e))?;
         let attrs = out.attributes.unwrap_or_default();
         let get = |name: &QueueAttributeName| -> u64 { attrs.get(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
         Ok(get(&QueueAttributeName::ApproximateNumberOfMessages)
-            + get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+            + get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            + get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
     }
 }

@@ -1,0 +1,140 @@
+//! The control-plane stores (numbers, calls, audit) and SQS details, against moto.
+
+use golos_aws::{AwsConfig, AwsPlatform};
+use golos_domain::{PhoneNumber, Timestamp};
+use golos_ports::{
+    AuditEntry, CallDirection, CallRecord, CallStatus, NumberAssignment, PageRequest, PortError, QueueConfig,
+};
+use golos_testkit::fixtures::{self, T0};
+use golos_testkit::moto::unique_name;
+use std::time::Duration;
+
+async fn platform() -> AwsPlatform {
+    let mut platform = AwsPlatform::connect(AwsConfig {
+        region: "us-east-1".to_owned(),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
+        table_name: unique_name("golos"),
+        queue_prefix: unique_name("golos"),
+        kms_key_id: None,
+        secrets_prefix: unique_name("golos"),
+    })
+    .await
+    .unwrap();
+    platform.provision().await.unwrap();
+    platform
+}
+
+#[tokio::test]
+async fn numbers_belong_to_one_org() {
+    let p = platform().await;
+    let numbers = p.numbers();
+    let (org, other) = (fixtures::org_id(), fixtures::org_id());
+    let number = PhoneNumber::parse("+7 916 123-45-67").unwrap();
+    let assignment = NumberAssignment {
+        number: number.clone(),
+        org_id: org.clone(),
+        agent_id: fixtures::agent_id(),
+        assigned_at: T0,
+    };
+    numbers.assign(&assignment).await.unwrap();
+    // Moving within the org is allowed; another org is refused.
+    let moved = NumberAssignment { agent_id: fixtures::agent_id(), ..assignment.clone() };
+    numbers.assign(&moved).await.unwrap();
+    let stolen = NumberAssignment { org_id: other.clone(), ..assignment.clone() };
+    assert!(matches!(numbers.assign(&stolen).await, Err(PortError::AlreadyExists { .. })));
+    assert_eq!(numbers.route(&number).await.unwrap(), Some(moved.clone()));
+    let second = NumberAssignment { number: PhoneNumber::parse("+74951234567").unwrap(), ..assignment.clone() };
+    numbers.assign(&second).await.unwrap();
+    let first_page = numbers.list(&org, &PageRequest::first(1)).await.unwrap();
+    assert_eq!(first_page.items, vec![second.clone()], "ordered by number");
+    let rest = numbers.list(&org, &PageRequest::after(first_page.next_cursor.unwrap(), 1)).await.unwrap();
+    assert_eq!((rest.items, rest.next_cursor), (vec![moved], None));
+    assert!(matches!(numbers.release(&other, &number).await, Err(PortError::NotFound { .. })));
+    numbers.release(&org, &number).await.unwrap();
+    assert_eq!(numbers.route(&number).await.unwrap(), None);
+    assert!(matches!(numbers.release(&org, &number).await, Err(PortError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn calls_newest_first_with_transcripts_and_audit_log() {
+    let p = platform().await;
+    let calls = p.calls();
+    let org = fixtures::org_id();
+    let record = |i: i64, transcript: Option<Vec<u8>>| CallRecord {
+        id: fixtures::call_id(),
+        org_id: org.clone(),
+        agent_id: fixtures::agent_id(),
+        direction: CallDirection::Inbound,
+        from: Some(PhoneNumber::parse("+79161234567").unwrap()),
+        to: None,
+        status: CallStatus::InProgress,
+        started_at: T0.plus_secs(i),
+        ended_at: None,
+        duration_secs: None,
+        end_reason: None,
+        cost: None,
+        transcript,
+        metrics: serde_json::json!({"turns": i}),
+    };
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let call = record(i, (i == 1).then(|| vec![0, 1, 2, 255]));
+        calls.put(&call).await.unwrap();
+        written.push(call);
+    }
+    written[0].status = CallStatus::Ended;
+    written[0].ended_at = Some(T0.plus_secs(90));
+    calls.put(&written[0]).await.unwrap();
+    assert_eq!(calls.get(&org, &written[0].id).await.unwrap().as_ref(), Some(&written[0]));
+    assert_eq!(calls.get(&org, &written[1].id).await.unwrap().as_ref(), Some(&written[1]));
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let result = calls.list(&org, &page).await.unwrap();
+        seen.extend(result.items);
+        match result.next_cursor {
+            Some(c) => page = PageRequest::after(c, 2),
+            None => break,
+        }
+    }
+    written.reverse();
+    assert_eq!(seen, written);
+
+    let audit = p.audit();
+    let entry = |action: &str, at: Timestamp| AuditEntry {
+        org_id: org.clone(),
+        at,
+        actor: "operator".into(),
+        action: action.into(),
+        target: "agt_x".into(),
+        ip: "127.0.0.1".into(),
+        request_id: "req".into(),
+    };
+    for (action, at) in [("a", T0), ("b", T0), ("c", T0.plus_secs(1)), ("d", T0.plus_secs(1))] {
+        audit.append(&entry(action, at)).await.unwrap();
+    }
+    audit.append(&AuditEntry { org_id: fixtures::org_id(), ..entry("foreign", T0) }).await.unwrap();
+    let first = audit.list(&org, &PageRequest::first(3)).await.unwrap();
+    let second = audit.list(&org, &PageRequest::after(first.next_cursor.clone().unwrap(), 3)).await.unwrap();
+    let actions: Vec<String> = first.items.into_iter().chain(second.items).map(|e| e.action).collect();
+    assert_eq!(actions, ["d", "c", "b", "a"], "newest first, writes of one instant in reverse order");
+    assert_eq!(second.next_cursor, None);
+}
+
+#[tokio::test]
+async fn stale_receipts_and_delay_clamping() {
+    let p = platform().await;
+    let queue = p.queue(QueueConfig::new("jobs")).await.unwrap();
+    queue.send("a", Duration::from_secs(3_600)).await.unwrap(); // clamped to 15 minutes
+    assert!(queue.receive(10, Duration::from_secs(1)).await.unwrap().is_empty());
+    queue.send("b", Duration::ZERO).await.unwrap();
+    let got = queue.receive(50, Duration::from_millis(1)).await.unwrap(); // rounds up to 1 s
+    assert_eq!(got.len(), 1);
+    queue.delete(&got[0].receipt).await.unwrap();
+    queue.delete(&got[0].receipt).await.unwrap();
+    assert!(matches!(
+        queue.change_visibility(&got[0].receipt, Duration::ZERO).await,
+        Err(PortError::NotFound { .. }) | Err(PortError::Invalid { .. })
+    ));
+    assert_eq!(queue.depth().await.unwrap(), 1, "the delayed message still counts");
+}
