@@ -46,8 +46,27 @@ fn workload(total: usize) -> (Vec<(OrgId, LedgerEventKind)>, BTreeMap<OrgId, Kop
     (stream, expected)
 }
 
+/// The disk's own fsync latency, printed next to the results: with `synchronous=FULL` every
+/// group commit waits for one, so it bounds what the ledger can do on this machine.
+fn fsync_baseline(dir: &std::path::Path) -> (f64, f64) {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("probe");
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+    for _ in 0..200 {
+        file.write_all(&[0u8; 4096]).expect("write");
+        let begin = Instant::now();
+        file.sync_data().expect("fsync");
+        hist.saturating_record(begin.elapsed().as_micros() as u64);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    (hist.value_at_quantile(0.5) as f64 / 1000.0, hist.value_at_quantile(0.99) as f64 / 1000.0)
+}
+
 async fn run(total: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (fsync_p50, fsync_p99) = fsync_baseline(dir.path());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let platform = LocalPlatform::open(dir.path(), Arc::clone(&clock)).expect("open");
     let ledger = platform.stores().ledger;
@@ -101,6 +120,7 @@ async fn run(total: usize) {
         ms(hist.value_at_quantile(0.999)),
         ms(hist.max())
     );
+    println!("  disk fsync alone: p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
     println!("  balances: all {ORGS} equal the sum of unique events (and the recomputation)");
 }
 
