@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
                     .extensions_mut()
                     .insert(ConnectInfo(SocketAddr::new(ip, 0)));
             }
-            let response = router.oneshot(request.map(axum::body::Body::from)).await?;
+            let response = router.oneshot(request.map(|body| axum::body::Body::from(body.to_vec()))).await?;
             let (parts, body) = response.into_parts();
             let bytes = axum::body::to_bytes(body, usize::MAX)
                 .await

@@ -206,7 +206,7 @@ async fn start_function() -> Lambda {
         .env("GOLOS_SECRETS_PREFIX", &table)
         .env(
             "GOLOS_KMS_KEY_ID",
-            platform.kms_key_id().expect("provisioned key"),
+            platform.config().kms_key_id.clone().expect("provisioned key"),
         )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -24,7 +24,7 @@ pub async fn control_state(
     config: ControlConfig,
 ) -> anyhow::Result<ControlState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (stores, crypto, secrets, health) = match backend {
+    let (stores, numbers, calls, audit, crypto, secrets, health) = match backend {
         Backend::Local { data_dir } => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -33,6 +33,9 @@ pub async fn control_state(
             bootstrap_local_secrets(&platform).await?;
             (
                 platform.stores(),
+                platform.numbers(),
+                platform.calls(),
+                platform.audit(),
                 platform.crypto(),
                 platform.secrets(),
                 platform.health(),
@@ -45,6 +48,9 @@ pub async fn control_state(
                 .context("connecting to AWS")?;
             (
                 platform.stores(),
+                platform.numbers(),
+                platform.calls(),
+                platform.audit(),
                 platform.crypto(),
                 platform.secrets(),
                 platform.health(),
@@ -65,10 +71,10 @@ pub async fn control_state(
         Err(err) => return Err(err).context("reading the operator key"),
     };
     Ok(ControlState {
-        numbers: Arc::clone(&stores.numbers),
-        calls: Arc::clone(&stores.calls),
-        audit: Arc::clone(&stores.audit),
         stores,
+        numbers,
+        calls,
+        audit,
         crypto,
         clock,
         ids: Arc::new(UuidIds),

@@ -1,0 +1,29 @@
+//! The same API suite over the AWS adapter: DynamoDB, KMS and Secrets Manager on moto,
+//! through the real AWS SDK.
+
+mod suite;
+
+async fn aws() -> suite::Backend {
+    let name = golos_testkit::moto::unique_name("golos-api");
+    let config = golos_aws::AwsConfig {
+        region: "us-east-1".into(),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
+        table_name: name.clone(),
+        queue_prefix: name.clone(),
+        kms_key_id: None,
+        secrets_prefix: name,
+    };
+    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
+    platform.provision().await.expect("provision");
+    suite::Backend {
+        stores: platform.stores(),
+        numbers: platform.numbers(),
+        calls: platform.calls(),
+        audit: platform.audit(),
+        crypto: platform.crypto(),
+        health: platform.health(),
+        guard: Box::new(platform),
+    }
+}
+
+api_tests!(aws());
