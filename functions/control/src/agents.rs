@@ -1,10 +1,10 @@
 //! Agents: CRUD with `ETag`/`If-Match` optimistic concurrency and the domain's validation.
 
-use crate::common::{audit, JsonBody, ListQuery};
+use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -120,7 +120,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<AgentList>> {
     let org = caller.member(Action::ReadAgents)?;
     let page = state.stores.agents.list(&org.id, &query.page()?).await?;

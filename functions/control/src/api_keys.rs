@@ -1,11 +1,11 @@
 //! API keys of the caller's organisation: create (secret shown once), list, revoke, rotate.
 
-use crate::common::{audit, JsonBody, ListQuery};
+use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use golos_domain::rbac::{Action, Role};
@@ -156,7 +156,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<KeyList>> {
     let org = caller.member(Action::ReadApiKeys)?;
     let page = state.stores.api_keys.list(&org.id, &query.page()?).await?;

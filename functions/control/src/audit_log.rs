@@ -1,10 +1,10 @@
 //! The audit log of administrative actions (admin).
 
-use crate::common::ListQuery;
+use crate::common::{ListQuery, QueryParams};
 use crate::error::ApiResult;
 use crate::middleware::Caller;
 use crate::state::ControlState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
 use golos_ports::AuditEntry;
@@ -46,7 +46,7 @@ pub struct AuditList {
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<AuditList>> {
     let org = caller.member(Action::ReadAuditLog)?;
     let page = state.audit.list(&org.id, &query.page()?).await?;

@@ -1,10 +1,10 @@
 //! Balance, ledger history and monthly usage of the caller's organisation.
 
-use crate::common::ListQuery;
+use crate::common::{ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::Caller;
 use crate::state::ControlState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
 use golos_ports::LedgerEntry;
@@ -88,7 +88,7 @@ pub async fn balance(
 pub async fn ledger(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<LedgerList>> {
     let org = caller.member(Action::ReadBilling)?;
     let page = state.stores.ledger.list(&org.id, &query.page()?).await?;
@@ -103,7 +103,7 @@ pub async fn ledger(
 pub async fn usage(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<UsageQuery>,
+    QueryParams(query): QueryParams<UsageQuery>,
 ) -> ApiResult<Json<UsageView>> {
     let org = caller.member(Action::ReadUsage)?;
     let month = query

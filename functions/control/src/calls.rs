@@ -1,11 +1,11 @@
 //! Calls: list and detail with the decrypted transcript and per-turn metrics. The media
 //! pool writes the records; this is the read side.
 
-use crate::common::ListQuery;
+use crate::common::{ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::Caller;
 use crate::state::ControlState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
 use golos_domain::{CallId, OrgId};
@@ -72,7 +72,7 @@ pub struct CallList {
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<CallList>> {
     let org = caller.member(Action::ReadCalls)?;
     let page = state.calls.list(&org.id, &query.page()?).await?;

@@ -3,8 +3,8 @@
 use crate::error::ApiError;
 use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::FromRequest;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use golos_domain::OrgId;
 use golos_ports::{AuditEntry, PageRequest};
@@ -67,6 +67,17 @@ impl From<JsonRejection> for ApiError {
             "body_too_large"
         };
         Self::new(status, code, rejection.body_text())
+    }
+}
+
+/// Query parameters whose rejections are problem+json like every other error.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", rejection.body_text())
     }
 }
 

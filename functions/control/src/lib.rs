@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         billing::balance, billing::ledger, billing::usage,
         audit_log::list,
     ),
-    modifiers(&ApiKeyAuth),
+    modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
 )]
 #[derive(Debug)]
@@ -55,6 +55,34 @@ impl Modify for ApiKeyAuth {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+    }
+}
+
+/// Every operation can answer with a problem document (bad input, auth, roles, rate
+/// limits, unavailability); declaring it as the `default` response keeps each operation's
+/// own list to its meaningful statuses while the document stays truthful.
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
+        let problem = ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().schema_type(Type::String))
+            .property("title", ObjectBuilder::new().schema_type(Type::String))
+            .property("status", ObjectBuilder::new().schema_type(Type::Integer))
+            .property("detail", ObjectBuilder::new().schema_type(Type::String))
+            .property("code", ObjectBuilder::new().schema_type(Type::String).description(Some("stable machine-readable error code")))
+            .required("code")
+            .required("status");
+        let response = ResponseBuilder::new()
+            .description("An error as application/problem+json, with a stable `code`.")
+            .content("application/problem+json", ContentBuilder::new().schema(Some(problem)).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten() {
+                operation.responses.responses.entry("default".into()).or_insert_with(|| response.clone().into());
+            }
+        }
     }
 }
 

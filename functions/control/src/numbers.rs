@@ -1,10 +1,10 @@
 //! Phone numbers routed to agents, and the inbound routing lookup.
 
-use crate::common::{audit, JsonBody, ListQuery};
+use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
@@ -109,7 +109,7 @@ pub async fn assign(
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<NumberList>> {
     let org = caller.member(Action::ReadNumbers)?;
     let page = state.numbers.list(&org.id, &query.page()?).await?;

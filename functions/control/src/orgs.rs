@@ -1,11 +1,11 @@
 //! Organisations: created by the operator; read by members; settings by admins.
 
 use crate::api_keys::{issue_key, CreatedKey, NewKey};
-use crate::common::{audit, JsonBody, ListQuery};
+use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use golos_domain::plans::{Plan, Quotas};
@@ -151,7 +151,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<OrgList>> {
     caller.require_operator()?;
     let page = state.stores.orgs.list(&query.page()?).await?;

@@ -31,7 +31,7 @@ pub enum Backend {
     Aws,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Parser)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, env = "GOLOS_LISTEN", default_value = "127.0.0.1:8080")]
