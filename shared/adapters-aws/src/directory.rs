@@ -151,6 +151,13 @@ impl AgentStore for DynamoAgents {
         max_agents: u32,
         now: Timestamp,
     ) -> Result<AgentRecord> {
+        if max_agents == 0 {
+            // `attribute_not_exists(agents)` would let a first agent past a zero quota.
+            if self.stored_version(org, id).await?.is_some() {
+                return Err(PortError::AlreadyExists { what: format!("agent {id}") });
+            }
+            return Err(PortError::QuotaExceeded { quota: "max_agents", limit: 0 });
+        }
         let record = AgentRecord {
             org_id: org.clone(),
             id: id.clone(),

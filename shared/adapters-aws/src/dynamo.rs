@@ -313,3 +313,29 @@ fn jitter(delay: Duration) -> Duration {
     let max = delay.as_nanos().max(1) as u64;
     delay + Duration::from_nanos(nanos % max)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_times_sort_as_numbers() {
+        assert!(padded(999) < padded(1_000));
+        assert_eq!(padded(-5), padded(0));
+        assert_eq!(padded(1_795_305_600_000).len(), 20);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let mut item = key("ORG#o", "LEDGER#k");
+        item.insert("gsi1pk".into(), s("ORG#o#LEDGER"));
+        item.insert("gsi1sk".into(), s("00000000000000000001#k"));
+        item.insert("data".into(), s("{}"));
+        let cursor = encode_cursor(&item);
+        let for_index = decode_cursor(&cursor, true).unwrap();
+        assert_eq!(for_index.len(), 4, "the index needs its keys and the table's");
+        assert_eq!(decode_cursor(&cursor, false).unwrap(), key("ORG#o", "LEDGER#k"));
+        assert!(decode_cursor("not base64!", false).is_err());
+        assert!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}"), false).is_err());
+    }
+}

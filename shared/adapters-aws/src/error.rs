@@ -92,3 +92,22 @@ pub(crate) fn build_error(err: &aws_sdk_dynamodb::error::BuildError) -> PortErro
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> PortError {
     PortError::corrupt(format!("{what}: {detail}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_service_errors() {
+        let is = |code: &str, status: u16| classify("Op", status, code, "m");
+        assert!(matches!(is("ProvisionedThroughputExceededException", 400), PortError::Throttled { .. }));
+        assert!(matches!(is("ThrottlingException", 400), PortError::Throttled { .. }));
+        assert!(matches!(is("RequestLimitExceeded", 400), PortError::Throttled { .. }));
+        assert!(matches!(is("ResourceNotFoundException", 400), PortError::NotFound { .. }));
+        assert!(matches!(is("InternalServerError", 500), PortError::Unavailable { .. }));
+        assert!(matches!(is("Whatever", 503), PortError::Unavailable { .. }));
+        assert!(matches!(is("ValidationException", 400), PortError::Invalid { .. }));
+        assert!(matches!(is("InvalidCiphertextException", 400), PortError::Corrupt { .. }));
+        assert!(is("ThrottlingException", 400).is_retryable());
+    }
+}

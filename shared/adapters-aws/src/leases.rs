@@ -96,6 +96,17 @@ impl Leases for DynamoLeases {
             acquired_at: now,
             expires_at: now.plus_millis(request.ttl_ms),
         };
+        if request.org_limit == 0 || request.agent_limit == 0 {
+            // `attribute_not_exists(active)` would let a first call past a zero limit.
+            if let Some(held) = self.read(&request.org_id, &request.call_id).await? {
+                return Ok(AcquireOutcome::AlreadyHeld(held));
+            }
+            return Ok(if request.agent_limit == 0 {
+                AcquireOutcome::AgentLimitReached { limit: 0 }
+            } else {
+                AcquireOutcome::OrgLimitReached { limit: 0 }
+            });
+        }
         let table = &*self.0.name;
         let pk = org_pk(&request.org_id);
         for _ in 0..ATTEMPTS {

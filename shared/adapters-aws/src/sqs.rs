@@ -279,3 +279,23 @@ impl Queue for SqsQueue {
             + get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_round_up_and_clamp() {
+        assert_eq!(ceil_secs(Duration::ZERO, MAX_DELAY_SECS), 0);
+        assert_eq!(ceil_secs(Duration::from_millis(1), MAX_DELAY_SECS), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1_500), MAX_DELAY_SECS), 2);
+        assert_eq!(ceil_secs(Duration::from_secs(3_600), MAX_DELAY_SECS), 900);
+    }
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert_eq!(queue_name("golos", "webhooks", "-dlq").unwrap(), "golos-webhooks-dlq");
+        assert!(queue_name("golos", "bad name", "").is_err());
+        assert!(queue_name("golos", &"x".repeat(80), "").is_err());
+    }
+}

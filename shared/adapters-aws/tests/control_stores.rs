@@ -135,3 +135,29 @@ async fn stale_receipts_and_delay_clamping() {
     assert!(matches!(queue.change_visibility(&got[0].receipt, Duration::ZERO).await, Err(PortError::NotFound { .. })));
     assert_eq!(queue.depth().await.unwrap(), 1, "the delayed message still counts");
 }
+
+#[tokio::test]
+async fn zero_limits_refuse_the_first_request() {
+    use golos_ports::{AcquireOutcome, LeaseRequest};
+    let p = platform().await;
+    let stores = p.stores();
+    let org = fixtures::org_id();
+    assert!(matches!(
+        stores.agents.create(&org, &fixtures::agent_id(), &fixtures::agent_config("a"), 0, T0).await,
+        Err(PortError::QuotaExceeded { quota: "max_agents", limit: 0 })
+    ));
+    let request = |org_limit, agent_limit| LeaseRequest {
+        org_id: org.clone(),
+        agent_id: fixtures::agent_id(),
+        call_id: fixtures::call_id(),
+        org_limit,
+        agent_limit,
+        ttl_ms: 1_000,
+    };
+    assert_eq!(stores.leases.acquire(&request(0, 5), T0).await.unwrap(), AcquireOutcome::OrgLimitReached { limit: 0 });
+    assert_eq!(
+        stores.leases.acquire(&request(5, 0), T0).await.unwrap(),
+        AcquireOutcome::AgentLimitReached { limit: 0 }
+    );
+    assert_eq!(stores.leases.active(&org, None).await.unwrap(), 0);
+}
