@@ -34,18 +34,37 @@ fn queue_name(prefix: &str, name: &str, suffix: &str) -> std::result::Result<Str
     Ok(full)
 }
 
-async fn create_queue(
+/// The URL of queue `name`, creating it with `attributes` if it does not exist. An existing
+/// queue is used as it is: in production Terraform owns the queues, and the functions' IAM
+/// policy allows neither `CreateQueue` nor `SetQueueAttributes`.
+async fn ensure_queue(
     client: &Client,
     name: &str,
     attributes: &[(QueueAttributeName, String)],
-) -> std::result::Result<String, AwsError> {
+) -> std::result::Result<(String, bool), AwsError> {
+    let lookup = client.get_queue_url().queue_name(name).send().await;
+    match lookup {
+        Ok(out) => {
+            if let Some(url) = out.queue_url {
+                return Ok((url, false));
+            }
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError::is_queue_does_not_exist)
+                || e.code().is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")) => {}
+        Err(e) => return Err(AwsError::call("GetQueueUrl", sdk_error("GetQueueUrl", &e))),
+    }
     let mut request = client.create_queue().queue_name(name);
     for (k, v) in attributes {
         request = request.attributes(k.clone(), v);
     }
     match request.send().await {
-        Ok(out) => out.queue_url.ok_or_else(|| AwsError::Config(format!("CreateQueue {name} returned no URL"))),
-        // Exists with other attributes: look it up and bring its attributes up to date.
+        Ok(out) => out
+            .queue_url
+            .map(|url| (url, true))
+            .ok_or_else(|| AwsError::Config(format!("CreateQueue {name} returned no URL"))),
+        // Created concurrently by another instance with other attributes: use that one.
         Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
             let url = client
                 .get_queue_url()
@@ -55,15 +74,26 @@ async fn create_queue(
                 .map_err(|e| AwsError::call("GetQueueUrl", sdk_error("GetQueueUrl", &e)))?
                 .queue_url
                 .ok_or_else(|| AwsError::Config(format!("GetQueueUrl {name} returned no URL")))?;
-            let mut set = client.set_queue_attributes().queue_url(&url);
-            for (k, v) in attributes {
-                set = set.attributes(k.clone(), v);
-            }
-            set.send().await.map_err(|e| AwsError::call("SetQueueAttributes", sdk_error("SetQueueAttributes", &e)))?;
-            Ok(url)
+            Ok((url, false))
         }
         Err(e) => Err(AwsError::call("CreateQueue", sdk_error("CreateQueue", &e))),
     }
+}
+
+async fn queue_attribute(
+    client: &Client,
+    url: &str,
+    name: QueueAttributeName,
+) -> std::result::Result<Option<String>, AwsError> {
+    Ok(client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name.clone())
+        .send()
+        .await
+        .map_err(|e| AwsError::call("GetQueueAttributes", sdk_error("GetQueueAttributes", &e)))?
+        .attributes
+        .and_then(|mut a| a.remove(&name)))
 }
 
 impl SqsQueue {
@@ -74,25 +104,18 @@ impl SqsQueue {
     ) -> std::result::Result<Self, AwsError> {
         let name = queue_name(prefix, &config.name, "")?;
         let dlq_name = queue_name(prefix, &config.name, "-dlq")?;
-        let dlq_url =
-            create_queue(&client, &dlq_name, &[(QueueAttributeName::MessageRetentionPeriod, "1209600".to_owned())])
+        let (dlq_url, _) =
+            ensure_queue(&client, &dlq_name, &[(QueueAttributeName::MessageRetentionPeriod, "1209600".to_owned())])
                 .await?;
-        let dlq_arn = client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(|e| AwsError::call("GetQueueAttributes", sdk_error("GetQueueAttributes", &e)))?
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        let dlq_arn = queue_attribute(&client, &dlq_url, QueueAttributeName::QueueArn)
+            .await?
             .ok_or_else(|| AwsError::Config(format!("queue {dlq_name} has no ARN")))?;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": config.max_receives.max(1),
         })
         .to_string();
-        let url = create_queue(
+        let (url, created) = ensure_queue(
             &client,
             &name,
             &[
@@ -104,6 +127,21 @@ impl SqsQueue {
             ],
         )
         .await?;
+        if !created {
+            let stored = queue_attribute(&client, &url, QueueAttributeName::RedrivePolicy).await?;
+            let max_receives = stored
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(|p| p.get("maxReceiveCount").and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok())));
+            if max_receives != Some(u64::from(config.max_receives.max(1))) {
+                tracing::warn!(
+                    queue = %name,
+                    expected = config.max_receives,
+                    stored = ?max_receives,
+                    "existing queue has another redrive policy; using it as it is"
+                );
+            }
+        }
         Ok(Self { client, config, url, dlq_url })
     }
 

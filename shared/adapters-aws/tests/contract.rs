@@ -75,7 +75,7 @@ async fn provisioning_and_queue_creation_are_idempotent() {
     assert_eq!(platform.health().name(), "dynamodb");
     let first = platform.queue(QueueConfig::new("jobs")).await.unwrap();
     first.send("kept", Duration::ZERO).await.unwrap();
-    // Same name, other settings: the existing queue is reused and updated.
+    // Same name, other settings: the existing queue is used as it is (Terraform owns it).
     let mut changed = QueueConfig::new("jobs");
     changed.max_receives = 2;
     changed.default_visibility = Duration::from_secs(10);
