@@ -78,10 +78,20 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// How hard a commit holds on to its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `synchronous=FULL`: an acknowledged commit survives power loss. Money, keys, agents.
+    Full,
+    /// `synchronous=OFF`: survives a killed process (WAL), may lose the last commits on
+    /// power loss. Only for data that is worthless after a crash anyway: rate-limit windows.
+    Volatile,
+}
+
 impl Db {
-    pub(crate) fn open(path: &Path) -> Result<Arc<Self>, LocalError> {
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Arc<Self>, LocalError> {
         let conn = Connection::open(path)?;
-        configure(&conn)?;
+        configure(&conn, durability)?;
         crate::schema::migrate(&conn)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -199,14 +209,14 @@ fn checkpoint(conn: &Connection, mode: &str) {
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), LocalError> {
+fn configure(conn: &Connection, durability: Durability) -> Result<(), LocalError> {
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(LocalError::Invalid(format!("sqlite refused WAL mode (got {mode})")));
     }
     // FULL: a commit survives power loss, not only a killed process; group commit pays
     // the fsync once per batch.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "OFF" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(128);
@@ -268,7 +278,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let db = Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
         db.write(|c| c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)").map_err(PortError::unavailable))
             .await
             .unwrap();
@@ -342,7 +352,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_batch_keeps_the_good_jobs_and_drops_the_failing_one() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let db = Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
         table(&db).await;
         let hold = hold_writer_until_queued(&db, 3).await;
         let insert = |v: i64, fail: bool| {
@@ -369,7 +379,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_commit_fails_every_job_of_the_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let db = Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
         table(&db).await;
         let hold = hold_writer_until_queued(&db, 2).await;
         let good = {
@@ -393,7 +403,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_does_not_stop_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let db = Db::open(&dir.path().join("t.db"), Durability::Full).unwrap();
         let r: Result<()> = db.write(|_| panic!("boom")).await;
         assert!(matches!(r, Err(PortError::Unavailable { .. })));
         assert_eq!(db.write(|_| Ok(7)).await.unwrap(), 7);

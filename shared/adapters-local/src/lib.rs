@@ -60,6 +60,9 @@ pub(crate) fn sql(err: rusqlite::Error) -> PortError {
 #[derive(Debug, Clone)]
 pub struct LocalPlatform {
     db: Arc<Db>,
+    /// Rate-limit counters: written on every API request and worthless after a crash, so
+    /// they live in their own database without fsyncs and never wait on the ledger's.
+    counters_db: Arc<Db>,
     clock: Arc<dyn Clock>,
     crypto: Arc<LocalCrypto>,
     secrets: Arc<LocalSecrets>,
@@ -74,9 +77,11 @@ impl LocalPlatform {
         let secrets_dir = data_dir.join("secrets");
         secrets::create_private_dir(&secrets_dir)?;
         let master_key = crypto::load_or_create_master_key(&data_dir.join("master.key"))?;
-        let db = Db::open(&data_dir.join("golos.db"))?;
+        let db = Db::open(&data_dir.join("golos.db"), db::Durability::Full)?;
+        let counters_db = Db::open(&data_dir.join("counters.db"), db::Durability::Volatile)?;
         Ok(Self {
             db,
+            counters_db,
             clock,
             crypto: Arc::new(LocalCrypto::new(&master_key)),
             secrets: Arc::new(LocalSecrets::new(secrets_dir.clone())),
@@ -93,8 +98,8 @@ impl LocalPlatform {
             ledger: store.clone(),
             leases: store.clone(),
             idempotency: store.clone(),
-            contexts: store.clone(),
-            counters: store,
+            contexts: store,
+            counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }
     }
 

@@ -59,7 +59,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     async fn delete(&self, receipt: &str) -> Result<()>;
 
     /// Hides a received message for `visibility` from now (0 makes it visible at once): how a
-    /// consumer retries later with backoff.
+    /// consumer retries later with backoff. `NotFound` for a stale or unknown receipt.
     async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<()>;
 
     /// Looks at up to `max` dead letters without removing them.

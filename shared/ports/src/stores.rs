@@ -96,7 +96,8 @@ pub trait Ledger: Send + Sync + Debug {
 #[async_trait]
 pub trait Leases: Send + Sync + Debug {
     /// Takes a slot for the call if both the org and the agent are under their limits, in
-    /// one atomic step. Expired leases still hold their slot until swept.
+    /// one atomic step. Expired leases still hold their slot until swept. When both limits
+    /// are reached the answer is `AgentLimitReached` (the narrower one).
     async fn acquire(&self, request: &LeaseRequest, now: Timestamp) -> Result<AcquireOutcome>;
     /// Extends a held lease to `now + ttl_ms`. `NotFound` if it was released or swept.
     async fn heartbeat(
@@ -127,6 +128,7 @@ pub trait IdempotencyStore: Send + Sync + Debug {
         ttl_ms: i64,
         now: Timestamp,
     ) -> Result<IdempotencyBegin>;
+    /// Stores the response of a started request; `NotFound` if the claim is gone.
     async fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> Result<()>;
     /// Forgets a claim whose request failed, so a retry may run it again.
     async fn abandon(&self, scope: &str, key: &str) -> Result<()>;
