@@ -19,6 +19,18 @@
 //! | `NUMBER#<e164>` | `META` | phone number routing (gsi1 `ORG#o#NUMBERS` / number) |
 //! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id) |
 //! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
+//!
+//! Reads that decide something are strongly consistent (`GetItem`/`Query` on the table);
+//! listings served by `gsi1` (orgs, API keys, ledger history, numbers, calls) and the lease
+//! sweeper's scan are eventually consistent, as GSIs are. Transactions that lose a
+//! `TransactionConflict` are retried with jittered backoff; condition failures are decoded
+//! from the cancellation reasons by item index.
+//!
+//! Verified against moto 5 (`tests/`): cancellation reasons are reported for every item of a
+//! cancelled transaction (so "org and agent both full" is visible); SQS moves a message to
+//! the DLQ on the receive after `maxReceiveCount`; KMS binds the encryption context (a wrong
+//! context fails `Decrypt` with `InvalidCiphertextException`), and AES-GCM binds it again;
+//! `ChangeMessageVisibility` with a deleted message's receipt is `ReceiptHandleIsInvalid`.
 
 mod control;
 mod directory;

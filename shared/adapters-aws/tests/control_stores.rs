@@ -161,3 +161,16 @@ async fn zero_limits_refuse_the_first_request() {
     );
     assert_eq!(stores.leases.active(&org, None).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn kms_itself_enforces_the_encryption_context() {
+    use golos_ports::EncryptionContext;
+    let p = platform().await;
+    let crypto = p.crypto();
+    let envelope = crypto.encrypt(b"x", &EncryptionContext::new([("org", "a")])).await.unwrap();
+    // Refused by KMS before AES-GCM is even tried (the AAD would refuse it too).
+    match crypto.decrypt(&envelope, &EncryptionContext::new([("org", "b")])).await {
+        Err(PortError::Corrupt { reason }) => assert!(reason.contains("KMS"), "{reason}"),
+        other => panic!("a wrong context must be Corrupt, got {other:?}"),
+    }
+}
