@@ -258,6 +258,8 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    /// `receive_count` is the DLQ's `ApproximateReceiveCount`: SQS keeps the count a message
+    /// had when it was dead-lettered, but every look (a receive with visibility 0) adds to it.
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>> {
         let max = max.max(1);
         let mut seen = BTreeSet::new();
