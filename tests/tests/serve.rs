@@ -15,7 +15,8 @@ fn health_reports_every_dependency() {
     assert!(health["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(golos.data_dir.path().join("golos.db").exists(), "the embedded database was created");
     let key = golos.data_dir.path().join("master.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).expect("master key file").permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).expect("master key file").permissions());
     assert_eq!(mode & 0o777, 0o600, "the key file is private");
 }
 

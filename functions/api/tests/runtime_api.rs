@@ -26,19 +26,11 @@ async fn next_invocation(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
     loop {
         if let Some((id, event)) = rt.pending.lock().await.pop_front() {
             let mut headers = HeaderMap::new();
-            headers.insert(
-                "lambda-runtime-aws-request-id",
-                HeaderValue::from_str(&id).expect("id"),
-            );
-            headers.insert(
-                "lambda-runtime-deadline-ms",
-                HeaderValue::from(u64::MAX / 2),
-            );
+            headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).expect("id"));
+            headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(u64::MAX / 2));
             headers.insert(
                 "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static(
-                    "arn:aws:lambda:us-east-1:123456789012:function:golos-api",
-                ),
+                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:golos-api"),
             );
             headers.insert(
                 "lambda-runtime-trace-id",
@@ -56,11 +48,7 @@ async fn invocation_result(
     body: String,
 ) -> &'static str {
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let value = if kind == "error" {
-        json!({"lambda_error": value})
-    } else {
-        value
-    };
+    let value = if kind == "error" { json!({"lambda_error": value}) } else { value };
     if let Some(waiter) = rt.waiting.lock().await.remove(&id) {
         let _ = waiter.send(value);
     }
@@ -122,31 +110,19 @@ impl Lambda {
             .await
             .expect("the function answered within 60 s")
             .expect("response");
-        assert!(
-            response.get("lambda_error").is_none(),
-            "invocation error: {response}"
-        );
-        let status =
-            u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16");
-        let body = response["body"].as_str().map_or(Value::Null, |b| {
-            serde_json::from_str(b).unwrap_or(Value::String(b.to_owned()))
-        });
+        assert!(response.get("lambda_error").is_none(), "invocation error: {response}");
+        let status = u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16");
+        let body = response["body"]
+            .as_str()
+            .map_or(Value::Null, |b| serde_json::from_str(b).unwrap_or(Value::String(b.to_owned())));
         (status, body)
     }
 }
 
 fn function_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target dir")
-        .join("golos-api");
-    assert!(
-        bin.exists(),
-        "{} missing: build the workspace binaries first",
-        bin.display()
-    );
+    let bin = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("golos-api");
+    assert!(bin.exists(), "{} missing: build the workspace binaries first", bin.display());
     bin
 }
 
@@ -161,31 +137,18 @@ async fn start_function() -> Lambda {
         kms_key_id: None,
         secrets_prefix: table.clone(),
     };
-    let mut platform = golos_aws::AwsPlatform::connect(config)
-        .await
-        .expect("connect to moto");
+    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision table");
-    platform
-        .put_secret("api-key-pepper", "lambda-test-pepper")
-        .await
-        .expect("pepper");
-    platform
-        .put_secret("operator-api-key", "operator-lambda-token-0123456789")
-        .await
-        .expect("operator key");
+    platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");
+    platform.put_secret("operator-api-key", "operator-lambda-token-0123456789").await.expect("operator key");
 
     let runtime = Arc::new(Runtime::default());
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/{kind}",
-            post(invocation_result),
-        )
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(invocation_result))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(Arc::clone(&runtime));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("runtime api") });
 
@@ -204,20 +167,13 @@ async fn start_function() -> Lambda {
         .env("GOLOS_TABLE", &table)
         .env("GOLOS_QUEUE_PREFIX", &table)
         .env("GOLOS_SECRETS_PREFIX", &table)
-        .env(
-            "GOLOS_KMS_KEY_ID",
-            platform.config().kms_key_id.clone().expect("provisioned key"),
-        )
+        .env("GOLOS_KMS_KEY_ID", platform.config().kms_key_id.clone().expect("provisioned key"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the function");
-    Lambda {
-        runtime,
-        child,
-        next_id: 0,
-    }
+    Lambda { runtime, child, next_id: 0 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,14 +184,7 @@ async fn api_gateway_events_through_the_runtime_api() {
     assert_eq!(health["checks"]["dynamodb"], "ok");
 
     let operator = [("X-API-Key", "operator-lambda-token-0123456789")];
-    let (status, org) = lambda
-        .invoke(
-            "POST",
-            "/v1/orgs",
-            &operator,
-            Some(&json!({"name": "ООО Лямбда"})),
-        )
-        .await;
+    let (status, org) = lambda.invoke("POST", "/v1/orgs", &operator, Some(&json!({"name": "ООО Лямбда"}))).await;
     assert_eq!(status, 201, "{org}");
     let org_id = org["id"].as_str().expect("org id");
     let (status, key) = lambda
@@ -249,21 +198,10 @@ async fn api_gateway_events_through_the_runtime_api() {
     assert_eq!(status, 201, "{key}");
     let admin = [("X-API-Key", key["token"].as_str().expect("token"))];
     let (status, agents) = lambda.invoke("GET", "/v1/agents", &admin, None).await;
-    assert_eq!(
-        (status, agents["items"].as_array().map(Vec::len)),
-        (200, Some(0))
-    );
+    assert_eq!((status, agents["items"].as_array().map(Vec::len)), (200, Some(0)));
     let (status, audit) = lambda.invoke("GET", "/v1/audit-log", &admin, None).await;
     assert_eq!(status, 200, "{audit}");
-    assert_eq!(
-        audit["items"][0]["ip"], "203.0.113.7",
-        "the client address comes from the API Gateway request context"
-    );
-    let (status, problem) = lambda
-        .invoke("GET", "/v1/agents", &[("X-API-Key", "wrong")], None)
-        .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
+    assert_eq!(audit["items"][0]["ip"], "203.0.113.7", "the client address comes from the API Gateway request context");
+    let (status, problem) = lambda.invoke("GET", "/v1/agents", &[("X-API-Key", "wrong")], None).await;
+    assert_eq!((status, problem["code"].as_str()), (401, Some("unauthorized")));
 }

@@ -63,12 +63,10 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     };
     let text = raw.to_str().unwrap_or_default().trim();
     let unquoted = text.trim_start_matches("W/").trim_matches('"');
-    unquoted.parse().map(Some).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_if_match",
-            "If-Match must be the agent's ETag, e.g. \"3\"",
-        )
-    })
+    unquoted
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be the agent's ETag, e.g. \"3\""))
 }
 
 fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
@@ -76,9 +74,7 @@ fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
 }
 
 fn validated(state_org: &golos_ports::Org, config: &AgentConfig) -> ApiResult<()> {
-    config
-        .validate_with(&state_org.quotas)
-        .map_err(ApiError::validation)
+    config.validate_with(&state_org.quotas).map_err(ApiError::validation)
 }
 
 /// Create an agent (admin, editor).
@@ -93,24 +89,16 @@ pub async fn create(
     let org = caller.member(Action::WriteAgents)?;
     validated(org, &config)?;
     let id = AgentId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
-    let agent = state
-        .stores
-        .agents
-        .create(
-            &org.id,
-            &id,
-            &config,
-            org.quotas.max_agents,
-            state.clock.now(),
-        )
-        .await
-        .map_err(|e| match e {
-            golos_ports::PortError::QuotaExceeded { limit, .. } => ApiError::forbidden(
-                "max_agents_reached",
-                format!("the organisation already has its maximum of {limit} agents"),
-            ),
-            other => other.into(),
-        })?;
+    let agent =
+        state.stores.agents.create(&org.id, &id, &config, org.quotas.max_agents, state.clock.now()).await.map_err(
+            |e| match e {
+                golos_ports::PortError::QuotaExceeded { limit, .. } => ApiError::forbidden(
+                    "max_agents_reached",
+                    format!("the organisation already has its maximum of {limit} agents"),
+                ),
+                other => other.into(),
+            },
+        )?;
     audit(&state, &caller, &ctx, &org.id, "agent.create", id.as_str()).await;
     Ok(with_etag(StatusCode::CREATED, agent))
 }
@@ -124,10 +112,7 @@ pub async fn list(
 ) -> ApiResult<Json<AgentList>> {
     let org = caller.member(Action::ReadAgents)?;
     let page = state.stores.agents.list(&org.id, &query.page()?).await?;
-    Ok(Json(AgentList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(AgentList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// Get an agent; the `ETag` header carries its version.
@@ -139,12 +124,8 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let org = caller.member(Action::ReadAgents)?;
     let id = parse_agent_id(&agent_id)?;
-    let agent = state
-        .stores
-        .agents
-        .get(&org.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("agent {id}")))?;
+    let agent =
+        state.stores.agents.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("agent {id}")))?;
     Ok(with_etag(StatusCode::OK, agent))
 }
 
@@ -163,18 +144,10 @@ pub async fn update(
     let org = caller.member(Action::WriteAgents)?;
     let id = parse_agent_id(&agent_id)?;
     let expected = if_match(&headers)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            "if_match_required",
-            "send If-Match with the agent's ETag",
-        )
+        ApiError::new(StatusCode::PRECONDITION_REQUIRED, "if_match_required", "send If-Match with the agent's ETag")
     })?;
     validated(org, &config)?;
-    let agent = state
-        .stores
-        .agents
-        .update(&org.id, &id, &config, expected, state.clock.now())
-        .await?;
+    let agent = state.stores.agents.update(&org.id, &id, &config, expected, state.clock.now()).await?;
     audit(&state, &caller, &ctx, &org.id, "agent.update", id.as_str()).await;
     Ok(with_etag(StatusCode::OK, agent))
 }
@@ -190,11 +163,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let org = caller.member(Action::DeleteAgents)?;
     let id = parse_agent_id(&agent_id)?;
-    state
-        .stores
-        .agents
-        .delete(&org.id, &id, if_match(&headers)?)
-        .await?;
+    state.stores.agents.delete(&org.id, &id, if_match(&headers)?).await?;
     audit(&state, &caller, &ctx, &org.id, "agent.delete", id.as_str()).await;
     Ok(StatusCode::NO_CONTENT)
 }

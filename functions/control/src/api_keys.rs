@@ -79,26 +79,15 @@ pub struct RotateKey {
     pub overlap_secs: Option<u64>,
 }
 
-pub(crate) async fn issue_key(
-    state: &ControlState,
-    org: &OrgId,
-    body: NewKey,
-) -> ApiResult<CreatedKey> {
+pub(crate) async fn issue_key(state: &ControlState, org: &OrgId, body: NewKey) -> ApiResult<CreatedKey> {
     if body.name.trim().is_empty() || body.name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be 1-100 characters",
-        ));
+        return Err(ApiError::bad_request("invalid_name", "name must be 1-100 characters"));
     }
-    let role: Role = body.role.parse().map_err(|_| {
-        ApiError::bad_request("unknown_role", "role must be admin, editor or viewer")
-    })?;
+    let role: Role =
+        body.role.parse().map_err(|_| ApiError::bad_request("unknown_role", "role must be admin, editor or viewer"))?;
     let days = body.expires_in_days.unwrap_or(MAX_LIFETIME_DAYS);
     if !(1..=MAX_LIFETIME_DAYS).contains(&days) {
-        return Err(ApiError::bad_request(
-            "invalid_expiry",
-            "expires_in_days must be 1-365",
-        ));
+        return Err(ApiError::bad_request("invalid_expiry", "expires_in_days must be 1-365"));
     }
     let minted = keys::mint(&state.pepper).map_err(ApiError::internal)?;
     let now = state.clock.now();
@@ -113,16 +102,11 @@ pub(crate) async fn issue_key(
         revoked_at: None,
     };
     state.stores.api_keys.create(&record).await?;
-    Ok(CreatedKey {
-        key: record.into(),
-        token: minted.token.expose().to_owned(),
-        previous: None,
-    })
+    Ok(CreatedKey { key: record.into(), token: minted.token.expose().to_owned(), previous: None })
 }
 
 async fn own_key(state: &ControlState, org: &OrgId, raw_id: &str) -> ApiResult<ApiKeyRecord> {
-    let id =
-        ApiKeyId::parse(raw_id).map_err(|_| ApiError::not_found(format!("API key {raw_id}")))?;
+    let id = ApiKeyId::parse(raw_id).map_err(|_| ApiError::not_found(format!("API key {raw_id}")))?;
     match state.stores.api_keys.get(&id).await? {
         Some(key) if &key.org_id == org => Ok(key),
         _ => Err(ApiError::not_found(format!("API key {id}"))),
@@ -139,15 +123,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
     let created = issue_key(&state, &org, body).await?;
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &org,
-        "api_key.create",
-        &created.key.id,
-    )
-    .await;
+    audit(&state, &caller, &ctx, &org, "api_key.create", &created.key.id).await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -160,10 +136,7 @@ pub async fn list(
 ) -> ApiResult<Json<KeyList>> {
     let org = caller.member(Action::ReadApiKeys)?;
     let page = state.stores.api_keys.list(&org.id, &query.page()?).await?;
-    Ok(Json(KeyList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(KeyList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// Revoke an API key now (admin). Revoking twice keeps the first time.
@@ -176,20 +149,8 @@ pub async fn revoke(
 ) -> ApiResult<Json<KeyView>> {
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
     let key = own_key(&state, &org, &key_id).await?;
-    let revoked = state
-        .stores
-        .api_keys
-        .revoke(&key.id, state.clock.now())
-        .await?;
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &org,
-        "api_key.revoke",
-        key.id.as_str(),
-    )
-    .await;
+    let revoked = state.stores.api_keys.revoke(&key.id, state.clock.now()).await?;
+    audit(&state, &caller, &ctx, &org, "api_key.revoke", key.id.as_str()).await;
     Ok(Json(revoked.into()))
 }
 
@@ -207,57 +168,30 @@ pub async fn rotate(
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKey::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
     };
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
     let old = own_key(&state, &org, &key_id).await?;
     let now = state.clock.now();
     if !old.is_usable_at(now) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "key_not_active",
-            "only an active key can be rotated",
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, "key_not_active", "only an active key can be rotated"));
     }
     let overlap = body.overlap_secs.unwrap_or(86_400);
     if overlap > MAX_ROTATION_OVERLAP_SECS {
-        return Err(ApiError::bad_request(
-            "invalid_overlap",
-            "overlap_secs must be 0-604800",
-        ));
+        return Err(ApiError::bad_request("invalid_overlap", "overlap_secs must be 0-604800"));
     }
     let lifetime_days = old.expires_at.map_or(MAX_LIFETIME_DAYS, |exp| {
-        u32::try_from(
-            ((exp.as_millis() - old.created_at.as_millis()) / DAY_MS)
-                .clamp(1, i64::from(MAX_LIFETIME_DAYS)),
-        )
-        .unwrap_or(MAX_LIFETIME_DAYS)
+        u32::try_from(((exp.as_millis() - old.created_at.as_millis()) / DAY_MS).clamp(1, i64::from(MAX_LIFETIME_DAYS)))
+            .unwrap_or(MAX_LIFETIME_DAYS)
     });
     let mut created = issue_key(
         &state,
         &org,
-        NewKey {
-            name: old.name.clone(),
-            role: old.role.as_str().into(),
-            expires_in_days: Some(lifetime_days),
-        },
+        NewKey { name: old.name.clone(), role: old.role.as_str().into(), expires_in_days: Some(lifetime_days) },
     )
     .await?;
-    let previous = state
-        .stores
-        .api_keys
-        .revoke(&old.id, now.plus_secs(i64::try_from(overlap).unwrap_or(0)))
-        .await?;
+    let previous = state.stores.api_keys.revoke(&old.id, now.plus_secs(i64::try_from(overlap).unwrap_or(0))).await?;
     created.previous = Some(previous.into());
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &org,
-        "api_key.rotate",
-        old.id.as_str(),
-    )
-    .await;
+    audit(&state, &caller, &ctx, &org, "api_key.rotate", old.id.as_str()).await;
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -50,8 +50,5 @@ pub async fn list(
 ) -> ApiResult<Json<AuditList>> {
     let org = caller.member(Action::ReadAuditLog)?;
     let page = state.audit.list(&org.id, &query.page()?).await?;
-    Ok(Json(AuditList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(AuditList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }

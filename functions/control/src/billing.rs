@@ -76,11 +76,7 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceView>> {
     let org = caller.member(Action::ReadBilling)?;
     let balance = state.stores.ledger.balance(&org.id).await?;
-    Ok(Json(BalanceView {
-        balance_kopecks: balance.get(),
-        currency: "RUB",
-        display: balance.to_string(),
-    }))
+    Ok(Json(BalanceView { balance_kopecks: balance.get(), currency: "RUB", display: balance.to_string() }))
 }
 
 /// Billing history, newest first (admin).
@@ -92,10 +88,7 @@ pub async fn ledger(
 ) -> ApiResult<Json<LedgerList>> {
     let org = caller.member(Action::ReadBilling)?;
     let page = state.stores.ledger.list(&org.id, &query.page()?).await?;
-    Ok(Json(LedgerList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(LedgerList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// Call minutes used in a month against the plan.
@@ -106,14 +99,9 @@ pub async fn usage(
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> ApiResult<Json<UsageView>> {
     let org = caller.member(Action::ReadUsage)?;
-    let month = query
-        .month
-        .unwrap_or_else(|| state.clock.now().year_month());
+    let month = query.month.unwrap_or_else(|| state.clock.now().year_month());
     if !(197_001..=999_912).contains(&month) || !(1..=12).contains(&(month % 100)) {
-        return Err(ApiError::bad_request(
-            "invalid_month",
-            "month must be yyyymm",
-        ));
+        return Err(ApiError::bad_request("invalid_month", "month must be yyyymm"));
     }
     let used = state.stores.ledger.usage_minutes(&org.id, month).await?;
     Ok(Json(UsageView {

@@ -76,10 +76,7 @@ pub async fn list(
 ) -> ApiResult<Json<CallList>> {
     let org = caller.member(Action::ReadCalls)?;
     let page = state.calls.list(&org.id, &query.page()?).await?;
-    Ok(Json(CallList {
-        items: page.items.into_iter().map(|c| view(c, None)).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(CallList { items: page.items.into_iter().map(|c| view(c, None)).collect(), next_cursor: page.next_cursor }))
 }
 
 /// One call with its transcript and per-turn metrics.
@@ -91,18 +88,11 @@ pub async fn get(
 ) -> ApiResult<Json<CallView>> {
     let org = caller.member(Action::ReadCalls)?;
     let id = CallId::parse(&call_id).map_err(|_| ApiError::not_found(format!("call {call_id}")))?;
-    let mut call = state
-        .calls
-        .get(&org.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("call {id}")))?;
+    let mut call = state.calls.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("call {id}")))?;
     let transcript = match call.transcript.take() {
         Some(bytes) => {
             let envelope = Envelope::from_bytes(&bytes)?;
-            let plain = state
-                .crypto
-                .decrypt(&envelope, &transcript_context(&org.id))
-                .await?;
+            let plain = state.crypto.decrypt(&envelope, &transcript_context(&org.id)).await?;
             Some(serde_json::from_slice(&plain).map_err(ApiError::internal)?)
         }
         None => Some(serde_json::json!([])),

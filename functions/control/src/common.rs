@@ -25,25 +25,12 @@ impl ListQuery {
     pub fn page(&self) -> Result<PageRequest, ApiError> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                "limit must be 1-100",
-            ));
+            return Err(ApiError::bad_request("invalid_limit", "limit must be 1-100"));
         }
-        if self
-            .cursor
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.len() > 1024)
-        {
-            return Err(ApiError::bad_request(
-                "invalid_cursor",
-                "cursor must come from next_cursor",
-            ));
+        if self.cursor.as_ref().is_some_and(|c| c.is_empty() || c.len() > 1024) {
+            return Err(ApiError::bad_request("invalid_cursor", "cursor must come from next_cursor"));
         }
-        Ok(PageRequest {
-            cursor: self.cursor.clone(),
-            limit,
-        })
+        Ok(PageRequest { cursor: self.cursor.clone(), limit })
     }
 }
 

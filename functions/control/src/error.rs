@@ -21,13 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            errors: Vec::new(),
-            retry_after_secs: None,
-        }
+        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after_secs: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -43,23 +37,12 @@ impl ApiError {
     }
 
     pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn validation(errors: Vec<ValidationIssue>) -> Self {
         let detail = format!("{} field(s) are invalid", errors.len());
-        Self {
-            errors,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                detail,
-            )
-        }
+        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
     }
 
     pub fn rate_limited(retry_after_secs: u64, detail: impl Into<String>) -> Self {
@@ -71,11 +54,7 @@ impl ApiError {
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred; it has been logged",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
     }
 
     fn title(&self) -> &'static str {
@@ -87,24 +66,18 @@ impl From<PortError> for ApiError {
     fn from(err: PortError) -> Self {
         match err {
             PortError::NotFound { what } => Self::not_found(what),
-            PortError::AlreadyExists { what } => Self::new(
-                StatusCode::CONFLICT,
-                "already_exists",
-                format!("{what} already exists"),
-            ),
+            PortError::AlreadyExists { what } => {
+                Self::new(StatusCode::CONFLICT, "already_exists", format!("{what} already exists"))
+            }
             PortError::Conflict { expected, actual } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "version_mismatch",
                 format!("If-Match was version {expected}, the current version is {actual}"),
             ),
-            PortError::ConditionFailed { reason } => {
-                Self::new(StatusCode::CONFLICT, "condition_failed", reason)
+            PortError::ConditionFailed { reason } => Self::new(StatusCode::CONFLICT, "condition_failed", reason),
+            PortError::QuotaExceeded { quota, limit } => {
+                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", format!("quota {quota} reached (limit {limit})"))
             }
-            PortError::QuotaExceeded { quota, limit } => Self::new(
-                StatusCode::FORBIDDEN,
-                "quota_exceeded",
-                format!("quota {quota} reached (limit {limit})"),
-            ),
             PortError::Throttled { reason } | PortError::Unavailable { reason } => {
                 tracing::warn!(%reason, "store unavailable");
                 Self {
@@ -135,14 +108,9 @@ impl IntoResponse for ApiError {
             body["errors"] = json!(self.errors);
         }
         let mut response = (self.status, body.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

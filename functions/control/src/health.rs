@@ -29,11 +29,7 @@ pub async fn health(State(state): State<ControlState>) -> (StatusCode, Json<Valu
         };
         checks.insert(name.to_owned(), value);
     }
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "version": env!("CARGO_PKG_VERSION"),

@@ -45,11 +45,7 @@ pub fn random_secret() -> Result<String, getrandom::Error> {
 pub fn parse(token: &str) -> Option<(ApiKeyId, &str)> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
     let (id_hex, secret) = rest.split_once('_')?;
-    if id_hex.len() != 32
-        || !id_hex.bytes().all(|b| b.is_ascii_hexdigit())
-        || secret.len() < 16
-        || secret.len() > 128
-    {
+    if id_hex.len() != 32 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) || secret.len() < 16 || secret.len() > 128 {
         return None;
     }
     Some((ApiKeyId::with_suffix(id_hex).ok()?, secret))
@@ -57,28 +53,22 @@ pub fn parse(token: &str) -> Option<(ApiKeyId, &str)> {
 
 /// Hex HMAC-SHA256 of `secret` under the pepper.
 pub fn hash_secret(pepper: &SecretString, secret: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes())
-        .expect("HMAC takes any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()).expect("HMAC takes any key length");
     mac.update(secret.as_bytes());
     hex(&mac.finalize().into_bytes())
 }
 
 /// Constant-time check of a presented secret against a stored hash.
 pub fn verify(pepper: &SecretString, secret: &str, stored_hash: &str) -> bool {
-    hash_secret(pepper, secret)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    hash_secret(pepper, secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 #[cfg(test)]
@@ -92,16 +82,8 @@ mod tests {
         let (id, secret) = parse(key.token.expose()).unwrap();
         assert_eq!(id, key.id);
         assert!(verify(&pepper, secret, &key.secret_hash));
-        assert!(!verify(
-            &SecretString::new("other pepper"),
-            secret,
-            &key.secret_hash
-        ));
-        assert!(!verify(
-            &pepper,
-            "wrong-secret-wrong-secret",
-            &key.secret_hash
-        ));
+        assert!(!verify(&SecretString::new("other pepper"), secret, &key.secret_hash));
+        assert!(!verify(&pepper, "wrong-secret-wrong-secret", &key.secret_hash));
         assert!(!key.secret_hash.contains(secret), "only the hash is stored");
     }
 

@@ -51,10 +51,8 @@ struct ApiKeyAuth;
 impl Modify for ApiKeyAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
     }
 }
 
@@ -71,7 +69,10 @@ impl Modify for ProblemResponses {
             .property("title", ObjectBuilder::new().schema_type(Type::String))
             .property("status", ObjectBuilder::new().schema_type(Type::Integer))
             .property("detail", ObjectBuilder::new().schema_type(Type::String))
-            .property("code", ObjectBuilder::new().schema_type(Type::String).description(Some("stable machine-readable error code")))
+            .property(
+                "code",
+                ObjectBuilder::new().schema_type(Type::String).description(Some("stable machine-readable error code")),
+            )
             .required("code")
             .required("status");
         let response = ResponseBuilder::new()
@@ -79,7 +80,9 @@ impl Modify for ProblemResponses {
             .content("application/problem+json", ContentBuilder::new().schema(Some(problem)).build())
             .build();
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten() {
+            for operation in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+            {
                 operation.responses.responses.entry("default".into()).or_insert_with(|| response.clone().into());
             }
         }
@@ -98,21 +101,12 @@ pub fn router(state: ControlState) -> Router {
         .route("/orgs/{org_id}", get(orgs::get).patch(orgs::update))
         .route("/orgs/{org_id}/api-keys", post(orgs::create_key_for_org))
         .route("/api-keys", post(api_keys::create).get(api_keys::list))
-        .route(
-            "/api-keys/{key_id}",
-            axum::routing::delete(api_keys::revoke),
-        )
+        .route("/api-keys/{key_id}", axum::routing::delete(api_keys::revoke))
         .route("/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/agents", post(agents::create).get(agents::list))
-        .route(
-            "/agents/{agent_id}",
-            get(agents::get).put(agents::update).delete(agents::delete),
-        )
+        .route("/agents/{agent_id}", get(agents::get).put(agents::update).delete(agents::delete))
         .route("/numbers", get(numbers::list))
-        .route(
-            "/numbers/{number}",
-            put(numbers::assign).delete(numbers::release),
-        )
+        .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))
         .route("/calls", get(calls::list))
         .route("/calls/{call_id}", get(calls::get))
@@ -122,24 +116,13 @@ pub fn router(state: ControlState) -> Router {
         .route("/audit-log", get(audit_log::list))
         .fallback(|| async { ApiError::not_found("route") })
         // Layers run outside-in from the last added: authenticate, then idempotency.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::idempotency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health::health))
         .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::request_context,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
         .with_state(state)
 }

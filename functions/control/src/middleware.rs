@@ -36,10 +36,9 @@ impl Caller {
     pub fn member(&self, action: Action) -> Result<&Org, ApiError> {
         match self {
             Self::Member { org, role, .. } if can(*role, action) => Ok(org),
-            Self::Member { role, .. } => Err(ApiError::forbidden(
-                "insufficient_role",
-                format!("role {} may not {action:?}", role.as_str()),
-            )),
+            Self::Member { role, .. } => {
+                Err(ApiError::forbidden("insufficient_role", format!("role {} may not {action:?}", role.as_str())))
+            }
             Self::Operator => Err(ApiError::forbidden(
                 "operator_not_member",
                 "this route acts on the caller's organisation; use an organisation API key",
@@ -51,9 +50,7 @@ impl Caller {
     pub fn operator_or_member(&self, org_id: &OrgId, action: Action) -> Result<(), ApiError> {
         match self {
             Self::Operator => Ok(()),
-            Self::Member { org, .. } if &org.id != org_id => {
-                Err(ApiError::not_found(format!("organisation {org_id}")))
-            }
+            Self::Member { org, .. } if &org.id != org_id => Err(ApiError::not_found(format!("organisation {org_id}"))),
             member => member.member(action).map(|_| ()),
         }
     }
@@ -61,10 +58,7 @@ impl Caller {
     pub fn require_operator(&self) -> Result<(), ApiError> {
         match self {
             Self::Operator => Ok(()),
-            Self::Member { .. } => Err(ApiError::forbidden(
-                "operator_only",
-                "only the platform operator may do this",
-            )),
+            Self::Member { .. } => Err(ApiError::forbidden("operator_only", "only the platform operator may do this")),
         }
     }
 
@@ -94,31 +88,18 @@ pub struct RequestContext {
 
 /// Assigns the request id (kept from the client if sane) and trace id (from W3C
 /// `traceparent` or new), echoes both, and wraps the request in a span carrying them.
-pub async fn request_context(
-    State(state): State<ControlState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn request_context(State(state): State<ControlState>, mut request: Request, next: Next) -> Response {
     ControlMetrics::incr(&state.metrics.requests_total);
     let headers = request.headers();
     let request_id = header_str(headers, REQUEST_ID_HEADER)
-        .filter(|id| {
-            id.len() <= 128
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let trace_id = header_str(headers, "traceparent")
         .and_then(|tp| tp.split('-').nth(1))
         .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let client_ip = client_ip(&request, state.config.trust_forwarded_for);
-    let context = RequestContext {
-        request_id: request_id.clone(),
-        trace_id: trace_id.clone(),
-        client_ip,
-    };
+    let context = RequestContext { request_id: request_id.clone(), trace_id: trace_id.clone(), client_ip };
     request.extensions_mut().insert(context);
     let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, trace_id = %trace_id);
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
@@ -136,28 +117,19 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
     if trust_forwarded_for {
-        if let Some(first) =
-            header_str(request.headers(), "x-forwarded-for").and_then(|v| v.split(',').next())
-        {
+        if let Some(first) = header_str(request.headers(), "x-forwarded-for").and_then(|v| v.split(',').next()) {
             return first.trim().to_owned();
         }
     }
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(
-            || "unknown".to_owned(),
-            |ConnectInfo(addr)| addr.ip().to_string(),
-        )
+        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string())
 }
 
 /// Authenticates `X-API-Key`, refuses keys in the URL, and applies the per-key+IP and
 /// per-org rate limits through the shared counters.
-pub async fn authenticate(
-    State(state): State<ControlState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(state): State<ControlState>, mut request: Request, next: Next) -> Response {
     match authenticate_inner(&state, &mut request).await {
         Ok(()) => next.run(request).await,
         Err(err) => err.into_response(),
@@ -172,16 +144,9 @@ async fn authenticate_inner(state: &ControlState, request: &mut Request) -> Resu
         .ok_or_else(|| ApiError::internal("request context missing"))?;
     if let Some(query) = request.uri().query() {
         let lowered = query.to_ascii_lowercase();
-        if [
-            "api_key=",
-            "apikey=",
-            "api-key=",
-            "key=",
-            "x-api-key=",
-            "token=",
-        ]
-        .iter()
-        .any(|p| lowered.split('&').any(|pair| pair.starts_with(p)))
+        if ["api_key=", "apikey=", "api-key=", "key=", "x-api-key=", "token="]
+            .iter()
+            .any(|p| lowered.split('&').any(|pair| pair.starts_with(p)))
             || lowered.contains("gk_")
         {
             return Err(ApiError::bad_request("api_key_in_url", "API keys are accepted only in the X-API-Key header; a key sent in a URL must be considered leaked — revoke it"));
@@ -193,35 +158,21 @@ async fn authenticate_inner(state: &ControlState, request: &mut Request) -> Resu
     };
     let caller = if let Some((key_id, secret)) = keys::parse(&token) {
         let record = state.stores.api_keys.get(&key_id).await?;
-        let Some(record) = record.filter(|r| keys::verify(&state.pepper, secret, &r.secret_hash))
-        else {
+        let Some(record) = record.filter(|r| keys::verify(&state.pepper, secret, &r.secret_hash)) else {
             return Err(auth_failed(state, &context, "unknown key or wrong secret").await);
         };
         if !record.is_usable_at(now) {
             return Err(auth_failed(state, &context, "the key is revoked or expired").await);
         }
         let Some(org) = state.stores.orgs.get(&record.org_id).await? else {
-            return Err(
-                auth_failed(state, &context, "the key's organisation no longer exists").await,
-            );
+            return Err(auth_failed(state, &context, "the key's organisation no longer exists").await);
         };
         if org.disabled {
-            return Err(ApiError::forbidden(
-                "org_disabled",
-                "this organisation is disabled",
-            ));
+            return Err(ApiError::forbidden("org_disabled", "this organisation is disabled"));
         }
         rate_limit(state, &org, &record.id, &context.client_ip).await?;
-        Caller::Member {
-            org: Arc::new(org),
-            key_id: record.id,
-            role: record.role,
-        }
-    } else if state
-        .operator_key_hash
-        .as_deref()
-        .is_some_and(|hash| keys::verify(&state.pepper, &token, hash))
-    {
+        Caller::Member { org: Arc::new(org), key_id: record.id, role: record.role }
+    } else if state.operator_key_hash.as_deref().is_some_and(|hash| keys::verify(&state.pepper, &token, hash)) {
         Caller::Operator
     } else {
         return Err(auth_failed(state, &context, "malformed key").await);
@@ -230,19 +181,10 @@ async fn authenticate_inner(state: &ControlState, request: &mut Request) -> Resu
     Ok(())
 }
 
-async fn auth_failed(
-    state: &ControlState,
-    context: &RequestContext,
-    reason: &'static str,
-) -> ApiError {
+async fn auth_failed(state: &ControlState, context: &RequestContext, reason: &'static str) -> ApiError {
     ControlMetrics::incr(&state.metrics.auth_failures_total);
     let alert_at = u64::from(golos_domain::plans::Quotas::DEFAULT.failed_auth_alert_per_hour);
-    match state
-        .stores
-        .counters
-        .hit("auth-failures", 3_600_000, state.clock.now())
-        .await
-    {
+    match state.stores.counters.hit("auth-failures", 3_600_000, state.clock.now()).await {
         Ok(count) if count == alert_at => {
             tracing::error!(
                 alert = "auth_failures_per_hour",
@@ -257,37 +199,19 @@ async fn auth_failed(
     ApiError::unauthorized(reason)
 }
 
-async fn rate_limit(
-    state: &ControlState,
-    org: &Org,
-    key: &ApiKeyId,
-    ip: &str,
-) -> Result<(), ApiError> {
+async fn rate_limit(state: &ControlState, org: &Org, key: &ApiKeyId, ip: &str) -> Result<(), ApiError> {
     const WINDOW_MS: i64 = 60_000;
     let now = state.clock.now();
-    let retry_after =
-        u64::try_from((WINDOW_MS - now.as_millis().rem_euclid(WINDOW_MS) + 999) / 1000)
-            .unwrap_or(1);
-    let per_key = state
-        .stores
-        .counters
-        .hit(&format!("rl:key:{key}:{ip}"), WINDOW_MS, now)
-        .await?;
+    let retry_after = u64::try_from((WINDOW_MS - now.as_millis().rem_euclid(WINDOW_MS) + 999) / 1000).unwrap_or(1);
+    let per_key = state.stores.counters.hit(&format!("rl:key:{key}:{ip}"), WINDOW_MS, now).await?;
     if per_key > u64::from(org.quotas.api_requests_per_minute_per_key) {
         ControlMetrics::incr(&state.metrics.rate_limited_total);
         return Err(ApiError::rate_limited(
             retry_after,
-            format!(
-                "more than {} requests per minute with this key",
-                org.quotas.api_requests_per_minute_per_key
-            ),
+            format!("more than {} requests per minute with this key", org.quotas.api_requests_per_minute_per_key),
         ));
     }
-    let per_org = state
-        .stores
-        .counters
-        .hit(&format!("rl:org:{}", org.id), WINDOW_MS, now)
-        .await?;
+    let per_org = state.stores.counters.hit(&format!("rl:org:{}", org.id), WINDOW_MS, now).await?;
     if per_org > u64::from(org.quotas.api_requests_per_minute_per_org) {
         ControlMetrics::incr(&state.metrics.rate_limited_total);
         return Err(ApiError::rate_limited(
@@ -304,11 +228,7 @@ async fn rate_limit(
 /// `Idempotency-Key` on POST: the first request runs and its response is stored; a retry
 /// with the same key and body gets the stored response; the same key with another body is
 /// refused. Failed (5xx) attempts release the key so a retry can run.
-pub async fn idempotency(
-    State(state): State<ControlState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn idempotency(State(state): State<ControlState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -320,34 +240,17 @@ pub async fn idempotency(
     }
 }
 
-async fn idempotent(
-    state: &ControlState,
-    key: String,
-    request: Request,
-    next: Next,
-) -> Result<Response, Response> {
+async fn idempotent(state: &ControlState, key: String, request: Request, next: Next) -> Result<Response, Response> {
     if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 characters",
-        )
-        .into_response());
+        return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
+            .into_response());
     }
-    let scope = request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "anonymous".to_owned(), Caller::scope);
+    let scope = request.extensions().get::<Caller>().map_or_else(|| "anonymous".to_owned(), Caller::scope);
     let (parts, body) = request.into_parts();
-    let bytes = to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body too large",
-            )
+    let bytes = to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+        ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
             .into_response()
-        })?;
+    })?;
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update([0]);
@@ -359,13 +262,7 @@ async fn idempotent(
     let begun = state
         .stores
         .idempotency
-        .begin(
-            &scope,
-            &key,
-            &fingerprint,
-            state.config.idempotency_ttl_ms,
-            now,
-        )
+        .begin(&scope, &key, &fingerprint, state.config.idempotency_ttl_ms, now)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     match begun {
@@ -391,9 +288,7 @@ async fn idempotent(
             return Ok(replay(stored));
         }
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     if response.status().is_server_error() {
         if let Err(err) = state.stores.idempotency.abandon(&scope, &key).await {
             tracing::warn!(error = %err, "could not release an idempotency key");
@@ -401,40 +296,22 @@ async fn idempotent(
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
-    let body = to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::internal(e).into_response())?;
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
-    let stored = StoredResponse {
-        status: parts.status.as_u16(),
-        content_type,
-        body: body.to_vec(),
-    };
-    if let Err(err) = state
-        .stores
-        .idempotency
-        .complete(&scope, &key, &stored)
-        .await
-    {
+    let body = to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e).into_response())?;
+    let content_type =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+    let stored = StoredResponse { status: parts.status.as_u16(), content_type, body: body.to_vec() };
+    if let Err(err) = state.stores.idempotency.complete(&scope, &key, &stored).await {
         tracing::warn!(error = %err, "could not store an idempotent response");
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 
 fn replay(stored: StoredResponse) -> Response {
-    let status =
-        axum::http::StatusCode::from_u16(stored.status).unwrap_or(axum::http::StatusCode::OK);
+    let status = axum::http::StatusCode::from_u16(stored.status).unwrap_or(axum::http::StatusCode::OK);
     let mut response = (status, stored.body).into_response();
     if let Ok(ct) = HeaderValue::from_str(&stored.content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }

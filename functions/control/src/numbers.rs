@@ -46,8 +46,7 @@ pub struct NumberList {
 }
 
 fn parse_number(raw: &str) -> ApiResult<PhoneNumber> {
-    PhoneNumber::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))
+    PhoneNumber::parse(raw).map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))
 }
 
 /// Route a number to an agent (admin). Re-assigning moves it to another agent.
@@ -62,45 +61,20 @@ pub async fn assign(
 ) -> ApiResult<Json<NumberView>> {
     let org = caller.member(Action::ManageNumbers)?;
     let number = parse_number(&number)?;
-    let agent_id = AgentId::parse(&body.agent_id).map_err(|_| {
-        ApiError::bad_request(
-            "unknown_agent",
-            "agent_id is not an agent of this organisation",
-        )
-    })?;
+    let agent_id = AgentId::parse(&body.agent_id)
+        .map_err(|_| ApiError::bad_request("unknown_agent", "agent_id is not an agent of this organisation"))?;
     if state.stores.agents.get(&org.id, &agent_id).await?.is_none() {
-        return Err(ApiError::bad_request(
-            "unknown_agent",
-            "agent_id is not an agent of this organisation",
-        ));
+        return Err(ApiError::bad_request("unknown_agent", "agent_id is not an agent of this organisation"));
     }
-    let assignment = NumberAssignment {
-        number: number.clone(),
-        org_id: org.id.clone(),
-        agent_id,
-        assigned_at: state.clock.now(),
-    };
-    state
-        .numbers
-        .assign(&assignment)
-        .await
-        .map_err(|e| match e {
-            golos_ports::PortError::AlreadyExists { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "number_taken",
-                "this number is assigned to another organisation",
-            ),
-            other => other.into(),
-        })?;
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &org.id,
-        "number.assign",
-        &number.masked(),
-    )
-    .await;
+    let assignment =
+        NumberAssignment { number: number.clone(), org_id: org.id.clone(), agent_id, assigned_at: state.clock.now() };
+    state.numbers.assign(&assignment).await.map_err(|e| match e {
+        golos_ports::PortError::AlreadyExists { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "number_taken", "this number is assigned to another organisation")
+        }
+        other => other.into(),
+    })?;
+    audit(&state, &caller, &ctx, &org.id, "number.assign", &number.masked()).await;
     Ok(Json(assignment.into()))
 }
 
@@ -113,10 +87,7 @@ pub async fn list(
 ) -> ApiResult<Json<NumberList>> {
     let org = caller.member(Action::ReadNumbers)?;
     let page = state.numbers.list(&org.id, &query.page()?).await?;
-    Ok(Json(NumberList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(NumberList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// Release a number (admin).
@@ -130,15 +101,7 @@ pub async fn release(
     let org = caller.member(Action::ManageNumbers)?;
     let number = parse_number(&number)?;
     state.numbers.release(&org.id, &number).await?;
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &org.id,
-        "number.release",
-        &number.masked(),
-    )
-    .await;
+    audit(&state, &caller, &ctx, &org.id, "number.release", &number.masked()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,10 +114,7 @@ pub async fn route(
 ) -> ApiResult<Json<NumberView>> {
     caller.require_operator()?;
     let number = parse_number(&number)?;
-    let assignment = state
-        .numbers
-        .route(&number)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("number {number}")))?;
+    let assignment =
+        state.numbers.route(&number).await?.ok_or_else(|| ApiError::not_found(format!("number {number}")))?;
     Ok(Json(assignment.into()))
 }

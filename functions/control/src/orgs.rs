@@ -91,20 +91,14 @@ fn parse_plan(plan: Option<&str>) -> ApiResult<Option<Plan>> {
 
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be 1-200 characters",
-        ));
+        return Err(ApiError::bad_request("invalid_name", "name must be 1-200 characters"));
     }
     Ok(())
 }
 
 fn check_settings(settings: &serde_json::Value) -> ApiResult<()> {
     if !settings.is_object() || settings.to_string().len() > 16 * 1024 {
-        return Err(ApiError::bad_request(
-            "invalid_settings",
-            "settings must be a JSON object under 16 KiB",
-        ));
+        return Err(ApiError::bad_request("invalid_settings", "settings must be a JSON object under 16 KiB"));
     }
     Ok(())
 }
@@ -126,21 +120,12 @@ pub async fn create(
     check_name(&body.name)?;
     let plan = parse_plan(body.plan.as_deref())?.unwrap_or(Plan::Start);
     let quotas = body.quotas.unwrap_or_else(|| plan.default_quotas());
-    quotas
-        .validate()
-        .map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
+    quotas.validate().map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
     let settings = body.settings.unwrap_or_else(|| serde_json::json!({}));
     check_settings(&settings)?;
     let id = OrgId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
-    let org = Org {
-        id: id.clone(),
-        name: body.name,
-        plan,
-        quotas,
-        settings,
-        disabled: false,
-        created_at: state.clock.now(),
-    };
+    let org =
+        Org { id: id.clone(), name: body.name, plan, quotas, settings, disabled: false, created_at: state.clock.now() };
     state.stores.orgs.create(&org).await?;
     audit(&state, &caller, &ctx, &id, "org.create", id.as_str()).await;
     Ok((StatusCode::CREATED, Json(org.into())))
@@ -155,10 +140,7 @@ pub async fn list(
 ) -> ApiResult<Json<OrgList>> {
     caller.require_operator()?;
     let page = state.stores.orgs.list(&query.page()?).await?;
-    Ok(Json(OrgList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(OrgList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// Get an organisation (operator, or a member of it).
@@ -170,12 +152,7 @@ pub async fn get(
 ) -> ApiResult<Json<OrgView>> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::ReadOrg)?;
-    let org = state
-        .stores
-        .orgs
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
+    let org = state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
     Ok(Json(org.into()))
 }
 
@@ -195,12 +172,7 @@ pub async fn update(
     if operator_fields {
         caller.require_operator()?;
     }
-    let mut org = state
-        .stores
-        .orgs
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
+    let mut org = state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
     if let Some(name) = body.name {
         check_name(&name)?;
         org.name = name;
@@ -216,9 +188,7 @@ pub async fn update(
         }
     }
     if let Some(quotas) = body.quotas {
-        quotas
-            .validate()
-            .map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
+        quotas.validate().map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
         org.quotas = quotas;
     }
     if let Some(disabled) = body.disabled {
@@ -248,14 +218,6 @@ pub async fn create_key_for_org(
         return Err(ApiError::not_found(format!("organisation {id}")));
     }
     let created = issue_key(&state, &id, body).await?;
-    audit(
-        &state,
-        &caller,
-        &ctx,
-        &id,
-        "api_key.create",
-        &created.key.id,
-    )
-    .await;
+    audit(&state, &caller, &ctx, &id, "api_key.create", &created.key.id).await;
     Ok((StatusCode::CREATED, Json(created)))
 }

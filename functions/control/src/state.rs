@@ -1,8 +1,6 @@
 //! What every handler shares: the stores, secrets, clock and configuration.
 
-use golos_ports::{
-    AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, SecretString, Stores,
-};
+use golos_ports::{AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, SecretString, Stores};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,11 +21,7 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self {
-            trust_forwarded_for: false,
-            idempotency_ttl_ms: 24 * 3_600_000,
-            max_body_bytes: 1 << 20,
-        }
+        Self { trust_forwarded_for: false, idempotency_ttl_ms: 24 * 3_600_000, max_body_bytes: 1 << 20 }
     }
 }
 

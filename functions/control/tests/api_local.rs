@@ -8,8 +8,7 @@ use std::sync::Arc;
 async fn local() -> suite::Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let platform =
-        golos_local::LocalPlatform::open(dir.path(), clock).expect("open local platform");
+    let platform = golos_local::LocalPlatform::open(dir.path(), clock).expect("open local platform");
     suite::Backend {
         stores: platform.stores(),
         numbers: platform.numbers(),

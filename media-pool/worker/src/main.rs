@@ -56,16 +56,10 @@ impl Default for ServeArgs {
 async fn main() -> anyhow::Result<()> {
     golos_telemetry::init(golos_telemetry::LogFormat::from_env());
     let cli = Cli::parse();
-    match cli
-        .command
-        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
-    {
+    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
         Command::Openapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&golos_control::openapi())?
-            );
+            println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
             Ok(())
         }
     }
@@ -73,9 +67,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let backend = match args.backend {
-        Backend::Local => golos_bootstrap::Backend::Local {
-            data_dir: args.data_dir.clone(),
-        },
+        Backend::Local => golos_bootstrap::Backend::Local { data_dir: args.data_dir.clone() },
         Backend::Aws => golos_bootstrap::Backend::Aws,
     };
     let config = golos_control::ControlConfig {
@@ -84,19 +76,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = golos_bootstrap::control_state(&backend, config).await?;
     let app = golos_control::router(state);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
     tracing::info!(%addr, backend = ?args.backend, "serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

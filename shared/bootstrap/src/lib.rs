@@ -2,9 +2,7 @@
 //! `golos` worker, each Lambda function) builds its state here, so they cannot drift apart.
 
 use anyhow::{bail, Context};
-use golos_control::{
-    keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET,
-};
+use golos_control::{keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
 use golos_ports::{Clock, PortError, SystemClock, UuidIds};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,17 +17,13 @@ pub enum Backend {
 }
 
 /// The control plane's state over `backend`.
-pub async fn control_state(
-    backend: &Backend,
-    config: ControlConfig,
-) -> anyhow::Result<ControlState> {
+pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::Result<ControlState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stores, numbers, calls, audit, crypto, secrets, health) = match backend {
         Backend::Local { data_dir } => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("creating {}", data_dir.display()))?;
-            let platform = golos_local::LocalPlatform::open(data_dir, Arc::clone(&clock))
-                .context("opening the embedded store")?;
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let platform =
+                golos_local::LocalPlatform::open(data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
             bootstrap_local_secrets(&platform).await?;
             (
                 platform.stores(),
@@ -43,9 +37,7 @@ pub async fn control_state(
         }
         Backend::Aws => {
             let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
-            let platform = golos_aws::AwsPlatform::connect(config)
-                .await
-                .context("connecting to AWS")?;
+            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
             (
                 platform.stores(),
                 platform.numbers(),
@@ -59,7 +51,9 @@ pub async fn control_state(
     };
     let pepper = match secrets.get(PEPPER_SECRET).await {
         Ok(pepper) => pepper,
-        Err(PortError::NotFound { .. }) => bail!("secret `{PEPPER_SECRET}` is missing: Terraform creates it in AWS; locally golos creates it on first start"),
+        Err(PortError::NotFound { .. }) => bail!(
+            "secret `{PEPPER_SECRET}` is missing: Terraform creates it in AWS; locally golos creates it on first start"
+        ),
         Err(err) => return Err(err).context("reading the API-key pepper"),
     };
     let operator_key_hash = match secrets.get(OPERATOR_KEY_SECRET).await {
@@ -93,9 +87,7 @@ async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyho
     for (name, prefix) in [(PEPPER_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")] {
         if let Err(PortError::NotFound { .. }) = secrets.get(name).await {
             let value = format!("{prefix}{}", random_token()?);
-            platform
-                .put_secret_file(name, &value)
-                .with_context(|| format!("writing secret {name}"))?;
+            platform.put_secret_file(name, &value).with_context(|| format!("writing secret {name}"))?;
             if name == OPERATOR_KEY_SECRET {
                 tracing::info!("created the operator API key in the data directory's secrets/{OPERATOR_KEY_SECRET}");
             }

@@ -95,12 +95,7 @@ pub struct ProviderRef<K> {
 
 impl<K> ProviderRef<K> {
     pub const fn of(kind: K) -> Self {
-        Self {
-            kind,
-            model: None,
-            endpoint: None,
-            credentials_secret: None,
-        }
+        Self { kind, model: None, endpoint: None, credentials_secret: None }
     }
 }
 
@@ -175,12 +170,7 @@ impl ToolSpec {
     }
 }
 
-pub const BUILTIN_TOOL_NAMES: [&str; 4] = [
-    "end_call",
-    "transfer_call",
-    "send_dtmf",
-    "escalate_to_human",
-];
+pub const BUILTIN_TOOL_NAMES: [&str; 4] = ["end_call", "transfer_call", "send_dtmf", "escalate_to_human"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,11 +191,7 @@ pub struct AgentLimits {
 
 impl Default for AgentLimits {
     fn default() -> Self {
-        Self {
-            max_concurrent_calls: 10,
-            max_call_duration_secs: 1_800,
-            silence_timeout_secs: 60,
-        }
+        Self { max_concurrent_calls: 10, max_call_duration_secs: 1_800, silence_timeout_secs: 60 }
     }
 }
 
@@ -232,31 +218,19 @@ impl AgentConfig {
             issues.text("greeting", greeting, 1_000);
         }
         if !is_language_tag(&self.language) {
-            issues.push(
-                "language",
-                "invalid_language",
-                "expected a BCP 47 tag such as ru-RU or en-US",
-            );
+            issues.push("language", "invalid_language", "expected a BCP 47 tag such as ru-RU or en-US");
         }
         issues.text("voice.voice_id", &self.voice.voice_id, 200);
         issues.chain("providers.llm", &self.providers.llm);
         issues.chain("providers.tts", &self.providers.tts);
         issues.chain("providers.stt", &self.providers.stt);
         if self.providers.llm.iter().any(|p| p.kind == LlmKind::Canned) && self.faq.is_empty() {
-            issues.push(
-                "faq",
-                "faq_required",
-                "the canned LLM tier answers from `faq`, which is empty",
-            );
+            issues.push("faq", "faq_required", "the canned LLM tier answers from `faq`, which is empty");
         }
         self.validate_tools(quotas, &mut issues);
         for (i, entry) in self.faq.iter().enumerate() {
             if entry.questions.is_empty() {
-                issues.push(
-                    format!("faq[{i}].questions"),
-                    "empty",
-                    "at least one question is needed",
-                );
+                issues.push(format!("faq[{i}].questions"), "empty", "at least one question is needed");
             }
             for (j, q) in entry.questions.iter().enumerate() {
                 issues.text(&format!("faq[{i}].questions[{j}]"), q, 500);
@@ -264,9 +238,7 @@ impl AgentConfig {
             issues.text(&format!("faq[{i}].answer"), &entry.answer, 2_000);
         }
         let limits = &self.limits;
-        if limits.max_concurrent_calls == 0
-            || limits.max_concurrent_calls > quotas.max_concurrent_calls_per_agent
-        {
+        if limits.max_concurrent_calls == 0 || limits.max_concurrent_calls > quotas.max_concurrent_calls_per_agent {
             issues.push(
                 "limits.max_concurrent_calls",
                 "out_of_range",
@@ -274,29 +246,17 @@ impl AgentConfig {
             );
         }
         if !(10..=4 * 3_600).contains(&limits.max_call_duration_secs) {
-            issues.push(
-                "limits.max_call_duration_secs",
-                "out_of_range",
-                "must be 10..=14400",
-            );
+            issues.push("limits.max_call_duration_secs", "out_of_range", "must be 10..=14400");
         }
         if !(5..=600).contains(&limits.silence_timeout_secs) {
-            issues.push(
-                "limits.silence_timeout_secs",
-                "out_of_range",
-                "must be 5..=600",
-            );
+            issues.push("limits.silence_timeout_secs", "out_of_range", "must be 5..=600");
         }
         issues.finish()
     }
 
     fn validate_tools(&self, quotas: &Quotas, issues: &mut Issues) {
         if self.tools.len() > quotas.max_tools_per_agent as usize {
-            issues.push(
-                "tools",
-                "too_many_tools",
-                format!("at most {} tools per agent", quotas.max_tools_per_agent),
-            );
+            issues.push("tools", "too_many_tools", format!("at most {} tools per agent", quotas.max_tools_per_agent));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, tool) in self.tools.iter().enumerate() {
@@ -308,44 +268,21 @@ impl AgentConfig {
                     format!("tool `{}` is declared twice", tool.name()),
                 );
             }
-            if let ToolSpec::Function {
-                name,
-                description,
-                parameters,
-                url,
-                timeout_ms,
-            } = tool
-            {
+            if let ToolSpec::Function { name, description, parameters, url, timeout_ms } = tool {
                 if !is_tool_name(name) {
-                    issues.push(
-                        format!("{at}.name"),
-                        "invalid_tool_name",
-                        "1-64 of [A-Za-z0-9_-]",
-                    );
+                    issues.push(format!("{at}.name"), "invalid_tool_name", "1-64 of [A-Za-z0-9_-]");
                 } else if BUILTIN_TOOL_NAMES.contains(&name.as_str()) {
-                    issues.push(
-                        format!("{at}.name"),
-                        "reserved_tool_name",
-                        format!("`{name}` is a built-in tool"),
-                    );
+                    issues.push(format!("{at}.name"), "reserved_tool_name", format!("`{name}` is a built-in tool"));
                 }
                 issues.text(&format!("{at}.description"), description, 1_000);
                 if let Err(reason) = check_parameters_schema(parameters) {
                     issues.push(format!("{at}.parameters"), "invalid_json_schema", reason);
                 }
                 if !is_allowed_tool_url(url) {
-                    issues.push(
-                        format!("{at}.url"),
-                        "invalid_url",
-                        "must be https:// (http:// only for localhost)",
-                    );
+                    issues.push(format!("{at}.url"), "invalid_url", "must be https:// (http:// only for localhost)");
                 }
                 if *timeout_ms == 0 || *timeout_ms > MAX_TOOL_TIMEOUT_MS {
-                    issues.push(
-                        format!("{at}.timeout_ms"),
-                        "out_of_range",
-                        "must be 1..=30000",
-                    );
+                    issues.push(format!("{at}.timeout_ms"), "out_of_range", "must be 1..=30000");
                 }
             }
         }
@@ -357,11 +294,7 @@ struct Issues(Vec<ValidationIssue>);
 
 impl Issues {
     fn push(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
-        self.0.push(ValidationIssue {
-            field: field.into(),
-            code,
-            message: message.into(),
-        });
+        self.0.push(ValidationIssue { field: field.into(), code, message: message.into() });
     }
 
     fn text(&mut self, field: &str, value: &str, max_chars: usize) {
@@ -377,19 +310,11 @@ impl Issues {
             self.push(field, "empty_chain", "at least one provider is needed");
         }
         if chain.len() > MAX_CHAIN_LEN {
-            self.push(
-                field,
-                "chain_too_long",
-                format!("at most {MAX_CHAIN_LEN} tiers"),
-            );
+            self.push(field, "chain_too_long", format!("at most {MAX_CHAIN_LEN} tiers"));
         }
         for (i, tier) in chain.iter().enumerate() {
             if chain[..i].iter().any(|earlier| earlier == tier) {
-                self.push(
-                    format!("{field}[{i}]"),
-                    "duplicate_tier",
-                    "the same provider twice in one chain",
-                );
+                self.push(format!("{field}[{i}]"), "duplicate_tier", "the same provider twice in one chain");
             }
             if let Some(endpoint) = &tier.endpoint {
                 if !(endpoint.starts_with("https://")
@@ -397,20 +322,12 @@ impl Issues {
                     || endpoint.starts_with("wss://")
                     || endpoint.starts_with("ws://"))
                 {
-                    self.push(
-                        format!("{field}[{i}].endpoint"),
-                        "invalid_url",
-                        "must be an http(s) or ws(s) URL",
-                    );
+                    self.push(format!("{field}[{i}].endpoint"), "invalid_url", "must be an http(s) or ws(s) URL");
                 }
             }
             if let Some(secret) = &tier.credentials_secret {
                 if secret.is_empty() || secret.len() > 256 {
-                    self.push(
-                        format!("{field}[{i}].credentials_secret"),
-                        "invalid_secret_name",
-                        "1-256 characters",
-                    );
+                    self.push(format!("{field}[{i}].credentials_secret"), "invalid_secret_name", "1-256 characters");
                 }
             }
         }
@@ -427,22 +344,16 @@ impl Issues {
 
 fn is_language_tag(tag: &str) -> bool {
     let mut parts = tag.split('-');
-    let primary_ok = parts
-        .next()
-        .is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
+    let primary_ok =
+        parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
     let rest: Vec<&str> = parts.collect();
     primary_ok
         && rest.len() <= 2
-        && rest
-            .iter()
-            .all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && rest.iter().all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 fn is_tool_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn is_allowed_tool_url(url: &str) -> bool {
@@ -455,16 +366,12 @@ fn is_allowed_tool_url(url: &str) -> bool {
     })
 }
 
-const JSON_SCHEMA_TYPES: [&str; 7] = [
-    "object", "array", "string", "number", "integer", "boolean", "null",
-];
+const JSON_SCHEMA_TYPES: [&str; 7] = ["object", "array", "string", "number", "integer", "boolean", "null"];
 
 /// Checks the parts of a JSON schema that LLM function calling relies on: an object schema
 /// whose properties have known types and whose `required` names existing properties.
 fn check_parameters_schema(schema: &Value) -> Result<(), String> {
-    let object = schema
-        .as_object()
-        .ok_or("the schema must be a JSON object")?;
+    let object = schema.as_object().ok_or("the schema must be a JSON object")?;
     if object.get("type").and_then(Value::as_str) != Some("object") {
         return Err("the top-level schema must have \"type\": \"object\"".into());
     }
@@ -495,19 +402,13 @@ fn check_property(name: &str, property: &Value, depth: usize) -> Result<(), Stri
     if depth > 8 {
         return Err("the schema nests deeper than 8 levels".into());
     }
-    let property = property
-        .as_object()
-        .ok_or_else(|| format!("property `{name}` must be a schema object"))?;
+    let property = property.as_object().ok_or_else(|| format!("property `{name}` must be a schema object"))?;
     match property.get("type") {
         Some(Value::String(t)) if JSON_SCHEMA_TYPES.contains(&t.as_str()) => {}
         Some(Value::Array(types))
             if !types.is_empty()
-                && types
-                    .iter()
-                    .all(|t| t.as_str().is_some_and(|t| JSON_SCHEMA_TYPES.contains(&t))) => {}
-        None if property.contains_key("enum")
-            || property.contains_key("anyOf")
-            || property.contains_key("oneOf") => {}
+                && types.iter().all(|t| t.as_str().is_some_and(|t| JSON_SCHEMA_TYPES.contains(&t))) => {}
+        None if property.contains_key("enum") || property.contains_key("anyOf") || property.contains_key("oneOf") => {}
         _ => return Err(format!("property `{name}` needs a valid `type`")),
     }
     if let Some(Value::Object(nested)) = property.get("properties") {
@@ -533,10 +434,7 @@ mod tests {
             system_prompt: "Ты вежливый администратор кафе.".into(),
             greeting: Some("Здравствуйте! Кафе «Ромашка», чем могу помочь?".into()),
             language: "ru-RU".into(),
-            voice: VoiceConfig {
-                provider: TtsKind::Elevenlabs,
-                voice_id: "anna".into(),
-            },
+            voice: VoiceConfig { provider: TtsKind::Elevenlabs, voice_id: "anna".into() },
             providers: ProviderChains::default(),
             tools: vec![
                 ToolSpec::Function {
@@ -547,13 +445,10 @@ mod tests {
                     timeout_ms: 3_000,
                 },
                 ToolSpec::EndCall,
-                ToolSpec::TransferCall {
-                    destination: PhoneNumber::parse("+74951234567").unwrap(),
-                },
+                ToolSpec::TransferCall { destination: PhoneNumber::parse("+74951234567").unwrap() },
             ],
             faq: vec![FaqEntry {
-                questions: vec!["когда вы открыты".into()],
-                answer: "С девяти до девяти.".into(),
+                questions: vec!["когда вы открыты".into()], answer: "С девяти до девяти.".into()
             }],
             limits: AgentLimits::default(),
             enabled: true,
@@ -590,10 +485,7 @@ mod tests {
             ("tools[3].url", "invalid_url"),
             ("tools[3].timeout_ms", "out_of_range"),
         ] {
-            assert!(
-                fields.contains(&expected),
-                "{expected:?} missing from {fields:?}"
-            );
+            assert!(fields.contains(&expected), "{expected:?} missing from {fields:?}");
         }
     }
 
@@ -610,10 +502,7 @@ mod tests {
             })
             .collect();
         let issues = agent.validate().unwrap_err();
-        assert_eq!(
-            issues.iter().filter(|i| i.code == "too_many_tools").count(),
-            1
-        );
+        assert_eq!(issues.iter().filter(|i| i.code == "too_many_tools").count(), 1);
         agent.tools.pop();
         assert_eq!(agent.validate(), Ok(()));
     }

@@ -15,12 +15,9 @@ pub const fn billable_minutes(duration_secs: u64) -> u64 {
 /// `ceil(duration_s / 60) * rate_kopecks_per_min`, in integer kopecks.
 pub fn call_cost(duration_secs: u64, rate_per_minute: Kopecks) -> Result<Kopecks, DomainError> {
     if rate_per_minute.is_negative() {
-        return Err(DomainError::Invalid(format!(
-            "negative rate {rate_per_minute}"
-        )));
+        return Err(DomainError::Invalid(format!("negative rate {rate_per_minute}")));
     }
-    let minutes =
-        i64::try_from(billable_minutes(duration_secs)).map_err(|_| DomainError::MoneyOverflow)?;
+    let minutes = i64::try_from(billable_minutes(duration_secs)).map_err(|_| DomainError::MoneyOverflow)?;
     rate_per_minute.checked_mul(minutes)
 }
 
@@ -47,39 +44,18 @@ impl PaymentProvider {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LedgerEventKind {
     /// A confirmed payment credits the balance.
-    PaymentCredit {
-        provider: PaymentProvider,
-        payment_id: String,
-        amount: Kopecks,
-    },
+    PaymentCredit { provider: PaymentProvider, payment_id: String, amount: Kopecks },
     /// A refund of an earlier payment debits the balance.
-    Refund {
-        provider: PaymentProvider,
-        refund_id: String,
-        amount: Kopecks,
-    },
+    Refund { provider: PaymentProvider, refund_id: String, amount: Kopecks },
     /// The cost of one finished call debits the balance, once per call id.
-    CallDebit {
-        call_id: CallId,
-        duration_secs: u64,
-        rate_per_minute: Kopecks,
-        amount: Kopecks,
-    },
+    CallDebit { call_id: CallId, duration_secs: u64, rate_per_minute: Kopecks, amount: Kopecks },
     /// A manual correction by an operator; positive credits, negative debits.
-    Adjustment {
-        adjustment_id: String,
-        amount: Kopecks,
-        reason: String,
-    },
+    Adjustment { adjustment_id: String, amount: Kopecks, reason: String },
 }
 
 impl LedgerEventKind {
     /// A call debit with its cost computed by the one rule of `call_cost`.
-    pub fn call_debit(
-        call_id: CallId,
-        duration_secs: u64,
-        rate_per_minute: Kopecks,
-    ) -> Result<Self, DomainError> {
+    pub fn call_debit(call_id: CallId, duration_secs: u64, rate_per_minute: Kopecks) -> Result<Self, DomainError> {
         Ok(Self::CallDebit {
             amount: call_cost(duration_secs, rate_per_minute)?,
             call_id,
@@ -91,16 +67,8 @@ impl LedgerEventKind {
     /// The key under which this event may be applied once: provider + external id, or call id.
     pub fn idempotency_key(&self) -> String {
         match self {
-            Self::PaymentCredit {
-                provider,
-                payment_id,
-                ..
-            } => format!("payment:{}:{payment_id}", provider.key_part()),
-            Self::Refund {
-                provider,
-                refund_id,
-                ..
-            } => format!("refund:{}:{refund_id}", provider.key_part()),
+            Self::PaymentCredit { provider, payment_id, .. } => format!("payment:{}:{payment_id}", provider.key_part()),
+            Self::Refund { provider, refund_id, .. } => format!("refund:{}:{refund_id}", provider.key_part()),
             Self::CallDebit { call_id, .. } => format!("call:{call_id}"),
             Self::Adjustment { adjustment_id, .. } => format!("adjustment:{adjustment_id}"),
         }
@@ -118,16 +86,7 @@ impl LedgerEventKind {
     pub fn validate(&self) -> Result<(), DomainError> {
         let invalid = |reason: &str| Err(DomainError::Invalid(format!("ledger event: {reason}")));
         match self {
-            Self::PaymentCredit {
-                payment_id: id,
-                amount,
-                ..
-            }
-            | Self::Refund {
-                refund_id: id,
-                amount,
-                ..
-            } => {
+            Self::PaymentCredit { payment_id: id, amount, .. } | Self::Refund { refund_id: id, amount, .. } => {
                 if id.is_empty() || id.len() > 128 {
                     return invalid("external id must be 1..=128 characters");
                 }
@@ -135,23 +94,13 @@ impl LedgerEventKind {
                     return invalid("amount must be positive");
                 }
             }
-            Self::CallDebit {
-                amount,
-                duration_secs,
-                rate_per_minute,
-                ..
-            } => {
+            Self::CallDebit { amount, duration_secs, rate_per_minute, .. } => {
                 if call_cost(*duration_secs, *rate_per_minute)? != *amount {
                     return invalid("call debit amount differs from ceil(duration/60)*rate");
                 }
             }
-            Self::Adjustment {
-                adjustment_id,
-                amount,
-                ..
-            } => {
-                if adjustment_id.is_empty() || adjustment_id.len() > 128 || *amount == Kopecks::ZERO
-                {
+            Self::Adjustment { adjustment_id, amount, .. } => {
+                if adjustment_id.is_empty() || adjustment_id.len() > 128 || *amount == Kopecks::ZERO {
                     return invalid("adjustment needs an id and a non-zero amount");
                 }
             }
@@ -193,9 +142,7 @@ mod tests {
             amount: Kopecks::new(10),
         };
         assert_eq!(credit.idempotency_key(), "payment:yookassa:2a1");
-        let debit =
-            LedgerEventKind::call_debit(CallId::parse("call_1").unwrap(), 61, Kopecks::new(100))
-                .unwrap();
+        let debit = LedgerEventKind::call_debit(CallId::parse("call_1").unwrap(), 61, Kopecks::new(100)).unwrap();
         assert_eq!(debit.idempotency_key(), "call:call_1");
         assert_eq!(debit.balance_delta().unwrap(), Kopecks::new(-200));
         assert!(debit.validate().is_ok());

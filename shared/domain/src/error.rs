@@ -7,10 +7,7 @@ pub enum DomainError {
     #[error("money arithmetic overflowed")]
     MoneyOverflow,
     #[error("invalid identifier {kind}: {reason}")]
-    InvalidId {
-        kind: &'static str,
-        reason: &'static str,
-    },
+    InvalidId { kind: &'static str, reason: &'static str },
     #[error("invalid phone number: {0}")]
     InvalidPhoneNumber(&'static str),
     #[error("unknown {kind} `{value}`")]

@@ -87,26 +87,14 @@ pub const MAX_ID_LEN: usize = 64;
 
 fn validate_id(kind: &'static str, raw: &str) -> Result<(), DomainError> {
     if raw.is_empty() {
-        return Err(DomainError::InvalidId {
-            kind,
-            reason: "empty",
-        });
+        return Err(DomainError::InvalidId { kind, reason: "empty" });
     }
     if raw.len() > MAX_ID_LEN {
-        return Err(DomainError::InvalidId {
-            kind,
-            reason: "longer than 64 characters",
-        });
+        return Err(DomainError::InvalidId { kind, reason: "longer than 64 characters" });
     }
     // `#` separates key parts in the single-table layout and must never appear inside an id.
-    if !raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(DomainError::InvalidId {
-            kind,
-            reason: "only ASCII letters, digits, `_` and `-` are allowed",
-        });
+    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(DomainError::InvalidId { kind, reason: "only ASCII letters, digits, `_` and `-` are allowed" });
     }
     Ok(())
 }

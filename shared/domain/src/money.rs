@@ -5,9 +5,7 @@ use crate::DomainError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Kopecks(i64);
 
@@ -20,10 +18,7 @@ impl Kopecks {
 
     /// Whole roubles; fails instead of overflowing.
     pub fn from_roubles(roubles: i64) -> Result<Self, DomainError> {
-        roubles
-            .checked_mul(100)
-            .map(Self)
-            .ok_or(DomainError::MoneyOverflow)
+        roubles.checked_mul(100).map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
     pub const fn get(self) -> i64 {
@@ -31,31 +26,19 @@ impl Kopecks {
     }
 
     pub fn checked_add(self, other: Self) -> Result<Self, DomainError> {
-        self.0
-            .checked_add(other.0)
-            .map(Self)
-            .ok_or(DomainError::MoneyOverflow)
+        self.0.checked_add(other.0).map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
     pub fn checked_sub(self, other: Self) -> Result<Self, DomainError> {
-        self.0
-            .checked_sub(other.0)
-            .map(Self)
-            .ok_or(DomainError::MoneyOverflow)
+        self.0.checked_sub(other.0).map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
     pub fn checked_mul(self, factor: i64) -> Result<Self, DomainError> {
-        self.0
-            .checked_mul(factor)
-            .map(Self)
-            .ok_or(DomainError::MoneyOverflow)
+        self.0.checked_mul(factor).map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
     pub fn checked_neg(self) -> Result<Self, DomainError> {
-        self.0
-            .checked_neg()
-            .map(Self)
-            .ok_or(DomainError::MoneyOverflow)
+        self.0.checked_neg().map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
     pub const fn is_positive(self) -> bool {
@@ -90,22 +73,13 @@ mod tests {
     fn display_is_exact() {
         assert_eq!(Kopecks::new(123_456).to_string(), "1234.56 RUB");
         assert_eq!(Kopecks::new(-5).to_string(), "-0.05 RUB");
-        assert_eq!(
-            Kopecks::new(i64::MIN).to_string(),
-            "-92233720368547758.08 RUB"
-        );
+        assert_eq!(Kopecks::new(i64::MIN).to_string(), "-92233720368547758.08 RUB");
     }
 
     #[test]
     fn overflow_is_an_error() {
-        assert_eq!(
-            Kopecks::new(i64::MAX).checked_add(Kopecks::new(1)),
-            Err(DomainError::MoneyOverflow)
-        );
-        assert_eq!(
-            Kopecks::new(i64::MIN).checked_neg(),
-            Err(DomainError::MoneyOverflow)
-        );
+        assert_eq!(Kopecks::new(i64::MAX).checked_add(Kopecks::new(1)), Err(DomainError::MoneyOverflow));
+        assert_eq!(Kopecks::new(i64::MIN).checked_neg(), Err(DomainError::MoneyOverflow));
         assert!(Kopecks::from_roubles(i64::MAX / 10).is_err());
     }
 

@@ -18,32 +18,21 @@ impl PhoneNumber {
     /// A national form without `+` is refused: the country would be a guess.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
-        let rest = trimmed
-            .strip_prefix('+')
-            .ok_or(DomainError::InvalidPhoneNumber(
-                "must start with + and a country code",
-            ))?;
+        let rest =
+            trimmed.strip_prefix('+').ok_or(DomainError::InvalidPhoneNumber("must start with + and a country code"))?;
         let mut digits = String::with_capacity(15);
         for c in rest.chars() {
             match c {
                 '0'..='9' => digits.push(c),
                 ' ' | '-' | '.' | '(' | ')' => {}
-                _ => {
-                    return Err(DomainError::InvalidPhoneNumber(
-                        "only digits and separators are allowed",
-                    ))
-                }
+                _ => return Err(DomainError::InvalidPhoneNumber("only digits and separators are allowed")),
             }
         }
         if !(8..=15).contains(&digits.len()) {
-            return Err(DomainError::InvalidPhoneNumber(
-                "E.164 numbers have 8 to 15 digits",
-            ));
+            return Err(DomainError::InvalidPhoneNumber("E.164 numbers have 8 to 15 digits"));
         }
         if digits.starts_with('0') {
-            return Err(DomainError::InvalidPhoneNumber(
-                "country codes do not start with 0",
-            ));
+            return Err(DomainError::InvalidPhoneNumber("country codes do not start with 0"));
         }
         Ok(Self { digits })
     }
@@ -102,14 +91,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_e164() {
-        for bad in [
-            "89161234567",
-            "+0123456789",
-            "+7916",
-            "+7916123456789012",
-            "+7916abc4567",
-            "",
-        ] {
+        for bad in ["89161234567", "+0123456789", "+7916", "+7916123456789012", "+7916abc4567", ""] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
         }
     }

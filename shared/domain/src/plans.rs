@@ -49,11 +49,7 @@ impl Plan {
 
     /// The quotas an organisation on this plan starts with.
     pub const fn default_quotas(self) -> Quotas {
-        Quotas {
-            monthly_minutes: self.monthly_minutes(),
-            rate_per_minute: self.rate_per_minute(),
-            ..Quotas::DEFAULT
-        }
+        Quotas { monthly_minutes: self.monthly_minutes(), rate_per_minute: self.rate_per_minute(), ..Quotas::DEFAULT }
     }
 }
 
@@ -63,10 +59,7 @@ impl FromStr for Plan {
         Self::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| DomainError::Unknown {
-                kind: "plan",
-                value: s.to_owned(),
-            })
+            .ok_or_else(|| DomainError::Unknown { kind: "plan", value: s.to_owned() })
     }
 }
 
@@ -107,33 +100,18 @@ impl Quotas {
         let positive = [
             ("max_agents", self.max_agents),
             ("max_concurrent_calls", self.max_concurrent_calls),
-            (
-                "max_concurrent_calls_per_agent",
-                self.max_concurrent_calls_per_agent,
-            ),
-            (
-                "api_requests_per_minute_per_key",
-                self.api_requests_per_minute_per_key,
-            ),
-            (
-                "api_requests_per_minute_per_org",
-                self.api_requests_per_minute_per_org,
-            ),
+            ("max_concurrent_calls_per_agent", self.max_concurrent_calls_per_agent),
+            ("api_requests_per_minute_per_key", self.api_requests_per_minute_per_key),
+            ("api_requests_per_minute_per_org", self.api_requests_per_minute_per_org),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(DomainError::Invalid(format!(
-                "quota {name} must be positive"
-            )));
+            return Err(DomainError::Invalid(format!("quota {name} must be positive")));
         }
         if self.max_concurrent_calls_per_agent > self.max_concurrent_calls {
-            return Err(DomainError::Invalid(
-                "per-agent concurrency exceeds the org's".into(),
-            ));
+            return Err(DomainError::Invalid("per-agent concurrency exceeds the org's".into()));
         }
         if self.rate_per_minute.is_negative() {
-            return Err(DomainError::Invalid(
-                "rate_per_minute must not be negative".into(),
-            ));
+            return Err(DomainError::Invalid("rate_per_minute must not be negative".into()));
         }
         Ok(())
     }
@@ -152,20 +130,9 @@ mod tests {
     #[test]
     fn defaults_are_the_reviews_numbers() {
         let q = Quotas::default();
+        assert_eq!((q.max_agents, q.max_concurrent_calls, q.max_concurrent_calls_per_agent), (50, 100, 10));
         assert_eq!(
-            (
-                q.max_agents,
-                q.max_concurrent_calls,
-                q.max_concurrent_calls_per_agent
-            ),
-            (50, 100, 10)
-        );
-        assert_eq!(
-            (
-                q.max_tools_per_agent,
-                q.api_requests_per_minute_per_key,
-                q.api_requests_per_minute_per_org
-            ),
+            (q.max_tools_per_agent, q.api_requests_per_minute_per_key, q.api_requests_per_minute_per_org),
             (20, 200, 1000)
         );
         assert!(q.validate().is_ok());
@@ -173,11 +140,6 @@ mod tests {
             assert_eq!(plan.as_str().parse::<Plan>().unwrap(), plan);
             assert!(plan.default_quotas().validate().is_ok());
         }
-        assert!(Quotas {
-            max_concurrent_calls: 0,
-            ..q
-        }
-        .validate()
-        .is_err());
+        assert!(Quotas { max_concurrent_calls: 0, ..q }.validate().is_err());
     }
 }

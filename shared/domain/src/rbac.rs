@@ -31,10 +31,7 @@ impl FromStr for Role {
         Self::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| DomainError::Unknown {
-                kind: "role",
-                value: s.to_owned(),
-            })
+            .ok_or_else(|| DomainError::Unknown { kind: "role", value: s.to_owned() })
     }
 }
 
@@ -118,10 +115,7 @@ pub fn can(role: Role, action: Action) -> bool {
         Role::Editor => 1,
         Role::Viewer => 2,
     };
-    MATRIX
-        .iter()
-        .find(|(a, _)| *a == action)
-        .is_some_and(|(_, allowed)| allowed[column])
+    MATRIX.iter().find(|(a, _)| *a == action).is_some_and(|(_, allowed)| allowed[column])
 }
 
 #[cfg(test)]
@@ -131,11 +125,7 @@ mod tests {
     #[test]
     fn matrix_covers_every_action_once() {
         for action in Action::ALL {
-            assert_eq!(
-                MATRIX.iter().filter(|(a, _)| *a == action).count(),
-                1,
-                "{action:?}"
-            );
+            assert_eq!(MATRIX.iter().filter(|(a, _)| *a == action).count(), 1, "{action:?}");
         }
         assert_eq!(MATRIX.len(), Action::ALL.len());
     }
@@ -144,14 +134,8 @@ mod tests {
     fn roles_are_nested() {
         // Whatever a viewer may do an editor may, and whatever an editor may an admin may.
         for action in Action::ALL {
-            assert!(
-                !can(Role::Viewer, action) || can(Role::Editor, action),
-                "{action:?}"
-            );
-            assert!(
-                !can(Role::Editor, action) || can(Role::Admin, action),
-                "{action:?}"
-            );
+            assert!(!can(Role::Viewer, action) || can(Role::Editor, action), "{action:?}");
+            assert!(!can(Role::Editor, action) || can(Role::Admin, action), "{action:?}");
             assert!(can(Role::Admin, action));
         }
         assert!(!can(Role::Editor, Action::ReadBilling));

@@ -2,9 +2,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Milliseconds since the Unix epoch. The domain never reads a clock: time is always an input.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -74,9 +72,6 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-30T00:53:20.123Z");
         assert_eq!(t.year_month(), 202_611);
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            Timestamp(951_782_400_000).to_string(),
-            "2000-02-29T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
     }
 }

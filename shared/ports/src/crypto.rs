@@ -22,12 +22,7 @@ pub struct EncryptionContext(BTreeMap<String, String>);
 
 impl EncryptionContext {
     pub fn new<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     pub fn pairs(&self) -> &BTreeMap<String, String> {
@@ -61,9 +56,8 @@ const ENVELOPE_VERSION: u8 = 1;
 impl Envelope {
     /// `v1 | len(key id) | key id | len(wrapped) | wrapped | nonce | ciphertext`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            1 + 8 + self.master_key_id.len() + self.wrapped_key.len() + 12 + self.ciphertext.len(),
-        );
+        let mut out =
+            Vec::with_capacity(1 + 8 + self.master_key_id.len() + self.wrapped_key.len() + 12 + self.ciphertext.len());
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&(self.master_key_id.len() as u32).to_be_bytes());
         out.extend_from_slice(self.master_key_id.as_bytes());
@@ -95,12 +89,7 @@ impl Envelope {
         let wrapped_key = take(wrapped_len)?.to_vec();
         let nonce: [u8; 12] = take(12)?.try_into().map_err(|_| bad())?;
         let ciphertext = rest.to_vec();
-        Ok(Self {
-            master_key_id,
-            wrapped_key,
-            nonce,
-            ciphertext,
-        })
+        Ok(Self { master_key_id, wrapped_key, nonce, ciphertext })
     }
 }
 
@@ -116,40 +105,20 @@ pub fn aes_gcm_seal(key: &[u8], plaintext: &[u8], aad: &[u8]) -> Result<([u8; 12
     }
     let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-    let ciphertext = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| PortError::invalid("encryption failed"))?;
+    let ciphertext =
+        cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).map_err(|_| PortError::invalid("encryption failed"))?;
     Ok((nonce.into(), ciphertext))
 }
 
 /// The inverse of [`aes_gcm_seal`]; `Corrupt` when the tag does not verify.
-pub fn aes_gcm_open(
-    key: &[u8],
-    nonce: &[u8; 12],
-    ciphertext: &[u8],
-    aad: &[u8],
-) -> Result<Vec<u8>> {
+pub fn aes_gcm_open(key: &[u8], nonce: &[u8; 12], ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
     if key.len() != 32 {
         return Err(PortError::corrupt("AES-256 key must be 32 bytes"));
     }
     let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .map_err(|_| {
-            PortError::corrupt("authentication failed: wrong key, context or tampered data")
-        })
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .map_err(|_| PortError::corrupt("authentication failed: wrong key, context or tampered data"))
 }
 
 #[cfg(test)]
@@ -177,10 +146,7 @@ mod tests {
         let ctx = EncryptionContext::new([("org", "org_1")]);
         let other = EncryptionContext::new([("org", "org_2")]);
         let (nonce, ct) = aes_gcm_seal(&key, b"hello", &ctx.canonical_bytes()).unwrap();
-        assert_eq!(
-            aes_gcm_open(&key, &nonce, &ct, &ctx.canonical_bytes()).unwrap(),
-            b"hello"
-        );
+        assert_eq!(aes_gcm_open(&key, &nonce, &ct, &ctx.canonical_bytes()).unwrap(), b"hello");
         assert!(aes_gcm_open(&key, &nonce, &ct, &other.canonical_bytes()).is_err());
         assert_ne!(
             EncryptionContext::new([("a", "bc")]).canonical_bytes(),

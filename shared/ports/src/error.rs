@@ -45,28 +45,20 @@ impl PortError {
     }
 
     pub fn unavailable(reason: impl std::fmt::Display) -> Self {
-        Self::Unavailable {
-            reason: reason.to_string(),
-        }
+        Self::Unavailable { reason: reason.to_string() }
     }
 
     pub fn invalid(reason: impl std::fmt::Display) -> Self {
-        Self::Invalid {
-            reason: reason.to_string(),
-        }
+        Self::Invalid { reason: reason.to_string() }
     }
 
     pub fn corrupt(reason: impl std::fmt::Display) -> Self {
-        Self::Corrupt {
-            reason: reason.to_string(),
-        }
+        Self::Corrupt { reason: reason.to_string() }
     }
 }
 
 impl From<golos_domain::DomainError> for PortError {
     fn from(err: golos_domain::DomainError) -> Self {
-        Self::Invalid {
-            reason: err.to_string(),
-        }
+        Self::Invalid { reason: err.to_string() }
     }
 }

@@ -19,11 +19,7 @@ pub struct QueueConfig {
 
 impl QueueConfig {
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            max_receives: 5,
-            default_visibility: Duration::from_secs(30),
-        }
+        Self { name: name.into(), max_receives: 5, default_visibility: Duration::from_secs(30) }
     }
 }
 

@@ -159,17 +159,11 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 100;
 
     pub fn first(limit: u32) -> Self {
-        Self {
-            cursor: None,
-            limit,
-        }
+        Self { cursor: None, limit }
     }
 
     pub fn after(cursor: impl Into<String>, limit: u32) -> Self {
-        Self {
-            cursor: Some(cursor.into()),
-            limit,
-        }
+        Self { cursor: Some(cursor.into()), limit }
     }
 
     pub fn clamped_limit(&self) -> u32 {

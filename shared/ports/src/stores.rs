@@ -2,8 +2,8 @@
 //! transaction, a DynamoDB conditional write or `TransactWriteItems`).
 
 use crate::records::{
-    AcquireOutcome, AgentRecord, ApiKeyRecord, ApplyOutcome, IdempotencyBegin, Lease, LeaseRequest,
-    LedgerEntry, Org, Page, PageRequest, ReleaseOutcome, StoredResponse,
+    AcquireOutcome, AgentRecord, ApiKeyRecord, ApplyOutcome, IdempotencyBegin, Lease, LeaseRequest, LedgerEntry, Org,
+    Page, PageRequest, ReleaseOutcome, StoredResponse,
 };
 use crate::Result;
 use async_trait::async_trait;
@@ -74,12 +74,7 @@ pub trait ApiKeyStore: Send + Sync + Debug {
 pub trait Ledger: Send + Sync + Debug {
     /// Applies `event` once. A call debit also adds its billable minutes to the usage of
     /// the month of `now`, in the same step.
-    async fn apply(
-        &self,
-        org: &OrgId,
-        event: &LedgerEventKind,
-        now: Timestamp,
-    ) -> Result<ApplyOutcome>;
+    async fn apply(&self, org: &OrgId, event: &LedgerEventKind, now: Timestamp) -> Result<ApplyOutcome>;
     /// Zero for an org that never had an event.
     async fn balance(&self, org: &OrgId) -> Result<Kopecks>;
     /// Minutes debited in month `yyyymm`.
@@ -100,13 +95,7 @@ pub trait Leases: Send + Sync + Debug {
     /// are reached the answer is `AgentLimitReached` (the narrower one).
     async fn acquire(&self, request: &LeaseRequest, now: Timestamp) -> Result<AcquireOutcome>;
     /// Extends a held lease to `now + ttl_ms`. `NotFound` if it was released or swept.
-    async fn heartbeat(
-        &self,
-        org: &OrgId,
-        call: &CallId,
-        ttl_ms: i64,
-        now: Timestamp,
-    ) -> Result<Lease>;
+    async fn heartbeat(&self, org: &OrgId, call: &CallId, ttl_ms: i64, now: Timestamp) -> Result<Lease>;
     /// Frees the slot. Idempotent: a second release answers `NotHeld`.
     async fn release(&self, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome>;
     /// Releases up to `max` leases that expired before `now`; returns them.

@@ -13,7 +13,8 @@ impl LogFormat {
     /// JSON when running in Lambda or ECS, or when `GOLOS_LOG_FORMAT=json`.
     pub fn from_env() -> Self {
         let forced = std::env::var("GOLOS_LOG_FORMAT").ok();
-        let in_cloud = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("ECS_CONTAINER_METADATA_URI_V4").is_some();
+        let in_cloud = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            || std::env::var_os("ECS_CONTAINER_METADATA_URI_V4").is_some();
         match forced.as_deref() {
             Some("json") => Self::Json,
             Some("pretty") => Self::Pretty,

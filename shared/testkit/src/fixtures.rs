@@ -1,8 +1,6 @@
 //! Fixtures shared by the contract suites: ids, orgs, agents, events, a deterministic PRNG.
 
-use golos_domain::agent::{
-    AgentConfig, AgentLimits, FaqEntry, ProviderChains, ToolSpec, TtsKind, VoiceConfig,
-};
+use golos_domain::agent::{AgentConfig, AgentLimits, FaqEntry, ProviderChains, ToolSpec, TtsKind, VoiceConfig};
 use golos_domain::billing::{LedgerEventKind, PaymentProvider};
 use golos_domain::plans::Plan;
 use golos_domain::{AgentId, ApiKeyId, CallId, Kopecks, OrgId, Timestamp};
@@ -50,16 +48,10 @@ pub fn agent_config(name: &str) -> AgentConfig {
         system_prompt: "You are the friendly host of a small café.".into(),
         greeting: Some("Hello, Café Romashka!".into()),
         language: "en-US".into(),
-        voice: VoiceConfig {
-            provider: TtsKind::EspeakNg,
-            voice_id: "en-us".into(),
-        },
+        voice: VoiceConfig { provider: TtsKind::EspeakNg, voice_id: "en-us".into() },
         providers: ProviderChains::default(),
         tools: vec![ToolSpec::EndCall],
-        faq: vec![FaqEntry {
-            questions: vec!["when are you open".into()],
-            answer: "From nine to nine.".into(),
-        }],
+        faq: vec![FaqEntry { questions: vec!["when are you open".into()], answer: "From nine to nine.".into() }],
         limits: AgentLimits::default(),
         enabled: true,
     }
@@ -74,12 +66,8 @@ pub fn credit(payment_id: &str, kopecks: i64) -> LedgerEventKind {
 }
 
 pub fn call_debit(call: &str, duration_secs: u64, rate: i64) -> LedgerEventKind {
-    LedgerEventKind::call_debit(
-        CallId::parse(call).expect("valid call id"),
-        duration_secs,
-        Kopecks::new(rate),
-    )
-    .expect("valid debit")
+    LedgerEventKind::call_debit(CallId::parse(call).expect("valid call id"), duration_secs, Kopecks::new(rate))
+        .expect("valid debit")
 }
 
 /// xorshift64*: deterministic, dependency-free randomness for workload generation.
@@ -88,11 +76,7 @@ pub struct Prng(u64);
 
 impl Prng {
     pub const fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
+        Self(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -38,26 +38,13 @@ fn start() -> Server {
     if let Ok(endpoint) = std::env::var(ENDPOINT_ENV) {
         if !endpoint.is_empty() {
             wait_until_listening(&endpoint);
-            return Server {
-                endpoint,
-                _child: None,
-            };
+            return Server { endpoint, _child: None };
         }
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py");
     let child = Command::new("python3")
-        .args([
-            script,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--exit-with-parent",
-        ])
+        .args([script, "--host", "127.0.0.1", "--port", &port.to_string(), "--exit-with-parent"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,10 +52,7 @@ fn start() -> Server {
     let endpoint = format!("http://127.0.0.1:{port}");
     let guard = ChildGuard(child);
     wait_until_listening(&endpoint);
-    Server {
-        endpoint,
-        _child: Some(guard),
-    }
+    Server { endpoint, _child: Some(guard) }
 }
 
 fn wait_until_listening(endpoint: &str) {
@@ -85,8 +69,5 @@ fn wait_until_listening(endpoint: &str) {
 
 /// A name unique to this test run, for tables and queues.
 pub fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }

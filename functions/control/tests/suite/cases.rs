@@ -29,61 +29,20 @@ pub async fn walkthrough_org_key_agent(app: &TestApp) {
 
 pub async fn etag_and_if_match(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;
-    let id = app.create_agent(&admin, "v1").await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_agent(&admin, "v1").await.body["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/agents/{id}");
-    let no_precondition = app
-        .call(
-            Method::PUT,
-            &path,
-            Some(&admin),
-            Some(&agent_body("v2")),
-            &[],
-        )
-        .await;
+    let no_precondition = app.call(Method::PUT, &path, Some(&admin), Some(&agent_body("v2")), &[]).await;
     assert_eq!(
         (no_precondition.status, no_precondition.code()),
         (StatusCode::PRECONDITION_REQUIRED, "if_match_required")
     );
-    let updated = app
-        .call(
-            Method::PUT,
-            &path,
-            Some(&admin),
-            Some(&agent_body("v2")),
-            &[("If-Match", "\"1\"")],
-        )
-        .await;
+    let updated = app.call(Method::PUT, &path, Some(&admin), Some(&agent_body("v2")), &[("If-Match", "\"1\"")]).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.header("etag"), Some("\"2\""));
-    let stale = app
-        .call(
-            Method::PUT,
-            &path,
-            Some(&admin),
-            Some(&agent_body("v3")),
-            &[("If-Match", "\"1\"")],
-        )
-        .await;
-    assert_eq!(
-        (stale.status, stale.code()),
-        (StatusCode::PRECONDITION_FAILED, "version_mismatch")
-    );
-    assert_eq!(
-        stale.header("content-type"),
-        Some("application/problem+json")
-    );
-    let deleted = app
-        .call(
-            Method::DELETE,
-            &path,
-            Some(&admin),
-            None,
-            &[("If-Match", "\"2\"")],
-        )
-        .await;
+    let stale = app.call(Method::PUT, &path, Some(&admin), Some(&agent_body("v3")), &[("If-Match", "\"1\"")]).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "version_mismatch"));
+    assert_eq!(stale.header("content-type"), Some("application/problem+json"));
+    let deleted = app.call(Method::DELETE, &path, Some(&admin), None, &[("If-Match", "\"2\"")]).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, &admin).await.status, StatusCode::NOT_FOUND);
 }
@@ -94,186 +53,83 @@ pub async fn validation_and_agent_quotas(app: &TestApp) {
     bad["language"] = json!("Russian");
     bad["limits"] = json!({"max_concurrent_calls": 50});
     let refused = app.post("/v1/agents", &admin, &bad).await;
-    assert_eq!(
-        (refused.status, refused.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
-    );
-    let fields: Vec<&str> = refused.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert!(
-        fields.contains(&"language") && fields.contains(&"limits.max_concurrent_calls"),
-        "{fields:?}"
-    );
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let fields: Vec<&str> =
+        refused.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert!(fields.contains(&"language") && fields.contains(&"limits.max_concurrent_calls"), "{fields:?}");
 
     let mut many_tools = agent_body("tools");
     many_tools["tools"] = Value::Array((0..21).map(|i| json!({"type": "function", "name": format!("t{i}"), "description": "d", "parameters": {"type": "object"}, "url": "https://x.example/"})).collect());
     let refused = app.post("/v1/agents", &admin, &many_tools).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["code"] == "too_many_tools"));
+    assert!(refused.body["errors"].as_array().unwrap().iter().any(|e| e["code"] == "too_many_tools"));
 
-    let malformed = app
-        .call(
-            Method::POST,
-            "/v1/agents",
-            Some(&admin),
-            None,
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let malformed =
+        app.call(Method::POST, "/v1/agents", Some(&admin), None, &[("content-type", "application/json")]).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        malformed.header("content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(malformed.header("content-type"), Some("application/problem+json"));
 
     let patched = app.call(Method::PATCH, &format!("/v1/orgs/{org_id}"), Some(OPERATOR_TOKEN), Some(&json!({"quotas": {"max_agents": 2, "max_concurrent_calls": 100, "max_concurrent_calls_per_agent": 10}})), &[]).await;
     assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
-    assert_eq!(
-        app.create_agent(&admin, "a").await.status,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        app.create_agent(&admin, "b").await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(app.create_agent(&admin, "a").await.status, StatusCode::CREATED);
+    assert_eq!(app.create_agent(&admin, "b").await.status, StatusCode::CREATED);
     let third = app.create_agent(&admin, "c").await;
-    assert_eq!(
-        (third.status, third.code()),
-        (StatusCode::FORBIDDEN, "max_agents_reached")
-    );
+    assert_eq!((third.status, third.code()), (StatusCode::FORBIDDEN, "max_agents_reached"));
 }
 
 pub async fn authentication(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;
     let missing = app.call(Method::GET, "/v1/agents", None, None, &[]).await;
-    assert_eq!(
-        (missing.status, missing.code()),
-        (StatusCode::UNAUTHORIZED, "unauthorized")
-    );
-    let wrong = app
-        .get("/v1/agents", &format!("{}x", &admin[..admin.len() - 1]))
-        .await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let wrong = app.get("/v1/agents", &format!("{}x", &admin[..admin.len() - 1])).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let garbage = app.get("/v1/agents", "hello").await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        app.metrics
-            .auth_failures_total
-            .load(std::sync::atomic::Ordering::Relaxed),
+        app.metrics.auth_failures_total.load(std::sync::atomic::Ordering::Relaxed),
         3,
         "failed authentications are counted"
     );
-    let in_url = app
-        .call(
-            Method::GET,
-            &format!("/v1/agents?api_key={admin}"),
-            None,
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(
-        (in_url.status, in_url.code()),
-        (StatusCode::BAD_REQUEST, "api_key_in_url")
-    );
-    let in_url_with_header = app
-        .call(
-            Method::GET,
-            &format!("/v1/agents?x={admin}"),
-            Some(&admin),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(
-        in_url_with_header.code(),
-        "api_key_in_url",
-        "a key anywhere in the URL is refused"
-    );
+    let in_url = app.call(Method::GET, &format!("/v1/agents?api_key={admin}"), None, None, &[]).await;
+    assert_eq!((in_url.status, in_url.code()), (StatusCode::BAD_REQUEST, "api_key_in_url"));
+    let in_url_with_header = app.call(Method::GET, &format!("/v1/agents?x={admin}"), Some(&admin), None, &[]).await;
+    assert_eq!(in_url_with_header.code(), "api_key_in_url", "a key anywhere in the URL is refused");
     // The operator is not a member of any org.
     let operator = app.get("/v1/agents", OPERATOR_TOKEN).await;
-    assert_eq!(
-        (operator.status, operator.code()),
-        (StatusCode::FORBIDDEN, "operator_not_member")
-    );
+    assert_eq!((operator.status, operator.code()), (StatusCode::FORBIDDEN, "operator_not_member"));
     let member_creating_org = app.post("/v1/orgs", &admin, &json!({"name": "x"})).await;
-    assert_eq!(
-        (member_creating_org.status, member_creating_org.code()),
-        (StatusCode::FORBIDDEN, "operator_only")
-    );
+    assert_eq!((member_creating_org.status, member_creating_org.code()), (StatusCode::FORBIDDEN, "operator_only"));
 }
 
 pub async fn key_lifecycle(app: &TestApp) {
     let (org_id, admin) = app.org_with_admin().await;
-    let created = app
-        .post(
-            "/v1/api-keys",
-            &admin,
-            &json!({"name": "ci", "role": "viewer", "expires_in_days": 1}),
-        )
-        .await;
+    let created =
+        app.post("/v1/api-keys", &admin, &json!({"name": "ci", "role": "viewer", "expires_in_days": 1})).await;
     assert_eq!(created.status, StatusCode::CREATED);
     let viewer = created.body["token"].as_str().unwrap().to_owned();
     let viewer_id = created.body["key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/agents", &viewer).await.status, StatusCode::OK);
     let listed = app.get("/v1/api-keys", &admin).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
-    assert!(
-        !listed.body.to_string().contains(&viewer[20..]),
-        "secrets are never listed"
-    );
+    assert!(!listed.body.to_string().contains(&viewer[20..]), "secrets are never listed");
 
     // Rotation: both work during the overlap, only the new one after it.
-    let rotated = app
-        .post(
-            &format!("/v1/api-keys/{viewer_id}/rotate"),
-            &admin,
-            &json!({"overlap_secs": 60}),
-        )
-        .await;
+    let rotated = app.post(&format!("/v1/api-keys/{viewer_id}/rotate"), &admin, &json!({"overlap_secs": 60})).await;
     assert_eq!(rotated.status, StatusCode::CREATED, "{:?}", rotated.body);
     let new_viewer = rotated.body["token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/agents", &viewer).await.status, StatusCode::OK);
-    assert_eq!(
-        app.get("/v1/agents", &new_viewer).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/agents", &new_viewer).await.status, StatusCode::OK);
     app.clock.advance_millis(61_000);
-    assert_eq!(
-        app.get("/v1/agents", &viewer).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/v1/agents", &new_viewer).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/agents", &viewer).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/v1/agents", &new_viewer).await.status, StatusCode::OK);
 
     // Revocation is immediate; expiry too.
     let new_id = rotated.body["key"]["id"].as_str().unwrap();
     assert_eq!(
-        app.call(
-            Method::DELETE,
-            &format!("/v1/api-keys/{new_id}"),
-            Some(&admin),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        app.call(Method::DELETE, &format!("/v1/api-keys/{new_id}"), Some(&admin), None, &[]).await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        app.get("/v1/agents", &new_viewer).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/v1/agents", &new_viewer).await.status, StatusCode::UNAUTHORIZED);
     let short = app
         .post(
             &format!("/v1/orgs/{org_id}/api-keys"),
@@ -284,22 +140,11 @@ pub async fn key_lifecycle(app: &TestApp) {
     let short = short.body["token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/agents", &short).await.status, StatusCode::OK);
     app.clock.advance_millis(86_400_000);
-    assert_eq!(
-        app.get("/v1/agents", &short).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/v1/agents", &short).await.status, StatusCode::UNAUTHORIZED);
     // Keys of another org are invisible.
     let (_, other_admin) = app.org_with_admin().await;
     assert_eq!(
-        app.call(
-            Method::DELETE,
-            &format!("/v1/api-keys/{viewer_id}"),
-            Some(&other_admin),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        app.call(Method::DELETE, &format!("/v1/api-keys/{viewer_id}"), Some(&other_admin), None, &[]).await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -307,106 +152,36 @@ pub async fn key_lifecycle(app: &TestApp) {
 /// Every route × every role: allowed exactly when the domain's matrix says so.
 pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;
-    let agent = app.create_agent(&admin, "target").await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agent = app.create_agent(&admin, "target").await.body["id"].as_str().unwrap().to_owned();
     let routes: Vec<(Method, String, Option<Value>, Action)> = vec![
         (Method::GET, "/v1/agents".into(), None, Action::ReadAgents),
-        (
-            Method::POST,
-            "/v1/agents".into(),
-            Some(agent_body("new")),
-            Action::WriteAgents,
-        ),
-        (
-            Method::GET,
-            format!("/v1/agents/{agent}"),
-            None,
-            Action::ReadAgents,
-        ),
-        (
-            Method::PUT,
-            format!("/v1/agents/{agent}"),
-            Some(agent_body("upd")),
-            Action::WriteAgents,
-        ),
-        (
-            Method::DELETE,
-            "/v1/agents/agt_missing".into(),
-            None,
-            Action::DeleteAgents,
-        ),
-        (
-            Method::GET,
-            "/v1/api-keys".into(),
-            None,
-            Action::ReadApiKeys,
-        ),
-        (
-            Method::POST,
-            "/v1/api-keys".into(),
-            Some(json!({"name": "n", "role": "viewer"})),
-            Action::ManageApiKeys,
-        ),
-        (
-            Method::DELETE,
-            "/v1/api-keys/key_missing".into(),
-            None,
-            Action::ManageApiKeys,
-        ),
-        (
-            Method::POST,
-            "/v1/api-keys/key_missing/rotate".into(),
-            None,
-            Action::ManageApiKeys,
-        ),
+        (Method::POST, "/v1/agents".into(), Some(agent_body("new")), Action::WriteAgents),
+        (Method::GET, format!("/v1/agents/{agent}"), None, Action::ReadAgents),
+        (Method::PUT, format!("/v1/agents/{agent}"), Some(agent_body("upd")), Action::WriteAgents),
+        (Method::DELETE, "/v1/agents/agt_missing".into(), None, Action::DeleteAgents),
+        (Method::GET, "/v1/api-keys".into(), None, Action::ReadApiKeys),
+        (Method::POST, "/v1/api-keys".into(), Some(json!({"name": "n", "role": "viewer"})), Action::ManageApiKeys),
+        (Method::DELETE, "/v1/api-keys/key_missing".into(), None, Action::ManageApiKeys),
+        (Method::POST, "/v1/api-keys/key_missing/rotate".into(), None, Action::ManageApiKeys),
         (Method::GET, "/v1/numbers".into(), None, Action::ReadNumbers),
-        (
-            Method::PUT,
-            "/v1/numbers/+74951234567".into(),
-            Some(json!({"agent_id": agent})),
-            Action::ManageNumbers,
-        ),
-        (
-            Method::DELETE,
-            "/v1/numbers/+74950000000".into(),
-            None,
-            Action::ManageNumbers,
-        ),
+        (Method::PUT, "/v1/numbers/+74951234567".into(), Some(json!({"agent_id": agent})), Action::ManageNumbers),
+        (Method::DELETE, "/v1/numbers/+74950000000".into(), None, Action::ManageNumbers),
         (Method::GET, "/v1/calls".into(), None, Action::ReadCalls),
-        (
-            Method::GET,
-            "/v1/calls/call_missing".into(),
-            None,
-            Action::ReadCalls,
-        ),
+        (Method::GET, "/v1/calls/call_missing".into(), None, Action::ReadCalls),
         (Method::GET, "/v1/balance".into(), None, Action::ReadBilling),
         (Method::GET, "/v1/ledger".into(), None, Action::ReadBilling),
         (Method::GET, "/v1/usage".into(), None, Action::ReadUsage),
-        (
-            Method::GET,
-            "/v1/audit-log".into(),
-            None,
-            Action::ReadAuditLog,
-        ),
+        (Method::GET, "/v1/audit-log".into(), None, Action::ReadAuditLog),
     ];
     for role in Role::ALL {
-        let key = if role == Role::Admin {
-            admin.clone()
-        } else {
-            app.key_with_role(&admin, role.as_str()).await
-        };
+        let key = if role == Role::Admin { admin.clone() } else { app.key_with_role(&admin, role.as_str()).await };
         for (method, path, body, action) in &routes {
-            let headers: &[(&str, &str)] =
-                if *method == Method::PUT && path.starts_with("/v1/agents/") {
-                    &[("If-Match", "\"999\"")]
-                } else {
-                    &[]
-                };
-            let reply = app
-                .call(method.clone(), path, Some(&key), body.as_ref(), headers)
-                .await;
+            let headers: &[(&str, &str)] = if *method == Method::PUT && path.starts_with("/v1/agents/") {
+                &[("If-Match", "\"999\"")]
+            } else {
+                &[]
+            };
+            let reply = app.call(method.clone(), path, Some(&key), body.as_ref(), headers).await;
             let allowed = can(role, *action);
             if allowed {
                 assert_ne!(
@@ -415,11 +190,7 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
                     "{role:?} must be allowed {method} {path}: {:?}",
                     reply.body
                 );
-                assert!(
-                    !reply.status.is_server_error(),
-                    "{method} {path}: {:?}",
-                    reply.body
-                );
+                assert!(!reply.status.is_server_error(), "{method} {path}: {:?}", reply.body);
             } else {
                 assert_eq!(
                     (reply.status, reply.code()),
@@ -441,10 +212,7 @@ pub async fn rate_limits_per_key_and_org(app: &TestApp) {
         assert_eq!(app.get("/v1/agents", &admin).await.status, StatusCode::OK);
     }
     let limited = app.get("/v1/agents", &admin).await;
-    assert_eq!(
-        (limited.status, limited.code()),
-        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-    );
+    assert_eq!((limited.status, limited.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     // Another key has its own per-key budget but shares the org's: the org has counted 5
@@ -453,16 +221,8 @@ pub async fn rate_limits_per_key_and_org(app: &TestApp) {
         assert_eq!(app.get("/v1/agents", &second).await.status, StatusCode::OK);
     }
     let org_limited = app.get("/v1/agents", &second).await;
-    assert_eq!(
-        org_limited.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{:?}",
-        org_limited.body
-    );
-    assert!(org_limited.body["detail"]
-        .as_str()
-        .unwrap()
-        .contains("organisation"));
+    assert_eq!(org_limited.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", org_limited.body);
+    assert!(org_limited.body["detail"].as_str().unwrap().contains("organisation"));
     // The next window starts afresh.
     app.clock.advance_millis(60_000);
     assert_eq!(app.get("/v1/agents", &admin).await.status, StatusCode::OK);
@@ -471,140 +231,53 @@ pub async fn rate_limits_per_key_and_org(app: &TestApp) {
 pub async fn idempotent_posts(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;
     let body = agent_body("once");
-    let first = app
-        .call(
-            Method::POST,
-            "/v1/agents",
-            Some(&admin),
-            Some(&body),
-            &[("Idempotency-Key", "create-1")],
-        )
-        .await;
-    let again = app
-        .call(
-            Method::POST,
-            "/v1/agents",
-            Some(&admin),
-            Some(&body),
-            &[("Idempotency-Key", "create-1")],
-        )
-        .await;
+    let first =
+        app.call(Method::POST, "/v1/agents", Some(&admin), Some(&body), &[("Idempotency-Key", "create-1")]).await;
+    let again =
+        app.call(Method::POST, "/v1/agents", Some(&admin), Some(&body), &[("Idempotency-Key", "create-1")]).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(again.status, StatusCode::CREATED);
-    assert_eq!(
-        first.body["id"], again.body["id"],
-        "the retry returns the first response"
-    );
+    assert_eq!(first.body["id"], again.body["id"], "the retry returns the first response");
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(
-        app.get("/v1/agents", &admin).await.body["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "one agent, not two"
-    );
+    assert_eq!(app.get("/v1/agents", &admin).await.body["items"].as_array().unwrap().len(), 1, "one agent, not two");
     let reused = app
-        .call(
-            Method::POST,
-            "/v1/agents",
-            Some(&admin),
-            Some(&agent_body("other")),
-            &[("Idempotency-Key", "create-1")],
-        )
+        .call(Method::POST, "/v1/agents", Some(&admin), Some(&agent_body("other")), &[("Idempotency-Key", "create-1")])
         .await;
-    assert_eq!(
-        (reused.status, reused.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
-    );
+    assert_eq!((reused.status, reused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
 }
 
 pub async fn numbers_and_routing(app: &TestApp) {
     let (org_id, admin) = app.org_with_admin().await;
-    let agent = app.create_agent(&admin, "reception").await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let assigned = app
-        .call(
-            Method::PUT,
-            "/v1/numbers/+74951234567",
-            Some(&admin),
-            Some(&json!({"agent_id": agent})),
-            &[],
-        )
-        .await;
+    let agent = app.create_agent(&admin, "reception").await.body["id"].as_str().unwrap().to_owned();
+    let assigned =
+        app.call(Method::PUT, "/v1/numbers/+74951234567", Some(&admin), Some(&json!({"agent_id": agent})), &[]).await;
     assert_eq!(assigned.status, StatusCode::OK, "{:?}", assigned.body);
     let routed = app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await;
     assert_eq!(
-        (
-            routed.body["org_id"].as_str(),
-            routed.body["agent_id"].as_str()
-        ),
+        (routed.body["org_id"].as_str(), routed.body["agent_id"].as_str()),
         (Some(org_id.as_str()), Some(agent.as_str()))
     );
-    assert_eq!(
-        app.get("/v1/numbers", &admin).await.body["items"][0]["number"],
-        "+74951234567"
-    );
+    assert_eq!(app.get("/v1/numbers", &admin).await.body["items"][0]["number"], "+74951234567");
     let (_, other) = app.org_with_admin().await;
-    let other_agent = app.create_agent(&other, "x").await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other_agent = app.create_agent(&other, "x").await.body["id"].as_str().unwrap().to_owned();
     let taken = app
-        .call(
-            Method::PUT,
-            "/v1/numbers/+74951234567",
-            Some(&other),
-            Some(&json!({"agent_id": other_agent})),
-            &[],
-        )
+        .call(Method::PUT, "/v1/numbers/+74951234567", Some(&other), Some(&json!({"agent_id": other_agent})), &[])
         .await;
+    assert_eq!((taken.status, taken.code()), (StatusCode::CONFLICT, "number_taken"));
+    let bad =
+        app.call(Method::PUT, "/v1/numbers/84951234567", Some(&admin), Some(&json!({"agent_id": agent})), &[]).await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_phone_number"));
     assert_eq!(
-        (taken.status, taken.code()),
-        (StatusCode::CONFLICT, "number_taken")
-    );
-    let bad = app
-        .call(
-            Method::PUT,
-            "/v1/numbers/84951234567",
-            Some(&admin),
-            Some(&json!({"agent_id": agent})),
-            &[],
-        )
-        .await;
-    assert_eq!(
-        (bad.status, bad.code()),
-        (StatusCode::BAD_REQUEST, "invalid_phone_number")
-    );
-    assert_eq!(
-        app.call(
-            Method::DELETE,
-            "/v1/numbers/+74951234567",
-            Some(&admin),
-            None,
-            &[]
-        )
-        .await
-        .status,
+        app.call(Method::DELETE, "/v1/numbers/+74951234567", Some(&admin), None, &[]).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        app.get("/v1/routing/+74951234567", OPERATOR_TOKEN)
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await.status, StatusCode::NOT_FOUND);
 }
 
 pub async fn calls_billing_usage_and_audit(app: &TestApp) {
     let (org_id, admin) = app.org_with_admin().await;
     let org = OrgId::parse(&org_id).unwrap();
-    let agent = app.create_agent(&admin, "agent").await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agent = app.create_agent(&admin, "agent").await.body["id"].as_str().unwrap().to_owned();
     let ledger = &app.state.stores.ledger;
     ledger
         .apply(
@@ -620,39 +293,22 @@ pub async fn calls_billing_usage_and_audit(app: &TestApp) {
         .unwrap();
     let call_id = CallId::parse("call_demo1").unwrap();
     ledger
-        .apply(
-            &org,
-            &LedgerEventKind::call_debit(call_id.clone(), 90, Kopecks::new(600)).unwrap(),
-            T0,
-        )
+        .apply(&org, &LedgerEventKind::call_debit(call_id.clone(), 90, Kopecks::new(600)).unwrap(), T0)
         .await
         .unwrap();
     let balance = app.get("/v1/balance", &admin).await;
     assert_eq!(
-        (
-            balance.body["balance_kopecks"].as_i64(),
-            balance.body["display"].as_str()
-        ),
+        (balance.body["balance_kopecks"].as_i64(), balance.body["display"].as_str()),
         (Some(98_800), Some("988.00 RUB"))
     );
     let history = app.get("/v1/ledger", &admin).await;
     assert_eq!(history.body["items"].as_array().unwrap().len(), 2);
     let usage = app.get("/v1/usage", &admin).await;
-    assert_eq!(
-        (
-            usage.body["minutes_used"].as_u64(),
-            usage.body["minutes_included"].as_u64()
-        ),
-        (Some(2), Some(1_000))
-    );
+    assert_eq!((usage.body["minutes_used"].as_u64(), usage.body["minutes_included"].as_u64()), (Some(2), Some(1_000)));
 
-    let transcript = json!([{"role": "caller", "text": "Когда вы открыты?"}, {"role": "agent", "text": "С девяти до девяти."}]);
-    let sealed = app
-        .state
-        .crypto
-        .encrypt(transcript.to_string().as_bytes(), &transcript_context(&org))
-        .await
-        .unwrap();
+    let transcript =
+        json!([{"role": "caller", "text": "Когда вы открыты?"}, {"role": "agent", "text": "С девяти до девяти."}]);
+    let sealed = app.state.crypto.encrypt(transcript.to_string().as_bytes(), &transcript_context(&org)).await.unwrap();
     app.state
         .calls
         .put(&CallRecord {
@@ -676,25 +332,16 @@ pub async fn calls_billing_usage_and_audit(app: &TestApp) {
     let call = app.get("/v1/calls/call_demo1", &admin).await;
     assert_eq!(call.status, StatusCode::OK, "{:?}", call.body);
     assert_eq!(call.body["transcript"], transcript);
-    assert_eq!(
-        call.body["from"], "+7*****4567",
-        "callers' numbers are masked"
-    );
+    assert_eq!(call.body["from"], "+7*****4567", "callers' numbers are masked");
     let list = app.get("/v1/calls", &admin).await;
     assert_eq!(list.body["items"][0]["id"], "call_demo1");
     assert!(list.body["items"][0].get("transcript").is_none());
 
     let audit = app.get("/v1/audit-log", &admin).await;
-    let actions: Vec<&str> = audit.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions: Vec<&str> =
+        audit.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(
-        actions.contains(&"agent.create")
-            && actions.contains(&"api_key.create")
-            && actions.contains(&"org.create"),
+        actions.contains(&"agent.create") && actions.contains(&"api_key.create") && actions.contains(&"org.create"),
         "{actions:?}"
     );
     let entry = &audit.body["items"][0];
@@ -706,27 +353,13 @@ pub async fn health_and_openapi(app: &TestApp) {
     let health = app.call(Method::GET, "/health", None, None, &[]).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["status"], "healthy");
-    let spec = app
-        .call(Method::GET, "/openapi.json", None, None, &[])
-        .await;
+    let spec = app.call(Method::GET, "/openapi.json", None, None, &[]).await;
     assert_eq!(spec.status, StatusCode::OK);
     assert!(spec.body["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/v1/agents",
-        "/v1/agents/{agent_id}",
-        "/v1/api-keys/{key_id}/rotate",
-        "/v1/balance",
-        "/health",
-    ] {
-        assert!(
-            spec.body["paths"].get(path).is_some(),
-            "{path} is documented"
-        );
+    for path in ["/v1/agents", "/v1/agents/{agent_id}", "/v1/api-keys/{key_id}/rotate", "/v1/balance", "/health"] {
+        assert!(spec.body["paths"].get(path).is_some(), "{path} is documented");
     }
-    assert_eq!(
-        spec.body["components"]["securitySchemes"]["api_key"]["name"],
-        "X-API-Key"
-    );
+    assert_eq!(spec.body["components"]["securitySchemes"]["api_key"]["name"], "X-API-Key");
     let unknown = app.get("/v1/nothing-here", OPERATOR_TOKEN).await;
     assert_eq!(
         (unknown.status, unknown.header("content-type")),

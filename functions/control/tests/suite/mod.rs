@@ -10,10 +10,7 @@ pub mod macros;
 
 use golos_control::{ControlConfig, ControlMetrics, ControlState};
 use golos_domain::Timestamp;
-use golos_ports::{
-    AuditLog, CallStore, Crypto, HealthCheck, ManualClock, NumberStore, SecretString, Stores,
-    UuidIds,
-};
+use golos_ports::{AuditLog, CallStore, Crypto, HealthCheck, ManualClock, NumberStore, SecretString, Stores, UuidIds};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -61,17 +58,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         health_checks: Arc::new(vec![backend.health]),
     };
     let app = golos_control::router(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("serve");
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
     });
     TestApp {
         base: format!("http://{addr}"),
@@ -122,16 +112,9 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Reply {
@@ -139,44 +122,24 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
-        self.call(Method::POST, path, Some(key), Some(body), &[])
-            .await
+        self.call(Method::POST, path, Some(key), Some(body), &[]).await
     }
 
     /// Creates an org as the operator and returns (org id, admin token).
     pub async fn org_with_admin(&self) -> (String, String) {
-        let org = self
-            .post(
-                "/v1/orgs",
-                OPERATOR_TOKEN,
-                &json!({"name": "Кафе «Ромашка»", "plan": "start"}),
-            )
-            .await;
+        let org = self.post("/v1/orgs", OPERATOR_TOKEN, &json!({"name": "Кафе «Ромашка»", "plan": "start"})).await;
         assert_eq!(org.status, StatusCode::CREATED, "{:?}", org.body);
         let org_id = org.body["id"].as_str().expect("org id").to_owned();
         let key = self
-            .post(
-                &format!("/v1/orgs/{org_id}/api-keys"),
-                OPERATOR_TOKEN,
-                &json!({"name": "owner", "role": "admin"}),
-            )
+            .post(&format!("/v1/orgs/{org_id}/api-keys"), OPERATOR_TOKEN, &json!({"name": "owner", "role": "admin"}))
             .await;
         assert_eq!(key.status, StatusCode::CREATED, "{:?}", key.body);
-        (
-            org_id,
-            key.body["token"].as_str().expect("token").to_owned(),
-        )
+        (org_id, key.body["token"].as_str().expect("token").to_owned())
     }
 
     /// A key of `role` in the admin's org.
     pub async fn key_with_role(&self, admin: &str, role: &str) -> String {
-        let key = self
-            .post(
-                "/v1/api-keys",
-                admin,
-                &json!({"name": format!("{role} key"), "role": role}),
-            )
-            .await;
+        let key = self.post("/v1/api-keys", admin, &json!({"name": format!("{role} key"), "role": role})).await;
         assert_eq!(key.status, StatusCode::CREATED, "{:?}", key.body);
         key.body["token"].as_str().expect("token").to_owned()
     }

@@ -11,10 +11,7 @@ pub async fn envelope_round_trip_and_context_binding(h: &impl Harness) {
     let plaintext = "Оператор: Здравствуйте! Caller: +7 916 123-45-67".as_bytes();
     let envelope = crypto.encrypt(plaintext, &context).await.unwrap();
     assert!(
-        !envelope
-            .ciphertext
-            .windows(8)
-            .any(|w| plaintext.windows(8).any(|p| p == w)),
+        !envelope.ciphertext.windows(8).any(|w| plaintext.windows(8).any(|p| p == w)),
         "ciphertext must not contain the plaintext"
     );
     let stored = Envelope::from_bytes(&envelope.to_bytes()).unwrap();
@@ -26,43 +23,25 @@ pub async fn envelope_round_trip_and_context_binding(h: &impl Harness) {
 
     let other_org = EncryptionContext::new([("org", "org_other"), ("purpose", "transcript")]);
     assert!(
-        matches!(
-            crypto.decrypt(&stored, &other_org).await,
-            Err(PortError::Corrupt { .. })
-        ),
+        matches!(crypto.decrypt(&stored, &other_org).await, Err(PortError::Corrupt { .. })),
         "another org's context must not decrypt"
     );
     let mut tampered = stored.clone();
     tampered.ciphertext[0] ^= 1;
-    assert!(matches!(
-        crypto.decrypt(&tampered, &context).await,
-        Err(PortError::Corrupt { .. })
-    ));
+    assert!(matches!(crypto.decrypt(&tampered, &context).await, Err(PortError::Corrupt { .. })));
     let mut bad_key = stored;
     let last = bad_key.wrapped_key.len() - 1;
     bad_key.wrapped_key[last] ^= 1;
     assert!(crypto.decrypt(&bad_key, &context).await.is_err());
-    assert_eq!(
-        crypto
-            .decrypt(&crypto.encrypt(b"", &context).await.unwrap(), &context)
-            .await
-            .unwrap(),
-        b""
-    );
+    assert_eq!(crypto.decrypt(&crypto.encrypt(b"", &context).await.unwrap(), &context).await.unwrap(), b"");
 }
 
 pub async fn secrets_by_name(h: &impl Harness) {
     let secrets = h.secrets();
     let name = format!("yookassa-{}", fixtures::key_id());
-    assert!(matches!(
-        secrets.get(&name).await,
-        Err(PortError::NotFound { .. })
-    ));
+    assert!(matches!(secrets.get(&name).await, Err(PortError::NotFound { .. })));
     h.put_secret(&name, "shop:s3cr3t").await;
     let value = secrets.get(&name).await.unwrap();
     assert_eq!(value.expose(), "shop:s3cr3t");
-    assert!(
-        !format!("{value:?} {value}").contains("s3cr3t"),
-        "a secret never prints"
-    );
+    assert!(!format!("{value:?} {value}").contains("s3cr3t"), "a secret never prints");
 }

@@ -28,77 +28,42 @@ pub async fn concurrent_acquires_grant_exactly_the_limit(h: &impl Harness) {
         tokio::spawn(async move { leases.acquire(&req, T0).await })
     }))
     .await;
-    let outcomes: Vec<AcquireOutcome> = outcomes
-        .into_iter()
-        .map(|r| r.expect("task").expect("acquire"))
-        .collect();
-    let granted = outcomes
-        .iter()
-        .filter(|o| matches!(o, AcquireOutcome::Granted(_)))
-        .count();
+    let outcomes: Vec<AcquireOutcome> = outcomes.into_iter().map(|r| r.expect("task").expect("acquire")).collect();
+    let granted = outcomes.iter().filter(|o| matches!(o, AcquireOutcome::Granted(_))).count();
     assert_eq!(granted, 100, "exactly the org limit is granted");
-    assert!(outcomes.iter().all(|o| matches!(
-        o,
-        AcquireOutcome::Granted(_) | AcquireOutcome::OrgLimitReached { limit: 100 }
-    )));
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, AcquireOutcome::Granted(_) | AcquireOutcome::OrgLimitReached { limit: 100 })));
     assert_eq!(leases.active(&org, None).await.unwrap(), 100);
-    let per_agent: u32 =
-        futures::future::join_all(agents.iter().map(|a| leases.active(&org, Some(a))))
-            .await
-            .into_iter()
-            .map(|r| r.unwrap())
-            .sum();
+    let per_agent: u32 = futures::future::join_all(agents.iter().map(|a| leases.active(&org, Some(a))))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
     assert_eq!(per_agent, 100, "agent counters agree with the org counter");
 }
 
 pub async fn agent_limit_and_idempotent_acquire(h: &impl Harness) {
     let leases = h.stores().leases;
-    let (org, agent, other_agent) = (
-        fixtures::org_id(),
-        fixtures::agent_id(),
-        fixtures::agent_id(),
-    );
+    let (org, agent, other_agent) = (fixtures::org_id(), fixtures::agent_id(), fixtures::agent_id());
     let first = request(&org, &agent, 100, 2);
-    let AcquireOutcome::Granted(lease) = leases.acquire(&first, T0).await.unwrap() else {
-        panic!("first acquire")
-    };
-    assert_eq!(
-        (lease.acquired_at, lease.expires_at, &lease.call_id),
-        (T0, T0.plus_millis(30_000), &first.call_id)
-    );
+    let AcquireOutcome::Granted(lease) = leases.acquire(&first, T0).await.unwrap() else { panic!("first acquire") };
+    assert_eq!((lease.acquired_at, lease.expires_at, &lease.call_id), (T0, T0.plus_millis(30_000), &first.call_id));
     // A retried acquire of the same call takes no second slot.
+    assert_eq!(leases.acquire(&first, T0.plus_secs(1)).await.unwrap(), AcquireOutcome::AlreadyHeld(lease.clone()));
+    assert!(matches!(leases.acquire(&request(&org, &agent, 100, 2), T0).await.unwrap(), AcquireOutcome::Granted(_)));
     assert_eq!(
-        leases.acquire(&first, T0.plus_secs(1)).await.unwrap(),
-        AcquireOutcome::AlreadyHeld(lease.clone())
-    );
-    assert!(matches!(
-        leases
-            .acquire(&request(&org, &agent, 100, 2), T0)
-            .await
-            .unwrap(),
-        AcquireOutcome::Granted(_)
-    ));
-    assert_eq!(
-        leases
-            .acquire(&request(&org, &agent, 100, 2), T0)
-            .await
-            .unwrap(),
+        leases.acquire(&request(&org, &agent, 100, 2), T0).await.unwrap(),
         AcquireOutcome::AgentLimitReached { limit: 2 }
     );
     // The refused call took nothing: the org still has room for another agent.
     assert_eq!(leases.active(&org, None).await.unwrap(), 2);
     assert!(matches!(
-        leases
-            .acquire(&request(&org, &other_agent, 3, 2), T0)
-            .await
-            .unwrap(),
+        leases.acquire(&request(&org, &other_agent, 3, 2), T0).await.unwrap(),
         AcquireOutcome::Granted(_)
     ));
     assert_eq!(
-        leases
-            .acquire(&request(&org, &other_agent, 3, 2), T0)
-            .await
-            .unwrap(),
+        leases.acquire(&request(&org, &other_agent, 3, 2), T0).await.unwrap(),
         AcquireOutcome::OrgLimitReached { limit: 3 }
     );
     assert_eq!(leases.active(&org, Some(&agent)).await.unwrap(), 2);
@@ -109,38 +74,19 @@ pub async fn release_is_idempotent(h: &impl Harness) {
     let leases = h.stores().leases;
     let (org, agent) = (fixtures::org_id(), fixtures::agent_id());
     let req = request(&org, &agent, 1, 1);
-    let AcquireOutcome::Granted(lease) = leases.acquire(&req, T0).await.unwrap() else {
-        panic!("acquire")
-    };
-    let releases =
-        futures::future::join_all((0..5).map(|_| leases.release(&org, &req.call_id))).await;
-    let released = releases
-        .iter()
-        .filter(|r| matches!(r, Ok(ReleaseOutcome::Released(_))))
-        .count();
+    let AcquireOutcome::Granted(lease) = leases.acquire(&req, T0).await.unwrap() else { panic!("acquire") };
+    let releases = futures::future::join_all((0..5).map(|_| leases.release(&org, &req.call_id))).await;
+    let released = releases.iter().filter(|r| matches!(r, Ok(ReleaseOutcome::Released(_)))).count();
     assert_eq!(released, 1, "{releases:?}");
     assert!(releases.iter().all(
-        |r| matches!(r, Ok(ReleaseOutcome::Released(l)) if *l == lease)
-            || matches!(r, Ok(ReleaseOutcome::NotHeld))
+        |r| matches!(r, Ok(ReleaseOutcome::Released(l)) if *l == lease) || matches!(r, Ok(ReleaseOutcome::NotHeld))
     ));
     assert_eq!(leases.active(&org, None).await.unwrap(), 0);
     assert_eq!(leases.active(&org, Some(&agent)).await.unwrap(), 0);
-    assert!(matches!(
-        leases.heartbeat(&org, &req.call_id, 30_000, T0).await,
-        Err(PortError::NotFound { .. })
-    ));
-    assert_eq!(
-        leases.release(&org, &fixtures::call_id()).await.unwrap(),
-        ReleaseOutcome::NotHeld
-    );
+    assert!(matches!(leases.heartbeat(&org, &req.call_id, 30_000, T0).await, Err(PortError::NotFound { .. })));
+    assert_eq!(leases.release(&org, &fixtures::call_id()).await.unwrap(), ReleaseOutcome::NotHeld);
     // The slot is free again.
-    assert!(matches!(
-        leases
-            .acquire(&request(&org, &agent, 1, 1), T0)
-            .await
-            .unwrap(),
-        AcquireOutcome::Granted(_)
-    ));
+    assert!(matches!(leases.acquire(&request(&org, &agent, 1, 1), T0).await.unwrap(), AcquireOutcome::Granted(_)));
 }
 
 pub async fn expired_leases_are_swept_and_slots_reused(h: &impl Harness) {
@@ -151,51 +97,21 @@ pub async fn expired_leases_are_swept_and_slots_reused(h: &impl Harness) {
     leases.acquire(&stale, T0).await.unwrap();
     leases.acquire(&alive, T0).await.unwrap();
     // Only the live call's worker keeps heartbeating.
-    let beat = leases
-        .heartbeat(&org, &alive.call_id, 30_000, T0.plus_secs(20))
-        .await
-        .unwrap();
+    let beat = leases.heartbeat(&org, &alive.call_id, 30_000, T0.plus_secs(20)).await.unwrap();
     assert_eq!(beat.expires_at, T0.plus_secs(50));
     assert_eq!(
-        leases
-            .acquire(&request(&org, &agent, 2, 2), T0.plus_secs(31))
-            .await
-            .unwrap(),
+        leases.acquire(&request(&org, &agent, 2, 2), T0.plus_secs(31)).await.unwrap(),
         AcquireOutcome::AgentLimitReached { limit: 2 },
         "an expired lease holds its slot until swept"
     );
-    assert!(
-        leases
-            .sweep_expired(T0.plus_secs(29), 100)
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing expired yet"
-    );
+    assert!(leases.sweep_expired(T0.plus_secs(29), 100).await.unwrap().is_empty(), "nothing expired yet");
     let swept = leases.sweep_expired(T0.plus_secs(31), 100).await.unwrap();
-    assert_eq!(
-        swept.iter().map(|l| &l.call_id).collect::<Vec<_>>(),
-        vec![&stale.call_id]
-    );
-    assert!(
-        leases
-            .sweep_expired(T0.plus_secs(31), 100)
-            .await
-            .unwrap()
-            .is_empty(),
-        "sweeping twice frees once"
-    );
+    assert_eq!(swept.iter().map(|l| &l.call_id).collect::<Vec<_>>(), vec![&stale.call_id]);
+    assert!(leases.sweep_expired(T0.plus_secs(31), 100).await.unwrap().is_empty(), "sweeping twice frees once");
     assert_eq!(leases.active(&org, None).await.unwrap(), 1);
     assert!(matches!(
-        leases
-            .acquire(&request(&org, &agent, 2, 2), T0.plus_secs(31))
-            .await
-            .unwrap(),
+        leases.acquire(&request(&org, &agent, 2, 2), T0.plus_secs(31)).await.unwrap(),
         AcquireOutcome::Granted(_)
     ));
-    assert_eq!(
-        leases.release(&org, &stale.call_id).await.unwrap(),
-        ReleaseOutcome::NotHeld,
-        "a swept lease is gone"
-    );
+    assert_eq!(leases.release(&org, &stale.call_id).await.unwrap(), ReleaseOutcome::NotHeld, "a swept lease is gone");
 }

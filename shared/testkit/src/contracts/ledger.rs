@@ -11,16 +11,10 @@ use std::sync::Arc;
 pub async fn applies_once_and_answers_duplicates_with_the_original(h: &impl Harness) {
     let ledger = h.stores().ledger;
     let org = fixtures::org_id();
-    assert_eq!(
-        ledger.balance(&org).await.unwrap(),
-        Kopecks::ZERO,
-        "an org without events has zero"
-    );
+    assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::ZERO, "an org without events has zero");
     let payment = credit("pay-1", 50_000);
     let first = ledger.apply(&org, &payment, T0).await.unwrap();
-    let ApplyOutcome::Applied(entry) = &first else {
-        panic!("first apply must apply: {first:?}")
-    };
+    let ApplyOutcome::Applied(entry) = &first else { panic!("first apply must apply: {first:?}") };
     assert_eq!(
         (entry.key.as_str(), entry.delta, entry.applied_at),
         ("payment:yookassa:pay-1", Kopecks::new(50_000), T0)
@@ -29,53 +23,24 @@ pub async fn applies_once_and_answers_duplicates_with_the_original(h: &impl Harn
     assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::new(50_000));
 
     // The same payment again, later: nothing changes and the original comes back.
-    let again = ledger
-        .apply(&org, &payment, T0.plus_secs(30))
-        .await
-        .unwrap();
+    let again = ledger.apply(&org, &payment, T0.plus_secs(30)).await.unwrap();
     assert_eq!(again, ApplyOutcome::Duplicate(entry.clone()));
     // A different body under the same key is still a duplicate of the stored original.
     let forged = credit("pay-1", 99_999_999);
-    assert_eq!(
-        ledger.apply(&org, &forged, T0).await.unwrap(),
-        ApplyOutcome::Duplicate(entry.clone())
-    );
+    assert_eq!(ledger.apply(&org, &forged, T0).await.unwrap(), ApplyOutcome::Duplicate(entry.clone()));
     assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::new(50_000));
-    assert_eq!(
-        ledger
-            .get(&org, "payment:yookassa:pay-1")
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(entry)
-    );
-    assert_eq!(
-        ledger.get(&org, "payment:yookassa:nope").await.unwrap(),
-        None
-    );
+    assert_eq!(ledger.get(&org, "payment:yookassa:pay-1").await.unwrap().as_ref(), Some(entry));
+    assert_eq!(ledger.get(&org, "payment:yookassa:nope").await.unwrap(), None);
 
     // Keys are per org: the same payment id in another org is another event.
     let other = fixtures::org_id();
-    assert!(!ledger
-        .apply(&other, &payment, T0)
-        .await
-        .unwrap()
-        .is_duplicate());
+    assert!(!ledger.apply(&other, &payment, T0).await.unwrap().is_duplicate());
     assert_eq!(ledger.balance(&other).await.unwrap(), Kopecks::new(50_000));
 
     // Debits may take the balance below zero; the use-cases decide what that means.
-    ledger
-        .apply(&org, &call_debit("call_a", 601, 10_000), T0)
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger.balance(&org).await.unwrap(),
-        Kopecks::new(50_000 - 110_000)
-    );
-    assert_eq!(
-        ledger.recompute_balance(&org).await.unwrap(),
-        Kopecks::new(-60_000)
-    );
+    ledger.apply(&org, &call_debit("call_a", 601, 10_000), T0).await.unwrap();
+    assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::new(50_000 - 110_000));
+    assert_eq!(ledger.recompute_balance(&org).await.unwrap(), Kopecks::new(-60_000));
 }
 
 pub async fn call_debits_add_monthly_usage(h: &impl Harness) {
@@ -83,36 +48,15 @@ pub async fn call_debits_add_monthly_usage(h: &impl Harness) {
     let org = fixtures::org_id();
     let month = T0.year_month();
     assert_eq!(ledger.usage_minutes(&org, month).await.unwrap(), 0);
-    ledger
-        .apply(&org, &call_debit("call_u1", 61, 100), T0)
-        .await
-        .unwrap(); // 2 minutes
-    ledger
-        .apply(&org, &call_debit("call_u2", 1, 100), T0)
-        .await
-        .unwrap(); // 1 minute
-    ledger
-        .apply(&org, &call_debit("call_u2", 1, 100), T0)
-        .await
-        .unwrap(); // duplicate: nothing
-    ledger
-        .apply(&org, &credit("pay-u", 1_000), T0)
-        .await
-        .unwrap(); // not a call
+    ledger.apply(&org, &call_debit("call_u1", 61, 100), T0).await.unwrap(); // 2 minutes
+    ledger.apply(&org, &call_debit("call_u2", 1, 100), T0).await.unwrap(); // 1 minute
+    ledger.apply(&org, &call_debit("call_u2", 1, 100), T0).await.unwrap(); // duplicate: nothing
+    ledger.apply(&org, &credit("pay-u", 1_000), T0).await.unwrap(); // not a call
     assert_eq!(ledger.usage_minutes(&org, month).await.unwrap(), 3);
     let next_month = Timestamp::from_millis(T0.as_millis() + 31 * 86_400_000);
-    ledger
-        .apply(&org, &call_debit("call_u3", 120, 100), next_month)
-        .await
-        .unwrap();
+    ledger.apply(&org, &call_debit("call_u3", 120, 100), next_month).await.unwrap();
     assert_eq!(ledger.usage_minutes(&org, month).await.unwrap(), 3);
-    assert_eq!(
-        ledger
-            .usage_minutes(&org, next_month.year_month())
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(ledger.usage_minutes(&org, next_month.year_month()).await.unwrap(), 2);
 }
 
 pub async fn history_is_newest_first_and_paginates(h: &impl Harness) {
@@ -124,10 +68,7 @@ pub async fn history_is_newest_first_and_paginates(h: &impl Harness) {
         ledger.apply(&org, &event, T0.plus_secs(i)).await.unwrap();
         expected.push(event.idempotency_key());
     }
-    ledger
-        .apply(&fixtures::org_id(), &credit("hist-foreign", 1), T0)
-        .await
-        .unwrap();
+    ledger.apply(&fixtures::org_id(), &credit("hist-foreign", 1), T0).await.unwrap();
     expected.reverse();
     let mut seen = Vec::new();
     let mut page = PageRequest::first(3);
@@ -157,25 +98,10 @@ pub async fn rejects_invalid_events(h: &impl Harness) {
         },
     ];
     for event in &bad {
-        assert!(
-            matches!(
-                ledger.apply(&org, event, T0).await,
-                Err(PortError::Invalid { .. })
-            ),
-            "{event:?}"
-        );
+        assert!(matches!(ledger.apply(&org, event, T0).await, Err(PortError::Invalid { .. })), "{event:?}");
     }
-    assert_eq!(
-        ledger.balance(&org).await.unwrap(),
-        Kopecks::ZERO,
-        "a refused event writes nothing"
-    );
-    assert!(ledger
-        .list(&org, &PageRequest::first(10))
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_eq!(ledger.balance(&org).await.unwrap(), Kopecks::ZERO, "a refused event writes nothing");
+    assert!(ledger.list(&org, &PageRequest::first(10)).await.unwrap().items.is_empty());
 }
 
 /// 16 tasks apply a stream of credits and debits in which 30 % repeat an earlier key, all
@@ -199,11 +125,7 @@ pub async fn concurrent_events_with_duplicates_balance_exactly(h: &impl Harness)
         let n = unique.len();
         let event = match rng.below(3) {
             0 | 1 => credit(&format!("c-{n}"), 1 + rng.below(100_000) as i64),
-            _ => call_debit(
-                &format!("call_{n}"),
-                rng.below(3_600),
-                1 + rng.below(1_000) as i64,
-            ),
+            _ => call_debit(&format!("call_{n}"), rng.below(3_600), 1 + rng.below(1_000) as i64),
         };
         unique.push((org.clone(), event.clone()));
         stream.push((org, event));
@@ -215,10 +137,7 @@ pub async fn concurrent_events_with_duplicates_balance_exactly(h: &impl Harness)
             let mut outcomes = Vec::new();
             for i in (t..stream.len()).step_by(TASKS) {
                 let (org, event) = &stream[i];
-                let outcome = ledger
-                    .apply(org, event, T0)
-                    .await
-                    .unwrap_or_else(|e| panic!("apply {i} failed: {e}"));
+                let outcome = ledger.apply(org, event, T0).await.unwrap_or_else(|e| panic!("apply {i} failed: {e}"));
                 outcomes.push((org.clone(), event.clone(), outcome));
             }
             outcomes
@@ -232,50 +151,20 @@ pub async fn concurrent_events_with_duplicates_balance_exactly(h: &impl Harness)
     assert_eq!(outcomes.len(), total);
     for (org, event, outcome) in &outcomes {
         let entry = outcome.entry();
-        assert_eq!(
-            (&entry.org_id, &entry.event),
-            (org, event),
-            "every answer carries the stored original"
-        );
+        assert_eq!((&entry.org_id, &entry.event), (org, event), "every answer carries the stored original");
         if !outcome.is_duplicate() {
             *applied.entry((org.clone(), entry.key.clone())).or_default() += 1;
         }
     }
-    let unique_keys: BTreeSet<(OrgId, String)> = unique
-        .iter()
-        .map(|(o, e)| (o.clone(), e.idempotency_key()))
-        .collect();
-    assert_eq!(
-        unique_keys.len(),
-        unique.len(),
-        "the generator made unique keys"
-    );
-    assert_eq!(
-        applied.len(),
-        unique.len(),
-        "every unique event was applied"
-    );
-    assert!(
-        applied.values().all(|&n| n == 1),
-        "no key was applied twice"
-    );
+    let unique_keys: BTreeSet<(OrgId, String)> = unique.iter().map(|(o, e)| (o.clone(), e.idempotency_key())).collect();
+    assert_eq!(unique_keys.len(), unique.len(), "the generator made unique keys");
+    assert_eq!(applied.len(), unique.len(), "every unique event was applied");
+    assert!(applied.values().all(|&n| n == 1), "no key was applied twice");
     for org in &orgs {
-        let expected = Kopecks::checked_sum(
-            unique
-                .iter()
-                .filter(|(o, _)| o == org)
-                .map(|(_, e)| e.balance_delta().unwrap()),
-        )
-        .unwrap();
-        assert_eq!(
-            ledger.balance(org).await.unwrap(),
-            expected,
-            "balance is the sum of unique events"
-        );
-        assert_eq!(
-            ledger.recompute_balance(org).await.unwrap(),
-            expected,
-            "reconciliation agrees"
-        );
+        let expected =
+            Kopecks::checked_sum(unique.iter().filter(|(o, _)| o == org).map(|(_, e)| e.balance_delta().unwrap()))
+                .unwrap();
+        assert_eq!(ledger.balance(org).await.unwrap(), expected, "balance is the sum of unique events");
+        assert_eq!(ledger.recompute_balance(org).await.unwrap(), expected, "reconciliation agrees");
     }
 }

@@ -8,11 +8,7 @@ use std::time::Duration;
 const SECOND: Duration = Duration::from_secs(1);
 
 fn config(max_receives: u32) -> QueueConfig {
-    QueueConfig {
-        name: "events".into(),
-        max_receives,
-        default_visibility: Duration::from_secs(30),
-    }
+    QueueConfig { name: "events".into(), max_receives, default_visibility: Duration::from_secs(30) }
 }
 
 pub async fn send_receive_delete(h: &impl Harness) {
@@ -31,19 +27,9 @@ pub async fn send_receive_delete(h: &impl Harness) {
             break;
         }
     }
-    assert_eq!(
-        got.iter().map(|m| m.body.clone()).collect::<BTreeSet<_>>(),
-        sent
-    );
+    assert_eq!(got.iter().map(|m| m.body.clone()).collect::<BTreeSet<_>>(), sent);
     assert!(got.iter().all(|m| m.receive_count == 1));
-    assert!(
-        queue
-            .receive(10, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty(),
-        "in-flight messages are hidden"
-    );
+    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "in-flight messages are hidden");
     for m in &got {
         queue.delete(&m.receipt).await.unwrap();
         queue.delete(&m.receipt).await.unwrap();
@@ -59,24 +45,13 @@ pub async fn unacknowledged_message_reappears_after_visibility_timeout(h: &impl 
     assert!(queue.receive(1, SECOND).await.unwrap().is_empty());
     h.advance(Duration::from_millis(1_500)).await;
     let second = queue.receive(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(second.len(), 1, "the message came back after its visibility timeout");
     assert_eq!(
-        second.len(),
-        1,
-        "the message came back after its visibility timeout"
-    );
-    assert_eq!(
-        (
-            second[0].id.as_str(),
-            second[0].body.as_str(),
-            second[0].receive_count
-        ),
+        (second[0].id.as_str(), second[0].body.as_str(), second[0].receive_count),
         (first[0].id.as_str(), "work", 2)
     );
     // A consumer can also hand a message back at once.
-    queue
-        .change_visibility(&second[0].receipt, Duration::ZERO)
-        .await
-        .unwrap();
+    queue.change_visibility(&second[0].receipt, Duration::ZERO).await.unwrap();
     let third = queue.receive(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].receive_count, 3);
@@ -85,10 +60,7 @@ pub async fn unacknowledged_message_reappears_after_visibility_timeout(h: &impl 
 pub async fn delayed_message_is_invisible_until_due(h: &impl Harness) {
     let queue = h.queue(config(5)).await;
     queue.send("later", Duration::from_secs(1)).await.unwrap();
-    assert!(
-        queue.receive(1, SECOND).await.unwrap().is_empty(),
-        "delayed"
-    );
+    assert!(queue.receive(1, SECOND).await.unwrap().is_empty(), "delayed");
     h.advance(Duration::from_millis(1_500)).await;
     let got = queue.receive(1, SECOND).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -102,35 +74,21 @@ pub async fn dead_letters_after_max_receives_and_redrive(h: &impl Harness) {
         let got = queue.receive(1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(got.len(), 1, "attempt {attempt}");
         assert_eq!(got[0].receive_count, attempt);
-        queue
-            .change_visibility(&got[0].receipt, Duration::ZERO)
-            .await
-            .unwrap();
+        queue.change_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
     }
     assert!(
-        queue
-            .receive(1, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty(),
+        queue.receive(1, Duration::from_secs(30)).await.unwrap().is_empty(),
         "after max receives it is dead-lettered"
     );
     let dead = queue.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "poison");
-    assert_eq!(
-        queue.dead_letters(10).await.unwrap().len(),
-        1,
-        "looking does not remove"
-    );
+    assert_eq!(queue.dead_letters(10).await.unwrap().len(), 1, "looking does not remove");
     assert_eq!(queue.redrive(10).await.unwrap(), 1);
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
     let back = queue.receive(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(back.len(), 1, "redrive returns it to the queue");
-    assert_eq!(
-        (back[0].body.as_str(), back[0].receive_count),
-        ("poison", 1)
-    );
+    assert_eq!((back[0].body.as_str(), back[0].receive_count), ("poison", 1));
     queue.delete(&back[0].receipt).await.unwrap();
     assert_eq!(queue.redrive(10).await.unwrap(), 0);
 }
@@ -138,20 +96,9 @@ pub async fn dead_letters_after_max_receives_and_redrive(h: &impl Harness) {
 pub async fn stale_receipt_does_not_delete_a_redelivery(h: &impl Harness) {
     let queue = h.queue(config(5)).await;
     queue.send("once", Duration::ZERO).await.unwrap();
-    let first = queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
-    queue
-        .change_visibility(&first.receipt, Duration::ZERO)
-        .await
-        .unwrap();
-    let second = queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let first = queue.receive(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    queue.change_visibility(&first.receipt, Duration::ZERO).await.unwrap();
+    let second = queue.receive(1, Duration::from_secs(30)).await.unwrap().remove(0);
     assert_eq!(second.id, first.id);
     queue.delete(&second.receipt).await.unwrap();
     assert_eq!(queue.depth().await.unwrap(), 0);

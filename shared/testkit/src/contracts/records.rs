@@ -9,74 +9,30 @@ pub async fn idempotency_records(h: &impl Harness) {
     let store = h.stores().idempotency;
     let scope = fixtures::org_id().to_string();
     let ttl = 86_400_000;
-    assert_eq!(
-        store.begin(&scope, "k1", "fp-a", ttl, T0).await.unwrap(),
-        IdempotencyBegin::Started
-    );
-    assert_eq!(
-        store.begin(&scope, "k1", "fp-a", ttl, T0).await.unwrap(),
-        IdempotencyBegin::InProgress
-    );
-    assert_eq!(
-        store.begin(&scope, "k1", "fp-b", ttl, T0).await.unwrap(),
-        IdempotencyBegin::Mismatch
-    );
-    let response = StoredResponse {
-        status: 201,
-        content_type: "application/json".into(),
-        body: br#"{"id":"agt_1"}"#.to_vec(),
-    };
+    assert_eq!(store.begin(&scope, "k1", "fp-a", ttl, T0).await.unwrap(), IdempotencyBegin::Started);
+    assert_eq!(store.begin(&scope, "k1", "fp-a", ttl, T0).await.unwrap(), IdempotencyBegin::InProgress);
+    assert_eq!(store.begin(&scope, "k1", "fp-b", ttl, T0).await.unwrap(), IdempotencyBegin::Mismatch);
+    let response =
+        StoredResponse { status: 201, content_type: "application/json".into(), body: br#"{"id":"agt_1"}"#.to_vec() };
     store.complete(&scope, "k1", &response).await.unwrap();
     assert_eq!(
-        store
-            .begin(&scope, "k1", "fp-a", ttl, T0.plus_secs(10))
-            .await
-            .unwrap(),
+        store.begin(&scope, "k1", "fp-a", ttl, T0.plus_secs(10)).await.unwrap(),
         IdempotencyBegin::Completed(response.clone())
     );
-    assert_eq!(
-        store
-            .begin(&scope, "k1", "fp-b", ttl, T0.plus_secs(10))
-            .await
-            .unwrap(),
-        IdempotencyBegin::Mismatch
-    );
+    assert_eq!(store.begin(&scope, "k1", "fp-b", ttl, T0.plus_secs(10)).await.unwrap(), IdempotencyBegin::Mismatch);
     // Scopes are separate, and an expired record is gone.
+    assert_eq!(store.begin("other-scope", "k1", "fp-b", ttl, T0).await.unwrap(), IdempotencyBegin::Started);
     assert_eq!(
-        store
-            .begin("other-scope", "k1", "fp-b", ttl, T0)
-            .await
-            .unwrap(),
-        IdempotencyBegin::Started
-    );
-    assert_eq!(
-        store
-            .begin(&scope, "k1", "fp-b", ttl, T0.plus_millis(ttl + 1))
-            .await
-            .unwrap(),
+        store.begin(&scope, "k1", "fp-b", ttl, T0.plus_millis(ttl + 1)).await.unwrap(),
         IdempotencyBegin::Started
     );
     // A failed request gives its key back.
-    assert_eq!(
-        store.begin(&scope, "k2", "fp", ttl, T0).await.unwrap(),
-        IdempotencyBegin::Started
-    );
+    assert_eq!(store.begin(&scope, "k2", "fp", ttl, T0).await.unwrap(), IdempotencyBegin::Started);
     store.abandon(&scope, "k2").await.unwrap();
-    assert_eq!(
-        store.begin(&scope, "k2", "fp", ttl, T0).await.unwrap(),
-        IdempotencyBegin::Started
-    );
+    assert_eq!(store.begin(&scope, "k2", "fp", ttl, T0).await.unwrap(), IdempotencyBegin::Started);
     // Racing first requests: exactly one starts.
-    let racers =
-        futures::future::join_all((0..10).map(|_| store.begin(&scope, "k3", "fp", ttl, T0))).await;
-    assert_eq!(
-        racers
-            .iter()
-            .filter(|r| matches!(r, Ok(IdempotencyBegin::Started)))
-            .count(),
-        1,
-        "{racers:?}"
-    );
+    let racers = futures::future::join_all((0..10).map(|_| store.begin(&scope, "k3", "fp", ttl, T0))).await;
+    assert_eq!(racers.iter().filter(|r| matches!(r, Ok(IdempotencyBegin::Started))).count(), 1, "{racers:?}");
 }
 
 pub async fn context_snapshots_expire(h: &impl Harness) {
@@ -84,28 +40,12 @@ pub async fn context_snapshots_expire(h: &impl Harness) {
     let call = fixtures::call_id();
     assert_eq!(contexts.get(&call, T0).await.unwrap(), None);
     let snapshot = "контекст разговора".as_bytes().to_vec();
-    contexts
-        .put(&call, &snapshot, T0.plus_secs(300))
-        .await
-        .unwrap();
-    assert_eq!(
-        contexts.get(&call, T0.plus_secs(299)).await.unwrap(),
-        Some(snapshot.clone())
-    );
-    assert_eq!(
-        contexts.get(&call, T0.plus_secs(300)).await.unwrap(),
-        None,
-        "expired at its expiry time"
-    );
+    contexts.put(&call, &snapshot, T0.plus_secs(300)).await.unwrap();
+    assert_eq!(contexts.get(&call, T0.plus_secs(299)).await.unwrap(), Some(snapshot.clone()));
+    assert_eq!(contexts.get(&call, T0.plus_secs(300)).await.unwrap(), None, "expired at its expiry time");
     let newer = b"turn 2".to_vec();
-    contexts
-        .put(&call, &newer, T0.plus_secs(600))
-        .await
-        .unwrap();
-    assert_eq!(
-        contexts.get(&call, T0.plus_secs(400)).await.unwrap(),
-        Some(newer)
-    );
+    contexts.put(&call, &newer, T0.plus_secs(600)).await.unwrap();
+    assert_eq!(contexts.get(&call, T0.plus_secs(400)).await.unwrap(), Some(newer));
     contexts.delete(&call).await.unwrap();
     contexts.delete(&call).await.unwrap();
     assert_eq!(contexts.get(&call, T0).await.unwrap(), None);
@@ -121,20 +61,8 @@ pub async fn counters_are_atomic_per_window(h: &impl Harness) {
     .await;
     let mut sorted = hits.clone();
     sorted.sort_unstable();
-    assert_eq!(
-        sorted,
-        (1..=50).collect::<Vec<u64>>(),
-        "each hit sees a distinct count"
-    );
-    assert_eq!(
-        counters.hit(&key, 60_000, T0.plus_secs(59)).await.unwrap(),
-        51,
-        "same window"
-    );
-    assert_eq!(
-        counters.hit(&key, 60_000, T0.plus_secs(60)).await.unwrap(),
-        1,
-        "the next window starts at one"
-    );
+    assert_eq!(sorted, (1..=50).collect::<Vec<u64>>(), "each hit sees a distinct count");
+    assert_eq!(counters.hit(&key, 60_000, T0.plus_secs(59)).await.unwrap(), 51, "same window");
+    assert_eq!(counters.hit(&key, 60_000, T0.plus_secs(60)).await.unwrap(), 1, "the next window starts at one");
     assert_eq!(counters.hit("another", 60_000, T0).await.unwrap(), 1);
 }
