@@ -91,7 +91,7 @@ pub async fn audit(
     match state.audit.append(&entry).await {
         Ok(()) => tracing::info!(audit = action, target, actor = %entry.actor, "admin action"),
         Err(err) => {
-            tracing::error!(error = %err, audit = action, target, actor = %entry.actor, org = %org, ip = %entry.ip, request_id = %entry.request_id, "audit log write failed")
+            tracing::error!(error = %err, audit = action, target, actor = %entry.actor, org = %org, ip = %entry.ip, request_id = %entry.request_id, "audit log write failed");
         }
     }
 }

@@ -51,7 +51,7 @@ impl Caller {
         match self {
             Self::Operator => Ok(()),
             Self::Member { org, .. } if &org.id != org_id => Err(ApiError::not_found(format!("organisation {org_id}"))),
-            member => member.member(action).map(|_| ()),
+            member @ Self::Member { .. } => member.member(action).map(|_| ()),
         }
     }
 

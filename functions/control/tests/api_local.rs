@@ -5,6 +5,7 @@ mod suite;
 use golos_ports::{Clock, SystemClock};
 use std::sync::Arc;
 
+#[allow(clippy::unused_async)] // the suite macro awaits every backend constructor
 async fn local() -> suite::Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
