@@ -50,7 +50,7 @@ fn parse_number(raw: &str) -> ApiResult<PhoneNumber> {
 }
 
 /// Route a number to an agent (admin). Re-assigning moves it to another agent.
-#[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164, e.g. +74951234567")), request_body = AssignNumber,
+#[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164, e.g. +7 495 123-45-67 written without spaces")), request_body = AssignNumber,
     responses((status = 200, body = NumberView), (status = 409, description = "held by another organisation")))]
 pub async fn assign(
     State(state): State<ControlState>,

@@ -14,7 +14,8 @@ pub struct PhoneNumber {
 }
 
 impl PhoneNumber {
-    /// Parses `+79161234567`, also written with spaces, dashes, dots or parentheses.
+    /// Parses an E.164 number such as `+7 916 123-45-67`, with or without spaces, dashes,
+    /// dots or parentheses.
     /// A national form without `+` is refused: the country would be a guess.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
