@@ -101,7 +101,8 @@ pub async fn request_context(State(state): State<ControlState>, mut request: Req
     let client_ip = client_ip(&request, state.config.trust_forwarded_for);
     let context = RequestContext { request_id: request_id.clone(), trace_id: trace_id.clone(), client_ip };
     request.extensions_mut().insert(context);
-    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id, trace_id = %trace_id);
+    let path = loggable_path(request.uri().path());
+    let span = tracing::info_span!("request", method = %request.method(), path = %path, request_id = %request_id, trace_id = %trace_id);
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     for (name, value) in [(REQUEST_ID_HEADER, request_id), (TRACE_ID_HEADER, trace_id)] {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -109,6 +110,22 @@ pub async fn request_context(State(state): State<ControlState>, mut request: Req
         }
     }
     response
+}
+
+/// The request path as it may be logged: a phone number in it (`/v1/numbers/+7…`) is
+/// masked, because logs never carry raw numbers. The query is left out entirely.
+fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let decoded = segment.replace("%2B", "+").replace("%2b", "+");
+            match golos_domain::PhoneNumber::parse(&decoded) {
+                Ok(number) => number.masked(),
+                Err(_) if decoded.starts_with('+') => "+<invalid number>".to_owned(),
+                Err(_) => segment.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -314,4 +331,17 @@ fn replay(stored: StoredResponse) -> Response {
     }
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn phone_numbers_in_paths_are_masked() {
+        assert_eq!(loggable_path("/v1/numbers/+79161234567"), "/v1/numbers/+7*****4567");
+        assert_eq!(loggable_path("/v1/routing/%2B79161234567"), "/v1/routing/+7*****4567");
+        assert_eq!(loggable_path("/v1/numbers/+7916123"), "/v1/numbers/+<invalid number>");
+        assert_eq!(loggable_path("/v1/agents/agt_1"), "/v1/agents/agt_1");
+    }
 }
