@@ -33,3 +33,17 @@ fn unknown_paths_are_404() {
     let golos = RunningGolos::start(&[]);
     assert_eq!(golos.get("/nope").0, 404);
 }
+
+#[test]
+fn reconcile_reports_no_drift_on_a_fresh_store() {
+    let golos = RunningGolos::start(&[]);
+    let data_dir = golos.data_dir.path().to_path_buf();
+    let output = std::process::Command::new(golos_tests::golos_binary())
+        .args(["reconcile", "--backend", "local", "--data-dir"])
+        .arg(&data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run golos reconcile");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().next(), Some("checked 0 organisations, 0 with drift"));
+}

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod middleware;
 pub mod numbers;
 pub mod orgs;
+pub mod reconcile;
 pub mod state;
 
 use axum::routing::{get, post, put};

@@ -32,6 +32,9 @@ pub struct ControlMetrics {
     pub auth_failures_total: AtomicU64,
     pub rate_limited_total: AtomicU64,
     pub idempotent_replays_total: AtomicU64,
+    /// Organisations whose stored balance differed from their ledger at the last
+    /// reconciliation; anything but 0 is an incident.
+    pub ledger_drift_orgs: AtomicU64,
 }
 
 impl ControlMetrics {

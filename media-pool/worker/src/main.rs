@@ -21,6 +21,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document of the control-plane API.
     Openapi,
+    /// Recompute every organisation's balance from its ledger; exit 1 on any drift.
+    Reconcile(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +60,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
+        Command::Reconcile(args) => {
+            let state =
+                golos_bootstrap::control_state(&backend_of(&args), golos_control::ControlConfig::default()).await?;
+            let report = golos_control::reconcile::reconcile_all(&state.stores).await?;
+            println!("checked {} organisations, {} with drift", report.orgs_checked, report.drifts.len());
+            for drift in &report.drifts {
+                println!("  {}: stored {} but entries sum to {}", drift.org, drift.stored, drift.recomputed);
+            }
+            if report.drifts.is_empty() {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
             Ok(())
@@ -66,15 +82,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let backend = match args.backend {
-        Backend::Local => golos_bootstrap::Backend::Local { data_dir: args.data_dir.clone() },
-        Backend::Aws => golos_bootstrap::Backend::Aws,
-    };
+    let backend = backend_of(&args);
     let config = golos_control::ControlConfig {
         trust_forwarded_for: args.trust_forwarded_for,
         ..golos_control::ControlConfig::default()
     };
     let state = golos_bootstrap::control_state(&backend, config).await?;
+    tokio::spawn(reconcile_periodically(state.clone()));
     let app = golos_control::router(state);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -87,6 +101,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn backend_of(args: &ServeArgs) -> golos_bootstrap::Backend {
+    match args.backend {
+        Backend::Local => golos_bootstrap::Backend::Local { data_dir: args.data_dir.clone() },
+        Backend::Aws => golos_bootstrap::Backend::Aws,
+    }
+}
+
+/// Hourly ledger reconciliation in the embedded deployment (in AWS a scheduled Lambda runs
+/// the same `reconcile_all`). Drift is logged as an alert and kept as a metric.
+async fn reconcile_periodically(state: golos_control::ControlState) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3_600));
+    loop {
+        every_hour.tick().await;
+        match golos_control::reconcile::reconcile_all(&state.stores).await {
+            Ok(report) => {
+                state.metrics.ledger_drift_orgs.store(report.drifts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(err) => tracing::warn!(error = %err, "ledger reconciliation could not run"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
