@@ -63,7 +63,7 @@ pub fn verify(pepper: &SecretString, secret: &str, stored_hash: &str) -> bool {
     hash_secret(pepper, secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
         let _ = write!(out, "{b:02x}");

@@ -19,6 +19,7 @@ pub mod middleware;
 pub mod numbers;
 pub mod orgs;
 pub mod reconcile;
+pub mod signed_payments;
 pub mod state;
 
 use axum::routing::{get, post, put};
@@ -40,6 +41,7 @@ use utoipa::{Modify, OpenApi};
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
         audit_log::list,
+        signed_payments::receive,
     ),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
@@ -121,6 +123,7 @@ pub fn router(state: ControlState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
     Router::new()
         .nest("/v1", v1)
+        .route("/webhooks/payments/{provider}", post(signed_payments::receive))
         .route("/health", get(health::health))
         .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))

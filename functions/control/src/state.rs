@@ -1,6 +1,6 @@
 //! What every handler shares: the stores, secrets, clock and configuration.
 
-use golos_ports::{AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, SecretString, Stores};
+use golos_ports::{AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, SecretString, Secrets, Stores};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct ControlState {
     pub calls: Arc<dyn CallStore>,
     pub audit: Arc<dyn AuditLog>,
     pub crypto: Arc<dyn Crypto>,
+    /// Named secrets read per request (payment providers' webhook keys may be rotated).
+    pub secrets: Arc<dyn Secrets>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
     pub pepper: SecretString,

@@ -21,6 +21,7 @@ async fn aws() -> suite::Backend {
         calls: platform.calls(),
         audit: platform.audit(),
         crypto: platform.crypto(),
+        secrets: platform.secrets(),
         health: platform.health(),
         guard: Box::new(platform),
     }

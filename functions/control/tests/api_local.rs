@@ -16,6 +16,7 @@ async fn local() -> suite::Backend {
         calls: platform.calls(),
         audit: platform.audit(),
         crypto: platform.crypto(),
+        secrets: platform.secrets(),
         health: platform.health(),
         guard: Box::new((dir, platform)),
     }

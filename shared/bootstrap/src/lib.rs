@@ -70,6 +70,7 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         calls,
         audit,
         crypto,
+        secrets,
         clock,
         ids: Arc::new(UuidIds),
         pepper,

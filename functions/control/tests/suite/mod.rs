@@ -10,7 +10,9 @@ pub mod macros;
 
 use golos_control::{ControlConfig, ControlMetrics, ControlState};
 use golos_domain::Timestamp;
-use golos_ports::{AuditLog, CallStore, Crypto, HealthCheck, ManualClock, NumberStore, SecretString, Stores, UuidIds};
+use golos_ports::{
+    AuditLog, CallStore, Crypto, HealthCheck, ManualClock, NumberStore, SecretString, Secrets, Stores, UuidIds,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ pub struct Backend {
     pub calls: Arc<dyn CallStore>,
     pub audit: Arc<dyn AuditLog>,
     pub crypto: Arc<dyn Crypto>,
+    pub secrets: Arc<dyn Secrets>,
     pub health: Arc<dyn HealthCheck>,
     /// Keeps a temp dir or similar alive for the app's lifetime.
     pub guard: Box<dyn std::any::Any + Send + Sync>,
@@ -49,6 +52,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         calls: backend.calls,
         audit: backend.audit,
         crypto: backend.crypto,
+        secrets: backend.secrets,
         clock: Arc::new(clock.clone()),
         ids: Arc::new(UuidIds),
         operator_key_hash: Some(golos_control::keys::hash_secret(&pepper, OPERATOR_TOKEN)),
