@@ -1,0 +1,1 @@
+//! Sans-IO call engine: turn taking, chunking, barge-in, fillers, timeouts, tools; time is an input.
