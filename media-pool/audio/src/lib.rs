@@ -5,7 +5,10 @@
 pub mod dtmf;
 pub mod frame;
 pub mod g711;
+pub mod resample;
 pub mod vad;
+
+pub use resample::{AudioError, Resampler, SUPPORTED_RATES};
 
 /// Samples per 20 ms frame at `sample_rate` Hz.
 pub const fn samples_per_frame(sample_rate: u32) -> usize {
