@@ -1,1 +1,26 @@
-//! Streaming STT/LLM/TTS ports, provider adapters over their real wire protocols, fallback chains and circuit breakers.
+//! Streaming STT/LLM/TTS ports, provider adapters over their real wire protocols, fallback
+//! chains and circuit breakers.
+//!
+//! - Ports: [`LlmProvider`], [`TtsProvider`], [`SttProvider`]; one error type,
+//!   [`ProviderError`].
+//! - Chains: [`Chain`] (`LlmChain`, `TtsChain`, `SttChain`) switch tiers before the first
+//!   output only, with a first-output deadline and a [`CircuitBreaker`] per provider.
+
+pub mod breaker;
+pub mod chain;
+pub mod error;
+pub mod llm;
+pub mod sse;
+pub mod stt;
+pub mod tts;
+pub mod wav;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use chain::{
+    Attempt, AttemptOutcome, Breakers, Chain, ChainConfig, Chained, ChainedAudio, ChainedLlm, Exhausted, LlmChain,
+    SttChain, TtsChain,
+};
+pub use error::ProviderError;
+pub use llm::{FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, Message, ToolCall, ToolDefinition};
+pub use stt::{SttBackend, SttConfig, SttEvent, SttProvider, SttSession, Transcript};
+pub use tts::{AudioChunk, AudioStream, TtsProvider, TtsRequest};

@@ -1,0 +1,138 @@
+//! Server-sent events as the WHATWG spec frames them: `event:`/`data:` lines, a blank line
+//! ends an event, `:` starts a comment, and lines end in LF, CRLF or CR. Bytes may arrive
+//! split anywhere, even inside a UTF-8 character.
+
+use crate::ProviderError;
+use futures::{Stream, StreamExt};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// `message` when the server sent no `event:` line.
+    pub event: String,
+    pub data: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buffer: Vec<u8>,
+    event: Option<String>,
+    data: Option<String>,
+    /// A CR ended the last line; an LF right after it belongs to that line ending.
+    after_cr: bool,
+}
+
+impl SseParser {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, ProviderError> {
+        let mut events = Vec::new();
+        for &byte in bytes {
+            if self.after_cr {
+                self.after_cr = false;
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            match byte {
+                b'\n' | b'\r' => {
+                    self.after_cr = byte == b'\r';
+                    let line = std::mem::take(&mut self.buffer);
+                    let line = String::from_utf8(line)
+                        .map_err(|_| ProviderError::BadResponse("event stream is not UTF-8".into()))?;
+                    if let Some(event) = self.line(&line) {
+                        events.push(event);
+                    }
+                }
+                _ => self.buffer.push(byte),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Whether a partial event is pending: a stream that ends here was cut off.
+    pub fn is_mid_event(&self) -> bool {
+        !self.buffer.is_empty() || self.data.is_some()
+    }
+
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let data = self.data.take();
+            let event = self.event.take();
+            return data.map(|data| SseEvent { event: event.unwrap_or_else(|| "message".into()), data });
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        match field {
+            "event" => self.event = Some(value.to_owned()),
+            "data" => match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+        None
+    }
+}
+
+/// The events of a response body, in order; a body that ends inside an event or a transport
+/// error ends the stream with an error.
+pub fn events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+    let body = response.bytes_stream();
+    futures::stream::unfold(
+        (body, SseParser::default(), std::collections::VecDeque::new(), false),
+        |(mut body, mut parser, mut pending, done)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((Ok(event), (body, parser, pending, done)));
+                }
+                if done {
+                    return None;
+                }
+                match body.next().await {
+                    Some(Ok(bytes)) => match parser.push(&bytes) {
+                        Ok(events) => pending.extend(events),
+                        Err(e) => return Some((Err(e), (body, parser, pending, true))),
+                    },
+                    Some(Err(e)) => return Some((Err(ProviderError::from(e)), (body, parser, pending, true))),
+                    None if parser.is_mid_event() => {
+                        let err = ProviderError::Connection("the event stream ended inside an event".into());
+                        return Some((Err(err), (body, parser, pending, true)));
+                    }
+                    None => return None,
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
+        let mut parser = SseParser::default();
+        input.chunks(piece).flat_map(|c| parser.push(c).unwrap()).collect()
+    }
+
+    #[test]
+    fn frames_events_however_the_bytes_are_split() {
+        let input =
+            "event: message_start\ndata: {\"a\":1}\n\n: comment\r\ndata: line1\r\ndata:line2\r\n\r\ndata: é\r\r";
+        let expected = vec![
+            SseEvent { event: "message_start".into(), data: "{\"a\":1}".into() },
+            SseEvent { event: "message".into(), data: "line1\nline2".into() },
+            SseEvent { event: "message".into(), data: "é".into() },
+        ];
+        for piece in 1..input.len() {
+            assert_eq!(parse_in_pieces(input.as_bytes(), piece), expected, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn a_blank_line_without_data_is_no_event() {
+        assert!(parse_in_pieces(b"event: ping\n\n\n", 4).is_empty());
+    }
+}
