@@ -1,0 +1,261 @@
+//! What goes into and comes out of the engine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One 20 ms frame of PCM16 audio. Shared, so handing a frame from TTS to the playout moves a
+/// pointer, never the samples.
+pub type Frame = Arc<[i16]>;
+
+/// Identifies one LLM, TTS or tool request of this call; unique within the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u32);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// An input, borrowed where it carries text so the driver can pass provider buffers through
+/// without an allocation per token.
+#[derive(Debug, Clone)]
+pub enum Input<'a> {
+    /// The caller began speaking; `at` is the onset (a VAD reports it a few frames later, the
+    /// STT's turn-start signal about when it happens).
+    SpeechStarted {
+        at: Instant,
+    },
+    /// The caller stopped speaking; `at` is the end of the last speech frame.
+    SpeechStopped {
+        at: Instant,
+    },
+    SttInterim {
+        text: &'a str,
+        confidence: f32,
+    },
+    SttFinal {
+        text: &'a str,
+        confidence: f32,
+    },
+    LlmToken {
+        request: RequestId,
+        text: &'a str,
+    },
+    /// One complete tool call of a response (the adapter has joined its argument fragments).
+    LlmToolCall {
+        request: RequestId,
+        call_id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+    },
+    LlmEnd {
+        request: RequestId,
+    },
+    /// The LLM failed for good: the provider chain has no tier left for this turn.
+    LlmError {
+        request: RequestId,
+        error: &'a str,
+    },
+    TtsAudio {
+        request: RequestId,
+        frame: Frame,
+    },
+    TtsEnd {
+        request: RequestId,
+    },
+    /// TTS failed for good: the provider chain has no tier left.
+    TtsError {
+        request: RequestId,
+        error: &'a str,
+    },
+    /// A key press (RFC 4733 or in-band).
+    Dtmf {
+        digit: char,
+    },
+    ToolResult {
+        call_id: &'a str,
+        result: Result<&'a str, &'a str>,
+    },
+    /// The caller (or the transport) ended the call.
+    Hangup,
+}
+
+impl Input<'_> {
+    /// A golos-audio VAD event, whose times count from the start of the caller's stream.
+    pub fn from_vad(event: golos_audio::vad::VadEvent, stream_start: Instant) -> Self {
+        match event {
+            golos_audio::vad::VadEvent::SpeechStart { at_ms } => {
+                Input::SpeechStarted { at: stream_start + Duration::from_millis(at_ms) }
+            }
+            golos_audio::vad::VadEvent::SpeechEnd { at_ms } => {
+                Input::SpeechStopped { at: stream_start + Duration::from_millis(at_ms) }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Command(Command),
+    /// Send this frame to the caller now. The engine paces playout itself (one frame per
+    /// 20 ms, absolute schedule, reset when idle), so what it has emitted is what was played.
+    PlayAudio(Frame),
+    /// Drop whatever the transport still holds for the caller.
+    FlushPlayout,
+    /// Play a pre-recorded clip (TTS itself failed).
+    PlayClip(Clip),
+    Event(Event),
+    Hangup {
+        reason: HangupReason,
+    },
+    Transfer {
+        target: String,
+    },
+    SendDtmf {
+        digits: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    StartLlm {
+        request: RequestId,
+        messages: Vec<Message>,
+        tools_enabled: bool,
+    },
+    CancelLlm {
+        request: RequestId,
+    },
+    /// The LLM→TTS queue is full: stop reading this stream (backpressure, nothing is dropped)
+    /// until `ResumeLlm`.
+    PauseLlm {
+        request: RequestId,
+    },
+    ResumeLlm {
+        request: RequestId,
+    },
+    StartTts {
+        request: RequestId,
+        text: Arc<str>,
+    },
+    CancelTts {
+        request: RequestId,
+    },
+    CallTool {
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clip {
+    Apology,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HangupReason {
+    /// The LLM called `end_call`.
+    AgentEnded,
+    /// No answer from the caller for the silence timeout.
+    SilenceTimeout,
+    MaxDuration,
+    /// LLM and TTS both failed; the apology clip was played.
+    Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// One message of the conversation context, provider-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    /// Assistant messages: the tools it called.
+    pub tool_calls: Vec<ToolCall>,
+    /// Tool messages: which call this answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
+/// Timings of one turn, each relative to the turn's final transcript (`None`: did not
+/// happen). `added` is what the engine itself added to the silence the caller heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TurnMetrics {
+    pub turn: u32,
+    /// The caller's last speech → final transcript (the STT's end-of-utterance delay).
+    pub end_of_utterance: Option<Duration>,
+    pub final_to_llm_request: Option<Duration>,
+    /// LLM request → first token.
+    pub ttft: Option<Duration>,
+    /// First token → first TTS request.
+    pub token_to_tts_request: Option<Duration>,
+    /// First TTS request → its first audio.
+    pub tts_first_audio: Option<Duration>,
+    /// Final transcript → first audio frame out.
+    pub first_audio_out: Option<Duration>,
+    /// `first_audio_out` minus the providers' waits (TTFT and TTS first audio).
+    pub added: Option<Duration>,
+    pub interrupted: bool,
+    pub filler: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Sent when the turn's first audio goes out, or when the turn ends without audio.
+    Turn(TurnMetrics),
+    Transcript {
+        role: Role,
+        text: String,
+        at: Instant,
+    },
+    /// Caller speech paused the agent (`committed: false`) or cut it off (`true`).
+    Interruption {
+        at: Instant,
+        committed: bool,
+    },
+    /// A paused agent resumed: the caller's speech was a backchannel or no words.
+    Resumed {
+        at: Instant,
+    },
+    Escalation {
+        reason: String,
+    },
+    /// A turn whose transcript was too uncertain to answer; queue it for manual review.
+    LowConfidence {
+        text: String,
+        confidence: f32,
+        attempt: u32,
+    },
+    ToolFinished {
+        name: String,
+        ok: bool,
+        elapsed: Duration,
+    },
+    /// The agent's audio of a response ended (all of it played).
+    AgentDone {
+        at: Instant,
+    },
+    CallEnded {
+        at: Instant,
+    },
+}
