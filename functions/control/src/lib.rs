@@ -6,10 +6,12 @@
 //! for POST → the handler, which checks the caller's role against the domain's RBAC
 //! matrix. Errors are `application/problem+json` with a stable `code`.
 
+pub mod admission;
 pub mod agents;
 pub mod api_keys;
 pub mod audit_log;
 pub mod billing;
+pub mod call_events;
 pub mod calls;
 pub mod common;
 pub mod error;
@@ -21,11 +23,12 @@ pub mod orgs;
 pub mod reconcile;
 pub mod signed_payments;
 pub mod state;
+pub mod yookassa;
 
 use axum::routing::{get, post, put};
 use axum::Router;
 pub use error::{ApiError, ApiResult};
-pub use state::{ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
+pub use state::{ControlConfig, ControlMetrics, ControlState, EventQueues, OPERATOR_KEY_SECRET, PEPPER_SECRET};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -41,7 +44,8 @@ use utoipa::{Modify, OpenApi};
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
         audit_log::list,
-        signed_payments::receive,
+        signed_payments::receive, yookassa::receive,
+        admission::admit_http, admission::heartbeat_http, admission::release_http, call_events::enqueue_http,
     ),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
@@ -97,6 +101,23 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// Payment-provider webhooks: unauthenticated by API key, each provider checked its own way.
+fn payment_routes() -> Router<ControlState> {
+    Router::new()
+        .route("/webhooks/payments/yookassa", post(yookassa::receive))
+        .route("/webhooks/payments/{provider}", post(signed_payments::receive))
+}
+
+/// Only the payment webhooks and `/health`: what the `payments` Lambda function serves.
+pub fn payments_router(state: ControlState) -> Router {
+    payment_routes()
+        .route("/health", get(health::health))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
+        .with_state(state)
+}
+
 /// The whole control-plane router: `/v1/*`, `/health` and `/openapi.json`.
 pub fn router(state: ControlState) -> Router {
     let v1 = Router::new()
@@ -117,13 +138,17 @@ pub fn router(state: ControlState) -> Router {
         .route("/ledger", get(billing::ledger))
         .route("/usage", get(billing::usage))
         .route("/audit-log", get(audit_log::list))
+        .route("/admissions", post(admission::admit_http))
+        .route("/admissions/{call_id}/heartbeat", post(admission::heartbeat_http))
+        .route("/admissions/{call_id}/release", post(admission::release_http))
+        .route("/call-events", post(call_events::enqueue_http))
         .fallback(|| async { ApiError::not_found("route") })
         // Layers run outside-in from the last added: authenticate, then idempotency.
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
     Router::new()
         .nest("/v1", v1)
-        .route("/webhooks/payments/{provider}", post(signed_payments::receive))
+        .merge(payment_routes())
         .route("/health", get(health::health))
         .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -37,10 +37,12 @@ pub struct SignedNotification {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationOutcome {
-    /// `applied` the first time, `duplicate` for a repeat (nothing changed).
+    /// `applied` the first time, `duplicate` for a repeat (nothing changed), `ignored` for a
+    /// notification that moves no money.
     pub status: &'static str,
     /// The ledger idempotency key, e.g. `payment:signed-acme:p_123`.
-    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The secret a provider's webhooks are signed with.
@@ -176,7 +178,7 @@ pub async fn receive(
     })?;
     let status = if let ApplyOutcome::Duplicate(_) = outcome { "duplicate" } else { "applied" };
     tracing::info!(provider, %org, key = %outcome.entry().key, status, "payment notification");
-    Ok(Json(NotificationOutcome { status, key: outcome.entry().key.clone() }))
+    Ok(Json(NotificationOutcome { status, key: Some(outcome.entry().key.clone()) }))
 }
 
 #[cfg(test)]

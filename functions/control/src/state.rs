@@ -1,6 +1,10 @@
 //! What every handler shares: the stores, secrets, clock and configuration.
 
-use golos_ports::{AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, SecretString, Secrets, Stores};
+use crate::admission::HoldQueue;
+use crate::yookassa::YookassaConfig;
+use golos_ports::{
+    AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, Queue, SecretString, Secrets, Stores,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,11 +21,24 @@ pub struct ControlConfig {
     pub idempotency_ttl_ms: i64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Where YooKassa notifications may come from and how they are confirmed.
+    pub yookassa: YookassaConfig,
+    /// How long an admission lease lives without a heartbeat.
+    pub lease_ttl_ms: i64,
+    /// How long a held caller keeps its place in the hold queue without asking again.
+    pub hold_stale_after_ms: i64,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { trust_forwarded_for: false, idempotency_ttl_ms: 24 * 3_600_000, max_body_bytes: 1 << 20 }
+        Self {
+            trust_forwarded_for: false,
+            idempotency_ttl_ms: 24 * 3_600_000,
+            max_body_bytes: 1 << 20,
+            yookassa: YookassaConfig::default(),
+            lease_ttl_ms: 30_000,
+            hold_stale_after_ms: 15_000,
+        }
     }
 }
 
@@ -35,6 +52,10 @@ pub struct ControlMetrics {
     /// Organisations whose stored balance differed from their ledger at the last
     /// reconciliation; anything but 0 is an incident.
     pub ledger_drift_orgs: AtomicU64,
+    pub call_events_processed_total: AtomicU64,
+    pub call_events_failed_total: AtomicU64,
+    pub leases_swept_total: AtomicU64,
+    pub webhook_events_emitted_total: AtomicU64,
 }
 
 impl ControlMetrics {
@@ -61,4 +82,23 @@ pub struct ControlState {
     pub metrics: Arc<ControlMetrics>,
     /// One per dependency, reported by `/health`.
     pub health_checks: Arc<Vec<Arc<dyn HealthCheck>>>,
+    pub queues: EventQueues,
+    /// Outbound HTTP (confirming payments with providers).
+    pub http: reqwest::Client,
+    /// Callers waiting for a concurrency slot, in this process.
+    pub hold: Arc<HoldQueue>,
+}
+
+/// The queues between the media pool, the control plane and customers.
+#[derive(Debug, Clone)]
+pub struct EventQueues {
+    /// `call.started` / `call.ended` from the media pool, consumed by `call_events`.
+    pub call_events: Arc<dyn Queue>,
+    /// Customer webhook events, delivered by the webhooks consumer.
+    pub webhooks: Arc<dyn Queue>,
+}
+
+impl EventQueues {
+    pub const CALL_EVENTS: &'static str = "call-events";
+    pub const WEBHOOKS: &'static str = "webhooks";
 }

@@ -3,6 +3,8 @@
 
 mod suite;
 
+use golos_control::EventQueues;
+
 async fn aws() -> suite::Backend {
     let name = golos_testkit::moto::unique_name("golos-api");
     let config = golos_aws::AwsConfig {
@@ -23,6 +25,10 @@ async fn aws() -> suite::Backend {
         crypto: platform.crypto(),
         secrets: platform.secrets(),
         health: platform.health(),
+        queues: EventQueues {
+            call_events: platform.queue(golos_ports::QueueConfig::new(EventQueues::CALL_EVENTS)).await.expect("queue"),
+            webhooks: platform.queue(golos_ports::QueueConfig::new(EventQueues::WEBHOOKS)).await.expect("queue"),
+        },
         guard: Box::new(platform),
     }
 }

@@ -5,30 +5,17 @@ mod suite;
 
 use golos_control::signed_payments::{sign, SIGNATURE_HEADER};
 use golos_domain::{Kopecks, OrgId};
-use golos_ports::{Clock, SystemClock};
+use golos_ports::Clock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use suite::{TestApp, T0};
 
 const SECRET: &str = "whsec_acme_0123456789";
 
 async fn app() -> (TestApp, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let platform = golos_local::LocalPlatform::open(dir.path(), clock).expect("open");
-    platform.put_secret_file("payments-hmac-acme", SECRET).expect("secret");
-    let backend = suite::Backend {
-        stores: platform.stores(),
-        numbers: platform.numbers(),
-        calls: platform.calls(),
-        audit: platform.audit(),
-        crypto: platform.crypto(),
-        secrets: platform.secrets(),
-        health: platform.health(),
-        guard: Box::new((dir, platform)),
-    };
+    let backend =
+        suite::local_backend(|platform| platform.put_secret_file("payments-hmac-acme", SECRET).expect("secret"));
     let app = suite::spawn_app(backend).await;
     let (org, _) = app.org_with_admin().await;
     (app, org)

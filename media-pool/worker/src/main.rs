@@ -61,8 +61,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
         Command::Reconcile(args) => {
-            let state =
-                golos_bootstrap::control_state(&backend_of(&args), golos_control::ControlConfig::default()).await?;
+            let config = golos_bootstrap::control_config_from_env(args.trust_forwarded_for)?;
+            let state = golos_bootstrap::control_state(&backend_of(&args), config).await?;
             let report = golos_control::reconcile::reconcile_all(&state.stores).await?;
             println!("checked {} organisations, {} with drift", report.orgs_checked, report.drifts.len());
             for drift in &report.drifts {
@@ -83,12 +83,25 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let backend = backend_of(&args);
-    let config = golos_control::ControlConfig {
-        trust_forwarded_for: args.trust_forwarded_for,
-        ..golos_control::ControlConfig::default()
-    };
+    let config = golos_bootstrap::control_config_from_env(args.trust_forwarded_for)?;
     let state = golos_bootstrap::control_state(&backend, config).await?;
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
     tokio::spawn(reconcile_periodically(state.clone()));
+    // The same handlers as the Lambda functions, driven from the embedded queue and a timer.
+    let consumer = tokio::spawn(golos_control::call_events::run_consumer(
+        state.clone(),
+        state.queues.call_events.clone(),
+        std::time::Duration::from_millis(50),
+        stop(),
+    ));
+    let sweeper =
+        tokio::spawn(golos_control::admission::run_sweeper(state.clone(), std::time::Duration::from_secs(10), stop()));
     let app = golos_control::router(state);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -99,6 +112,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    let _ = stop_background.send(true);
+    let _ = tokio::join!(consumer, sweeper);
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,8 +2,10 @@
 //! `golos` worker, each Lambda function) builds its state here, so they cannot drift apart.
 
 use anyhow::{bail, Context};
-use golos_control::{keys, ControlConfig, ControlMetrics, ControlState, OPERATOR_KEY_SECRET, PEPPER_SECRET};
-use golos_ports::{Clock, PortError, SystemClock, UuidIds};
+use golos_control::{
+    keys, ControlConfig, ControlMetrics, ControlState, EventQueues, OPERATOR_KEY_SECRET, PEPPER_SECRET,
+};
+use golos_ports::{Clock, PortError, QueueConfig, SystemClock, UuidIds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,12 +21,16 @@ pub enum Backend {
 /// The control plane's state over `backend`.
 pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::Result<ControlState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (stores, numbers, calls, audit, crypto, secrets, health) = match backend {
+    let (stores, numbers, calls, audit, crypto, secrets, health, queues) = match backend {
         Backend::Local { data_dir } => {
             std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
             let platform =
                 golos_local::LocalPlatform::open(data_dir, Arc::clone(&clock)).context("opening the embedded store")?;
             bootstrap_local_secrets(&platform).await?;
+            let queues = EventQueues {
+                call_events: platform.queue(QueueConfig::new(EventQueues::CALL_EVENTS))?,
+                webhooks: platform.queue(QueueConfig::new(EventQueues::WEBHOOKS))?,
+            };
             (
                 platform.stores(),
                 platform.numbers(),
@@ -33,11 +39,16 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
                 platform.crypto(),
                 platform.secrets(),
                 platform.health(),
+                queues,
             )
         }
         Backend::Aws => {
             let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
             let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+            let queues = EventQueues {
+                call_events: platform.queue(QueueConfig::new(EventQueues::CALL_EVENTS)).await?,
+                webhooks: platform.queue(QueueConfig::new(EventQueues::WEBHOOKS)).await?,
+            };
             (
                 platform.stores(),
                 platform.numbers(),
@@ -46,6 +57,7 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
                 platform.crypto(),
                 platform.secrets(),
                 platform.health(),
+                queues,
             )
         }
     };
@@ -78,7 +90,29 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         config,
         metrics: Arc::new(ControlMetrics::default()),
         health_checks: Arc::new(vec![health]),
+        queues,
+        http: reqwest::Client::builder().build().context("building the HTTP client")?,
+        hold: Arc::default(),
     })
+}
+
+/// `ControlConfig` from the environment, for every binary: `GOLOS_YOOKASSA_API_URL`,
+/// `GOLOS_YOOKASSA_ALLOWED_IPS` (comma-separated networks; replaces the published list),
+/// `GOLOS_LEASE_TTL_MS`. Unset variables keep the defaults.
+pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<ControlConfig> {
+    let mut config = ControlConfig { trust_forwarded_for, ..ControlConfig::default() };
+    if let Ok(url) = std::env::var("GOLOS_YOOKASSA_API_URL") {
+        config.yookassa.api_base = url;
+    }
+    if let Ok(list) = std::env::var("GOLOS_YOOKASSA_ALLOWED_IPS") {
+        config.yookassa.allowed_networks = golos_control::yookassa::parse_networks(&list)
+            .map_err(|e| anyhow::anyhow!("GOLOS_YOOKASSA_ALLOWED_IPS: {e}"))?;
+    }
+    if let Ok(ttl) = std::env::var("GOLOS_LEASE_TTL_MS") {
+        config.lease_ttl_ms =
+            ttl.parse().ok().filter(|ms| *ms >= 1_000).context("GOLOS_LEASE_TTL_MS: milliseconds, at least 1000")?;
+    }
+    Ok(config)
 }
 
 /// The embedded default must work out of the box: on first start it creates the pepper and

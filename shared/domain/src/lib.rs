@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod billing;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod money;
 pub mod phone;

@@ -21,6 +21,21 @@ impl Kopecks {
         roubles.checked_mul(100).map(Self).ok_or(DomainError::MoneyOverflow)
     }
 
+    /// A decimal rouble amount as payment providers write it (`"100.00"`, `"5"`, `"0.5"`),
+    /// parsed exactly: at most two decimals, no sign, no exponent, no floats involved.
+    pub fn parse_roubles(text: &str) -> Result<Self, DomainError> {
+        let invalid = || DomainError::Invalid(format!("amount {text:?} is not a decimal rouble value like 100.00"));
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || (text.contains('.') && !digits(fraction)) || fraction.len() > 2 {
+            return Err(invalid());
+        }
+        let roubles: i64 = whole.parse().map_err(|_| DomainError::MoneyOverflow)?;
+        let kopecks =
+            if fraction.is_empty() { 0 } else { format!("{fraction:0<2}").parse::<i64>().map_err(|_| invalid())? };
+        Self::from_roubles(roubles)?.checked_add(Self(kopecks))
+    }
+
     pub const fn get(self) -> i64 {
         self.0
     }
@@ -68,6 +83,26 @@ impl fmt::Display for Kopecks {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn provider_amounts_parse_exactly() {
+        assert_eq!(Kopecks::parse_roubles("100.00").unwrap(), Kopecks::new(10_000));
+        assert_eq!(Kopecks::parse_roubles("0.5").unwrap(), Kopecks::new(50));
+        assert_eq!(Kopecks::parse_roubles("7").unwrap(), Kopecks::new(700));
+        assert_eq!(Kopecks::parse_roubles("0.01").unwrap(), Kopecks::new(1));
+        for bad in ["", ".", "1.", ".5", "1.005", "-1.00", "+1", "1e3", "1,00", " 1", "NaN"] {
+            assert!(Kopecks::parse_roubles(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(Kopecks::parse_roubles("99999999999999999999.00").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn rouble_text_round_trips(kopecks in 0i64..1_000_000_000_000) {
+            let text = format!("{}.{:02}", kopecks / 100, kopecks % 100);
+            prop_assert_eq!(Kopecks::parse_roubles(&text).unwrap(), Kopecks::new(kopecks));
+        }
+    }
 
     #[test]
     fn display_is_exact() {

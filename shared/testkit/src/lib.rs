@@ -7,6 +7,7 @@
 pub mod contracts;
 pub mod fixtures;
 pub mod moto;
+pub mod yookassa;
 
 use async_trait::async_trait;
 use golos_ports::{Crypto, Queue, QueueConfig, Secrets, Stores};

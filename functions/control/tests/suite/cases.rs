@@ -366,3 +366,236 @@ pub async fn health_and_openapi(app: &TestApp) {
         (StatusCode::NOT_FOUND, Some("application/problem+json"))
     );
 }
+
+/// Everything queued on `queue` so far, acknowledged, as JSON.
+async fn drain(queue: &std::sync::Arc<dyn golos_ports::Queue>) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let batch = queue.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        for message in batch {
+            queue.delete(&message.receipt).await.unwrap();
+            out.push(serde_json::from_str(&message.body).unwrap());
+        }
+    }
+}
+
+fn ended_event(org: &str, agent: &str, call: &str, duration_secs: u64) -> Value {
+    json!({"type": "call.ended", "call_id": call, "org_id": org, "agent_id": agent, "direction": "inbound",
+        "from": "+79161234567", "started_at": T0.as_millis(), "ended_at": T0.as_millis() + 1000 * duration_secs as i64,
+        "duration_secs": duration_secs, "end_reason": "caller_hangup",
+        "transcript": [{"role": "user", "text": "Когда вы открыты?", "at_ms": 900},
+                       {"role": "assistant", "text": "С девяти до девяти.", "at_ms": 1500}],
+        "metrics": {"turns": [{"ttft_ms": 310}]}})
+}
+
+async fn credit(app: &TestApp, org: &OrgId, id: &str, kopecks: i64) {
+    let event = LedgerEventKind::PaymentCredit {
+        provider: PaymentProvider::Signed("test".into()),
+        payment_id: id.into(),
+        amount: Kopecks::new(kopecks),
+    };
+    app.state.stores.ledger.apply(org, &event, T0).await.unwrap();
+}
+
+pub async fn call_events_debit_once_and_emit_webhooks(app: &TestApp) {
+    use golos_control::call_events::{is_permanent, process, Processed};
+    let (org_id, admin) = app.org_with_admin().await;
+    let org = OrgId::parse(&org_id).unwrap();
+    let agent = app.create_agent(&admin, "agent").await.body["id"].as_str().unwrap().to_owned();
+    // Start plan: 600 kopecks a minute, balance.low below 10 minutes = 6 000 kopecks.
+    credit(app, &org, "p1", 7_000).await;
+    let lease = golos_ports::LeaseRequest {
+        org_id: org.clone(),
+        agent_id: AgentId::parse(&agent).unwrap(),
+        call_id: CallId::parse("call_a").unwrap(),
+        org_limit: 100,
+        agent_limit: 10,
+        ttl_ms: 30_000,
+    };
+    app.state.stores.leases.acquire(&lease, T0).await.unwrap();
+
+    let started = json!({"type": "call.started", "call_id": "call_a", "org_id": org_id, "agent_id": agent,
+        "direction": "inbound", "from": "+79161234567", "started_at": T0.as_millis()});
+    assert_eq!(process(&app.state, &started.to_string()).await.unwrap(), Processed::Started);
+    let live = app.get("/v1/calls/call_a", &admin).await;
+    assert_eq!((live.status, live.body["status"].as_str()), (StatusCode::OK, Some("in_progress")));
+
+    // 121 s is three started minutes: 1 800 kopecks, crossing the 6 000 threshold.
+    let ended = ended_event(&org_id, &agent, "call_a", 121).to_string();
+    assert_eq!(process(&app.state, &ended).await.unwrap(), Processed::Debited);
+    assert_eq!(process(&app.state, &ended).await.unwrap(), Processed::AlreadyDebited, "redelivery");
+    assert_eq!(process(&app.state, &started.to_string()).await.unwrap(), Processed::Started, "late start");
+    assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(5_200));
+    assert_eq!(app.state.stores.ledger.usage_minutes(&org, T0.year_month()).await.unwrap(), 3);
+    assert_eq!(app.state.stores.leases.active(&org, None).await.unwrap(), 0, "the lease is released");
+    let call = app.get("/v1/calls/call_a", &admin).await;
+    assert_eq!(
+        (call.body["status"].as_str(), call.body["cost_kopecks"].as_i64(), call.body["duration_secs"].as_u64()),
+        (Some("ended"), Some(1_800), Some(121)),
+        "a late or repeated start does not reopen an ended call"
+    );
+    assert_eq!(call.body["transcript"][1]["text"], "С девяти до девяти.");
+    assert_eq!(call.body["from"], "+7*****4567");
+
+    let webhooks = drain(&app.state.queues.webhooks).await;
+    let ids: std::collections::BTreeSet<&str> = webhooks.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["evt_balance_low_call_a", "evt_call_ended_call_a", "evt_call_started_call_a"].into_iter().collect(),
+        "repeats reuse their event ids"
+    );
+    let low = webhooks.iter().find(|w| w["type"] == "balance.low").unwrap();
+    assert_eq!(
+        (low["data"]["balance_kopecks"].as_i64(), low["data"]["threshold_kopecks"].as_i64()),
+        (Some(5_200), Some(6_000))
+    );
+    let ended_hook = webhooks.iter().find(|w| w["type"] == "call.ended").unwrap();
+    assert_eq!(
+        (ended_hook["data"]["cost_kopecks"].as_i64(), ended_hook["data"]["billed_minutes"].as_u64()),
+        (Some(1_800), Some(3))
+    );
+
+    // Below the threshold already: no second balance.low. Over the month's minutes: one quota.exceeded.
+    let settings = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/orgs/{org_id}"),
+            Some(OPERATOR_TOKEN),
+            Some(&json!({"quotas": {"monthly_minutes": 5}})),
+            &[],
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{:?}", settings.body);
+    process(&app.state, &ended_event(&org_id, &agent, "call_b", 60).to_string()).await.unwrap();
+    process(&app.state, &ended_event(&org_id, &agent, "call_c", 120).to_string()).await.unwrap();
+    process(&app.state, &ended_event(&org_id, &agent, "call_d", 10).to_string()).await.unwrap();
+    let kinds: Vec<String> =
+        drain(&app.state.queues.webhooks).await.iter().map(|w| w["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "quota.exceeded").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "balance.low").count(), 0, "{kinds:?}");
+    assert_eq!(app.state.stores.ledger.usage_minutes(&org, T0.year_month()).await.unwrap(), 7);
+
+    let malformed = process(&app.state, "{\"type\":\"call.ended\"}").await.unwrap_err();
+    assert!(is_permanent(&malformed), "{malformed}");
+    let stranger = ended_event("org_nobody", &agent, "call_x", 60).to_string();
+    assert!(is_permanent(&process(&app.state, &stranger).await.unwrap_err()));
+    assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(5_200 - 600 - 1_200 - 600));
+
+    // Over HTTP the operator queues an event; members may not (they could under-report a call).
+    let queued = app.post("/v1/call-events", OPERATOR_TOKEN, &ended_event(&org_id, &agent, "call_e", 30)).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{:?}", queued.body);
+    let refused = app.post("/v1/call-events", &admin, &ended_event(&org_id, &agent, "call_f", 30)).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "operator_only"));
+    let bad = app.post("/v1/call-events", OPERATOR_TOKEN, &json!({"type": "call.exploded"})).await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_call_event"));
+    let batch = app.state.queues.call_events.receive(10, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let failed = golos_control::call_events::process_batch(&app.state, &batch).await;
+    assert!(failed.is_empty());
+    assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(2_800 - 600));
+}
+
+async fn admit(app: &TestApp, org: &str, agent: &str, call: &str, priority: u8) -> Value {
+    let reply = app
+        .post(
+            "/v1/admissions",
+            OPERATOR_TOKEN,
+            &json!({"org_id": org, "agent_id": agent, "call_id": call, "priority": priority}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body
+}
+
+pub async fn admission_leases_hold_queue_and_sweeper(app: &TestApp) {
+    let (org_id, admin) = app.org_with_admin().await;
+    let org = OrgId::parse(&org_id).unwrap();
+    let a = app.create_agent(&admin, "a").await.body["id"].as_str().unwrap().to_owned();
+    let b = app.create_agent(&admin, "b").await.body["id"].as_str().unwrap().to_owned();
+
+    let broke = admit(app, &org_id, &a, "call_0", 5).await;
+    assert_eq!((broke["decision"].as_str(), broke["reason"].as_str()), (Some("rejected"), Some("no_balance")));
+    credit(app, &org, "p1", 100_000).await;
+    let quotas = json!({"quotas": {"max_concurrent_calls": 3, "max_concurrent_calls_per_agent": 2}});
+    let patched =
+        app.call(Method::PATCH, &format!("/v1/orgs/{org_id}"), Some(OPERATOR_TOKEN), Some(&quotas), &[]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+
+    let first = admit(app, &org_id, &a, "call_1", 5).await;
+    assert_eq!(first["decision"], "admitted", "{first:?}");
+    assert_eq!(first["lease_expires_at"].as_str().unwrap(), T0.plus_millis(30_000).to_string());
+    assert_eq!(admit(app, &org_id, &a, "call_1", 5).await["decision"], "admitted", "asking again is idempotent");
+    assert_eq!(admit(app, &org_id, &a, "call_2", 5).await["decision"], "admitted");
+    let agent_full = admit(app, &org_id, &a, "call_3", 5).await;
+    assert_eq!(
+        (
+            agent_full["decision"].as_str(),
+            agent_full["reason"].as_str(),
+            agent_full["position"].as_u64(),
+            agent_full["limit"].as_u64()
+        ),
+        (Some("wait"), Some("agent_limit"), Some(1), Some(2))
+    );
+    // The agent's line does not hold up another agent.
+    assert_eq!(admit(app, &org_id, &b, "call_4", 5).await["decision"], "admitted");
+    let org_full = admit(app, &org_id, &b, "call_5", 5).await;
+    assert_eq!((org_full["decision"].as_str(), org_full["reason"].as_str()), (Some("wait"), Some("org_limit")));
+    let urgent = admit(app, &org_id, &b, "call_6", 9).await;
+    assert_eq!(
+        (urgent["decision"].as_str(), urgent["position"].as_u64()),
+        (Some("wait"), Some(1)),
+        "priority goes first"
+    );
+    assert_eq!(admit(app, &org_id, &b, "call_5", 5).await["position"], 2, "a held call keeps its place behind it");
+
+    // A slot frees up: the head of the line gets it, a newcomer does not jump the queue.
+    let released = app.post("/v1/admissions/call_4/release", OPERATOR_TOKEN, &json!({"org_id": org_id})).await;
+    assert_eq!(released.body["released"], true);
+    let again = app.post("/v1/admissions/call_4/release", OPERATOR_TOKEN, &json!({"org_id": org_id})).await;
+    assert_eq!(
+        (again.status, again.body["released"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "release is idempotent"
+    );
+    assert_eq!(admit(app, &org_id, &b, "call_7", 5).await["decision"], "wait");
+    assert_eq!(admit(app, &org_id, &b, "call_6", 9).await["decision"], "admitted");
+    assert_eq!(app.state.stores.leases.active(&org, None).await.unwrap(), 3);
+
+    // Heartbeats keep a lease; a worker that stops heartbeating loses it to the sweeper.
+    app.clock.advance_millis(20_000);
+    let beat = app.post("/v1/admissions/call_1/heartbeat", OPERATOR_TOKEN, &json!({"org_id": org_id})).await;
+    assert_eq!(beat.body["lease_expires_at"].as_str().unwrap(), T0.plus_millis(50_000).to_string());
+    app.clock.advance_millis(15_000);
+    assert_eq!(golos_control::admission::sweep(&app.state).await.unwrap(), 2, "call_2 and call_6 stopped heartbeating");
+    let gone = app.post("/v1/admissions/call_2/heartbeat", OPERATOR_TOKEN, &json!({"org_id": org_id})).await;
+    assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(app.state.stores.leases.active(&org, None).await.unwrap(), 1);
+    // call_5 and call_7 stopped asking 15 s ago: their places lapsed, so call_3 is first.
+    assert_eq!(admit(app, &org_id, &a, "call_3", 5).await["decision"], "admitted");
+
+    // Refusals: minutes exhausted, agent disabled; members cannot admit.
+    let mut disabled = agent_body("b");
+    disabled["enabled"] = json!(false);
+    disabled["limits"] = json!({"max_concurrent_calls": 2});
+    let etag = app.get(&format!("/v1/agents/{b}"), &admin).await.header("etag").unwrap().to_owned();
+    let put =
+        app.call(Method::PUT, &format!("/v1/agents/{b}"), Some(&admin), Some(&disabled), &[("If-Match", &etag)]).await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    assert_eq!(admit(app, &org_id, &b, "call_8", 5).await["reason"], "agent_disabled");
+    app.state
+        .stores
+        .ledger
+        .apply(
+            &org,
+            &LedgerEventKind::call_debit(CallId::parse("call_long").unwrap(), 1_000 * 60, Kopecks::new(1)).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(admit(app, &org_id, &a, "call_9", 5).await["reason"], "minutes_exhausted");
+    let member = app.post("/v1/admissions", &admin, &json!({"org_id": org_id, "agent_id": a})).await;
+    assert_eq!((member.status, member.code()), (StatusCode::FORBIDDEN, "operator_only"));
+}

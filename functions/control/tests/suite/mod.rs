@@ -8,7 +8,7 @@ pub mod cases;
 #[macro_use]
 pub mod macros;
 
-use golos_control::{ControlConfig, ControlMetrics, ControlState};
+use golos_control::{ControlConfig, ControlMetrics, ControlState, EventQueues};
 use golos_domain::Timestamp;
 use golos_ports::{
     AuditLog, CallStore, Crypto, HealthCheck, ManualClock, NumberStore, SecretString, Secrets, Stores, UuidIds,
@@ -29,6 +29,7 @@ pub struct Backend {
     pub crypto: Arc<dyn Crypto>,
     pub secrets: Arc<dyn Secrets>,
     pub health: Arc<dyn HealthCheck>,
+    pub queues: EventQueues,
     /// Keeps a temp dir or similar alive for the app's lifetime.
     pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -42,7 +43,31 @@ pub struct TestApp {
     _backend_guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
+/// The embedded backend in a temp dir; `prepare` may put secrets in place before use.
+pub fn local_backend(prepare: impl FnOnce(&golos_local::LocalPlatform)) -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn golos_ports::Clock> = Arc::new(golos_ports::SystemClock);
+    let platform = golos_local::LocalPlatform::open(dir.path(), clock).expect("open local platform");
+    prepare(&platform);
+    let queue = |name: &str| platform.queue(golos_ports::QueueConfig::new(name)).expect("queue");
+    Backend {
+        stores: platform.stores(),
+        numbers: platform.numbers(),
+        calls: platform.calls(),
+        audit: platform.audit(),
+        crypto: platform.crypto(),
+        secrets: platform.secrets(),
+        health: platform.health(),
+        queues: EventQueues { call_events: queue(EventQueues::CALL_EVENTS), webhooks: queue(EventQueues::WEBHOOKS) },
+        guard: Box::new((dir, platform)),
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, ControlConfig::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, config: ControlConfig) -> TestApp {
     let clock = ManualClock::new(T0);
     let pepper = SecretString::new("test-pepper");
     let metrics = Arc::new(ControlMetrics::default());
@@ -57,9 +82,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         ids: Arc::new(UuidIds),
         operator_key_hash: Some(golos_control::keys::hash_secret(&pepper, OPERATOR_TOKEN)),
         pepper,
-        config: ControlConfig::default(),
+        config,
         metrics: Arc::clone(&metrics),
         health_checks: Arc::new(vec![backend.health]),
+        queues: backend.queues,
+        http: reqwest::Client::new(),
+        hold: Arc::default(),
     };
     let app = golos_control::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,0 +1,294 @@
+//! The `call-events` consumer (issue #4): `call.started` / `call.ended` from the media pool.
+//! A call's end debits `ceil(duration_s/60) * rate` once per call id (the ledger's
+//! idempotency key `call:<id>`), adds its minutes to the month's usage in the same step,
+//! releases the call's lease, stores the call record with its encrypted transcript, and
+//! queues customer webhooks: `call.started`, `call.ended`, and `balance.low` /
+//! `quota.exceeded` at the moment a debit crosses the org's threshold.
+//!
+//! Delivery is at least once, so every step is idempotent: a redelivered event changes
+//! nothing and re-queues webhooks under the same deterministic event ids. The Lambda
+//! (`functions/call-events`) and the local consumer (`run_consumer`) call the same `process`.
+
+use crate::calls::transcript_context;
+use crate::state::{ControlMetrics, ControlState};
+use golos_domain::billing::{billable_minutes, LedgerEventKind};
+use golos_domain::events::{
+    crossed_below, crossed_quota, CallEnded, CallEvent, CallStarted, WebhookEvent, WebhookEventType,
+};
+use golos_domain::{Kopecks, PhoneNumber};
+use golos_ports::{ApplyOutcome, CallDirection, CallRecord, CallStatus, Org, PortError, Queue, QueueMessage};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The org setting that overrides the `balance.low` threshold, in kopecks.
+pub const BALANCE_LOW_SETTING: &str = "balance_low_kopecks";
+/// Without the setting, `balance.low` fires below this many minutes of calls at the org's rate.
+pub const BALANCE_LOW_DEFAULT_MINUTES: i64 = 10;
+
+/// What processing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// The call's start was recorded.
+    Started,
+    /// The call was debited now.
+    Debited,
+    /// The call had been debited before (a redelivery); nothing moved.
+    AlreadyDebited,
+}
+
+/// Whether a failure will go away by itself. Malformed events and unknown orgs will not:
+/// they are left to reach the dead-letter queue, where an operator can inspect them.
+pub fn is_permanent(error: &PortError) -> bool {
+    matches!(error, PortError::Invalid { .. } | PortError::NotFound { .. })
+}
+
+/// Processes one queued event (its JSON body).
+pub async fn process(state: &ControlState, body: &str) -> Result<Processed, PortError> {
+    let event: CallEvent =
+        serde_json::from_str(body).map_err(|e| PortError::invalid(format!("malformed call event: {e}")))?;
+    let org =
+        state.stores.orgs.get(event.org_id()).await?.ok_or_else(|| {
+            PortError::not_found(format!("organisation {} of call {}", event.org_id(), event.call_id()))
+        })?;
+    match event {
+        CallEvent::Started(started) => call_started(state, &org, started).await,
+        CallEvent::Ended(ended) => call_ended(state, &org, ended).await,
+    }
+}
+
+fn direction(raw: &str) -> Result<CallDirection, PortError> {
+    serde_json::from_value(json!(raw)).map_err(|_| PortError::invalid(format!("unknown call direction {raw:?}")))
+}
+
+fn number(raw: Option<&String>) -> Option<PhoneNumber> {
+    raw.and_then(|n| PhoneNumber::parse(n).ok())
+}
+
+async fn call_started(state: &ControlState, org: &Org, started: CallStarted) -> Result<Processed, PortError> {
+    let existing = state.calls.get(&org.id, &started.call_id).await?;
+    // A redelivered start must not turn an ended call back into a live one.
+    if existing.as_ref().is_none_or(|call| call.status == CallStatus::InProgress) {
+        let record = CallRecord {
+            id: started.call_id.clone(),
+            org_id: org.id.clone(),
+            agent_id: started.agent_id.clone(),
+            direction: direction(&started.direction)?,
+            from: number(started.from.as_ref()),
+            to: number(started.to.as_ref()),
+            status: CallStatus::InProgress,
+            started_at: started.started_at,
+            ended_at: None,
+            duration_secs: None,
+            end_reason: None,
+            cost: None,
+            transcript: None,
+            metrics: json!({}),
+        };
+        state.calls.put(&record).await?;
+    }
+    let data = json!({"call_id": started.call_id, "agent_id": started.agent_id, "direction": started.direction,
+        "started_at": started.started_at.to_string()});
+    emit(
+        state,
+        WebhookEvent::new(
+            WebhookEventType::CallStarted,
+            started.call_id.as_str(),
+            org.id.clone(),
+            started.started_at,
+            data,
+        ),
+    )
+    .await?;
+    Ok(Processed::Started)
+}
+
+/// The `balance.low` threshold of an org.
+pub fn balance_low_threshold(org: &Org) -> Kopecks {
+    org.settings.get(BALANCE_LOW_SETTING).and_then(serde_json::Value::as_i64).map_or_else(
+        || Kopecks::new(org.quotas.rate_per_minute.get().saturating_mul(BALANCE_LOW_DEFAULT_MINUTES)),
+        Kopecks::new,
+    )
+}
+
+async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded) -> Result<Processed, PortError> {
+    let debit = LedgerEventKind::call_debit(ended.call_id.clone(), ended.duration_secs, org.quotas.rate_per_minute)
+        .map_err(|e| PortError::invalid(e.to_string()))?;
+    // Minutes count in the month the call ended, whenever the event is processed.
+    let outcome = state.stores.ledger.apply(&org.id, &debit, ended.ended_at).await?;
+    let cost = outcome.entry().delta.checked_neg().map_err(|e| PortError::invalid(e.to_string()))?;
+    state.hold.remove(&org.id, &ended.call_id);
+    state.stores.leases.release(&org.id, &ended.call_id).await?;
+
+    let transcript = if ended.transcript.is_empty() {
+        None
+    } else {
+        let plain = serde_json::to_vec(&ended.transcript).map_err(PortError::invalid)?;
+        Some(state.crypto.encrypt(&plain, &transcript_context(&org.id)).await?.to_bytes())
+    };
+    let record = CallRecord {
+        id: ended.call_id.clone(),
+        org_id: org.id.clone(),
+        agent_id: ended.agent_id.clone(),
+        direction: direction(&ended.direction)?,
+        from: number(ended.from.as_ref()),
+        to: number(ended.to.as_ref()),
+        status: if ended.end_reason == "failed" { CallStatus::Failed } else { CallStatus::Ended },
+        started_at: ended.started_at,
+        ended_at: Some(ended.ended_at),
+        duration_secs: Some(ended.duration_secs),
+        end_reason: Some(ended.end_reason.clone()),
+        cost: Some(cost),
+        transcript,
+        metrics: ended.metrics.clone(),
+    };
+    state.calls.put(&record).await?;
+
+    let subject = ended.call_id.as_str();
+    let data = json!({"call_id": ended.call_id, "agent_id": ended.agent_id, "direction": ended.direction,
+        "started_at": ended.started_at.to_string(), "ended_at": ended.ended_at.to_string(),
+        "duration_secs": ended.duration_secs, "billed_minutes": billable_minutes(ended.duration_secs),
+        "cost_kopecks": cost.get(), "end_reason": ended.end_reason, "transcript": ended.transcript,
+        "metrics": ended.metrics});
+    emit(state, WebhookEvent::new(WebhookEventType::CallEnded, subject, org.id.clone(), ended.ended_at, data)).await?;
+
+    let balance = state.stores.ledger.balance(&org.id).await?;
+    let threshold = balance_low_threshold(org);
+    if crossed_below(balance, cost, threshold) {
+        let data =
+            json!({"balance_kopecks": balance.get(), "threshold_kopecks": threshold.get(), "call_id": ended.call_id});
+        emit(state, WebhookEvent::new(WebhookEventType::BalanceLow, subject, org.id.clone(), ended.ended_at, data))
+            .await?;
+    }
+    let month = ended.ended_at.year_month();
+    let used = state.stores.ledger.usage_minutes(&org.id, month).await?;
+    if crossed_quota(used, billable_minutes(ended.duration_secs), org.quotas.monthly_minutes) {
+        let data =
+            json!({"quota": "monthly_minutes", "used": used, "included": org.quotas.monthly_minutes, "month": month});
+        let subject = format!("monthly_minutes_{month}");
+        emit(state, WebhookEvent::new(WebhookEventType::QuotaExceeded, &subject, org.id.clone(), ended.ended_at, data))
+            .await?;
+    }
+    let processed = match outcome {
+        ApplyOutcome::Applied(_) => Processed::Debited,
+        ApplyOutcome::Duplicate(_) => Processed::AlreadyDebited,
+    };
+    tracing::info!(org = %org.id, call = %ended.call_id, cost = %cost, ?processed, "call ended");
+    Ok(processed)
+}
+
+/// Queues a customer webhook for the webhooks consumer.
+pub async fn emit(state: &ControlState, event: WebhookEvent) -> Result<(), PortError> {
+    let body = serde_json::to_string(&event).map_err(PortError::invalid)?;
+    state.queues.webhooks.send(&body, Duration::ZERO).await?;
+    state.metrics.webhook_events_emitted_total.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Backoff before a failed event is delivered again: 2, 4, 8 … seconds, at most 5 minutes.
+fn retry_delay(receive_count: u32) -> Duration {
+    Duration::from_secs(1u64 << receive_count.clamp(1, 8)).min(Duration::from_secs(300))
+}
+
+/// Processes one received batch; starts of calls go before ends so a batch holding both
+/// of one call leaves its record ended. Returns the messages that failed.
+pub async fn process_batch<'a>(
+    state: &ControlState,
+    messages: &'a [QueueMessage],
+) -> Vec<(&'a QueueMessage, PortError)> {
+    let is_end = |m: &QueueMessage| m.body.contains("\"call.ended\"");
+    let (mut starts, mut ends): (Vec<_>, Vec<_>) = messages.iter().partition(|m| !is_end(m));
+    starts.sort_by_key(|m| m.id.clone());
+    ends.sort_by_key(|m| m.id.clone());
+    let mut failed = Vec::new();
+    for group in [starts, ends] {
+        let results = futures::future::join_all(group.iter().map(|m| process(state, &m.body))).await;
+        for (message, result) in group.into_iter().zip(results) {
+            match result {
+                Ok(_) => ControlMetrics::incr(&state.metrics.call_events_processed_total),
+                Err(error) => {
+                    ControlMetrics::incr(&state.metrics.call_events_failed_total);
+                    let permanent = is_permanent(&error);
+                    tracing::warn!(message = %message.id, receives = message.receive_count, permanent, error = %error,
+                        "call event failed; it will be retried and, failing that, dead-lettered");
+                    failed.push((message, error));
+                }
+            }
+        }
+    }
+    failed
+}
+
+/// The local consumer: receives from the embedded queue until `shutdown`, processes each
+/// batch, deletes what succeeded, and leaves failures to come back with backoff (and reach
+/// the dead-letter queue after `max_receives`).
+pub async fn run_consumer(
+    state: ControlState,
+    queue: std::sync::Arc<dyn Queue>,
+    idle_poll: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let received = tokio::select! {
+            () = &mut shutdown => return,
+            received = queue.receive(10, Duration::from_secs(30)) => received,
+        };
+        let messages = match received {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::error!(error = %err, "receiving call events failed");
+                Vec::new()
+            }
+        };
+        if messages.is_empty() {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(idle_poll) => continue,
+            }
+        }
+        let failed = process_batch(&state, &messages).await;
+        for message in &messages {
+            let failure = failed.iter().find(|(m, _)| m.id == message.id);
+            let result = match failure {
+                None => queue.delete(&message.receipt).await,
+                Some((_, error)) if is_permanent(error) => {
+                    queue.change_visibility(&message.receipt, Duration::ZERO).await
+                }
+                Some(_) => queue.change_visibility(&message.receipt, retry_delay(message.receive_count)).await,
+            };
+            if let Err(err) = result {
+                tracing::error!(message = %message.id, error = %err, "acknowledging a call event failed; it will be redelivered");
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct QueuedEvent {
+    /// The queue message id.
+    pub message_id: String,
+}
+
+/// Queue a `call.started` / `call.ended` event (operator): how media workers that do not
+/// share this process, or other call sources, report calls. Processed like every queued event.
+#[utoipa::path(post, path = "/v1/call-events", tag = "admission",
+    request_body(content = Object, description = "a call event: {\"type\": \"call.started\" | \"call.ended\", \"call_id\", \"org_id\", \"agent_id\", \"direction\", \"started_at\" (ms), and for call.ended \"ended_at\", \"duration_secs\", \"end_reason\", \"transcript\", \"metrics\"}"),
+    responses((status = 202, body = QueuedEvent), (status = 400, description = "not a call event"), (status = 403, description = "not the operator")))]
+pub async fn enqueue_http(
+    axum::extract::State(state): axum::extract::State<ControlState>,
+    axum::Extension(caller): axum::Extension<crate::middleware::Caller>,
+    body: axum::body::Bytes,
+) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<QueuedEvent>)> {
+    caller.require_operator()?;
+    let event: CallEvent = serde_json::from_slice(&body)
+        .map_err(|e| crate::error::ApiError::bad_request("invalid_call_event", e.to_string()))?;
+    if let CallEvent::Ended(ended) = &event {
+        if ended.ended_at < ended.started_at {
+            return Err(crate::error::ApiError::bad_request("invalid_call_event", "ended_at is before started_at"));
+        }
+    }
+    let body = serde_json::to_string(&event).map_err(crate::error::ApiError::internal)?;
+    let message_id = state.queues.call_events.send(&body, Duration::ZERO).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(QueuedEvent { message_id })))
+}

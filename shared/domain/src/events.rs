@@ -1,0 +1,206 @@
+//! Events that cross process boundaries: what the media pool reports about a call (the
+//! `call-events` queue) and what golos tells customers (the `webhooks` queue).
+//!
+//! Both are delivered at least once. Every event therefore carries a deterministic id
+//! derived from the fact it reports, so a consumer that sees it twice can tell.
+
+use crate::{AgentId, CallId, Kopecks, OrgId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What the media pool reports about a call, in the order it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum CallEvent {
+    #[serde(rename = "call.started")]
+    Started(CallStarted),
+    #[serde(rename = "call.ended")]
+    Ended(CallEnded),
+}
+
+impl CallEvent {
+    pub fn org_id(&self) -> &OrgId {
+        match self {
+            Self::Started(e) => &e.org_id,
+            Self::Ended(e) => &e.org_id,
+        }
+    }
+
+    pub fn call_id(&self) -> &CallId {
+        match self {
+            Self::Started(e) => &e.call_id,
+            Self::Ended(e) => &e.call_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallStarted {
+    pub call_id: CallId,
+    pub org_id: OrgId,
+    pub agent_id: AgentId,
+    /// `inbound`, `outbound` or `web`.
+    pub direction: String,
+    /// E.164, or absent for web calls. Personal data: never logged raw.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    pub started_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallEnded {
+    pub call_id: CallId,
+    pub org_id: OrgId,
+    pub agent_id: AgentId,
+    pub direction: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    /// Connected time in whole seconds; what the call is billed by.
+    pub duration_secs: u64,
+    /// `caller_hangup`, `agent_hangup`, `silence_timeout`, `forced_shutdown`, `transfer`, …
+    pub end_reason: String,
+    /// The conversation turns (encrypted before they are stored).
+    #[serde(default)]
+    pub transcript: Vec<TranscriptTurn>,
+    /// Per-turn and call-level latency metrics, as the media pool measured them.
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptTurn {
+    /// `user`, `assistant` or `tool`.
+    pub role: String,
+    pub text: String,
+    /// Milliseconds since the call started.
+    pub at_ms: u64,
+}
+
+/// The kinds of customer webhooks (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WebhookEventType {
+    #[serde(rename = "call.started")]
+    CallStarted,
+    #[serde(rename = "call.ended")]
+    CallEnded,
+    #[serde(rename = "agent.escalation_triggered")]
+    EscalationTriggered,
+    #[serde(rename = "call.shutdown_initiated")]
+    ShutdownInitiated,
+    #[serde(rename = "balance.low")]
+    BalanceLow,
+    #[serde(rename = "quota.exceeded")]
+    QuotaExceeded,
+}
+
+impl WebhookEventType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStarted => "call.started",
+            Self::CallEnded => "call.ended",
+            Self::EscalationTriggered => "agent.escalation_triggered",
+            Self::ShutdownInitiated => "call.shutdown_initiated",
+            Self::BalanceLow => "balance.low",
+            Self::QuotaExceeded => "quota.exceeded",
+        }
+    }
+}
+
+/// One customer webhook, as queued for delivery and as the customer receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// Deterministic (`evt_<type>_<subject>`): a re-emitted event keeps its id, so receivers
+    /// can drop repeats.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: WebhookEventType,
+    pub org_id: OrgId,
+    pub created_at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+impl WebhookEvent {
+    pub fn new(
+        kind: WebhookEventType,
+        subject: &str,
+        org_id: OrgId,
+        created_at: Timestamp,
+        data: serde_json::Value,
+    ) -> Self {
+        let id = format!("evt_{}_{subject}", kind.as_str().replace('.', "_"));
+        Self { id, kind, org_id, created_at, data }
+    }
+}
+
+/// Whether a debit moved the balance from at or above `threshold` to below it: the moment
+/// `balance.low` is due. `after` is the balance read after the debit was applied.
+pub fn crossed_below(after: Kopecks, debit: Kopecks, threshold: Kopecks) -> bool {
+    let before = after.get().saturating_add(debit.get());
+    after < threshold && before >= threshold.get()
+}
+
+/// Whether adding `minutes` took the month's usage over `included` (the moment
+/// `quota.exceeded` is due). `after` is the usage read after the minutes were added.
+pub const fn crossed_quota(after: u64, minutes: u64, included: u64) -> bool {
+    after > included && after.saturating_sub(minutes) <= included
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_events_have_a_stable_wire_form() {
+        let json = r#"{"type":"call.ended","call_id":"call_1","org_id":"org_1","agent_id":"agt_1","direction":"web",
+            "started_at":1000,"ended_at":62000,"duration_secs":61,"end_reason":"caller_hangup"}"#;
+        let event: CallEvent = serde_json::from_str(json).unwrap();
+        let CallEvent::Ended(ended) = &event else { panic!("not ended") };
+        assert_eq!((ended.duration_secs, ended.transcript.len()), (61, 0));
+        let back: CallEvent = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(back, event);
+        assert!(serde_json::from_str::<CallEvent>(r#"{"type":"call.exploded","call_id":"call_1"}"#).is_err());
+    }
+
+    #[test]
+    fn webhook_ids_are_deterministic() {
+        let org = OrgId::parse("org_1").unwrap();
+        let a = WebhookEvent::new(
+            WebhookEventType::BalanceLow,
+            "call_9",
+            org.clone(),
+            Timestamp::from_millis(1),
+            serde_json::Value::Null,
+        );
+        let b = WebhookEvent::new(
+            WebhookEventType::BalanceLow,
+            "call_9",
+            org,
+            Timestamp::from_millis(2),
+            serde_json::Value::Null,
+        );
+        assert_eq!(a.id, "evt_balance_low_call_9");
+        assert_eq!(a.id, b.id);
+        assert_eq!(serde_json::to_value(&a).unwrap()["type"], "balance.low");
+    }
+
+    #[test]
+    fn thresholds_fire_only_on_the_crossing() {
+        let k = Kopecks::new;
+        assert!(crossed_below(k(900), k(200), k(1000)));
+        assert!(crossed_below(k(999), k(1), k(1000)));
+        assert!(!crossed_below(k(1000), k(200), k(1000)));
+        assert!(!crossed_below(k(800), k(100), k(1000)), "already below before this debit");
+        assert!(crossed_quota(101, 2, 100));
+        assert!(crossed_quota(102, 2, 100));
+        assert!(!crossed_quota(103, 2, 100), "already over before");
+        assert!(!crossed_quota(100, 5, 100));
+    }
+}
