@@ -1,0 +1,3 @@
+//! `golos-simulator`: serves the simulated providers until Ctrl-C.
+
+fn main() {}
