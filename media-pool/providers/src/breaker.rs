@@ -119,7 +119,7 @@ mod tests {
         }
         let opened = t0 + 4 * S;
         assert_eq!(b.state(), BreakerState::Open { until: opened + 30 * S });
-        assert!(!b.try_acquire(opened + 30 * S - Duration::from_nanos(1)));
+        assert!(!b.try_acquire(opened + 29 * S + Duration::from_millis(999)));
         assert!(b.try_acquire(opened + 30 * S), "the half-open probe goes out at exactly 30 s");
     }
 

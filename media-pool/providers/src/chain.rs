@@ -479,7 +479,7 @@ mod tests {
         struct Stalls;
         #[async_trait]
         impl LlmProvider for Stalls {
-            fn name(&self) -> &str {
+            fn name(&self) -> &'static str {
                 "stalls"
             }
             async fn stream(&self, _request: &LlmRequest) -> Result<crate::LlmStream, ProviderError> {

@@ -53,10 +53,10 @@ impl From<reqwest::Error> for ProviderError {
     fn from(err: reqwest::Error) -> Self {
         // The URL may hold a key in some APIs' query strings; it never reaches a message.
         let err = err.without_url();
+        // Adapters parse bodies themselves, so a reqwest "decode" error is always a body that
+        // could not be read: a connection reset or a truncated chunked encoding.
         if err.is_timeout() {
             Self::Timeout(err.to_string())
-        } else if err.is_decode() {
-            Self::BadResponse(err.to_string())
         } else if let Some(status) = err.status() {
             Self::from_status(status.as_u16(), "", None)
         } else {

@@ -6,10 +6,12 @@
 //! - Chains: [`Chain`] (`LlmChain`, `TtsChain`, `SttChain`) switch tiers before the first
 //!   output only, with a first-output deadline and a [`CircuitBreaker`] per provider.
 
+pub mod anthropic;
 pub mod breaker;
 pub mod chain;
 pub mod error;
 pub mod llm;
+pub mod openai;
 pub mod sse;
 pub mod stt;
 pub mod tts;

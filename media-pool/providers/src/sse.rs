@@ -2,8 +2,11 @@
 //! ends an event, `:` starts a comment, and lines end in LF, CRLF or CR. Bytes may arrive
 //! split anywhere, even inside a UTF-8 character.
 
+use crate::llm::{LlmEvent, LlmStream};
 use crate::ProviderError;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -82,7 +85,7 @@ impl SseParser {
 pub fn events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     let body = response.bytes_stream();
     futures::stream::unfold(
-        (body, SseParser::default(), std::collections::VecDeque::new(), false),
+        (body, SseParser::default(), VecDeque::new(), false),
         |(mut body, mut parser, mut pending, done)| async move {
             loop {
                 if let Some(event) = pending.pop_front() {
@@ -106,6 +109,52 @@ pub fn events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent
             }
         },
     )
+}
+
+/// What an LLM adapter knows of its protocol: the events one SSE event means. An `End`
+/// must be the last event it ever returns.
+pub(crate) trait EventDecoder: Send + 'static {
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<LlmEvent>, ProviderError>;
+}
+
+/// The LLM events of a response: a decoder error, a transport error or a body that ends
+/// before `End` ends the stream with an error.
+pub(crate) fn llm_stream(response: reqwest::Response, decoder: impl EventDecoder) -> LlmStream {
+    struct State<D> {
+        events: BoxStream<'static, Result<SseEvent, ProviderError>>,
+        decoder: D,
+        pending: VecDeque<LlmEvent>,
+        finished: bool,
+    }
+    let state = State { events: events(response).boxed(), decoder, pending: VecDeque::new(), finished: false };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                if matches!(event, LlmEvent::End(_)) {
+                    st.finished = true;
+                    st.pending.clear();
+                }
+                return Some((Ok(event), st));
+            }
+            if st.finished {
+                return None;
+            }
+            let failure = match st.events.next().await {
+                Some(Ok(event)) => match st.decoder.event(&event) {
+                    Ok(decoded) => {
+                        st.pending.extend(decoded);
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Some(Err(e)) => e,
+                None => ProviderError::Connection("the stream ended before its last event".into()),
+            };
+            st.finished = true;
+            return Some((Err(failure), st));
+        }
+    })
+    .boxed()
 }
 
 #[cfg(test)]
