@@ -63,6 +63,8 @@ struct TurnTimes {
     reported: bool,
 }
 
+// Independent flags of one response; folding them into a state enum would not remove any.
+#[allow(clippy::struct_excessive_bools)]
 /// The agent's side of the current turn: the LLM stream, its chunks, their TTS and audio,
 /// and the tool round trips. Reset (buffers kept) at every turn.
 #[derive(Debug)]
@@ -228,7 +230,8 @@ impl CallEngine {
         }
         if !self.max_duration_fired && now >= self.started + self.config.max_call_duration {
             self.max_duration_fired = true;
-            self.end_politely(self.config.max_duration_goodbye.clone(), HangupReason::MaxDuration, now);
+            let config = Arc::clone(&self.config);
+            self.end_politely(&config.max_duration_goodbye, HangupReason::MaxDuration, now);
         }
         if self.finish_deadline.is_some_and(|t| now >= t) {
             // The goodbye took too long (or its TTS hangs): finish regardless.
@@ -261,7 +264,8 @@ impl CallEngine {
             self.check_done(now);
         }
         if self.silence_deadline().is_some_and(|t| now >= t) {
-            self.end_politely(self.config.silence_goodbye.clone(), HangupReason::SilenceTimeout, now);
+            let config = Arc::clone(&self.config);
+            self.end_politely(&config.silence_goodbye, HangupReason::SilenceTimeout, now);
         }
         self.pump_playout(now);
         self.check_done(now);
@@ -871,14 +875,14 @@ impl CallEngine {
         });
     }
 
-    fn end_politely(&mut self, goodbye: String, reason: HangupReason, now: Instant) {
+    fn end_politely(&mut self, goodbye: &str, reason: HangupReason, now: Instant) {
         if self.resp.final_words {
             return;
         }
         if self.resp.active {
             self.cut_off(now, false);
         }
-        self.say_final(&goodbye, Finish::Hangup(reason), now);
+        self.say_final(goodbye, Finish::Hangup(reason), now);
     }
 
     // ---- barge-in ----------------------------------------------------------------------

@@ -1,0 +1,585 @@
+//! Every rule of DESIGN.md §4 on a virtual clock, with exact timings.
+
+mod support;
+
+use golos_call::{
+    CallConfig, CallEngine, Clip, Command, Event, HangupReason, Output, Role, ToolConfig, ToolKind, TurnMetrics,
+};
+use std::time::Duration;
+use support::{is_play, ms, Ev, Reply, Sim};
+
+fn turn_metrics(sim: &Sim) -> Vec<TurnMetrics> {
+    sim.log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Event(Event::Turn(m)) => Some(*m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn with_tools(tools: Vec<ToolConfig>) -> CallConfig {
+    CallConfig { tools, ..CallConfig::english() }
+}
+
+fn function(name: &str, timeout_ms: u64) -> ToolConfig {
+    ToolConfig { name: name.to_owned(), kind: ToolKind::Function { timeout: ms(timeout_ms) } }
+}
+
+// ---- the WORKLOAD turn ---------------------------------------------------------------------
+
+#[test]
+fn workload_turn_adds_zero_latency() {
+    let mut sim = Sim::workload();
+    let final_ms = sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(9_999);
+    assert_eq!(final_ms, 2_800);
+    // No timer between the final transcript and the LLM request.
+    assert_eq!(sim.llm_requests()[0].0, 2_800);
+    // Token 1 ("Sure.") goes to TTS the instant it arrives: no lookahead token.
+    assert_eq!(sim.tts_requests()[0], (3_000, "Sure.".to_owned()));
+    // First audio out the instant TTS delivers it.
+    assert_eq!(sim.first(is_play), Some(3_100));
+    let metrics = turn_metrics(&sim);
+    assert_eq!(metrics.len(), 1);
+    let m = metrics[0];
+    assert_eq!(m.added, Some(Duration::ZERO));
+    assert_eq!(m.final_to_llm_request, Some(Duration::ZERO));
+    assert_eq!(m.ttft, Some(ms(200)));
+    assert_eq!(m.token_to_tts_request, Some(Duration::ZERO));
+    assert_eq!(m.tts_first_audio, Some(ms(100)));
+    assert_eq!(m.first_audio_out, Some(ms(300)));
+    assert_eq!(m.end_of_utterance, Some(ms(300)));
+    assert!(!m.filler && !m.interrupted);
+    // Pipelined TTS: 300 frames (6.0 s), back to back, paced every 20 ms with no gap.
+    let plays = sim.play_times();
+    assert_eq!(plays.len(), 300);
+    assert!(plays.iter().enumerate().all(|(k, &t)| t == 3_100 + 20 * k as u64), "gaps in {plays:?}");
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(9_080));
+    let done_at = sim.log.iter().find_map(|(_, o)| match o {
+        Output::Event(Event::AgentDone { at }) => Some(*at - sim.t0),
+        _ => None,
+    });
+    assert_eq!(done_at, Some(ms(9_080)));
+    // The next sentence's TTS starts while the current one plays (pipelining), in order.
+    let requests = sim.tts_requests();
+    assert_eq!(
+        requests,
+        vec![
+            (3_000, "Sure.".to_owned()),
+            (3_160, "We're open from nine to six, Monday".to_owned()),
+            (3_280, "through Friday.".to_owned()),
+            (3_760, "On Saturdays we open at ten and close".to_owned()),
+            (4_640, "at four.".to_owned()),
+            (5_120, "We're closed on Sundays.".to_owned()),
+            (5_440, "Anything else I can help with?".to_owned()),
+        ]
+    );
+    // The whole answer is in the context.
+    let last = sim.engine.context().last().unwrap();
+    assert_eq!(last.role, Role::Assistant);
+    assert_eq!(last.content, support::WORKLOAD_TOKENS.concat());
+}
+
+#[test]
+fn workload_five_turns_with_one_request_per_sentence() {
+    let mut sim = Sim::new(CallConfig { chunk_max_chars: usize::MAX, ..CallConfig::english() });
+    let mut start = 1_000;
+    for turn in 0..5u64 {
+        let final_ms = sim.utterance(start, "what are your opening hours");
+        sim.run_until(final_ms + 7_000);
+        let first_out = sim.log.iter().filter(|(t, o)| t.as_millis() as u64 >= final_ms && is_play(o)).count();
+        assert_eq!(first_out, 300, "turn {turn}");
+        // Bot audio ends 300 ms + 6 s - 20 ms after the final; the next utterance 1 s later.
+        start = final_ms + 300 + 5_980 + 1_000;
+    }
+    let metrics = turn_metrics(&sim);
+    assert_eq!(metrics.len(), 5);
+    assert!(metrics.iter().all(|m| m.added == Some(Duration::ZERO)));
+    assert_eq!(sim.tts_requests().len(), 25);
+    // Context: five user and five assistant messages, in order.
+    let roles: Vec<Role> = sim.engine.context().iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant].repeat(5));
+}
+
+// ---- barge-in ------------------------------------------------------------------------------
+
+#[test]
+fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_400, Ev::Interim("wait actually".to_owned()));
+    sim.at(4_600, Ev::SpeechStopped { at_ms: 4_600 });
+    sim.at(4_900, Ev::Final("wait actually what about sunday".to_owned(), 0.9));
+    sim.run_until(4_899);
+    // Flushed at exactly onset + 100 ms; the last frame went out one frame earlier.
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(4_100));
+    assert_eq!(sim.play_times().last(), Some(&4_080));
+    // The transcript's words commit it: both TTS streams still synthesising are cancelled.
+    let cancels = sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. })));
+    assert_eq!(cancels, [4_400, 4_400]);
+    assert!(sim.log.iter().any(
+        |(t, o)| t.as_millis() == 4_400 && matches!(o, Output::Event(Event::Interruption { committed: true, .. }))
+    ));
+    // 10 + 40 frames were heard: "Sure." and the first words of the next chunk, cut at a
+    // word boundary by the played share of the chunk.
+    let assistant = sim.engine.context().iter().rfind(|m| m.role == Role::Assistant).unwrap();
+    assert_eq!(assistant.content, "Sure. We're open");
+    sim.run_until(5_000);
+    let (at, messages, _) = sim.llm_requests().pop().unwrap();
+    assert_eq!(at, 4_900);
+    let last_two: Vec<(&str, Role)> =
+        messages[messages.len() - 2..].iter().map(|m| (m.content.as_str(), m.role)).collect();
+    assert_eq!(last_two, [("Sure. We're open", Role::Assistant), ("wait actually what about sunday", Role::User)]);
+}
+
+#[test]
+fn barge_in_while_the_llm_still_streams_cancels_it_too() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(3_300, Ev::SpeechStarted { at_ms: 3_300 });
+    sim.at(3_500, Ev::Final("no stop".to_owned(), 0.9));
+    sim.run_until(3_499);
+    // Grace: agent audio began at 3100, so not before 3600; the final's words commit earlier.
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), None);
+    sim.run_until(3_500);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_500]);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(3_500));
+    assert_eq!(sim.llm_requests().last().unwrap().0, 3_500);
+}
+
+#[test]
+fn no_barge_in_during_the_first_500_ms_of_agent_speech() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    // Agent audio starts at 3100. Speech from 3200: it may interrupt only from 3600.
+    sim.at(3_200, Ev::SpeechStarted { at_ms: 3_200 });
+    sim.run_until(3_700);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(3_600));
+
+    // Speech that ends inside the grace window never pauses the agent.
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(3_200, Ev::SpeechStarted { at_ms: 3_200 });
+    sim.at(3_550, Ev::SpeechStopped { at_ms: 3_550 });
+    sim.run_until(9_999);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), None);
+    assert_eq!(sim.play_times().len(), 300);
+}
+
+#[test]
+fn speech_shorter_than_100_ms_does_not_interrupt() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_080, Ev::SpeechStopped { at_ms: 4_080 });
+    sim.run_until(9_999);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), None);
+    assert_eq!(sim.play_times().len(), 300);
+}
+
+#[test]
+fn a_backchannel_resumes_the_agent_where_it_paused() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_300, Ev::SpeechStopped { at_ms: 4_300 });
+    sim.at(4_500, Ev::Final("Ага.".to_owned(), 0.9));
+    sim.run_until(12_000);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(4_100));
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::Resumed { .. }))), Some(4_500));
+    assert_eq!(sim.first(|o| matches!(o, Output::Command(Command::CancelTts { .. }))), None);
+    // Nothing lost: 50 frames before the pause, the other 250 from the resume on.
+    let plays = sim.play_times();
+    assert_eq!(plays.len(), 300);
+    assert_eq!(plays[49], 4_080);
+    assert_eq!(plays[50], 4_500);
+    assert_eq!(plays[299], 4_500 + 249 * 20);
+    // Not a turn: no new LLM request, the answer is whole in the context.
+    assert_eq!(sim.llm_requests().len(), 1);
+    assert_eq!(sim.engine.context().last().unwrap().content, support::WORKLOAD_TOKENS.concat());
+}
+
+#[test]
+fn a_pause_without_words_resumes_after_the_false_interruption_timeout() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_200, Ev::SpeechStopped { at_ms: 4_200 });
+    sim.run_until(12_000);
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::Resumed { .. }))), Some(5_200));
+    assert_eq!(sim.play_times()[50], 5_200);
+}
+
+#[test]
+fn backchannels_over_the_agent_without_a_pause_are_not_turns() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    // Inside the grace window: no pause, and "угу" is not a turn.
+    sim.at(3_150, Ev::SpeechStarted { at_ms: 3_150 });
+    sim.at(3_400, Ev::SpeechStopped { at_ms: 3_400 });
+    sim.at(3_500, Ev::Final("угу".to_owned(), 0.9));
+    sim.run_until(9_999);
+    assert_eq!(sim.llm_requests().len(), 1);
+    assert_eq!(sim.play_times().len(), 300);
+}
+
+// ---- filler --------------------------------------------------------------------------------
+
+#[test]
+fn filler_at_exactly_request_plus_700_ms_without_a_first_token() {
+    let mut sim = Sim::workload();
+    sim.replies.push_back(Reply::text(1_000, &["Sure."]));
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(6_000);
+    let requests = sim.tts_requests();
+    assert_eq!(requests, [(3_500, "One moment…".to_owned()), (3_800, "Sure.".to_owned())]);
+    assert!(turn_metrics(&sim)[0].filler);
+    // The filler's 20 frames (2 words), then the answer's, queued right behind them.
+    let plays = sim.play_times();
+    assert_eq!((plays[0], plays[19], plays[20]), (3_600, 3_980, 4_000));
+    // A filler is not part of the conversation.
+    assert_eq!(sim.engine.context().last().unwrap().content, "Sure.");
+
+    // A first token at 699 ms: no filler.
+    let mut sim = Sim::workload();
+    sim.replies.push_back(Reply::text(699, &["Sure."]));
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(6_000);
+    assert_eq!(sim.tts_requests(), [(3_499, "Sure.".to_owned())]);
+}
+
+// ---- STT confidence and DTMF -----------------------------------------------------------------
+
+#[test]
+fn low_confidence_asks_to_repeat_twice_then_offers_dtmf_and_digits_make_the_turn() {
+    let config = CallConfig::english();
+    let (repeat, dtmf) = (config.repeat_prompt.clone(), config.dtmf_prompt.clone());
+    let mut sim = Sim::new(config);
+    sim.at(1_000, Ev::Final("mumble".to_owned(), 0.59));
+    sim.at(5_000, Ev::Final("mumble".to_owned(), 0.5));
+    sim.at(9_000, Ev::Final("mumble".to_owned(), 0.3));
+    sim.run_until(14_000);
+    assert_eq!(sim.tts_requests(), [(1_000, repeat.clone()), (5_000, repeat), (9_000, dtmf)]);
+    assert!(sim.llm_requests().is_empty());
+    let attempts: Vec<u32> = sim
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Event(Event::LowConfidence { attempt, .. }) => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    sim.at(15_000, Ev::Dtmf('4'));
+    sim.at(15_500, Ev::Dtmf('2'));
+    sim.at(16_000, Ev::Dtmf('#'));
+    sim.run_until(16_000);
+    let (at, messages, _) = sim.llm_requests().pop().unwrap();
+    assert_eq!(at, 16_000);
+    assert_eq!(messages.last().unwrap().content, "[DTMF] 42");
+    // Without '#', the digits commit 3 s after the last one.
+    sim.run_until(30_000);
+    sim.at(30_000, Ev::Dtmf('7'));
+    sim.run_until(40_000);
+    assert_eq!(sim.llm_requests().last().unwrap().0, 33_000);
+}
+
+#[test]
+fn a_confident_answer_resets_the_low_confidence_count() {
+    let config = CallConfig::english();
+    let repeat = config.repeat_prompt.clone();
+    let mut sim = Sim::new(config);
+    sim.at(1_000, Ev::Final("mumble".to_owned(), 0.5));
+    // (After the first prompt's 100 frames: an uncertain final over the agent is ignored.)
+    sim.at(4_000, Ev::Final("mumble".to_owned(), 0.5));
+    sim.at(8_000, Ev::Final("hello".to_owned(), 0.9));
+    sim.at(20_000, Ev::Final("mumble".to_owned(), 0.5));
+    sim.run_until(21_000);
+    assert_eq!(sim.tts_requests().iter().filter(|(_, t)| *t == repeat).count(), 3);
+}
+
+// ---- greeting, silence, duration, hangup ----------------------------------------------------
+
+#[test]
+fn greeting_at_call_start_enters_the_context() {
+    let sim = Sim::new(CallConfig { greeting: Some("Hello, golos here.".to_owned()), ..CallConfig::english() });
+    assert_eq!(sim.tts_requests(), [(0, "Hello, golos here.".to_owned())]);
+    assert_eq!(sim.engine.context()[0].role, Role::Assistant);
+    assert_eq!(sim.engine.context()[0].content, "Hello, golos here.");
+}
+
+#[test]
+fn sixty_seconds_without_an_answer_says_goodbye_then_hangs_up() {
+    let config = CallConfig { greeting: Some("Hello there.".to_owned()), ..CallConfig::english() };
+    let goodbye = config.silence_goodbye.clone();
+    let mut sim = Sim::new(config);
+    sim.run();
+    // Greeting: 2 words, frames 100..480; then 60 s of nothing.
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(480));
+    assert_eq!(sim.tts_requests()[1], (60_480, goodbye.clone()));
+    // The goodbye plays in full (6 words, 60 frames), then the hangup.
+    let frames = goodbye.split_whitespace().count() as u64 * 10;
+    let hangup = sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::SilenceTimeout }));
+    assert_eq!(hangup, Some(60_480 + 100 + (frames - 1) * 20));
+    assert!(sim.engine.is_ended());
+    assert_eq!(sim.engine.poll_timeout(), None);
+}
+
+#[test]
+fn caller_activity_restarts_the_silence_timer() {
+    let mut sim = Sim::workload();
+    sim.at(30_000, Ev::SpeechStarted { at_ms: 30_000 });
+    sim.at(30_500, Ev::SpeechStopped { at_ms: 30_500 });
+    sim.run_until(100_000);
+    assert_eq!(sim.tts_requests()[0].0, 90_500);
+}
+
+#[test]
+fn max_call_duration_ends_the_call_politely_even_mid_answer() {
+    let config = CallConfig {
+        max_call_duration: ms(5_000),
+        silence_timeout: Duration::from_secs(3_600),
+        ..CallConfig::english()
+    };
+    let goodbye = config.max_duration_goodbye.clone();
+    let mut sim = Sim::new(config);
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run();
+    // The answer is cut at 5 s: LLM finished already, TTS streams cancelled, audio flushed.
+    assert!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. }))).iter().all(|&t| t == 5_000));
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(5_000));
+    assert_eq!(sim.tts_requests().last().unwrap(), &(5_000, goodbye.clone()));
+    let frames = goodbye.split_whitespace().count() as u64 * 10;
+    assert_eq!(
+        sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::MaxDuration })),
+        Some(5_100 + (frames - 1) * 20)
+    );
+}
+
+#[test]
+fn caller_hangup_cancels_everything_in_flight() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(3_300, Ev::Hangup);
+    sim.run();
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_300]);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. }))), [3_300, 3_300]);
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::CallEnded { .. }))), Some(3_300));
+    assert_eq!(sim.engine.poll_timeout(), None);
+}
+
+// ---- the LLM→TTS queue -----------------------------------------------------------------------
+
+#[test]
+fn a_full_tts_queue_pauses_the_llm_and_loses_nothing() {
+    let mut sim = Sim::workload();
+    sim.replies.push_back(Reply::Silent);
+    sim.tts_ttfb = ms(500);
+    sim.at(1_000, Ev::Final("tell me everything".to_owned(), 0.9));
+    sim.run_until(1_000);
+    let request = sim
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Command(Command::StartLlm { request, .. }) => Some(*request),
+            _ => None,
+        })
+        .unwrap();
+    // (No digit before the dot: `9.` waits for the next token in case it is `9.5`.)
+    let sentences: Vec<String> = (1..=12).map(|i| format!(" Part {i} done.")).collect();
+    for (i, sentence) in sentences.iter().enumerate() {
+        sim.at(1_100 + 10 * i as u64, Ev::Token(request, sentence.clone()));
+    }
+    // The driver stops reading while paused, so the end of the stream comes after the resume.
+    sim.at(2_500, Ev::LlmEnd(request));
+    sim.run_until(30_000);
+    // 2 synthesising + 10 queued at the 12th sentence (1210): pause; the first TTS stream
+    // (3 words, 30 frames) ends at 1100 + 500 + 580 = 2180, a slot frees: resume.
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::PauseLlm { .. }))), [1_210]);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::ResumeLlm { .. }))), [2_180]);
+    let texts: Vec<String> = sim.tts_requests().into_iter().map(|(_, t)| t).collect();
+    let expected: Vec<String> = sentences.iter().map(|s| s.trim().to_owned()).collect();
+    assert_eq!(texts, expected);
+    assert_eq!(sim.play_times().len(), 12 * 30);
+}
+
+// ---- tools ---------------------------------------------------------------------------------
+
+#[test]
+fn a_tool_call_runs_and_the_llm_restarts_with_its_result() {
+    let mut sim = Sim::new(with_tools(vec![function("get_hours", 5_000)]));
+    sim.tool_latency = Some(ms(300));
+    sim.replies.push_back(Reply::tool("c1", "get_hours", r#"{"day":"sunday"}"#));
+    sim.utterance(1_000, "are you open on sunday");
+    sim.run_until(9_000);
+    let calls = sim.times_of(|o| matches!(o, Output::Command(Command::CallTool { .. })));
+    assert_eq!(calls, [3_000]);
+    let requests = sim.llm_requests();
+    assert_eq!(requests.len(), 2);
+    let (at, messages, tools_enabled) = &requests[1];
+    assert_eq!((*at, *tools_enabled), (3_300, true));
+    let tail = &messages[messages.len() - 2..];
+    assert_eq!(tail[0].role, Role::Assistant);
+    assert_eq!(tail[0].tool_calls[0].name, "get_hours");
+    assert_eq!(tail[1].role, Role::Tool);
+    assert_eq!(tail[1].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(tail[1].content, "result of get_hours");
+    // The tool call came before 700 ms: no filler; the answer's audio from 3600.
+    assert!(sim.tts_requests().iter().all(|(_, t)| t != "One moment…"));
+    assert_eq!(sim.first(is_play), Some(3_600));
+}
+
+#[test]
+fn at_most_ten_tools_run_at_once() {
+    let mut sim = Sim::new(with_tools(vec![function("lookup", 5_000)]));
+    sim.tool_latency = Some(ms(300));
+    let calls = (0..12).map(|i| (format!("c{i}"), "lookup".to_owned(), "{}".to_owned())).collect();
+    sim.replies.push_back(Reply::ToolCalls { after_ms: 200, calls });
+    sim.utterance(1_000, "look everything up");
+    sim.run_until(4_000);
+    let starts = sim.times_of(|o| matches!(o, Output::Command(Command::CallTool { .. })));
+    assert_eq!(starts, [[3_000; 10].as_slice(), &[3_300, 3_300]].concat());
+    assert_eq!(sim.llm_requests()[1].0, 3_600);
+    assert_eq!(sim.llm_requests()[1].1.iter().filter(|m| m.role == Role::Tool).count(), 12);
+}
+
+#[test]
+fn a_tool_that_does_not_answer_times_out() {
+    let mut sim = Sim::new(with_tools(vec![function("slow", 2_500)]));
+    sim.replies.push_back(Reply::tool("c1", "slow", "{}"));
+    sim.utterance(1_000, "do the slow thing");
+    sim.run_until(6_000);
+    assert_eq!(sim.llm_requests()[1].0, 5_500);
+    let tool = sim.llm_requests()[1].1.iter().find(|m| m.role == Role::Tool).unwrap().content.clone();
+    assert_eq!(tool, "error: timed out after 2500 ms");
+    // A late answer is ignored.
+    sim.at(6_000, Ev::ToolResult("c1".to_owned(), Ok("late".to_owned())));
+    sim.run_until(7_000);
+    assert_eq!(sim.llm_requests().len(), 2);
+}
+
+#[test]
+fn invalid_tool_json_is_retried_twice_then_the_turn_goes_on_without_tools() {
+    let mut sim = Sim::new(with_tools(vec![function("get_hours", 5_000)]));
+    for _ in 0..3 {
+        sim.replies.push_back(Reply::tool("c1", "get_hours", "{\"day\": sun"));
+    }
+    sim.utterance(1_000, "are you open on sunday");
+    sim.run_until(9_000);
+    let requests: Vec<(u64, bool)> = sim.llm_requests().into_iter().map(|(t, _, tools)| (t, tools)).collect();
+    assert_eq!(requests, [(2_800, true), (3_000, true), (3_200, true), (3_400, false)]);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_000, 3_200, 3_400]);
+    assert_eq!(sim.first(is_play), Some(3_700));
+}
+
+#[test]
+fn end_call_says_goodbye_and_hangs_up_after_playout() {
+    let config = with_tools(vec![ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall }]);
+    let goodbye = config.goodbye.clone();
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "end_call", "{}"));
+    sim.utterance(1_000, "that's all, bye");
+    sim.run();
+    assert_eq!(sim.tts_requests(), [(3_000, goodbye.clone())]);
+    let frames = goodbye.split_whitespace().count() as u64 * 10;
+    let last_frame = 3_100 + (frames - 1) * 20;
+    assert_eq!(sim.play_times().last(), Some(&last_frame));
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::AgentEnded })), Some(last_frame));
+}
+
+#[test]
+fn goodbyes_cannot_be_barged_into() {
+    let config = with_tools(vec![ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "end_call", "{}"));
+    sim.utterance(1_000, "that's all, bye");
+    sim.at(3_700, Ev::SpeechStarted { at_ms: 3_700 });
+    sim.run();
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), None);
+    assert!(sim.first(|o| matches!(o, Output::Hangup { .. })).is_some());
+}
+
+#[test]
+fn transfer_call_speaks_then_transfers() {
+    let config = with_tools(vec![ToolConfig {
+        name: "transfer_call".to_owned(),
+        kind: ToolKind::TransferCall { destination: Some("+79990001122".to_owned()) },
+    }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "transfer_call", "{}"));
+    sim.utterance(1_000, "give me a person");
+    sim.run();
+    let transfer = sim.log.iter().find_map(|(t, o)| match o {
+        Output::Transfer { target } => Some((t.as_millis() as u64, target.clone())),
+        _ => None,
+    });
+    // "Transferring your call." is 3 words: frames 3100..3680.
+    assert_eq!(transfer, Some((3_680, "+79990001122".to_owned())));
+}
+
+#[test]
+fn send_dtmf_sends_digits_and_the_llm_goes_on() {
+    let config = with_tools(vec![ToolConfig { name: "send_dtmf".to_owned(), kind: ToolKind::SendDtmf }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "send_dtmf", r#"{"digits":"1234#"}"#));
+    sim.utterance(1_000, "press my extension");
+    sim.run_until(4_000);
+    let sent = sim.log.iter().find_map(|(t, o)| match o {
+        Output::SendDtmf { digits } => Some((t.as_millis() as u64, digits.clone())),
+        _ => None,
+    });
+    assert_eq!(sent, Some((3_000, "1234#".to_owned())));
+    assert_eq!(sim.llm_requests()[1].0, 3_000);
+}
+
+#[test]
+fn escalate_to_human_emits_an_event_and_hands_off() {
+    let config = CallConfig {
+        escalation_target: Some("+79990003344".to_owned()),
+        ..with_tools(vec![ToolConfig { name: "escalate_to_human".to_owned(), kind: ToolKind::EscalateToHuman }])
+    };
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "escalate_to_human", r#"{"reason":"angry caller"}"#));
+    sim.utterance(1_000, "I want to complain");
+    sim.run();
+    assert!(sim.log.iter().any(|(t, o)| t.as_millis() == 3_000
+        && matches!(o, Output::Event(Event::Escalation { reason }) if reason == "angry caller")));
+    assert!(sim.log.iter().any(|(_, o)| matches!(o, Output::Transfer { target } if target == "+79990003344")));
+}
+
+// ---- failures: never silence ----------------------------------------------------------------
+
+#[test]
+fn an_llm_failure_is_answered_with_a_spoken_apology() {
+    let config = CallConfig::english();
+    let apology = config.apology.clone();
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::Error { after_ms: 250 });
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(9_000);
+    assert_eq!(sim.tts_requests(), [(3_050, apology)]);
+    assert_eq!(sim.first(is_play), Some(3_150));
+}
+
+#[test]
+fn a_tts_failure_plays_the_apology_clip() {
+    let mut sim = Sim::workload();
+    sim.tts_fails = true;
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(9_000);
+    assert_eq!(sim.first(|o| matches!(o, Output::PlayClip(Clip::Apology))), Some(3_100));
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_100]);
+    // The clip's length counts as agent speech; then the agent waits for the caller again.
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(7_100));
+}
+
+// ---- cost ----------------------------------------------------------------------------------
+
+#[test]
+fn the_engine_is_small() {
+    let size = std::mem::size_of::<CallEngine>();
+    println!("size_of::<CallEngine>() = {size} bytes");
+    assert!(size <= 1_024, "{size}");
+}
