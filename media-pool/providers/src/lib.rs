@@ -8,10 +8,16 @@
 
 pub mod anthropic;
 pub mod breaker;
+pub mod canned;
 pub mod chain;
+pub mod clips;
+pub mod elevenlabs;
 pub mod error;
+pub mod espeak;
+pub mod google_tts;
 pub mod llm;
 pub mod openai;
+pub mod polly;
 pub mod sse;
 pub mod stt;
 pub mod tts;
