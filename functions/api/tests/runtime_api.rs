@@ -2,74 +2,12 @@
 //! service drives it: a local implementation of the Runtime API hands it API Gateway HTTP
 //! API (v2) events and collects its responses; state lives in DynamoDB on moto.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
+use golos_testkit::lambda::{workspace_binary, LambdaProcess};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{oneshot, Mutex, Notify};
-
-#[derive(Default)]
-struct Runtime {
-    pending: Mutex<VecDeque<(String, Value)>>,
-    arrived: Notify,
-    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-}
-
-async fn next_invocation(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
-    loop {
-        if let Some((id, event)) = rt.pending.lock().await.pop_front() {
-            let mut headers = HeaderMap::new();
-            headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).expect("id"));
-            headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(u64::MAX / 2));
-            headers.insert(
-                "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:golos-api"),
-            );
-            headers.insert(
-                "lambda-runtime-trace-id",
-                HeaderValue::from_static("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
-            );
-            return (headers, event.to_string());
-        }
-        rt.arrived.notified().await;
-    }
-}
-
-async fn invocation_result(
-    State(rt): State<Arc<Runtime>>,
-    Path((id, kind)): Path<(String, String)>,
-    body: String,
-) -> &'static str {
-    let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let value = if kind == "error" { json!({"lambda_error": value}) } else { value };
-    if let Some(waiter) = rt.waiting.lock().await.remove(&id) {
-        let _ = waiter.send(value);
-    }
-    "accepted"
-}
-
-async fn init_error(body: String) -> &'static str {
-    panic!("the function failed to initialise: {body}");
-}
 
 struct Lambda {
-    runtime: Arc<Runtime>,
-    child: Child,
+    process: LambdaProcess,
     next_id: u64,
-}
-
-impl Drop for Lambda {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Lambda {
@@ -101,15 +39,7 @@ impl Lambda {
             "body": body.map(Value::to_string),
             "isBase64Encoded": false
         });
-        let (tx, rx) = oneshot::channel();
-        self.runtime.waiting.lock().await.insert(id.clone(), tx);
-        self.runtime.pending.lock().await.push_back((id, event));
-        self.runtime.arrived.notify_waiters();
-        self.runtime.arrived.notify_one();
-        let response = tokio::time::timeout(Duration::from_secs(60), rx)
-            .await
-            .expect("the function answered within 60 s")
-            .expect("response");
+        let response = self.process.invoke(event).await;
         assert!(response.get("lambda_error").is_none(), "invocation error: {response}");
         let status = u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16");
         let body = response["body"]
@@ -119,61 +49,22 @@ impl Lambda {
     }
 }
 
-fn function_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("golos-api");
-    assert!(bin.exists(), "{} missing: build the workspace binaries first", bin.display());
-    bin
-}
-
 async fn start_function() -> Lambda {
-    let endpoint = golos_testkit::moto::endpoint();
     let table = golos_testkit::moto::unique_name("golos-fn");
     let config = golos_aws::AwsConfig {
         region: "us-east-1".into(),
-        endpoint_url: Some(endpoint.clone()),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
         table_name: table.clone(),
         queue_prefix: table.clone(),
         kms_key_id: None,
-        secrets_prefix: table.clone(),
+        secrets_prefix: table,
     };
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision table");
     platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");
     platform.put_secret("operator-api-key", "operator-lambda-token-0123456789").await.expect("operator key");
-
-    let runtime = Arc::new(Runtime::default());
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(invocation_result))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(Arc::clone(&runtime));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("runtime api") });
-
-    let child = Command::new(function_binary())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "golos-api")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/golos-api")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("GOLOS_AWS_REGION", "us-east-1")
-        .env("GOLOS_AWS_ENDPOINT_URL", &endpoint)
-        .env("GOLOS_TABLE", &table)
-        .env("GOLOS_QUEUE_PREFIX", &table)
-        .env("GOLOS_SECRETS_PREFIX", &table)
-        .env("GOLOS_KMS_KEY_ID", platform.config().kms_key_id.clone().expect("provisioned key"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the function");
-    Lambda { runtime, child, next_id: 0 }
+    let process = LambdaProcess::start(&workspace_binary("golos-api"), "golos-api", &platform.config().to_env()).await;
+    Lambda { process, next_id: 0 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

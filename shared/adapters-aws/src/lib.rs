@@ -87,6 +87,20 @@ impl AwsConfig {
         Ok(config)
     }
 
+    /// The variables `from_env` reads, with this configuration's values: how a parent
+    /// process (a test, a launcher) points a function binary at the same resources.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("GOLOS_AWS_REGION".to_owned(), self.region.clone()),
+            ("GOLOS_TABLE".to_owned(), self.table_name.clone()),
+            ("GOLOS_QUEUE_PREFIX".to_owned(), self.queue_prefix.clone()),
+            ("GOLOS_SECRETS_PREFIX".to_owned(), self.secrets_prefix.clone()),
+        ];
+        env.extend(self.endpoint_url.iter().map(|url| ("GOLOS_AWS_ENDPOINT_URL".to_owned(), url.clone())));
+        env.extend(self.kms_key_id.iter().map(|key| ("GOLOS_KMS_KEY_ID".to_owned(), key.clone())));
+        env
+    }
+
     fn validate(&self) -> Result<(), AwsError> {
         let table_ok = (3..=255).contains(&self.table_name.len())
             && self.table_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));

@@ -1,6 +1,8 @@
 //! Adapters to ports: the one place that knows which backend is in use. Every binary (the
 //! `golos` worker, each Lambda function) builds its state here, so they cannot drift apart.
 
+pub mod lambda;
+
 use anyhow::{bail, Context};
 use golos_control::{
     keys, ControlConfig, ControlMetrics, ControlState, EventQueues, OPERATOR_KEY_SECRET, PEPPER_SECRET,

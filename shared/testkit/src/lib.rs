@@ -6,6 +6,7 @@
 
 pub mod contracts;
 pub mod fixtures;
+pub mod lambda;
 pub mod moto;
 pub mod yookassa;
 
