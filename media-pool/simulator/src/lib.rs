@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use tokio::sync::watch;
 
@@ -127,6 +128,11 @@ impl Simulator {
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         });
         let app = router(Arc::clone(&shared));
+        // Nagle would hold small SSE events and WebSocket messages until the peer's delayed ACK
+        // (up to 40 ms): latency real providers do not add.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let mut serve_stop = stop_rx;
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
