@@ -109,6 +109,9 @@ pub struct Sim {
     pub tool_latency: Option<Duration>,
     cancelled: HashSet<RequestId>,
     frame: Frame,
+    /// Every call into the engine, in order: an input (`Some`) or a deadline (`None`), so a
+    /// benchmark can replay a run against a fresh engine without the harness's cost.
+    pub trace: Vec<(Duration, Option<Ev>)>,
 }
 
 pub fn ms(value: u64) -> Duration {
@@ -132,6 +135,7 @@ impl Sim {
             tool_latency: None,
             cancelled: HashSet::new(),
             frame: Arc::from(vec![3_000i16; 320]),
+            trace: Vec::new(),
         };
         sim.drain();
         sim
@@ -179,6 +183,7 @@ impl Sim {
                 }
                 assert!(t >= self.now, "deadline in the past: {t:?} < {:?}", self.now);
                 self.now = t;
+                self.trace.push((t, None));
                 self.engine.handle_timeout(self.t0 + t);
             } else {
                 let (key, ev) = self.events.pop_first().expect("some");
@@ -213,26 +218,8 @@ impl Sim {
         if request_of(ev).is_some_and(|r| self.cancelled.contains(&r)) {
             return;
         }
-        let input = match ev {
-            Ev::SpeechStarted { at_ms } => Input::SpeechStarted { at: self.t0 + ms(*at_ms) },
-            Ev::SpeechStopped { at_ms } => Input::SpeechStopped { at: self.t0 + ms(*at_ms) },
-            Ev::Interim(text) => Input::SttInterim { text, confidence: 0.9 },
-            Ev::Final(text, confidence) => Input::SttFinal { text, confidence: *confidence },
-            Ev::Token(request, text) => Input::LlmToken { request: *request, text },
-            Ev::ToolCall(request, id, name, args) => {
-                Input::LlmToolCall { request: *request, call_id: id, name, arguments: args }
-            }
-            Ev::LlmEnd(request) => Input::LlmEnd { request: *request },
-            Ev::LlmError(request) => Input::LlmError { request: *request, error: "all tiers failed" },
-            Ev::Audio(request) => Input::TtsAudio { request: *request, frame: Arc::clone(&self.frame) },
-            Ev::TtsEnd(request) => Input::TtsEnd { request: *request },
-            Ev::TtsError(request) => Input::TtsError { request: *request, error: "all tiers failed" },
-            Ev::Dtmf(digit) => Input::Dtmf { digit: *digit },
-            Ev::ToolResult(id, result) => {
-                Input::ToolResult { call_id: id, result: result.as_deref().map_err(String::as_str) }
-            }
-            Ev::Hangup => Input::Hangup,
-        };
+        self.trace.push((self.now, Some(ev.clone())));
+        let input = input_of(ev, self.t0, &self.frame);
         self.engine.handle(input, now);
     }
 
@@ -324,6 +311,30 @@ impl Sim {
 
     pub fn play_times(&self) -> Vec<u64> {
         self.times_of(|o| matches!(o, Output::PlayAudio(_)))
+    }
+}
+
+/// The engine input of a harness event at virtual time zero `t0`.
+pub fn input_of<'a>(ev: &'a Ev, t0: Instant, frame: &Frame) -> Input<'a> {
+    match ev {
+        Ev::SpeechStarted { at_ms } => Input::SpeechStarted { at: t0 + ms(*at_ms) },
+        Ev::SpeechStopped { at_ms } => Input::SpeechStopped { at: t0 + ms(*at_ms) },
+        Ev::Interim(text) => Input::SttInterim { text, confidence: 0.9 },
+        Ev::Final(text, confidence) => Input::SttFinal { text, confidence: *confidence },
+        Ev::Token(request, text) => Input::LlmToken { request: *request, text },
+        Ev::ToolCall(request, id, name, args) => {
+            Input::LlmToolCall { request: *request, call_id: id, name, arguments: args }
+        }
+        Ev::LlmEnd(request) => Input::LlmEnd { request: *request },
+        Ev::LlmError(request) => Input::LlmError { request: *request, error: "all tiers failed" },
+        Ev::Audio(request) => Input::TtsAudio { request: *request, frame: Arc::clone(frame) },
+        Ev::TtsEnd(request) => Input::TtsEnd { request: *request },
+        Ev::TtsError(request) => Input::TtsError { request: *request, error: "all tiers failed" },
+        Ev::Dtmf(digit) => Input::Dtmf { digit: *digit },
+        Ev::ToolResult(id, result) => {
+            Input::ToolResult { call_id: id, result: result.as_deref().map_err(String::as_str) }
+        }
+        Ev::Hangup => Input::Hangup,
     }
 }
 
