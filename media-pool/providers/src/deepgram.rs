@@ -139,6 +139,7 @@ async fn run(socket: Socket, backend: SttBackend, keepalive_every: Duration) {
     let SttBackend { mut audio, events } = backend;
     let (mut sink, mut stream) = socket.split();
     let mut audio_open = true;
+    let mut send_error = None;
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + keepalive_every, keepalive_every);
     let outcome: Result<(), ProviderError> = loop {
         tokio::select! {
@@ -152,12 +153,15 @@ async fn run(socket: Socket, backend: SttBackend, keepalive_every: Duration) {
                     sink.send(control("CloseStream")).await
                 };
                 if let Err(e) = sent {
-                    break Err(ProviderError::Connection(crate::error::error_chain(&e)));
+                    // The server may have closed with a reason that is still to be read.
+                    audio_open = false;
+                    send_error = Some(ProviderError::Connection(crate::error::error_chain(&e)));
                 }
             }
             _ = keepalive.tick(), if audio_open => {
                 if let Err(e) = sink.send(control("KeepAlive")).await {
-                    break Err(ProviderError::Connection(crate::error::error_chain(&e)));
+                    audio_open = false;
+                    send_error = Some(ProviderError::Connection(crate::error::error_chain(&e)));
                 }
             }
             () = events.closed() => {
@@ -178,8 +182,11 @@ async fn run(socket: Socket, backend: SttBackend, keepalive_every: Duration) {
                 Some(Ok(WsMessage::Close(frame))) => break close_outcome(frame.as_ref()),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(ProviderError::Connection(crate::error::error_chain(&e))),
-                None if audio_open => break Err(ProviderError::Connection("Deepgram closed the connection".into())),
-                None => break Ok(()),
+                None => match send_error.take() {
+                    Some(e) => break Err(e),
+                    None if audio_open => break Err(ProviderError::Connection("Deepgram closed the connection".into())),
+                    None => break Ok(()),
+                },
             }
         }
     };
@@ -196,7 +203,8 @@ fn close_outcome(frame: Option<&tungstenite::protocol::CloseFrame>) -> Result<()
         CloseCode::Error | CloseCode::Again | CloseCode::Restart => {
             Err(ProviderError::Server { status: 500, message: format!("closed {}: {reason}", u16::from(frame.code)) })
         }
-        // 1008 is Deepgram's DATA-0000 (audio it cannot decode) and NET-0001 (no audio for 10 s).
+        // 1008 is Deepgram's DATA-0000 (audio it cannot decode); 1011 above covers NET-0000
+        // (internal error) and NET-0001 (no audio nor KeepAlive for 10 s).
         code => Err(ProviderError::BadResponse(format!("closed {}: {reason}", u16::from(code)))),
     }
 }
