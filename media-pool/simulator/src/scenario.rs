@@ -20,6 +20,12 @@ impl Scenario {
     pub fn from_json(text: &str) -> Result<Self, crate::Error> {
         serde_json::from_str(text).map_err(crate::Error::ParseScenario)
     }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Self, crate::Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| crate::Error::ReadScenario { path: path.display().to_string(), source })?;
+        Self::from_json(&text)
+    }
 }
 
 /// Scripted chat completions (OpenAI-compatible or Anthropic Messages).
