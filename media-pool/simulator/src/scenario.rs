@@ -373,3 +373,43 @@ impl Fault {
 pub(crate) fn pick_fault<'a>(rules: &'a [FaultRule], ordinal: u64, model: Option<&str>) -> Option<&'a Fault> {
     rules.iter().find(|r| r.matches(ordinal, model)).map(|r| &r.fault)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_example_parses_and_defaults_are_the_workload() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```json\n").expect("README has a JSON example") + "```json\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let scenario = Scenario::from_json(&readme[start..end]).unwrap();
+        assert_eq!(scenario.openai.faults[0], FaultRule::first(2, Fault::rate_limited(1)));
+        assert_eq!(scenario.openai.faults[1].fault, Fault::Hang);
+        assert_eq!(scenario.openai.replies[1].tool_calls[0].fragments, 3);
+        assert_eq!(scenario.elevenlabs.pacing, Pacing::Realtime);
+
+        let defaults = Scenario::from_json("{}").unwrap();
+        assert_eq!(defaults, Scenario::default());
+        assert_eq!(defaults.openai.replies[0].tokens.concat().split_whitespace().count(), 30);
+        assert_eq!(defaults.deepgram.transcripts[0].interim_text(), "what are your");
+        let round_trip = serde_json::to_string(&defaults).unwrap();
+        assert_eq!(Scenario::from_json(&round_trip).unwrap(), defaults);
+        assert!(Scenario::from_json(r#"{"openai": {"ttft_ms": 1}}"#).is_err(), "unknown fields are rejected");
+        let pacing: Pacing = serde_json::from_str(r#"{"interval_ms": 5}"#).unwrap();
+        assert_eq!(pacing, Pacing::IntervalMs(5));
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let rules = vec![
+            FaultRule::model("m-slow", Fault::Slow { first_ms: 5 }),
+            FaultRule::first(2, Fault::status(500)),
+            FaultRule::requests(4, None, Fault::Hang),
+        ];
+        assert_eq!(pick_fault(&rules, 1, Some("m-slow")), Some(&Fault::Slow { first_ms: 5 }));
+        assert_eq!(pick_fault(&rules, 2, Some("other")), Some(&Fault::status(500)));
+        assert_eq!(pick_fault(&rules, 3, None), None);
+        assert_eq!(pick_fault(&rules, 9, None), Some(&Fault::Hang));
+    }
+}
