@@ -376,9 +376,6 @@ impl CallEngine {
             self.on_low_confidence(text, confidence, now);
             return;
         }
-        if self.resp.active {
-            self.commit_interruption(now);
-        }
         self.user_turn(text, now);
     }
 
@@ -421,6 +418,10 @@ impl CallEngine {
     /// The caller's turn is complete: answer it. No timer stands between the final transcript
     /// and the LLM request.
     fn user_turn(&mut self, text: &str, now: Instant) {
+        if self.resp.active {
+            // Whatever the agent was saying is over: cancel it and cut the context properly.
+            self.commit_interruption(now);
+        }
         self.low_confidence_streak = 0;
         self.transcript(Role::User, text, now);
         match self.context.last_mut() {
@@ -857,7 +858,9 @@ impl CallEngine {
         self.barge_in_at = None;
         self.finish_deadline = Some(now + self.config.goodbye_max);
         if self.paused_at.take().is_some() {
+            // Last words are said regardless of a pending barge-in.
             self.resume_at = None;
+            self.emit(Output::Event(Event::Resumed { at: now }));
         }
         self.say_prompt(text, now);
     }
