@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod breaker;
+pub mod build;
 pub mod canned;
 pub mod chain;
 pub mod clips;
@@ -26,6 +27,7 @@ pub mod tts;
 pub mod wav;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use build::{build_chains, secret_names, AgentChains, BuildContext, SkippedTier};
 pub use chain::{
     Attempt, AttemptOutcome, Breakers, Chain, ChainConfig, Chained, ChainedAudio, ChainedLlm, Exhausted, LlmChain,
     SttChain, TtsChain,

@@ -123,7 +123,9 @@ async fn deepgram_streams_interim_and_final_transcripts_with_confidence() {
 
     let request = sim.last_request(Provider::Deepgram).unwrap();
     let query = request.query.unwrap();
-    for param in ["encoding=linear16", "sample_rate=16000", "interim_results=true", "endpointing=300", "vad_events=true"] {
+    for param in
+        ["encoding=linear16", "sample_rate=16000", "interim_results=true", "endpointing=300", "vad_events=true"]
+    {
         assert!(query.contains(param), "{param} missing from {query}");
     }
     let auth = request.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());

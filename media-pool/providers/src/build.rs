@@ -1,0 +1,234 @@
+//! Chains from an agent's configuration: `golos_domain::agent::ProviderChains` names the
+//! tiers, the caller supplies the secrets they name (resolved through its `Secrets` port),
+//! and tiers that cannot be built here are reported, not fatal.
+
+use crate::anthropic::{AnthropicConfig, AnthropicLlm, ANTHROPIC_BASE_URL, ANTHROPIC_DEFAULT_MODEL};
+use crate::canned::CannedLlm;
+use crate::chain::{Breakers, ChainConfig, LlmChain, SttChain, TtsChain};
+use crate::clips::ClipLibrary;
+use crate::deepgram::{DeepgramConfig, DeepgramStt, DEEPGRAM_BASE_URL};
+use crate::elevenlabs::{ElevenLabsConfig, ElevenLabsTts, ELEVENLABS_BASE_URL, ELEVENLABS_DEFAULT_MODEL};
+use crate::espeak::EspeakTts;
+use crate::google_tts::{GoogleTts, GoogleTtsConfig, GOOGLE_TTS_BASE_URL};
+use crate::openai::{OpenAiConfig, OpenAiLlm, OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL};
+use crate::pocketsphinx::PocketsphinxStt;
+use crate::polly::{PollyConfig, PollyTts};
+use crate::{LlmProvider, SttProvider, TtsProvider};
+use golos_domain::agent::{AgentConfig, LlmKind, ProviderRef, SttKind, TtsKind};
+use golos_ports::SecretString;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// llama.cpp's `llama-server` default; vLLM and Ollama tiers name their `endpoint`.
+pub const LOCAL_OPENAI_BASE_URL: &str = "http://127.0.0.1:8080/v1";
+/// ElevenLabs' "Rachel", for an ElevenLabs tier that is not the agent's own voice.
+pub const ELEVENLABS_DEFAULT_VOICE: &str = "21m00Tcm4TlvDq8ikWAM";
+
+/// What the media worker brings: shared clients and breakers, and the secrets it resolved.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub http: reqwest::Client,
+    pub breakers: Breakers,
+    pub chain: ChainConfig,
+    /// By secret name, as in `ProviderRef::credentials_secret`.
+    pub secrets: HashMap<String, SecretString>,
+    /// For Polly tiers.
+    pub aws_region: String,
+    /// Folder of pre-recorded clips; without one the `prerecorded` tier is skipped.
+    pub clips_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names only: the values stay out of every log.
+        let mut names: Vec<&String> = self.secrets.keys().collect();
+        names.sort();
+        f.debug_struct("BuildContext")
+            .field("chain", &self.chain)
+            .field("secrets", &names)
+            .field("aws_region", &self.aws_region)
+            .field("clips_dir", &self.clips_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuildContext {
+    pub fn new(secrets: HashMap<String, SecretString>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            breakers: Breakers::default(),
+            chain: ChainConfig::default(),
+            secrets,
+            aws_region: "eu-central-1".into(),
+            clips_dir: None,
+        }
+    }
+}
+
+/// A tier left out of a chain, and why (no credentials, not implemented, not an STT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTier {
+    /// `llm`, `tts` or `stt`.
+    pub chain: &'static str,
+    pub index: usize,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct AgentChains {
+    pub llm: LlmChain,
+    pub tts: TtsChain,
+    pub stt: SttChain,
+    pub skipped: Vec<SkippedTier>,
+}
+
+/// The names of the secrets the agent's chains need, for the caller to resolve.
+pub fn secret_names(agent: &AgentConfig) -> Vec<String> {
+    let p = &agent.providers;
+    let mut names: Vec<String> = p
+        .llm
+        .iter()
+        .filter_map(|r| r.credentials_secret.clone())
+        .chain(p.tts.iter().filter_map(|r| r.credentials_secret.clone()))
+        .chain(p.stt.iter().filter_map(|r| r.credentials_secret.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn breaker_key<K: fmt::Debug>(chain: &str, tier: &ProviderRef<K>, base: &str) -> String {
+    format!("{chain}:{:?}:{base}:{}", tier.kind, tier.model.as_deref().unwrap_or_default())
+}
+
+fn secret<K>(ctx: &BuildContext, tier: &ProviderRef<K>) -> Result<SecretString, String> {
+    let name = tier.credentials_secret.as_deref().ok_or("no credentials_secret is configured")?;
+    ctx.secrets.get(name).cloned().ok_or_else(|| format!("secret `{name}` was not supplied"))
+}
+
+/// Builds the three chains of an agent.
+pub async fn build_chains(agent: &AgentConfig, ctx: &BuildContext) -> AgentChains {
+    let mut skipped = Vec::new();
+    let mut llm = LlmChain::new(ctx.chain);
+    for (index, tier) in agent.providers.llm.iter().enumerate() {
+        match llm_tier(agent, tier, ctx) {
+            Ok((provider, base)) => llm.push(provider, ctx.breakers.get(&breaker_key("llm", tier, &base))),
+            Err(reason) => skipped.push(SkippedTier { chain: "llm", index, reason }),
+        }
+    }
+    let mut tts = TtsChain::new(ctx.chain);
+    for (index, tier) in agent.providers.tts.iter().enumerate() {
+        match tts_tier(agent, tier, ctx).await {
+            Ok((provider, base)) => tts.push(provider, ctx.breakers.get(&breaker_key("tts", tier, &base))),
+            Err(reason) => skipped.push(SkippedTier { chain: "tts", index, reason }),
+        }
+    }
+    let mut stt = SttChain::new(ctx.chain);
+    for (index, tier) in agent.providers.stt.iter().enumerate() {
+        match stt_tier(tier, ctx) {
+            Ok((provider, base)) => stt.push(provider, ctx.breakers.get(&breaker_key("stt", tier, &base))),
+            Err(reason) => skipped.push(SkippedTier { chain: "stt", index, reason }),
+        }
+    }
+    for s in &skipped {
+        tracing::info!(chain = s.chain, index = s.index, reason = %s.reason, "provider tier left out");
+    }
+    AgentChains { llm, tts, stt, skipped }
+}
+
+type Built<P> = Result<(Arc<P>, String), String>;
+
+fn llm_tier(agent: &AgentConfig, tier: &ProviderRef<LlmKind>, ctx: &BuildContext) -> Built<dyn LlmProvider> {
+    let model = |default: &str| tier.model.clone().unwrap_or_else(|| default.to_owned());
+    match tier.kind {
+        LlmKind::Openai | LlmKind::OpenaiCompatible => {
+            let cloud = tier.kind == LlmKind::Openai;
+            let base = tier
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| if cloud { OPENAI_BASE_URL } else { LOCAL_OPENAI_BASE_URL }.to_owned());
+            // A local server usually takes no key; the cloud always does.
+            let api_key = if cloud || tier.credentials_secret.is_some() { Some(secret(ctx, tier)?) } else { None };
+            let config = OpenAiConfig {
+                name: if cloud { "openai" } else { "openai-compatible" }.into(),
+                base_url: base.clone(),
+                api_key,
+                model: model(if cloud { OPENAI_DEFAULT_MODEL } else { "default" }),
+            };
+            Ok((Arc::new(OpenAiLlm::new(config, ctx.http.clone())), base))
+        }
+        LlmKind::Anthropic => {
+            let base = tier.endpoint.clone().unwrap_or_else(|| ANTHROPIC_BASE_URL.to_owned());
+            let config = AnthropicConfig {
+                name: "anthropic".into(),
+                base_url: base.clone(),
+                api_key: secret(ctx, tier)?,
+                model: model(ANTHROPIC_DEFAULT_MODEL),
+            };
+            Ok((Arc::new(AnthropicLlm::new(config, ctx.http.clone())), base))
+        }
+        LlmKind::Canned => Ok((Arc::new(CannedLlm::for_language(agent.faq.clone(), &agent.language)), "local".into())),
+    }
+}
+
+async fn tts_tier(agent: &AgentConfig, tier: &ProviderRef<TtsKind>, ctx: &BuildContext) -> Built<dyn TtsProvider> {
+    // The agent's voice belongs to its own provider; other tiers use `model` or their default.
+    let own_voice = (agent.voice.provider == tier.kind).then(|| agent.voice.voice_id.clone());
+    match tier.kind {
+        TtsKind::Elevenlabs => {
+            let base = tier.endpoint.clone().unwrap_or_else(|| ELEVENLABS_BASE_URL.to_owned());
+            let config = ElevenLabsConfig {
+                name: "elevenlabs".into(),
+                base_url: base.clone(),
+                api_key: secret(ctx, tier)?,
+                voice_id: own_voice.unwrap_or_else(|| ELEVENLABS_DEFAULT_VOICE.to_owned()),
+                model_id: tier.model.clone().unwrap_or_else(|| ELEVENLABS_DEFAULT_MODEL.to_owned()),
+            };
+            Ok((Arc::new(ElevenLabsTts::new(config, ctx.http.clone())), base))
+        }
+        TtsKind::Google => {
+            let base = tier.endpoint.clone().unwrap_or_else(|| GOOGLE_TTS_BASE_URL.to_owned());
+            let config = GoogleTtsConfig {
+                name: "google".into(),
+                base_url: base.clone(),
+                api_key: secret(ctx, tier)?,
+                voice_name: own_voice.or_else(|| tier.model.clone()),
+            };
+            Ok((Arc::new(GoogleTts::new(config, ctx.http.clone())), base))
+        }
+        TtsKind::Polly => {
+            let polly = PollyTts::connect(PollyConfig {
+                name: "polly".into(),
+                region: ctx.aws_region.clone(),
+                endpoint_url: tier.endpoint.clone(),
+                voice_id: own_voice.or_else(|| tier.model.clone()),
+            })
+            .await;
+            Ok((Arc::new(polly), tier.endpoint.clone().unwrap_or_else(|| ctx.aws_region.clone())))
+        }
+        TtsKind::EspeakNg => Ok((Arc::new(EspeakTts::new(own_voice.or_else(|| tier.model.clone()))), "local".into())),
+        TtsKind::Prerecorded => {
+            let dir = ctx.clips_dir.clone().ok_or("no folder of pre-recorded clips is configured")?;
+            let base = dir.display().to_string();
+            Ok((Arc::new(ClipLibrary::new(dir)), base))
+        }
+    }
+}
+
+fn stt_tier(tier: &ProviderRef<SttKind>, ctx: &BuildContext) -> Built<dyn SttProvider> {
+    match tier.kind {
+        SttKind::Deepgram => {
+            let base = tier.endpoint.clone().unwrap_or_else(|| DEEPGRAM_BASE_URL.to_owned());
+            let mut config = DeepgramConfig::new(base.clone(), secret(ctx, tier)?);
+            if let Some(model) = &tier.model {
+                config.model.clone_from(model);
+            }
+            Ok((Arc::new(DeepgramStt::new(config)), base))
+        }
+        SttKind::Google => Err("Google streaming STT is not implemented yet".into()),
+        SttKind::Pocketsphinx => Ok((Arc::new(PocketsphinxStt::default()), "local".into())),
+        SttKind::DtmfMenu => Err("the DTMF menu is the call engine's last resort, not a recogniser".into()),
+    }
+}

@@ -1,0 +1,236 @@
+//! Fallback chains end to end: built from an agent's `ProviderChains`, through the real
+//! adapters, against the provider simulator, on tokio's paused clock so every switch time is
+//! exact.
+
+use futures::StreamExt;
+use golos_domain::agent::{AgentConfig, LlmKind, ProviderRef, SttKind, TtsKind};
+use golos_ports::SecretString;
+use golos_providers::{
+    build_chains, secret_names, AgentChains, AttemptOutcome, BreakerState, BuildContext, ChainedLlm, LlmEvent,
+    LlmRequest, Message, ProviderError, SttConfig, TtsRequest,
+};
+use golos_simulator::{Fault, FaultRule, Provider, Scenario, Simulator, SimulatorHandle, WORKLOAD_TOKENS};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const KEY: &str = "chain-test-key";
+
+fn tier<K>(kind: K, endpoint: String) -> ProviderRef<K> {
+    ProviderRef { kind, model: None, endpoint: Some(endpoint), credentials_secret: Some("sim-key".into()) }
+}
+
+/// The default chains of DESIGN.md §4, every cloud tier pointed at the simulator. The local
+/// OpenAI-compatible tier is the simulator's OpenAI route under another model name, so faults
+/// can tell the two apart (and it takes the key, since the simulator wants one).
+fn agent(sim: &SimulatorHandle) -> AgentConfig {
+    let mut agent = golos_testkit::fixtures::agent_config("Chains");
+    let mut local = tier(LlmKind::OpenaiCompatible, sim.openai_base_url());
+    local.model = Some("local-llama".into());
+    agent.providers.llm = vec![
+        tier(LlmKind::Openai, sim.openai_base_url()),
+        tier(LlmKind::Anthropic, sim.anthropic_base_url()),
+        local,
+        ProviderRef::of(LlmKind::Canned),
+    ];
+    agent.providers.tts = vec![
+        tier(TtsKind::Elevenlabs, sim.elevenlabs_base_url()),
+        tier(TtsKind::Google, sim.google_base_url()),
+        ProviderRef::of(TtsKind::EspeakNg),
+    ];
+    agent.providers.stt = vec![
+        tier(SttKind::Deepgram, sim.deepgram_ws_url()),
+        ProviderRef::of(SttKind::Pocketsphinx),
+        ProviderRef::of(SttKind::DtmfMenu),
+    ];
+    agent
+}
+
+async fn setup(configure: impl FnOnce(&mut Scenario)) -> (SimulatorHandle, AgentChains) {
+    let mut scenario = Scenario::default();
+    configure(&mut scenario);
+    let sim = Simulator::start(scenario).await.unwrap();
+    let agent = agent(&sim);
+    assert_eq!(secret_names(&agent), ["sim-key"]);
+    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    let chains = build_chains(&agent, &ctx).await;
+    (sim, chains)
+}
+
+fn request() -> LlmRequest {
+    LlmRequest::new(vec![Message::User("when are you open".into())])
+}
+
+/// Text until the stream ends, and the error that ended it, if any; also when the first
+/// token came.
+async fn read(mut stream: ChainedLlm) -> (String, Option<ProviderError>) {
+    let mut text = String::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(LlmEvent::TextDelta(t)) => text.push_str(&t),
+            Ok(_) => {}
+            Err(e) => return (text, Some(e)),
+        }
+    }
+    (text, None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_primary_hands_the_turn_to_the_secondary_at_once() {
+    let (sim, chains) = setup(|s| s.openai.faults = vec![FaultRule::always(Fault::rate_limited(30))]).await;
+    assert_eq!(chains.skipped.len(), 1, "only the DTMF menu: {:?}", chains.skipped);
+    let started = Instant::now();
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    let first_token_at = started.elapsed();
+    assert_eq!(stream.provider, "anthropic");
+    assert_eq!(
+        stream.attempts[0].outcome,
+        AttemptOutcome::Failed(ProviderError::RateLimited { retry_after: Some(Duration::from_secs(30)) })
+    );
+    assert!(stream.attempts[0].after < Duration::from_millis(300), "switched after {:?}", stream.attempts[0].after);
+    // The secondary's own time to first token (the simulator's 200 ms) is all the caller waits.
+    assert_eq!(first_token_at, Duration::from_millis(200));
+    assert_eq!(read(stream).await, (WORKLOAD_TOKENS.concat(), None));
+    assert_eq!(sim.request_count(Provider::OpenAi), 1, "a 429 is not retried on the same provider");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_primary_is_abandoned_exactly_at_the_first_token_deadline() {
+    let (sim, chains) = setup(|s| s.openai.faults = vec![FaultRule::always(Fault::Slow { first_ms: 5_000 })]).await;
+    let started = Instant::now();
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.provider, "anthropic");
+    assert_eq!(stream.attempts[0].after, Duration::from_millis(1_500));
+    assert!(matches!(stream.attempts[0].outcome, AttemptOutcome::Failed(ProviderError::Timeout(_))));
+    assert_eq!(started.elapsed(), Duration::from_millis(1_700), "deadline plus the secondary's first token");
+    assert_eq!(read(stream).await.0, WORKLOAD_TOKENS.concat());
+    assert_eq!(sim.request_count(Provider::Anthropic), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_the_first_token_surfaces_and_nothing_switches() {
+    let (sim, chains) = setup(|s| s.openai.faults = vec![FaultRule::always(Fault::ResetAfter { events: 4 })]).await;
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.provider, "openai");
+    let (text, error) = read(stream).await;
+    assert!(!text.is_empty() && text.len() < WORKLOAD_TOKENS.concat().len(), "{text}");
+    assert!(matches!(error, Some(ProviderError::Connection(_))), "{error:?}");
+    assert_eq!(sim.request_count(Provider::Anthropic), 0, "the played text cannot be taken back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_cloud_and_local_model_fails_the_canned_tier_still_answers() {
+    let (_sim, chains) = setup(|s| {
+        s.openai.faults = vec![FaultRule::model("local-llama", Fault::Hang), FaultRule::always(Fault::status(500))];
+        s.anthropic.faults = vec![FaultRule::always(Fault::status(529))];
+    })
+    .await;
+    let started = Instant::now();
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.provider, "canned");
+    let outcomes: Vec<_> = stream.attempts.iter().map(|a| (a.provider.as_str(), a.after)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("openai", Duration::ZERO),
+            ("anthropic", Duration::ZERO),
+            ("openai-compatible", Duration::from_millis(1_500))
+        ]
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(1_500), "the caller hears an answer within 2 s");
+    assert_eq!(read(stream).await, ("From nine to nine.".into(), None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chain_without_a_canned_tier_reports_exhaustion_for_the_apology() {
+    let (sim, mut chains) = setup(|s| {
+        s.openai.faults = vec![FaultRule::always(Fault::status(503))];
+        s.anthropic.faults = vec![FaultRule::always(Fault::StreamError { events: 0 })];
+    })
+    .await;
+    let mut agent = agent(&sim);
+    agent.providers.llm.truncate(2);
+    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    chains.llm = build_chains(&agent, &ctx).await.llm;
+    let exhausted = chains.llm.stream(&request()).await.unwrap_err();
+    let reasons: Vec<_> = exhausted.attempts.iter().map(|a| (a.provider.as_str(), a.outcome.clone())).collect();
+    assert!(
+        matches!(reasons[0], ("openai", AttemptOutcome::Failed(ProviderError::Server { status: 503, .. }))),
+        "{reasons:?}"
+    );
+    assert!(
+        matches!(reasons[1], ("anthropic", AttemptOutcome::Failed(ProviderError::Server { status: 529, .. }))),
+        "{reasons:?}"
+    );
+    assert!(exhausted.to_string().contains("every provider"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_provider_is_skipped_by_its_open_breaker_and_probed_after_30_s() {
+    let (sim, chains) = setup(|s| s.openai.faults = vec![FaultRule::first(5, Fault::status(500))]).await;
+    for _ in 0..5 {
+        assert_eq!(chains.llm.stream(&request()).await.unwrap().provider, "anthropic");
+    }
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.attempts[0].outcome, AttemptOutcome::BreakerOpen);
+    assert_eq!(sim.request_count(Provider::OpenAi), 5, "no request while the breaker is open");
+    drop(stream);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    // The half-open probe succeeds (the simulator recovered after five faults).
+    assert_eq!(chains.llm.stream(&request()).await.unwrap().provider, "openai");
+    let breaker = golos_providers::Breakers::default();
+    assert!(matches!(breaker.get("unused").lock().unwrap().state(), BreakerState::Closed { .. }));
+}
+
+fn sentence() -> TtsRequest {
+    TtsRequest { text: "From nine to nine".into(), language: "en-US".into(), sample_rate: 8_000 }
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_elevenlabs_audio_hands_the_sentence_to_google_at_the_deadline() {
+    let (sim, chains) =
+        setup(|s| s.elevenlabs.faults = vec![FaultRule::first(1, Fault::Slow { first_ms: 4_000 })]).await;
+    let started = Instant::now();
+    let audio = chains.tts.synthesize(&sentence()).await.unwrap();
+    assert_eq!(audio.provider, "google");
+    assert_eq!(audio.attempts[0].after, Duration::from_millis(1_500));
+    assert_eq!(started.elapsed(), Duration::from_millis(1_600), "deadline plus Google's 100 ms");
+    let samples: usize = audio.map(|c| c.unwrap().samples.len()).collect::<Vec<_>>().await.iter().sum();
+    assert_eq!(samples, 4 * 1_600, "four words of 200 ms at 8 kHz");
+    assert_eq!(chains.tts.synthesize(&sentence()).await.unwrap().provider, "elevenlabs", "the next sentence");
+    assert_eq!(sim.request_count(Provider::Google), 1);
+}
+
+/// On the real clock: espeak-ng is a real process, which tokio's paused clock would not wait
+/// for. Nothing here measures time.
+#[tokio::test]
+async fn with_both_cloud_voices_down_espeak_ng_speaks() {
+    let (_sim, chains) = setup(|s| {
+        s.elevenlabs.faults = vec![FaultRule::always(Fault::status(503))];
+        s.google.faults = vec![FaultRule::always(Fault::rate_limited(1))];
+    })
+    .await;
+    let audio = chains.tts.synthesize(&sentence()).await.unwrap();
+    assert_eq!(audio.provider, "espeak-ng");
+    let providers: Vec<&str> = audio.attempts.iter().map(|a| a.provider.as_str()).collect();
+    assert_eq!(providers, ["elevenlabs", "google"]);
+    let samples: usize = audio.map(|c| c.unwrap().samples.len()).collect::<Vec<_>>().await.iter().sum();
+    assert!(samples > 4_000, "espeak-ng spoke {samples} samples");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stt_falls_back_from_deepgram_to_the_grammar_recogniser() {
+    let (_sim, chains) = setup(|s| s.deepgram.faults = vec![FaultRule::always(Fault::status(500))]).await;
+    let mut config = SttConfig::new("en-US", 8_000);
+    config.phrases = vec!["when are you open".into()];
+    let (session, attempts) = chains.stt.open(&config).await.unwrap();
+    assert_eq!(session.provider(), "pocketsphinx");
+    assert!(matches!(attempts[0].outcome, AttemptOutcome::Failed(ProviderError::Server { status: 500, .. })));
+    // Russian has no grammar model here: the tier is skipped with its reason, and the chain
+    // reports exhaustion for the engine's DTMF menu.
+    let exhausted = chains.stt.open(&SttConfig::new("ru-RU", 8_000)).await.unwrap_err();
+    assert!(
+        matches!(&exhausted.attempts[1].outcome, AttemptOutcome::Failed(ProviderError::Unavailable(r)) if r.contains("ru-RU")),
+        "{exhausted:?}"
+    );
+}
