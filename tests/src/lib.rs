@@ -27,7 +27,11 @@ pub struct RunningGolos {
 impl RunningGolos {
     /// Starts `golos serve --listen 127.0.0.1:0` over the embedded backend.
     pub fn start(extra_env: &[(&str, &str)]) -> Self {
-        let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra_env)
+    }
+
+    /// Starts over an existing data directory (a restart, or secrets put there beforehand).
+    pub fn start_in(data_dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(golos_binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--backend", "local", "--data-dir"])
@@ -63,6 +67,25 @@ impl RunningGolos {
         (status, body)
     }
 
+    /// `http://<addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The operator API key golos created in its data directory on first start.
+    pub fn operator_key(&self) -> String {
+        read_secret(self.data_dir.path(), "operator-api-key")
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs: a crash) and hands back the
+    /// data directory for a restart.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -76,4 +99,9 @@ impl Drop for RunningGolos {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A secret golos keeps in its data directory (`<data>/secrets/<name>`).
+pub fn read_secret(data_dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(data_dir.join("secrets").join(name)).expect("secret file").trim().to_owned()
 }
