@@ -65,8 +65,8 @@ pub(crate) async fn messages(
     if !request.get("max_tokens").is_some_and(Value::is_u64) {
         return fail(StatusCode::BAD_REQUEST, "invalid_request_error", "max_tokens: Field required");
     }
-    if !request.get("messages").is_some_and(Value::is_array) {
-        return fail(StatusCode::BAD_REQUEST, "invalid_request_error", "messages: Field required");
+    if let Err(message) = crate::validate::anthropic(&request) {
+        return fail(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
     }
 
     match fault {

@@ -27,6 +27,7 @@ mod log;
 mod openai;
 mod paced;
 pub mod scenario;
+mod validate;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};

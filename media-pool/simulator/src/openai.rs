@@ -75,15 +75,10 @@ pub(crate) async fn chat_completions(
             &request_id,
         );
     };
-    if !request.get("messages").is_some_and(Value::is_array) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Missing required parameter: 'messages'.",
-            "invalid_request_error",
-            Some("missing_required_parameter"),
-            None,
-            &request_id,
-        );
+    if let Err(e) = crate::validate::openai(&request) {
+        let body =
+            json!({"error": {"message": e.message, "type": "invalid_request_error", "param": e.param, "code": e.code}});
+        return common::json_error(StatusCode::BAD_REQUEST, &body, None, "x-request-id", &request_id);
     }
 
     match fault {
