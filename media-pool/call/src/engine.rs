@@ -127,6 +127,15 @@ pub struct CallEngine {
     max_duration_fired: bool,
 }
 
+/// A frame buffer for a new chunk, reused from finished ones and sized for the chunk's
+/// estimated audio up front, so frames arriving later never grow it (no allocation per frame).
+fn frame_buffer(pool: &mut Vec<VecDeque<Frame>>, text: &str, ms_per_char: u32) -> VecDeque<Frame> {
+    let estimate = (text.chars().count() as u64 * u64::from(ms_per_char)).div_ceil(20) as usize + 8;
+    let mut frames = pool.pop().unwrap_or_default();
+    frames.reserve(estimate);
+    frames
+}
+
 impl CallEngine {
     /// A call answered at `now`. The greeting, if any, is requested at once.
     pub fn new(config: Arc<CallConfig>, now: Instant) -> Self {
@@ -476,6 +485,7 @@ impl CallEngine {
         self.context[message].content.push_str(text);
         let Response { chunker, segments, .. } = &mut self.resp;
         let pool = &mut self.pool;
+        let ms_per_char = self.config.ms_per_char_estimate;
         chunker.push(text, |chunk| {
             segments.push_back(Segment {
                 kind: SegmentKind::Speech { message, start: chunk.start },
@@ -484,7 +494,7 @@ impl CallEngine {
                 ended: false,
                 received: 0,
                 played: 0,
-                frames: pool.pop().unwrap_or_default(),
+                frames: frame_buffer(pool, chunk.text, ms_per_char),
             });
         });
         self.pump_tts(now);
@@ -553,6 +563,7 @@ impl CallEngine {
         let Some(message) = self.resp.message else { return };
         let Response { chunker, segments, .. } = &mut self.resp;
         let pool = &mut self.pool;
+        let ms_per_char = self.config.ms_per_char_estimate;
         chunker.finish(|chunk| {
             segments.push_back(Segment {
                 kind: SegmentKind::Speech { message, start: chunk.start },
@@ -561,7 +572,7 @@ impl CallEngine {
                 ended: false,
                 received: 0,
                 played: 0,
-                frames: pool.pop().unwrap_or_default(),
+                frames: frame_buffer(pool, chunk.text, ms_per_char),
             });
         });
         self.pump_tts(now);
@@ -866,7 +877,7 @@ impl CallEngine {
     }
 
     fn push_segment(&mut self, kind: SegmentKind, text: &str) {
-        let frames = self.pool.pop().unwrap_or_default();
+        let frames = frame_buffer(&mut self.pool, text, self.config.ms_per_char_estimate);
         self.resp.segments.push_back(Segment {
             kind,
             text: Arc::from(text),
@@ -1040,7 +1051,7 @@ impl CallEngine {
                 self.context.remove(message);
             } else {
                 let text = self.context[message].content.clone();
-                self.transcript(Role::Assistant, &text, at);
+                self.emit(Output::Event(Event::Transcript { role: Role::Assistant, text, at }));
             }
         }
         self.report_turn();
