@@ -134,13 +134,19 @@ impl Params {
         let number = |name: &str| -> Result<Option<u64>, String> {
             q.get(name).map(|v| v.parse().map_err(|_| format!("Invalid {name}: {v}"))).transpose()
         };
-        let encoding = match q.get("encoding").map_or("linear16", String::as_str) {
+        // Raw audio needs both (https://developers.deepgram.com/docs/encoding); without them
+        // Deepgram expects a container, which the simulator does not parse.
+        let (Some(encoding), Some(sample_rate)) = (q.get("encoding"), number("sample_rate")?) else {
+            return Err(
+                "encoding and sample_rate are both required for raw audio (golos-simulator takes no containers)".into(),
+            );
+        };
+        let encoding = match encoding.as_str() {
             "linear16" => Encoding::Linear16,
             "mulaw" => Encoding::Mulaw,
             "alaw" => Encoding::Alaw,
             other => return Err(format!("golos-simulator does not decode encoding {other}")),
         };
-        let sample_rate = number("sample_rate")?.unwrap_or(16_000);
         if !(8000..=48_000).contains(&sample_rate) {
             return Err(format!("Invalid sample_rate: {sample_rate}"));
         }
@@ -621,7 +627,7 @@ mod tests {
 
     #[test]
     fn odd_byte_splits_and_mulaw_silence() {
-        let mut d = detector(&[("endpointing", "20")]);
+        let mut d = detector(&[("encoding", "linear16"), ("sample_rate", "16000"), ("endpointing", "20")]);
         let audio = frames(true, 10);
         let mut out = Vec::new();
         for piece in audio.chunks(333) {

@@ -262,7 +262,9 @@ async fn auth_is_checked_before_the_upgrade_and_the_subprotocol_form_works() {
             other => panic!("expected HTTP 401, got {other:?}"),
         }
     }
-    let mut request = format!("{}/v1/listen?encoding=linear16", sim.deepgram_ws_url()).into_client_request().unwrap();
+    let mut request = format!("{}/v1/listen?encoding=linear16&sample_rate=16000", sim.deepgram_ws_url())
+        .into_client_request()
+        .unwrap();
     request.headers_mut().insert("sec-websocket-protocol", "token, right".parse().unwrap());
     let (_ws, response) = tokio_tungstenite::connect_async_with_config(request, None, true).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "token");
@@ -283,17 +285,30 @@ async fn faults_rejected_upgrade_reset_and_stream_error() {
         other => panic!("expected HTTP 429, got {other:?}"),
     }
 
-    let ws = connect(&sim, "model=nova-reset&encoding=linear16&vad_events=true", Some("Token k")).await.unwrap();
+    let ws = connect(&sim, "model=nova-reset&encoding=linear16&sample_rate=16000&vad_events=true", Some("Token k"))
+        .await
+        .unwrap();
     let (received, error) = run_call(ws, workload_utterance()).await;
     assert_eq!(received.len(), 1, "SpeechStarted, then the connection drops");
     assert!(received.iter().all(|r| !matches!(r.message, Message::Close(_))), "no close frame on a reset");
     assert!(error.is_some());
 
-    let ws = connect(&sim, "model=nova-error&encoding=linear16", Some("Token k")).await.unwrap();
+    let ws = connect(&sim, "model=nova-error&encoding=linear16&sample_rate=16000", Some("Token k")).await.unwrap();
     let (received, _) = run_call(ws, vec![true; 10]).await;
     match &received[0].message {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1011),
         other => panic!("expected close 1011, got {other:?}"),
     }
     assert_eq!(sim.request_count(Provider::Deepgram), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn raw_audio_needs_encoding_and_sample_rate() {
+    let sim = Simulator::start(Scenario::default()).await.unwrap();
+    for query in ["encoding=linear16", "sample_rate=16000", "encoding=opus&sample_rate=48000"] {
+        match connect(&sim, query, Some("Token k")).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400, "{query}"),
+            other => panic!("expected HTTP 400 for {query}, got {other:?}"),
+        }
+    }
 }
