@@ -174,6 +174,7 @@ pub(crate) struct Detector {
     transcripts: Vec<Transcript>,
     interim_after_ms: u64,
     no_endpointing_final_ms: u64,
+    silence_finals_ms: Option<u64>,
     threshold: u16,
     request_id: String,
     /// Interleaved samples per 10 ms analysis frame.
@@ -207,6 +208,7 @@ impl Detector {
             },
             interim_after_ms: cfg.interim_after_ms,
             no_endpointing_final_ms: cfg.no_endpointing_final_ms,
+            silence_finals_ms: cfg.silence_finals_ms,
             threshold: cfg.energy_threshold,
             request_id,
             frame_samples,
@@ -301,12 +303,20 @@ impl Detector {
                 let speech_final = self.params.endpointing_ms.is_some();
                 self.finish_utterance(end, speech_final, false, out);
             }
-        } else if let (Some(last_word_end), Some(gap)) = (self.pending_utterance_end, self.params.utterance_end_ms) {
-            if self.seconds(end) - self.seconds(last_word_end) >= gap as f64 / 1000.0 - 1e-9 {
-                self.pending_utterance_end = None;
-                let ue =
-                    json!({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.seconds(last_word_end)});
-                out.push(ue.to_string());
+        } else {
+            if let (Some(last_word_end), Some(gap)) = (self.pending_utterance_end, self.params.utterance_end_ms) {
+                if self.seconds(end) - self.seconds(last_word_end) >= gap as f64 / 1000.0 - 1e-9 {
+                    self.pending_utterance_end = None;
+                    let ue = json!({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.seconds(last_word_end)});
+                    out.push(ue.to_string());
+                }
+            }
+            if let Some(every) = self.silence_finals_ms {
+                let window = u64::from(self.params.format.sample_rate) * u64::from(self.params.channels) * every / 1000;
+                if end - self.segment_start >= window {
+                    out.push(self.results("", end, true, false, false));
+                    self.segment_start = end;
+                }
             }
         }
     }
@@ -334,7 +344,7 @@ impl Detector {
     }
 
     fn results(&self, text: &str, end: u64, is_final: bool, speech_final: bool, from_finalize: bool) -> String {
-        let confidence = self.transcript().confidence;
+        let confidence = if text.is_empty() { 0.0 } else { self.transcript().confidence };
         let words: Vec<&str> = text.split_whitespace().collect();
         let from = self.seconds(self.speech_start);
         let to = self.seconds(if is_final { self.last_speech_end } else { end });
@@ -638,6 +648,30 @@ mod tests {
         let mut d = detector(&[("encoding", "mulaw"), ("sample_rate", "8000")]);
         d.push_audio(&[0xFF; 8000], &mut out);
         assert_eq!(out.len(), 1, "mu-law silence (0xFF) is not speech");
+    }
+
+    #[test]
+    fn silence_finals_are_empty_and_do_not_count_as_utterances() {
+        let q: HashMap<String, String> = [("encoding", "linear16"), ("sample_rate", "16000")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let cfg = SttScenario { silence_finals_ms: Some(1000), ..SttScenario::default() };
+        let mut d = Detector::new(Params::parse(&q, &cfg).unwrap(), &cfg, "rid".into());
+        let mut out = Vec::new();
+        d.push_audio(&frames(false, 125), &mut out);
+        assert_eq!(out.len(), 2, "one empty final per second of silence");
+        let v: Value = serde_json::from_str(&out[1]).unwrap();
+        assert_eq!(v["is_final"], true);
+        assert_eq!(v["speech_final"], false);
+        assert_eq!(v["channel"]["alternatives"][0]["transcript"], "");
+        assert_eq!(v["start"], 1.0);
+        assert_eq!(v["duration"], 1.0);
+        d.push_audio(&frames(true, 10), &mut out);
+        d.push_audio(&frames(false, 1), &mut out);
+        let v: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+        assert_eq!(v["channel"]["alternatives"][0]["transcript"], "what are your opening hours");
+        assert_eq!(d.utterance, 1);
     }
 
     #[test]

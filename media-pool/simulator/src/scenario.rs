@@ -171,6 +171,10 @@ pub struct SttScenario {
     pub result_delay_ms: u64,
     /// Deepgram closes a connection that sent neither audio nor KeepAlive for this long.
     pub idle_timeout_ms: u64,
+    /// When set, silence with no utterance in progress is finalized every this many ms with an
+    /// empty transcript, as Deepgram does; clients must not take those for a turn. Off by default
+    /// so the workload stays minimal.
+    pub silence_finals_ms: Option<u64>,
     pub faults: Vec<FaultRule>,
 }
 
@@ -185,6 +189,7 @@ impl Default for SttScenario {
             energy_threshold: 64,
             result_delay_ms: 0,
             idle_timeout_ms: 10_000,
+            silence_finals_ms: None,
             faults: Vec::new(),
         }
     }
