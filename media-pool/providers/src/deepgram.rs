@@ -247,6 +247,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tls_connector_builds_without_a_process_default_provider() {
+        assert!(matches!(tls(), Connector::Rustls(_)));
+    }
+
+    #[test]
     fn maps_results_and_events() {
         let result = r#"{"type":"Results","channel_index":[0,1],"duration":1.2,"start":0.0,"is_final":true,"speech_final":true,
             "channel":{"alternatives":[{"transcript":"когда вы открыты","confidence":0.91,"words":[]}]}}"#;

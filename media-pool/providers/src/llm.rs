@@ -3,7 +3,8 @@
 use crate::ProviderError;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use serde_json::Value;
+use golos_domain::agent::ToolSpec;
+use serde_json::{json, Value};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +51,25 @@ pub struct ToolDefinition {
     pub description: String,
     /// A JSON schema of `"type": "object"`.
     pub parameters: Value,
+}
+
+impl ToolDefinition {
+    /// What the model is told of an agent's tool. Built-ins get the schemas the call engine
+    /// reads: `send_dtmf` takes `digits`, the others an optional `reason`.
+    pub fn from_spec(spec: &ToolSpec) -> Self {
+        let reason = || json!({"type": "object", "properties": {"reason": {"type": "string"}}});
+        let (description, parameters) = match spec {
+            ToolSpec::Function { description, parameters, .. } => (description.clone(), parameters.clone()),
+            ToolSpec::EndCall => ("End the call politely once the caller has what they need.".to_owned(), reason()),
+            ToolSpec::TransferCall { .. } => ("Transfer the caller to a person at the business.".to_owned(), reason()),
+            ToolSpec::EscalateToHuman => ("Ask a person to take over this conversation.".to_owned(), reason()),
+            ToolSpec::SendDtmf => (
+                "Press keys on the phone line, e.g. to navigate a menu.".to_owned(),
+                json!({"type": "object", "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-D]+$"}}, "required": ["digits"]}),
+            ),
+        };
+        Self { name: spec.name().to_owned(), description, parameters }
+    }
 }
 
 /// A complete tool call. `arguments` is the JSON text exactly as the model produced it: the
@@ -99,4 +119,30 @@ pub trait LlmProvider: Send + Sync + fmt::Debug {
     /// Starts a completion. Errors known before the first event (connection, HTTP status)
     /// come back here; later ones as the stream's last item.
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_definitions_come_from_the_agent_tools() {
+        let book = ToolSpec::Function {
+            name: "book".into(),
+            description: "Book a table".into(),
+            parameters: json!({"type": "object"}),
+            url: "https://x.example/".into(),
+            timeout_ms: 1_000,
+        };
+        assert_eq!(ToolDefinition::from_spec(&book).parameters, json!({"type": "object"}));
+        let dtmf = ToolDefinition::from_spec(&ToolSpec::SendDtmf);
+        assert_eq!((dtmf.name.as_str(), &dtmf.parameters["required"]), ("send_dtmf", &json!(["digits"])));
+        assert_eq!(ToolDefinition::from_spec(&ToolSpec::EndCall).name, "end_call");
+    }
+
+    #[test]
+    fn empty_arguments_are_an_empty_object() {
+        let call = ToolCall { id: "1".into(), name: "end_call".into(), arguments: " ".into() };
+        assert_eq!(call.parse_arguments().unwrap(), json!({}));
+    }
 }
