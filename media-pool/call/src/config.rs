@@ -23,6 +23,10 @@ pub struct CallConfig {
     pub barge_in_grace: Duration,
     /// Final transcripts that never interrupt (lower case, punctuation ignored).
     pub backchannels: Vec<String>,
+    /// `true` (default): barge-in pauses the agent at once and cancels LLM and TTS when the
+    /// caller's words show it was not a backchannel. `false`: barge-in cancels at once, so
+    /// backchannels are only ignored when they did not last `barge_in_min_speech`.
+    pub barge_in_waits_for_words: bool,
     /// After a paused barge-in without words, resume the agent this long after the caller
     /// stopped speaking (1 s).
     pub false_interruption_timeout: Duration,
@@ -114,6 +118,7 @@ impl Default for CallConfig {
             ]
             .map(str::to_owned)
             .to_vec(),
+            barge_in_waits_for_words: true,
             false_interruption_timeout: Duration::from_secs(1),
             filler_after: Duration::from_millis(700),
             filler: Some("Сейчас…".to_owned()),
@@ -200,5 +205,73 @@ impl CallConfig {
             .collect();
         // "ага, ага" and "да да" are still backchannels; anything with another word is not.
         !words.is_empty() && words.len() <= 3 && words.iter().all(|w| self.backchannels.iter().any(|b| b == w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use golos_domain::agent::{AgentLimits, ProviderChains, TtsKind, VoiceConfig};
+    use golos_domain::PhoneNumber;
+
+    fn agent(language: &str) -> AgentConfig {
+        AgentConfig {
+            name: "Hours".to_owned(),
+            system_prompt: "You answer questions about opening hours.".to_owned(),
+            greeting: Some("Здравствуйте!".to_owned()),
+            language: language.to_owned(),
+            voice: VoiceConfig { provider: TtsKind::Elevenlabs, voice_id: "v1".to_owned() },
+            providers: ProviderChains::default(),
+            tools: vec![
+                ToolSpec::Function {
+                    name: "get_hours".to_owned(),
+                    description: "Opening hours of a day".to_owned(),
+                    parameters: serde_json::json!({"type": "object"}),
+                    url: "https://example.com/hours".to_owned(),
+                    timeout_ms: 2_000,
+                },
+                ToolSpec::EndCall,
+                ToolSpec::TransferCall { destination: PhoneNumber::parse("+7 999 000-11-22").unwrap() },
+            ],
+            faq: Vec::new(),
+            limits: AgentLimits { max_concurrent_calls: 10, max_call_duration_secs: 600, silence_timeout_secs: 45 },
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn from_agent_takes_prompt_greeting_limits_and_tools() {
+        let config = CallConfig::from_agent(&agent("ru-RU"));
+        assert_eq!(config.system_prompt, "You answer questions about opening hours.");
+        assert_eq!(config.greeting.as_deref(), Some("Здравствуйте!"));
+        assert_eq!(config.max_call_duration, Duration::from_secs(600));
+        assert_eq!(config.silence_timeout, Duration::from_secs(45));
+        assert_eq!(config.filler.as_deref(), Some("Сейчас…"));
+        assert_eq!(
+            config.tools,
+            vec![
+                ToolConfig {
+                    name: "get_hours".to_owned(),
+                    kind: ToolKind::Function { timeout: Duration::from_secs(2) }
+                },
+                ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall },
+                ToolConfig {
+                    name: "transfer_call".to_owned(),
+                    kind: ToolKind::TransferCall { destination: Some("+79990001122".to_owned()) }
+                },
+            ]
+        );
+        assert_eq!(CallConfig::from_agent(&agent("en-US")).filler.as_deref(), Some("One moment…"));
+    }
+
+    #[test]
+    fn backchannels() {
+        let config = CallConfig::default();
+        for text in ["ага", "Угу.", "да, да", "OK!", "mhm", "ага ага ага"] {
+            assert!(config.is_backchannel(text), "{text}");
+        }
+        for text in ["", "да нет", "стоп", "ага ага ага ага", "okay wait"] {
+            assert!(!config.is_backchannel(text), "{text}");
+        }
     }
 }

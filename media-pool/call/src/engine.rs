@@ -139,7 +139,7 @@ fn frame_buffer(pool: &mut Vec<VecDeque<Frame>>, text: &str, ms_per_char: u32) -
 impl CallEngine {
     /// A call answered at `now`. The greeting, if any, is requested at once.
     pub fn new(config: Arc<CallConfig>, now: Instant) -> Self {
-        let mut context = Vec::with_capacity(16);
+        let mut context = Vec::new();
         if !config.system_prompt.is_empty() {
             context.push(Message::new(Role::System, config.system_prompt.clone()));
         }
@@ -153,7 +153,7 @@ impl CallEngine {
             json_retries: 0,
             message: None,
             chunker: Chunker::new(config.chunk_max_chars),
-            segments: VecDeque::with_capacity(config.tts_queue_limit + 4),
+            segments: VecDeque::new(),
             filler_at: None,
             tool_calls: Vec::new(),
             tools_waiting: VecDeque::new(),
@@ -168,7 +168,7 @@ impl CallEngine {
             next_id: 0,
             turn: 0,
             context,
-            out: VecDeque::with_capacity(16),
+            out: VecDeque::with_capacity(8),
             resp,
             times: TurnTimes::default(),
             pool: Vec::new(),
@@ -907,6 +907,10 @@ impl CallEngine {
         if !self.resp.active || self.resp.final_words || self.paused_at.is_some() {
             return;
         }
+        if !self.config.barge_in_waits_for_words {
+            self.commit_interruption(at);
+            return;
+        }
         self.paused_at = Some(at);
         self.barge_in_at = None;
         self.emit(Output::FlushPlayout);
@@ -1057,6 +1061,9 @@ impl CallEngine {
         self.report_turn();
         let after = self.resp.after.take();
         self.reset_response();
+        // An idle call keeps no audio buffers (thousands of calls wait for their callers); the
+        // pool's own slots stay, so recycling during the next turn does not allocate.
+        self.pool.clear();
         self.speaking_since = None;
         self.last_activity = now;
         self.emit(Output::Event(Event::AgentDone { at }));
@@ -1133,7 +1140,7 @@ impl CallEngine {
             interrupted: t.interrupted,
             filler: t.filler,
         };
-        self.emit(Output::Event(Event::Turn(metrics)));
+        self.emit(Output::Event(Event::Turn(Box::new(metrics))));
     }
 
     fn transcript(&mut self, role: Role, text: &str, at: Instant) {

@@ -222,7 +222,8 @@ pub struct TurnMetrics {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// Sent when the turn's first audio goes out, or when the turn ends without audio.
-    Turn(TurnMetrics),
+    /// Boxed: the largest payload, once per turn, would otherwise size every output.
+    Turn(Box<TurnMetrics>),
     Transcript {
         role: Role,
         text: String,

@@ -31,13 +31,17 @@ fn steady_state_frames_and_ticks_do_not_allocate() {
                 None => engine.handle_timeout(t0 + *at),
             }
             while let Some(output) = engine.poll_output() {
-                turn_ended |= matches!(output, Output::Event(Event::AgentDone { .. }));
+                turn_ended |= matches!(output, Output::Event(Event::AgentDone { .. } | Event::Turn(_)));
                 drop(output);
             }
         });
         if at.as_millis() >= u128::from(second) {
             if per_frame {
-                assert!(info.count_total == 0 || turn_ended, "a frame at {at:?} allocated");
+                assert!(
+                    info.count_total == 0 || turn_ended,
+                    "a frame step at {at:?} ({ev:?}) allocated {} times",
+                    info.count_total
+                );
                 frame_allocs += info.count_total;
                 frame_steps += 1;
             } else {
@@ -47,6 +51,41 @@ fn steady_state_frames_and_ticks_do_not_allocate() {
     }
     println!("second turn: {frame_steps} frame/tick steps, {frame_allocs} allocations; other inputs: {other_allocs}");
     assert!(frame_steps >= 590, "{frame_steps}");
-    // The one allocation: the assistant's transcript event when the turn's last frame plays.
-    assert_eq!(frame_allocs, 1);
+    // Two allocations per turn, none per frame: the boxed turn metrics at the first frame out,
+    // and the assistant's transcript event when the last frame plays.
+    assert_eq!(frame_allocs, 2);
+}
+
+#[test]
+fn heap_per_call_after_a_turn() {
+    // The engine's own heap after one WORKLOAD turn (context, reusable buffers), with the
+    // provider frames it no longer holds excluded: what a worker keeps per idle call.
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(10_000);
+    let t0 = std::time::Instant::now();
+    let frame: Frame = Arc::from(vec![3_000i16; 320]);
+    let config = Arc::new(CallConfig { greeting: None, ..CallConfig::english() });
+    let mut engine = None;
+    let info = allocation_counter::measure(|| {
+        let mut call = CallEngine::new(Arc::clone(&config), t0);
+        for (at, ev) in &sim.trace {
+            match ev {
+                Some(ev) => call.handle(input_of(ev, t0, &frame), t0 + *at),
+                None => call.handle_timeout(t0 + *at),
+            }
+            while let Some(output) = call.poll_output() {
+                drop(output);
+            }
+        }
+        engine = Some(call);
+    });
+    let inline = std::mem::size_of::<CallEngine>();
+    println!("size_of Output {}", std::mem::size_of::<Output>());
+    println!(
+        "after one turn: {} heap bytes live, {inline} inline, peak {} heap bytes",
+        info.bytes_current, info.bytes_max
+    );
+    assert!(info.bytes_current < 16 * 1024, "{}", info.bytes_current);
+    drop(engine);
 }

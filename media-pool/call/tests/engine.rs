@@ -12,7 +12,7 @@ fn turn_metrics(sim: &Sim) -> Vec<TurnMetrics> {
     sim.log
         .iter()
         .filter_map(|(_, o)| match o {
-            Output::Event(Event::Turn(m)) => Some(*m),
+            Output::Event(Event::Turn(m)) => Some(**m),
             _ => None,
         })
         .collect()
@@ -132,6 +132,25 @@ fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
     let last_two: Vec<(&str, Role)> =
         messages[messages.len() - 2..].iter().map(|m| (m.content.as_str(), m.role)).collect();
     assert_eq!(last_two, [("Sure. We're open", Role::Assistant), ("wait actually what about sunday", Role::User)]);
+}
+
+#[test]
+fn strict_barge_in_cancels_everything_at_speech_start_plus_100_ms() {
+    let mut sim = Sim::new(CallConfig { barge_in_waits_for_words: false, ..CallConfig::english() });
+    // A 60-token answer, so the LLM still streams when the caller cuts in.
+    let tokens: Vec<&str> = support::WORKLOAD_TOKENS.repeat(2);
+    sim.replies.push_back(Reply::text(200, &tokens));
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(3_300, Ev::SpeechStarted { at_ms: 3_300 });
+    sim.run_until(4_100);
+    // 3300: inside the grace window, so at 3600 (agent audio from 3100); the LLM still streams.
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_600]);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. }))), [3_600, 3_600]);
+    assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(3_600));
+    assert_eq!(sim.play_times().last(), Some(&3_580));
+    // 25 frames heard: "Sure." (10) and 15 of the next chunk's.
+    let assistant = sim.engine.context().iter().rfind(|m| m.role == Role::Assistant).unwrap();
+    assert_eq!(assistant.content, "Sure.");
 }
 
 #[test]
