@@ -234,3 +234,15 @@ async fn stt_falls_back_from_deepgram_to_the_grammar_recogniser() {
         "{exhausted:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_stalls_after_its_first_token_ends_at_the_total_timeout() {
+    let (_sim, chains) = setup(|s| s.openai.faults = vec![FaultRule::always(Fault::StallAfter { events: 3 })]).await;
+    let started = Instant::now();
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.provider, "openai");
+    let (text, error) = read(stream).await;
+    assert!(!text.is_empty());
+    assert!(matches!(error, Some(ProviderError::Timeout(_))), "{error:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
