@@ -4,6 +4,7 @@
 use golos_providers::sse::{SseEvent, SseParser};
 use golos_providers::wav;
 use proptest::prelude::*;
+use std::fmt::Write as _;
 
 fn event() -> impl Strategy<Value = SseEvent> {
     ("[a-z_]{1,12}", proptest::collection::vec("[^\r\n]{0,30}", 1..4))
@@ -14,9 +15,9 @@ fn encode(events: &[SseEvent], crlf: bool) -> Vec<u8> {
     let nl = if crlf { "\r\n" } else { "\n" };
     let mut out = String::new();
     for e in events {
-        out.push_str(&format!(": keep-alive{nl}event: {}{nl}", e.event));
+        let _ = write!(out, ": keep-alive{nl}event: {}{nl}", e.event);
         for line in e.data.split('\n') {
-            out.push_str(&format!("data: {line}{nl}"));
+            let _ = write!(out, "data: {line}{nl}");
         }
         out.push_str(nl);
     }
