@@ -293,6 +293,7 @@ impl CallEngine {
             Input::SpeechStarted { at } => self.on_speech_started(at, now),
             Input::SpeechStopped { at } => self.on_speech_stopped(at, now),
             Input::SttInterim { text, .. } => {
+                self.last_activity = now;
                 if self.paused_at.is_some() && !text.trim().is_empty() && !self.config.is_backchannel(text) {
                     self.commit_interruption(now);
                 }
@@ -817,7 +818,6 @@ impl CallEngine {
             }
             if self.times.first_audio_out.is_none() && self.times.final_at.is_some() {
                 self.times.first_audio_out = Some(slot);
-                self.report_turn();
             }
             self.out.push_back(Output::PlayAudio(frame));
         }

@@ -221,8 +221,9 @@ pub struct TurnMetrics {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Sent when the turn's first audio goes out, or when the turn ends without audio.
-    /// Boxed: the largest payload, once per turn, would otherwise size every output.
+    /// Sent when the turn ends: its audio finished, or the caller cut it off
+    /// (`interrupted`). Boxed: the largest payload, once per turn, would otherwise size every
+    /// output.
     Turn(Box<TurnMetrics>),
     Transcript {
         role: Role,

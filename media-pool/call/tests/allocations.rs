@@ -51,8 +51,8 @@ fn steady_state_frames_and_ticks_do_not_allocate() {
     }
     println!("second turn: {frame_steps} frame/tick steps, {frame_allocs} allocations; other inputs: {other_allocs}");
     assert!(frame_steps >= 590, "{frame_steps}");
-    // Two allocations per turn, none per frame: the boxed turn metrics at the first frame out,
-    // and the assistant's transcript event when the last frame plays.
+    // Two allocations per turn, none per frame: the boxed turn metrics and the assistant's
+    // transcript, both when the turn's last frame plays.
     assert_eq!(frame_allocs, 2);
 }
 

@@ -119,6 +119,10 @@ fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
     // The transcript's words commit it: both TTS streams still synthesising are cancelled.
     let cancels = sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. })));
     assert_eq!(cancels, [4_400, 4_400]);
+    let metrics = turn_metrics(&sim);
+    assert_eq!(metrics.len(), 1);
+    assert!(metrics[0].interrupted);
+    assert_eq!(metrics[0].added, Some(Duration::ZERO));
     assert!(sim.log.iter().any(
         |(t, o)| t.as_millis() == 4_400 && matches!(o, Output::Event(Event::Interruption { committed: true, .. }))
     ));
