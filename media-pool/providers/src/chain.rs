@@ -5,7 +5,7 @@
 //! failure surfaces as the stream's error, since the caller may already have played it.
 //! When every tier fails the chain says so with every attempt, for the caller's apology.
 
-use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use crate::llm::{LlmEvent, LlmProvider, LlmRequest};
 use crate::stt::{SttConfig, SttProvider, SttSession};
 use crate::tts::{AudioChunk, TtsProvider, TtsRequest};
@@ -229,6 +229,43 @@ impl<P: ?Sized + Named + Send + Sync> Chain<P> {
     }
 }
 
+impl<P: ?Sized + Named + Send + Sync> Chain<P> {
+    /// Probes every tier whose breaker is not closed and lets a probe through now, one
+    /// request each, up to its first output. Returns what each probe found.
+    async fn probe_with<'a, T: Send + 'static>(
+        &'a self,
+        start: impl Fn(Arc<P>) -> Started<'a, T>,
+    ) -> Vec<(String, Result<(), ProviderError>)> {
+        let mut found = Vec::new();
+        for tier in &self.tiers {
+            let permitted = {
+                let mut breaker = tier.breaker.lock().expect("breaker");
+                !matches!(breaker.state(), BreakerState::Closed { .. })
+                    && breaker.try_acquire(Instant::now().into_std())
+            };
+            if !permitted {
+                continue;
+            }
+            let deadline = Instant::now() + self.config.first_output_deadline;
+            let outcome = tokio::time::timeout_at(deadline, async {
+                match start(tier.provider.clone()).await?.next().await {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ProviderError::BadResponse("the probe's stream ended empty".into())),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(ProviderError::Timeout("the probe had no first output in time".into())));
+            match &outcome {
+                Ok(()) => tier.breaker.lock().expect("breaker").on_success(Instant::now().into_std()),
+                Err(error) => record_failure(&tier.breaker, error),
+            }
+            found.push((tier.provider.provider_name().to_owned(), outcome));
+        }
+        found
+    }
+}
+
 fn record_failure(breaker: &SharedBreaker, error: &ProviderError) {
     let mut breaker = breaker.lock().expect("breaker");
     if error.counts_against_provider() {
@@ -295,12 +332,24 @@ impl Chain<dyn LlmProvider> {
     pub async fn stream(&self, request: &LlmRequest) -> Result<ChainedLlm, Exhausted> {
         self.run("token", |provider| async move { provider.stream(request).await }.boxed()).await
     }
+
+    /// The background probe of DESIGN.md §4: sends `request` (keep it tiny, `max_tokens` 1)
+    /// to each tier whose breaker waits for a half-open probe, so a recovered provider is
+    /// found without a caller's turn paying for the try. The worker runs it on a timer.
+    pub async fn probe(&self, request: &LlmRequest) -> Vec<(String, Result<(), ProviderError>)> {
+        self.probe_with(|provider| async move { provider.stream(request).await }.boxed()).await
+    }
 }
 
 impl Chain<dyn TtsProvider> {
     /// Synthesizes with the first tier that produces audio in time.
     pub async fn synthesize(&self, request: &TtsRequest) -> Result<ChainedAudio, Exhausted> {
         self.run("audio", |provider| async move { provider.synthesize(request).await }.boxed()).await
+    }
+
+    /// As [`LlmChain::probe`], with a short sentence.
+    pub async fn probe(&self, request: &TtsRequest) -> Vec<(String, Result<(), ProviderError>)> {
+        self.probe_with(|provider| async move { provider.synthesize(request).await }.boxed()).await
     }
 }
 
@@ -471,6 +520,35 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         chain.stream(&request()).await.unwrap();
         assert_eq!(*flaky.calls.lock().unwrap(), 6, "the half-open probe");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_probes_close_a_recovered_breaker_without_a_callers_turn() {
+        let breakers = Breakers::default();
+        let failing = scripted("down", Script::Fail(ProviderError::Server { status: 500, message: String::new() }));
+        let backup = scripted("backup", answer(0, vec!["ok"]));
+        let down = chain(&[failing.clone(), backup.clone()], &breakers);
+        for _ in 0..5 {
+            down.stream(&request()).await.unwrap();
+        }
+        assert!(down.probe(&request()).await.is_empty(), "nothing is due before 30 s");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let probed = down.probe(&request()).await;
+        assert_eq!(probed.len(), 1, "only the open tier");
+        assert!(probed[0].1.is_err());
+        assert!(matches!(breakers.get("down").lock().unwrap().state(), BreakerState::Open { .. }));
+
+        // The same provider key, now answering: three probes close the breaker.
+        let recovered = scripted("down", answer(10, vec!["back"]));
+        let up = chain(&[recovered.clone(), backup], &breakers);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        for _ in 0..3 {
+            assert!(up.probe(&request()).await[0].1.is_ok());
+        }
+        assert_eq!(breakers.get("down").lock().unwrap().state(), BreakerState::Closed { consecutive_failures: 0 });
+        assert!(up.probe(&request()).await.is_empty());
+        assert_eq!(*recovered.calls.lock().unwrap(), 3);
+        assert_eq!(up.stream(&request()).await.unwrap().provider, "down");
     }
 
     #[tokio::test(start_paused = true)]
