@@ -35,6 +35,7 @@
 //! ```
 
 pub mod anthropic;
+pub mod apology;
 pub mod breaker;
 pub mod build;
 pub mod canned;
@@ -54,6 +55,7 @@ pub mod stt;
 pub mod tts;
 pub mod wav;
 
+pub use apology::{apology_audio, apology_text, ApologySource};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use build::{build_chains, secret_names, AgentChains, BuildContext, SkippedTier};
 pub use chain::{

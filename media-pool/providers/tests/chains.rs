@@ -246,3 +246,23 @@ async fn a_stream_that_stalls_after_its_first_token_ends_at_the_total_timeout() 
     assert!(matches!(error, Some(ProviderError::Timeout(_))), "{error:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(30));
 }
+
+/// On the real clock, since espeak-ng is a real process.
+#[tokio::test]
+async fn when_every_model_and_cloud_voice_is_down_the_caller_hears_a_spoken_apology() {
+    let (sim, mut chains) = setup(|s| {
+        s.openai.faults = vec![FaultRule::always(Fault::status(500))];
+        s.anthropic.faults = vec![FaultRule::always(Fault::status(529))];
+        s.elevenlabs.faults = vec![FaultRule::always(Fault::status(500))];
+        s.google.faults = vec![FaultRule::always(Fault::status(503))];
+    })
+    .await;
+    let mut agent = agent(&sim);
+    agent.providers.llm.truncate(2);
+    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    chains.llm = build_chains(&agent, &ctx).await.llm;
+    assert!(chains.llm.stream(&request()).await.is_err());
+    let (samples, source) = golos_providers::apology_audio(&chains.tts, "en-US", 8_000).await;
+    assert_eq!(source, golos_providers::ApologySource::Spoken("espeak-ng".into()));
+    assert!(samples.len() > 8_000 && samples.iter().any(|s| s.unsigned_abs() > 1_000));
+}
