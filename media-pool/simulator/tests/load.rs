@@ -60,3 +60,42 @@ async fn a_hundred_concurrent_tts_and_llm_streams_stay_on_schedule() {
     assert_eq!(sim.request_count(Provider::ElevenLabs), CALLS as u64);
     assert_eq!(sim.request_count(Provider::OpenAi), CALLS as u64);
 }
+
+/// Real-time load against a separately running simulator, to measure its CPU cost:
+/// `golos-simulator --port 0` in one shell, then
+/// `GOLOS_SIM_URL=http://127.0.0.1:PORT SIM_CALLS=400 cargo nextest run -p golos-simulator --run-ignored only realtime`
+/// and read the simulator's CPU time (e.g. `ps -o cputime`). Each call streams one 30-word
+/// ElevenLabs response (6 s of paced audio) and one OpenAI completion.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a running golos-simulator; measures real time"]
+async fn realtime_streams_against_a_running_simulator() {
+    let base = std::env::var("GOLOS_SIM_URL").expect("GOLOS_SIM_URL");
+    let calls: usize = std::env::var("SIM_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let text = WORKLOAD_TOKENS.concat();
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..calls {
+        let (client, base, text) = (client.clone(), base.clone(), text.clone());
+        tasks.push(tokio::spawn(async move {
+            let tts = client
+                .post(format!("{base}/v1/text-to-speech/v/stream?output_format=pcm_16000"))
+                .header("xi-api-key", "k")
+                .json(&json!({"text": text}))
+                .send();
+            let llm = client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth("k")
+                .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+                .send();
+            let (tts, llm) = tokio::join!(tts, llm);
+            let audio = tts.unwrap().bytes().await.unwrap().len();
+            let _ = llm.unwrap().bytes().await.unwrap();
+            audio
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 192_000);
+    }
+    println!("{calls} calls done in {:?}", started.elapsed());
+}
