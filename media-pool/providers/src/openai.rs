@@ -182,6 +182,12 @@ impl sse::EventDecoder for ChunkDecoder {
     fn event(&mut self, event: &sse::SseEvent) -> Result<Vec<LlmEvent>, ProviderError> {
         self.data(&event.data)
     }
+
+    /// Some OpenAI-compatible servers close the body after the finish reason without
+    /// `[DONE]`; the answer is complete all the same.
+    fn end_of_body(&mut self) -> Option<Result<Vec<LlmEvent>, ProviderError>> {
+        (!self.done && self.finish.is_some()).then(|| self.end())
+    }
 }
 
 fn stream_error(error: &Value) -> ProviderError {
@@ -236,6 +242,17 @@ mod tests {
                 Ok(LlmEvent::End(FinishReason::ToolCalls)),
             ]
         );
+    }
+
+    #[test]
+    fn a_body_that_ends_after_the_finish_reason_is_complete() {
+        use crate::sse::EventDecoder as _;
+        let mut decoder = ChunkDecoder::default();
+        decoder.data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#).unwrap();
+        assert_eq!(decoder.end_of_body(), Some(Ok(vec![LlmEvent::End(FinishReason::Stop)])));
+        let mut cut = ChunkDecoder::default();
+        cut.data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#).unwrap();
+        assert_eq!(cut.end_of_body(), None);
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub fn events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent
 /// must be the last event it ever returns.
 pub(crate) trait EventDecoder: Send + 'static {
     fn event(&mut self, event: &SseEvent) -> Result<Vec<LlmEvent>, ProviderError>;
+
+    /// The body ended cleanly without an `End`: the events that still complete the stream,
+    /// if the protocol allows that, else `None` (the stream was cut off).
+    fn end_of_body(&mut self) -> Option<Result<Vec<LlmEvent>, ProviderError>> {
+        None
+    }
 }
 
 /// The LLM events of a response: a decoder error, a transport error or a body that ends
@@ -148,7 +154,14 @@ pub(crate) fn llm_stream(response: reqwest::Response, decoder: impl EventDecoder
                     Err(e) => e,
                 },
                 Some(Err(e)) => e,
-                None => ProviderError::Connection("the stream ended before its last event".into()),
+                None => match st.decoder.end_of_body() {
+                    Some(Ok(decoded)) if decoded.iter().any(|e| matches!(e, LlmEvent::End(_))) => {
+                        st.pending.extend(decoded);
+                        continue;
+                    }
+                    Some(Err(e)) => e,
+                    _ => ProviderError::Connection("the stream ended before its last event".into()),
+                },
             };
             st.finished = true;
             return Some((Err(failure), st));
