@@ -406,6 +406,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_scenarios_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            Scenario::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+        assert!(seen >= 2);
+    }
+
+    #[test]
     fn first_matching_rule_wins() {
         let rules = vec![
             FaultRule::model("m-slow", Fault::Slow { first_ms: 5 }),
