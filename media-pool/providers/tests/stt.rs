@@ -63,6 +63,16 @@ async fn pocketsphinx_recognises_grammar_phrases_from_phone_rate_audio() {
 }
 
 #[tokio::test]
+async fn pocketsphinx_hears_the_phrase_through_a_mu_law_phone_line() {
+    let spoken = speak("what is the price", 8_000).await;
+    let mut audio = golos_audio::g711::mulaw_decode_all(&golos_audio::g711::mulaw_encode_all(&spoken));
+    audio.extend(vec![0; 8_000]);
+    let session = PocketsphinxStt::default().open(&faq_config(8_000)).await.unwrap();
+    let events = transcribe(session, &audio, 8_000).await;
+    assert_eq!(finals(&events), ["what is the price"], "{events:?}");
+}
+
+#[tokio::test]
 async fn pocketsphinx_is_skipped_with_a_reason_when_it_cannot_run() {
     let engine = PocketsphinxStt::default();
     let russian = engine
