@@ -45,11 +45,34 @@ pub(crate) fn split_fragments(text: &str, n: usize) -> Vec<&str> {
     pieces
 }
 
-pub(crate) fn pick_reply(replies: &[LlmReply], ordinal: u64) -> LlmReply {
-    if replies.is_empty() {
+/// The reply for request `ordinal` whose last message is `last`: see `LlmReply::when`.
+pub(crate) fn pick_reply(replies: &[LlmReply], ordinal: u64, last: Option<&Value>) -> LlmReply {
+    if replies.iter().any(|r| r.when.is_some()) {
+        let mut text = String::new();
+        if let Some(last) = last {
+            collect_strings(last, &mut text);
+        }
+        if let Some(hit) = replies.iter().find(|r| r.when.as_deref().is_some_and(|w| text.contains(w))) {
+            return hit.clone();
+        }
+    }
+    let cycled: Vec<&LlmReply> = replies.iter().filter(|r| r.when.is_none()).collect();
+    if cycled.is_empty() {
         return LlmReply::workload();
     }
-    replies[((ordinal - 1) % replies.len() as u64) as usize].clone()
+    cycled[((ordinal - 1) % cycled.len() as u64) as usize].clone()
+}
+
+fn collect_strings(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
 }
 
 pub(crate) fn json_error(
@@ -70,7 +93,28 @@ pub(crate) fn json_error(
 
 #[cfg(test)]
 mod tests {
-    use super::split_fragments;
+    use serde_json::json;
+
+    use super::{pick_reply, split_fragments};
+    use crate::scenario::LlmReply;
+
+    #[test]
+    fn replies_match_the_last_message_first_then_cycle() {
+        let replies = vec![
+            LlmReply::text(["A"]),
+            LlmReply::text(["Hours"]).when("opening hours"),
+            LlmReply::text(["Booked"]).when("\"ok\":true"),
+            LlmReply::text(["B"]),
+        ];
+        let user = json!({"role": "user", "content": "what are your opening hours"});
+        assert_eq!(pick_reply(&replies, 7, Some(&user)).tokens, ["Hours"]);
+        let tool = json!({"role": "tool", "tool_call_id": "c", "content": "{\"ok\":true}"});
+        assert_eq!(pick_reply(&replies, 7, Some(&tool)).tokens, ["Booked"]);
+        let other = json!({"role": "user", "content": [{"type": "text", "text": "hello"}]});
+        assert_eq!(pick_reply(&replies, 1, Some(&other)).tokens, ["A"]);
+        assert_eq!(pick_reply(&replies, 2, Some(&other)).tokens, ["B"]);
+        assert_eq!(pick_reply(&[], 1, None), LlmReply::workload());
+    }
 
     #[test]
     fn fragments_reassemble_and_respect_char_boundaries() {

@@ -90,7 +90,8 @@ pub(crate) async fn chat_completions(
         _ => {}
     }
 
-    let reply = common::pick_reply(&cfg.replies, ordinal);
+    let last = request.get("messages").and_then(Value::as_array).and_then(|m| m.last());
+    let reply = common::pick_reply(&cfg.replies, ordinal, last);
     let ttft = match fault {
         Some(Fault::Slow { first_ms }) => *first_ms,
         _ => cfg.latency.ttft_ms,

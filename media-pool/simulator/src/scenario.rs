@@ -67,6 +67,12 @@ impl Default for LlmLatency {
 pub struct LlmReply {
     pub tokens: Vec<String>,
     pub tool_calls: Vec<ToolCallScript>,
+    /// Use this reply when the request's last message contains this text (in any of its string
+    /// fields, so a tool result matches too). Replies with `when` are tried first, in order;
+    /// the others are cycled through for requests no `when` matches. Lets concurrent
+    /// conversations get answers by content rather than by arrival order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 /// The 30 tokens of WORKLOAD.md §2.3, with their leading spaces.
@@ -113,7 +119,13 @@ impl LlmReply {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self { tokens: tokens.into_iter().map(Into::into).collect(), tool_calls: Vec::new() }
+        Self { tokens: tokens.into_iter().map(Into::into).collect(), tool_calls: Vec::new(), when: None }
+    }
+
+    /// Picks this reply for requests whose last message contains `text`.
+    pub fn when(mut self, text: impl Into<String>) -> Self {
+        self.when = Some(text.into());
+        self
     }
 
     pub fn with_tool_call(mut self, call: ToolCallScript) -> Self {
@@ -391,7 +403,8 @@ mod tests {
         let scenario = Scenario::from_json(&readme[start..end]).unwrap();
         assert_eq!(scenario.openai.faults[0], FaultRule::first(2, Fault::rate_limited(1)));
         assert_eq!(scenario.openai.faults[1].fault, Fault::Hang);
-        assert_eq!(scenario.openai.replies[1].tool_calls[0].fragments, 3);
+        assert_eq!(scenario.openai.replies[1].when.as_deref(), Some("\"status\":\"confirmed\""));
+        assert_eq!(scenario.openai.replies[2].tool_calls[0].fragments, 3);
         assert_eq!(scenario.elevenlabs.pacing, Pacing::Realtime);
 
         let defaults = Scenario::from_json("{}").unwrap();

@@ -185,3 +185,25 @@ async fn reset_mid_stream_and_malformed_event() {
     assert!(serde_json::from_str::<Value>(&events[4].data).is_err());
     assert_eq!(events.last().unwrap().event.as_deref(), Some("message_stop"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn reply_chosen_by_the_tool_result_in_the_last_message() {
+    let mut scenario = Scenario::default();
+    scenario.anthropic.replies = vec![
+        LlmReply::text(["Checking."]).with_tool_call(ToolCallScript::new("book", r#"{"slot":"10:00"}"#)),
+        LlmReply::text(["Booked", " for", " ten."]).when("confirmed"),
+    ];
+    let sim = Simulator::start(scenario).await.unwrap();
+    let mut body = request(false);
+    body["messages"] = json!([
+        {"role": "user", "content": "book me at ten"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "book", "input": {"slot": "10:00"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"status\":\"confirmed\"}"}]},
+    ]);
+    let reply: Value = post(&sim, &AUTH, &body).await.json().await.unwrap();
+    assert_eq!(reply["content"][0]["text"], "Booked for ten.");
+    assert_eq!(reply["stop_reason"], "end_turn");
+
+    let first: Value = post(&sim, &AUTH, &request(false)).await.json().await.unwrap();
+    assert_eq!(first["content"][1]["name"], "book", "no `when` matched: the cycled reply");
+}
