@@ -585,7 +585,7 @@ impl CallEngine {
         }
         self.resp.llm = None;
         self.resp.filler_at = None;
-        self.resp.tool_calls.clear();
+        self.close_open_tools("not run: the response failed");
         self.flush_chunker(now);
         let apology = self.config.apology.clone();
         self.say_prompt(&apology, now);
@@ -720,6 +720,23 @@ impl CallEngine {
         }
     }
 
+    /// Every tool call in the context gets a result, even one that never ran: provider APIs
+    /// reject a context with an unanswered tool call.
+    fn close_open_tools(&mut self, reason: &str) {
+        let content = format!("error: {reason}");
+        let open: Vec<String> = self
+            .resp
+            .tool_calls
+            .drain(..)
+            .chain(self.resp.tools_waiting.drain(..))
+            .map(|call| call.id)
+            .chain(self.resp.tools_running.drain(..).map(|tool| tool.call_id))
+            .collect();
+        for call_id in open {
+            self.tool_message(&call_id, &content);
+        }
+    }
+
     fn tool_message(&mut self, call_id: &str, content: &str) {
         let mut message = Message::new(Role::Tool, content);
         message.tool_call_id = Some(call_id.to_owned());
@@ -835,8 +852,7 @@ impl CallEngine {
         // TTS has no tier left: an apology clip instead of silence, and this response ends.
         self.cancel_providers();
         self.clear_segments();
-        self.resp.tools_waiting.clear();
-        self.resp.tools_running.clear();
+        self.close_open_tools("cancelled: the response failed");
         self.resp.filler_at = None;
         self.emit(Output::FlushPlayout);
         self.emit(Output::PlayClip(Clip::Apology));
@@ -943,6 +959,7 @@ impl CallEngine {
         if !was_paused && self.speaking_since.is_some() {
             self.emit(Output::FlushPlayout);
         }
+        self.close_open_tools("cancelled: the caller interrupted");
         self.cut_context();
         if by_caller {
             self.times.interrupted = true;

@@ -484,6 +484,26 @@ fn a_tool_that_does_not_answer_times_out() {
 }
 
 #[test]
+fn every_tool_call_in_the_context_gets_a_result_even_when_interrupted() {
+    let mut sim = Sim::new(with_tools(vec![function("slow", 10_000)]));
+    sim.replies.push_back(Reply::tool("c1", "slow", "{}"));
+    sim.utterance(1_000, "do the slow thing");
+    sim.at(4_000, Ev::Final("never mind, what are your hours".to_owned(), 0.9));
+    sim.run_until(4_000);
+    let (at, messages, _) = sim.llm_requests().pop().unwrap();
+    assert_eq!(at, 4_000);
+    let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::User]);
+    assert_eq!(messages[1].tool_calls[0].id, "c1");
+    assert_eq!(messages[2].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(messages[2].content, "error: cancelled: the caller interrupted");
+    // The late result of the cancelled call changes nothing.
+    sim.at(5_000, Ev::ToolResult("c1".to_owned(), Ok("done".to_owned())));
+    sim.run_until(5_000);
+    assert_eq!(sim.llm_requests().len(), 2);
+}
+
+#[test]
 fn invalid_tool_json_is_retried_twice_then_the_turn_goes_on_without_tools() {
     let mut sim = Sim::new(with_tools(vec![function("get_hours", 5_000)]));
     for _ in 0..3 {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use golos_call::{CallConfig, Command, Event, Output, ToolConfig, ToolKind};
+use golos_call::{CallConfig, Command, Event, Output, Role, ToolConfig, ToolKind};
 use proptest::prelude::*;
 use std::time::Duration;
 use support::{ms, Ev, Reply, Sim};
@@ -95,6 +95,30 @@ proptest! {
         prop_assert_eq!(sim.engine.poll_timeout(), None);
         let end = sim.log.iter().position(|(_, o)| matches!(o, Output::Event(Event::CallEnded { .. })));
         prop_assert_eq!(end, Some(sim.log.len() - 1), "outputs after the end of the call");
+
+        // Every context sent to the LLM is one a provider accepts: each tool call is answered
+        // by exactly one tool message, after it, and no tool message answers nothing.
+        for (_, messages, _) in sim.llm_requests() {
+            let mut open: Vec<String> = Vec::new();
+            for message in &messages {
+                match message.role {
+                    Role::Assistant => {
+                        prop_assert!(open.is_empty(), "unanswered tool calls {:?} before a new assistant message", open);
+                        open.extend(message.tool_calls.iter().map(|c| c.id.clone()));
+                    }
+                    Role::Tool => {
+                        let id = message.tool_call_id.clone().unwrap_or_default();
+                        let index = open.iter().position(|o| *o == id);
+                        prop_assert!(index.is_some(), "tool message for {} answers no open call", id);
+                        open.remove(index.unwrap());
+                    }
+                    Role::User | Role::System => {
+                        prop_assert!(open.is_empty(), "unanswered tool calls {:?} before a user message", open);
+                    }
+                }
+            }
+            prop_assert!(open.is_empty(), "unanswered tool calls {:?} at the end", open);
+        }
 
         let english = CallConfig::english();
         let final_words = [english.silence_goodbye.as_str(), english.max_duration_goodbye.as_str()];
