@@ -53,6 +53,8 @@ fn body(model: &str, request: &LlmRequest) -> Value {
                 system.push(text.as_str());
                 continue;
             }
+            // The API refuses empty text blocks; an empty turn (silence transcribed) says nothing.
+            Message::User(text) if text.trim().is_empty() => continue,
             Message::User(text) => ("user", vec![json!({"type": "text", "text": text})]),
             Message::Assistant { text, tool_calls } => {
                 let mut blocks = Vec::new();
