@@ -3,7 +3,8 @@
 mod support;
 
 use golos_call::{
-    CallConfig, CallEngine, Clip, Command, Event, HangupReason, Output, Role, ToolConfig, ToolKind, TurnMetrics,
+    CallConfig, CallEngine, Clip, Command, Event, HangupReason, Output, RequestId, Role, ToolConfig, ToolKind,
+    TurnMetrics,
 };
 use std::time::Duration;
 use support::{is_play, ms, Ev, Reply, Sim};
@@ -119,6 +120,15 @@ fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
     // The transcript's words commit it: both TTS streams still synthesising are cancelled.
     let cancels = sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. })));
     assert_eq!(cancels, [4_400, 4_400]);
+    let cancelled: Vec<RequestId> = sim
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Command(Command::CancelTts { request }) => Some(*request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, [RequestId(3), RequestId(5)]); // as in docs/pipeline.md's diagram
     let metrics = turn_metrics(&sim);
     assert_eq!(metrics.len(), 1);
     assert!(metrics[0].interrupted);
@@ -133,6 +143,8 @@ fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
     sim.run_until(5_000);
     let (at, messages, _) = sim.llm_requests().pop().unwrap();
     assert_eq!(at, 4_900);
+    assert!(sim.log.iter().any(|(t, o)| t.as_millis() == 4_900
+        && matches!(o, Output::Command(Command::StartLlm { request: RequestId(6), .. }))));
     let last_two: Vec<(&str, Role)> =
         messages[messages.len() - 2..].iter().map(|m| (m.content.as_str(), m.role)).collect();
     assert_eq!(last_two, [("Sure. We're open", Role::Assistant), ("wait actually what about sunday", Role::User)]);
