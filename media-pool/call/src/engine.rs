@@ -822,8 +822,10 @@ impl CallEngine {
                     self.play_armed = true;
                     return;
                 }
-                Some(t) if self.play_armed => t, // a late wake-up: keep the schedule
-                _ => now,                        // idle: the clock restarts
+                // A wake-up late by less than a frame keeps the schedule (no drift); later than
+                // that, or an idle clock, restarts it now rather than bursting to catch up.
+                Some(t) if self.play_armed && now - t < FRAME => t,
+                _ => now,
             };
             let frame = head.frames.pop_front().expect("not empty");
             head.played += 1;
@@ -1123,6 +1125,7 @@ impl CallEngine {
         while let Some(segment) = self.resp.segments.pop_front() {
             self.recycle(segment);
         }
+        self.play_armed = false;
     }
 
     fn silence_deadline(&self) -> Option<Instant> {

@@ -260,6 +260,64 @@ fn backchannels_over_the_agent_without_a_pause_are_not_turns() {
     assert_eq!(sim.play_times().len(), 300);
 }
 
+#[test]
+fn a_new_answer_after_a_cut_starts_a_fresh_playout_clock() {
+    let mut sim = Sim::workload();
+    sim.replies.push_back(Reply::workload());
+    // The second answer's TTS is slow to start, so its frames arrive in a burst.
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_400, Ev::Final("and on sunday".to_owned(), 0.9));
+    sim.run_until(20_000);
+    let plays = sim.play_times();
+    assert!(plays.windows(2).all(|w| w[1] >= w[0] + 20), "{plays:?}");
+    // Second answer: request 4400, token 1 at 4600, first audio 4700, then 20 ms apart.
+    let second: Vec<u64> = plays.iter().copied().filter(|&t| t > 4_400).collect();
+    assert_eq!(second.len(), 300);
+    assert!(second.iter().enumerate().all(|(k, &t)| t == 4_700 + 20 * k as u64));
+}
+
+#[test]
+fn a_late_wake_up_keeps_the_schedule_and_a_very_late_one_does_not_burst() {
+    let t0 = std::time::Instant::now();
+    let mut call = CallEngine::new(std::sync::Arc::new(CallConfig::english()), t0);
+    call.handle(golos_call::Input::SttFinal { text: "hi", confidence: 0.9 }, t0);
+    let llm = std::iter::from_fn(|| call.poll_output())
+        .find_map(|o| match o {
+            Output::Command(Command::StartLlm { request, .. }) => Some(request),
+            _ => None,
+        })
+        .unwrap();
+    call.handle(golos_call::Input::LlmToken { request: llm, text: "Hello there, friend." }, t0 + ms(200));
+    call.handle(golos_call::Input::LlmEnd { request: llm }, t0 + ms(200));
+    let tts = std::iter::from_fn(|| call.poll_output())
+        .find_map(|o| match o {
+            Output::Command(Command::StartTts { request, .. }) => Some(request),
+            _ => None,
+        })
+        .unwrap();
+    let frame: golos_call::Frame = std::sync::Arc::from(vec![1i16; 320]);
+    for _ in 0..5 {
+        call.handle(golos_call::Input::TtsAudio { request: tts, frame: frame.clone() }, t0 + ms(300));
+    }
+    let mut plays = Vec::new();
+    let wake = |call: &mut CallEngine, at: u64, plays: &mut Vec<u64>| {
+        call.handle_timeout(t0 + ms(at));
+        while let Some(o) = call.poll_output() {
+            if matches!(o, Output::PlayAudio(_)) {
+                plays.push(at);
+            }
+        }
+    };
+    wake(&mut call, 300, &mut plays);
+    assert_eq!(call.poll_timeout(), Some(t0 + ms(320)));
+    wake(&mut call, 325, &mut plays); // 5 ms late: next still due at 340
+    assert_eq!(call.poll_timeout(), Some(t0 + ms(340)));
+    wake(&mut call, 400, &mut plays); // 60 ms late: one frame now, the clock restarts
+    assert_eq!(call.poll_timeout(), Some(t0 + ms(420)));
+    assert_eq!(plays, [300, 325, 400]);
+}
+
 // ---- filler --------------------------------------------------------------------------------
 
 #[test]
