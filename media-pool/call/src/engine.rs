@@ -3,7 +3,7 @@
 use crate::chunker::Chunker;
 use crate::config::{CallConfig, ToolKind};
 use crate::types::{
-    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, ToolCall, TurnMetrics,
+    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot, ToolCall, TurnMetrics,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -191,6 +191,38 @@ impl CallEngine {
             engine.say_to_context(&greeting, now);
         }
         engine
+    }
+
+    /// A call whose connection dropped, resumed from its last snapshot at `now`: the
+    /// conversation goes on where the last complete turn left it, without a second greeting;
+    /// the maximum duration still counts from the original start.
+    pub fn from_snapshot(config: Arc<CallConfig>, snapshot: Snapshot, now: Instant) -> Self {
+        let greeting_free = Arc::new(CallConfig { greeting: None, ..(*config).clone() });
+        let mut engine = Self::new(greeting_free, now);
+        engine.config = config;
+        engine.context = snapshot.messages;
+        engine.turn = snapshot.turns;
+        engine.low_confidence_streak = snapshot.low_confidence_streak;
+        engine.started = now.checked_sub(snapshot.elapsed).unwrap_or(now);
+        engine
+    }
+
+    /// The conversation as of the last complete turn, for reconnects. Take it on
+    /// `Event::AgentDone`; mid-turn it leaves out the turn in progress.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let mut messages = self.context.clone();
+        if self.resp.active {
+            // The answer in progress is not a complete turn yet: keep up to the caller's words.
+            if let Some(last_user) = messages.iter().rposition(|m| m.role == Role::User) {
+                messages.truncate(last_user + 1);
+            }
+        }
+        Snapshot {
+            messages,
+            turns: self.turn,
+            elapsed: now.saturating_duration_since(self.started),
+            low_confidence_streak: self.low_confidence_streak,
+        }
     }
 
     /// The conversation so far, as the next LLM request would see it.

@@ -32,5 +32,5 @@ pub use chunker::{ChunkRef, Chunker};
 pub use config::{CallConfig, ToolConfig, ToolKind};
 pub use engine::CallEngine;
 pub use types::{
-    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, ToolCall, TurnMetrics,
+    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot, ToolCall, TurnMetrics,
 };

@@ -1,5 +1,6 @@
 //! What goes into and comes out of the engine.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,7 +166,8 @@ pub enum HangupReason {
     Failure,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     System,
     User,
@@ -173,7 +175,7 @@ pub enum Role {
     Tool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -181,14 +183,27 @@ pub struct ToolCall {
 }
 
 /// One message of the conversation context, provider-neutral.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
     pub content: String,
     /// Assistant messages: the tools it called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// Tool messages: which call this answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+}
+
+/// What survives a dropped connection: taken after each turn (DESIGN.md §4, reconnect), stored
+/// by the worker (`CALL#c / CTX`, 5 min TTL), and given to [`crate::CallEngine::from_snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub messages: Vec<Message>,
+    pub turns: u32,
+    /// Call time so far, so the maximum duration still counts from the original start.
+    pub elapsed: Duration,
+    pub low_confidence_streak: u32,
 }
 
 impl Message {

@@ -463,6 +463,70 @@ fn caller_hangup_cancels_everything_in_flight() {
     assert_eq!(sim.engine.poll_timeout(), None);
 }
 
+#[test]
+fn a_reconnect_resumes_the_conversation_from_its_snapshot() {
+    let config =
+        CallConfig { greeting: Some("Hello.".to_owned()), max_call_duration: ms(60_000), ..CallConfig::english() };
+    let mut sim = Sim::new(config.clone());
+    sim.utterance(2_000, "what are your opening hours");
+    sim.run_until(11_000);
+    let snapshot = sim.engine.snapshot(sim.t0 + ms(11_000));
+    assert_eq!(snapshot.turns, 1);
+    assert_eq!(snapshot.elapsed, ms(11_000));
+    let roles: Vec<Role> = snapshot.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::Assistant, Role::User, Role::Assistant]);
+    // It is what the worker stores: it survives JSON.
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let restored: golos_call::Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored, snapshot);
+
+    // The client reconnects 2 minutes later: no second greeting, same conversation.
+    let later = sim.t0 + ms(131_000);
+    let mut call = CallEngine::from_snapshot(std::sync::Arc::new(config), restored, later);
+    assert_eq!(call.poll_output(), None);
+    call.handle(golos_call::Input::SttFinal { text: "and on sunday", confidence: 0.9 }, later);
+    let messages = std::iter::from_fn(|| call.poll_output())
+        .find_map(|o| match o {
+            Output::Command(Command::StartLlm { messages, .. }) => Some(messages),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[2].content, support::WORKLOAD_TOKENS.concat());
+    assert_eq!(messages[3].content, "and on sunday");
+    // The 60 s limit counts from the original start: 11 s were used, 49 s are left.
+    assert_eq!(call.poll_timeout(), Some(later + ms(700))); // the filler first
+    let mut deadlines = Vec::new();
+    let mut t = later;
+    while let Some(next) = call.poll_timeout() {
+        if next > later + ms(60_000) {
+            break;
+        }
+        t = next;
+        call.handle_timeout(t);
+        deadlines.push(t - later);
+        while let Some(o) = call.poll_output() {
+            if let Output::Command(Command::StartTts { text, .. }) = o {
+                if *text == *CallConfig::english().max_duration_goodbye {
+                    assert_eq!(t - later, ms(49_000));
+                    return;
+                }
+            }
+        }
+    }
+    panic!("no max-duration goodbye; deadlines {deadlines:?} up to {t:?}");
+}
+
+#[test]
+fn a_snapshot_mid_answer_leaves_the_answer_out() {
+    let mut sim = Sim::workload();
+    sim.utterance(1_000, "what are your opening hours");
+    sim.run_until(4_000);
+    let snapshot = sim.engine.snapshot(sim.t0 + ms(4_000));
+    let roles: Vec<Role> = snapshot.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User]);
+}
+
 // ---- the LLM→TTS queue -----------------------------------------------------------------------
 
 #[test]
