@@ -3,7 +3,8 @@
 use crate::chunker::Chunker;
 use crate::config::{CallConfig, ToolKind};
 use crate::types::{
-    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot, ToolCall, TurnMetrics,
+    CallQuality, Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot,
+    ToolCall, TurnMetrics,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -108,6 +109,8 @@ pub struct CallEngine {
     pool: Vec<VecDeque<Frame>>,
 
     caller_speech_onset: Option<Instant>,
+    /// End of the caller's last speech, taken by the next turn for its metrics.
+    last_speech_end: Option<Instant>,
     last_activity: Instant,
     low_confidence_streak: u32,
     dtmf: String,
@@ -125,6 +128,11 @@ pub struct CallEngine {
     resume_at: Option<Instant>,
     finish_deadline: Option<Instant>,
     max_duration_fired: bool,
+    quality: CallQuality,
+    confidence_sum: f32,
+    confidence_count: u32,
+    /// Slot of the previous frame of the current stretch of speech, for gap counting.
+    span_last_slot: Option<Instant>,
 }
 
 /// A frame buffer for a new chunk, reused from finished ones and sized for the chunk's
@@ -173,6 +181,7 @@ impl CallEngine {
             times: TurnTimes::default(),
             pool: Vec::new(),
             caller_speech_onset: None,
+            last_speech_end: None,
             last_activity: now,
             low_confidence_streak: 0,
             dtmf: String::new(),
@@ -186,6 +195,10 @@ impl CallEngine {
             resume_at: None,
             finish_deadline: None,
             max_duration_fired: false,
+            quality: CallQuality::default(),
+            confidence_sum: 0.0,
+            confidence_count: 0,
+            span_last_slot: None,
         };
         if let Some(greeting) = engine.config.greeting.clone() {
             engine.say_to_context(&greeting, now);
@@ -356,7 +369,7 @@ impl CallEngine {
             Input::Hangup => {
                 self.cancel_providers();
                 self.ended = true;
-                self.emit(Output::Event(Event::CallEnded { at: now }));
+                self.emit_call_ended(now);
             }
         }
     }
@@ -384,7 +397,7 @@ impl CallEngine {
     fn on_speech_stopped(&mut self, at: Instant, now: Instant) {
         self.caller_speech_onset = None;
         self.barge_in_at = None;
-        self.times.speech_end = Some(at);
+        self.last_speech_end = Some(at);
         self.last_activity = now;
         if self.paused_at.is_some() {
             self.resume_at = Some(now + self.config.false_interruption_timeout);
@@ -394,6 +407,10 @@ impl CallEngine {
     fn on_final(&mut self, text: &str, confidence: f32, now: Instant) {
         let text = text.trim();
         self.last_activity = now;
+        if !text.is_empty() {
+            self.confidence_sum += confidence;
+            self.confidence_count += 1;
+        }
         let backchannel = self.config.is_backchannel(text);
         if self.paused_at.is_some() {
             if text.is_empty() || backchannel {
@@ -423,6 +440,7 @@ impl CallEngine {
 
     fn on_low_confidence(&mut self, text: &str, confidence: f32, now: Instant) {
         self.low_confidence_streak += 1;
+        self.quality.low_confidence_finals += 1;
         let attempt = self.low_confidence_streak;
         self.emit(Output::Event(Event::LowConfidence { text: text.to_owned(), confidence, attempt }));
         let prompt = if attempt >= self.config.low_confidence_attempts_before_dtmf {
@@ -475,7 +493,7 @@ impl CallEngine {
             _ => self.context.push(Message::new(Role::User, text)),
         }
         self.turn += 1;
-        self.times = TurnTimes { final_at: Some(now), speech_end: self.times.speech_end, ..TurnTimes::default() };
+        self.times = TurnTimes { final_at: Some(now), speech_end: self.last_speech_end.take(), ..TurnTimes::default() };
         self.reset_response();
         self.resp.active = true;
         self.resp.tools_enabled = !self.config.tools.is_empty();
@@ -722,6 +740,8 @@ impl CallEngine {
             Err(error) => format!("error: {error}"),
         };
         self.tool_message(&tool.call_id, &content);
+        self.quality.tools_finished += 1;
+        self.quality.tools_succeeded += u32::from(result.is_ok());
         self.emit(Output::Event(Event::ToolFinished {
             name: tool.name,
             ok: result.is_ok(),
@@ -737,6 +757,7 @@ impl CallEngine {
                 let tool = self.resp.tools_running.swap_remove(index);
                 let elapsed = now - tool.started;
                 self.tool_message(&tool.call_id, &format!("error: timed out after {} ms", elapsed.as_millis()));
+                self.quality.tools_finished += 1;
                 self.emit(Output::Event(Event::ToolFinished { name: tool.name, ok: false, elapsed }));
             } else {
                 index += 1;
@@ -864,6 +885,14 @@ impl CallEngine {
             self.next_play_at = Some(slot + FRAME);
             self.play_armed = true;
             self.last_frame_at = Some(slot);
+            if let Some(previous) = self.span_last_slot {
+                let gap = slot.saturating_duration_since(previous + FRAME);
+                if !gap.is_zero() {
+                    self.quality.playout_gaps += 1;
+                    self.quality.longest_gap = self.quality.longest_gap.max(gap);
+                }
+            }
+            self.span_last_slot = Some(slot);
             if self.speaking_since.is_none() {
                 self.speaking_since = Some(slot);
             }
@@ -973,6 +1002,7 @@ impl CallEngine {
         }
         self.resume_at = None;
         self.play_armed = false;
+        self.span_last_slot = None;
         self.emit(Output::Event(Event::Resumed { at: now }));
         self.pump_playout(now);
         self.check_done(now);
@@ -997,11 +1027,13 @@ impl CallEngine {
         self.cut_context();
         if by_caller {
             self.times.interrupted = true;
+            self.quality.interruptions += 1;
             self.emit(Output::Event(Event::Interruption { at: now, committed: true }));
         }
         self.report_turn();
         self.reset_response();
         self.speaking_since = None;
+        self.span_last_slot = None;
         self.barge_in_at = None;
         self.resume_at = None;
     }
@@ -1112,6 +1144,7 @@ impl CallEngine {
         self.report_turn();
         let after = self.resp.after.take();
         self.reset_response();
+        self.span_last_slot = None;
         // An idle call keeps no audio buffers (thousands of calls wait for their callers); the
         // pool's own slots stay, so recycling during the next turn does not allocate.
         self.pool.clear();
@@ -1130,7 +1163,7 @@ impl CallEngine {
             Finish::Transfer(target) => self.emit(Output::Transfer { target }),
         }
         self.ended = true;
-        self.emit(Output::Event(Event::CallEnded { at: now }));
+        self.emit_call_ended(now);
     }
 
     fn reset_response(&mut self) {
@@ -1188,6 +1221,7 @@ impl CallEngine {
             token_to_tts_request: since(t.first_tts_request.map(|(_, at)| at), t.first_token),
             tts_first_audio,
             first_audio_out,
+            heard_silence: since(t.first_audio_out, t.speech_end),
             added,
             interrupted: t.interrupted,
             filler: t.filler,
@@ -1197,6 +1231,14 @@ impl CallEngine {
 
     fn transcript(&mut self, role: Role, text: &str, at: Instant) {
         self.emit(Output::Event(Event::Transcript { role, text: text.to_owned(), at }));
+    }
+
+    fn emit_call_ended(&mut self, now: Instant) {
+        let mut quality = self.quality;
+        quality.turns = self.turn;
+        quality.mean_stt_confidence =
+            (self.confidence_count > 0).then(|| self.confidence_sum / self.confidence_count as f32);
+        self.emit(Output::Event(Event::CallEnded { at: now, quality }));
     }
 
     fn new_id(&mut self) -> RequestId {

@@ -32,5 +32,6 @@ pub use chunker::{ChunkRef, Chunker};
 pub use config::{CallConfig, ToolConfig, ToolKind};
 pub use engine::CallEngine;
 pub use types::{
-    Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot, ToolCall, TurnMetrics,
+    CallQuality, Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot,
+    ToolCall, TurnMetrics,
 };

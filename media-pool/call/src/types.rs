@@ -228,6 +228,9 @@ pub struct TurnMetrics {
     pub tts_first_audio: Option<Duration>,
     /// Final transcript → first audio frame out.
     pub first_audio_out: Option<Duration>,
+    /// The caller's last speech → our first audio frame: the silence the caller heard (needs
+    /// a speech-stopped input for the turn).
+    pub heard_silence: Option<Duration>,
     /// `first_audio_out` minus the providers' waits (TTFT and TTS first audio).
     pub added: Option<Duration>,
     pub interrupted: bool,
@@ -274,5 +277,24 @@ pub enum Event {
     },
     CallEnded {
         at: Instant,
+        quality: CallQuality,
     },
+}
+
+/// Call-level quality (DESIGN.md §4 metrics), sent with [`Event::CallEnded`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CallQuality {
+    pub turns: u32,
+    /// Mean confidence of the caller's final transcripts; `None` without any.
+    pub mean_stt_confidence: Option<f32>,
+    pub low_confidence_finals: u32,
+    /// Committed interruptions (the caller took the turn).
+    pub interruptions: u32,
+    /// Customer tools that finished, in time or not, and those that succeeded.
+    pub tools_finished: u32,
+    pub tools_succeeded: u32,
+    /// Silences inside the agent's speech: a frame that was not there when its slot came
+    /// (slow TTS, a filler running out before the answer). Pauses for barge-in do not count.
+    pub playout_gaps: u32,
+    pub longest_gap: Duration,
 }

@@ -51,6 +51,8 @@ fn workload_turn_adds_zero_latency() {
     assert_eq!(m.tts_first_audio, Some(ms(100)));
     assert_eq!(m.first_audio_out, Some(ms(300)));
     assert_eq!(m.end_of_utterance, Some(ms(300)));
+    // The caller stopped at 2500 and heard the agent at 3100.
+    assert_eq!(m.heard_silence, Some(ms(600)));
     assert!(!m.filler && !m.interrupted);
     // Pipelined TTS: 300 frames (6.0 s), back to back, paced every 20 ms with no gap.
     let plays = sim.play_times();
@@ -525,6 +527,64 @@ fn a_snapshot_mid_answer_leaves_the_answer_out() {
     let snapshot = sim.engine.snapshot(sim.t0 + ms(4_000));
     let roles: Vec<Role> = snapshot.messages.iter().map(|m| m.role).collect();
     assert_eq!(roles, [Role::User]);
+}
+
+fn call_quality(sim: &Sim) -> golos_call::CallQuality {
+    sim.log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Event(Event::CallEnded { quality, .. }) => Some(*quality),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn call_quality_is_reported_when_the_call_ends() {
+    let mut sim = Sim::new(with_tools(vec![function("lookup", 1_000)]));
+    sim.tool_latency = Some(ms(300));
+    sim.replies.push_back(Reply::tool("c1", "lookup", "{}"));
+    sim.replies.push_back(Reply::text(1_000, &["Found it."]));
+    sim.utterance(1_000, "look it up");
+    sim.at(4_100, Ev::SpeechStarted { at_ms: 4_100 });
+    sim.at(4_700, Ev::Interim("no wait".to_owned()));
+    sim.at(4_800, Ev::SpeechStopped { at_ms: 4_800 });
+    sim.at(8_000, Ev::Final("mumble".to_owned(), 0.4));
+    sim.at(14_000, Ev::Hangup);
+    sim.run();
+    let quality = call_quality(&sim);
+    assert_eq!(quality.turns, 1);
+    assert_eq!(quality.mean_stt_confidence, Some(f32::midpoint(0.95, 0.4)));
+    assert_eq!(quality.low_confidence_finals, 1);
+    assert_eq!((quality.tools_finished, quality.tools_succeeded), (1, 1));
+    assert_eq!(quality.interruptions, 1);
+    // The tool answered at 3300; with no token by 4000 the filler (2 words) plays from 4100:
+    // one stretch of speech, no gap, until the caller cut in.
+    assert_eq!((quality.playout_gaps, quality.longest_gap), (0, Duration::ZERO));
+}
+
+#[test]
+fn a_slow_tts_without_pipelining_shows_as_a_playout_gap() {
+    let reply = || Reply::text(200, &["Sure.", " Next", " sentence", " here."]);
+    // Pipelined: the second sentence's audio (TTS first audio 300 ms) is ready in time.
+    let mut sim = Sim::workload();
+    sim.replies.push_back(reply());
+    sim.tts_ttfb = ms(300);
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(9_000, Ev::Hangup);
+    sim.run();
+    assert_eq!(call_quality(&sim).playout_gaps, 0);
+
+    // One TTS request at a time: "Sure." plays 3300..3480, the next request starts when the
+    // first one ends (3480), its audio at 3780: a 280 ms gap.
+    let mut sim = Sim::new(CallConfig { tts_pipeline_depth: 1, ..CallConfig::english() });
+    sim.replies.push_back(reply());
+    sim.tts_ttfb = ms(300);
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(9_000, Ev::Hangup);
+    sim.run();
+    let quality = call_quality(&sim);
+    assert_eq!((quality.playout_gaps, quality.longest_gap), (1, ms(280)));
 }
 
 // ---- the LLM→TTS queue -----------------------------------------------------------------------
