@@ -418,6 +418,11 @@ impl CallEngine {
                 self.resume(now);
                 return;
             }
+            if confidence < self.config.min_confidence {
+                // The caller did say something; the repeat prompt must not wait for the rest
+                // of the paused answer.
+                self.commit_interruption(now);
+            }
         } else if self.resp.active {
             // Speech over the agent that did not pause it (inside the grace window, or too
             // short): a backchannel or an uncertain transcript is not a turn.
@@ -668,6 +673,7 @@ impl CallEngine {
                 ToolKind::Function { .. } => self.resp.tools_waiting.push_back(call),
                 ToolKind::EndCall => {
                     self.tool_message(&call.id, "ok");
+                    self.close_open_tools("not run: the call is ending");
                     let goodbye = self.config.goodbye.clone();
                     self.say_final(&goodbye, Finish::Hangup(HangupReason::AgentEnded), now);
                     return;
@@ -676,6 +682,7 @@ impl CallEngine {
                     let target = arg("destination").or(destination).or_else(|| self.config.escalation_target.clone());
                     if let Some(target) = target {
                         self.tool_message(&call.id, "ok");
+                        self.close_open_tools("not run: the call is being transferred");
                         let message = self.config.transfer_message.clone();
                         self.say_final(&message, Finish::Transfer(target), now);
                         return;
@@ -694,6 +701,7 @@ impl CallEngine {
                     self.emit(Output::Event(Event::Escalation { reason }));
                     if let Some(target) = self.config.escalation_target.clone() {
                         self.tool_message(&call.id, "ok");
+                        self.close_open_tools("not run: the call is being transferred");
                         let message = self.config.escalation_message.clone();
                         self.say_final(&message, Finish::Transfer(target), now);
                         return;

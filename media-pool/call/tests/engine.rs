@@ -727,6 +727,44 @@ fn end_call_says_goodbye_and_hangs_up_after_playout() {
 }
 
 #[test]
+fn end_call_next_to_a_customer_tool_still_hangs_up_after_the_goodbye() {
+    let config = with_tools(vec![
+        function("lookup", 5_000),
+        ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall },
+    ]);
+    let goodbye = config.goodbye.clone();
+    let mut sim = Sim::new(config);
+    let calls = vec![
+        ("c1".to_owned(), "lookup".to_owned(), "{}".to_owned()),
+        ("c2".to_owned(), "end_call".to_owned(), "{}".to_owned()),
+    ];
+    sim.replies.push_back(Reply::ToolCalls { after_ms: 200, calls });
+    sim.utterance(1_000, "thanks, bye");
+    sim.run();
+    assert!(sim.first(|o| matches!(o, Output::Command(Command::CallTool { .. }))).is_none());
+    let frames = goodbye.split_whitespace().count() as u64 * 10;
+    assert_eq!(
+        sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::AgentEnded })),
+        Some(3_100 + (frames - 1) * 20)
+    );
+}
+
+#[test]
+fn an_unintelligible_barge_in_asks_to_repeat_at_once() {
+    let config = CallConfig::english();
+    let repeat = config.repeat_prompt.clone();
+    let mut sim = Sim::new(config);
+    sim.utterance(1_000, "what are your opening hours");
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.at(4_500, Ev::SpeechStopped { at_ms: 4_500 });
+    sim.at(4_700, Ev::Final("mmrhm blah".to_owned(), 0.3));
+    sim.run_until(6_000);
+    assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelTts { .. }))), [4_700, 4_700]);
+    assert_eq!(sim.tts_requests().last().unwrap(), &(4_700, repeat));
+    assert_eq!(sim.play_times().iter().find(|&&t| t > 4_100), Some(&4_800));
+}
+
+#[test]
 fn goodbyes_cannot_be_barged_into() {
     let config = with_tools(vec![ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall }]);
     let mut sim = Sim::new(config);
