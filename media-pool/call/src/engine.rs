@@ -483,6 +483,11 @@ impl CallEngine {
     /// The caller's turn is complete: answer it. No timer stands between the final transcript
     /// and the LLM request.
     fn user_turn(&mut self, text: &str, now: Instant) {
+        if self.resp.final_words {
+            // The call is ending: heard, but not answered.
+            self.transcript(Role::User, text, now);
+            return;
+        }
         if self.resp.active {
             // Whatever the agent was saying is over: cancel it and cut the context properly.
             self.commit_interruption(now);
@@ -1192,6 +1197,7 @@ impl CallEngine {
         r.after = None;
         r.clip_until = None;
         self.paused_at = None;
+        self.finish_deadline = None;
     }
 
     fn clear_segments(&mut self) {

@@ -765,6 +765,21 @@ fn an_unintelligible_barge_in_asks_to_repeat_at_once() {
 }
 
 #[test]
+fn caller_input_during_the_goodbye_does_not_start_a_turn() {
+    let config = with_tools(vec![ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall }]);
+    let goodbye = config.goodbye.clone();
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "end_call", "{}"));
+    sim.at(500, Ev::Dtmf('1')); // its 3 s commit falls inside the goodbye
+    sim.utterance(1_000, "that's all, bye");
+    sim.at(3_400, Ev::Final("wait one more thing".to_owned(), 0.9));
+    sim.run();
+    assert_eq!(sim.llm_requests().len(), 1);
+    let frames = goodbye.split_whitespace().count() as u64 * 10;
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { .. })), Some(3_100 + (frames - 1) * 20));
+}
+
+#[test]
 fn goodbyes_cannot_be_barged_into() {
     let config = with_tools(vec![ToolConfig { name: "end_call".to_owned(), kind: ToolKind::EndCall }]);
     let mut sim = Sim::new(config);

@@ -42,6 +42,15 @@ fn reply() -> impl Strategy<Value = Reply> {
         1 => Just(Reply::tool("c5", "send_dtmf", r#"{"digits":"9"}"#)),
         1 => Just(Reply::tool("c6", "escalate_to_human", "{}")),
         1 => Just(Reply::tool("c7", "no_such_tool", "{}")),
+        1 => Just(Reply::ToolCalls { after_ms: 100, calls: vec![
+            ("m1".to_owned(), "lookup".to_owned(), "{}".to_owned()),
+            ("m2".to_owned(), "end_call".to_owned(), "{}".to_owned()),
+        ] }),
+        1 => Just(Reply::ToolCalls { after_ms: 100, calls: vec![
+            ("m3".to_owned(), "lookup".to_owned(), "{}".to_owned()),
+            ("m4".to_owned(), "send_dtmf".to_owned(), r#"{"digits":"1"}"#.to_owned()),
+            ("m5".to_owned(), "no_such_tool".to_owned(), "{}".to_owned()),
+        ] }),
         1 => (0u64..2_000).prop_map(|after_ms| Reply::Error { after_ms }),
     ]
 }
@@ -121,6 +130,23 @@ proptest! {
         }
 
         let english = CallConfig::english();
+        // Last words end the call soon: a goodbye or transfer message is followed by the
+        // hangup or transfer after their audio, well before the `goodbye_max` cap.
+        let last_words = [
+            english.goodbye.as_str(),
+            english.silence_goodbye.as_str(),
+            english.max_duration_goodbye.as_str(),
+            english.transfer_message.as_str(),
+        ];
+        let said = sim.log.iter().find_map(|(t, o)| match o {
+            Output::Command(Command::StartTts { text, .. }) if last_words.contains(&&**text) => Some(*t),
+            _ => None,
+        });
+        if let Some(said) = said {
+            let ended = sim.log.last().map(|(t, _)| *t).unwrap();
+            prop_assert!(ended < said + english.goodbye_max, "last words at {:?}, end at {:?} (the cap, not the audio)", said, ended);
+        }
+
         let final_words = [english.silence_goodbye.as_str(), english.max_duration_goodbye.as_str()];
         let mut last_play: Option<Duration> = None;
         let mut paused = false;
