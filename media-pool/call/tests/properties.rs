@@ -129,6 +129,27 @@ proptest! {
             prop_assert!(open.is_empty(), "unanswered tool calls {:?} at the end", open);
         }
 
+        // No stream is left open for the driver: every LLM and TTS request it was asked to
+        // start either finished (its end or error reached the engine) or was cancelled.
+        let mut open = std::collections::BTreeSet::new();
+        for (_, output) in &sim.log {
+            match output {
+                Output::Command(Command::StartLlm { request, .. } | Command::StartTts { request, .. }) => {
+                    open.insert(*request);
+                }
+                Output::Command(Command::CancelLlm { request } | Command::CancelTts { request }) => {
+                    open.remove(request);
+                }
+                _ => {}
+            }
+        }
+        for (_, ev) in &sim.trace {
+            if let Some(Ev::LlmEnd(r) | Ev::LlmError(r) | Ev::TtsEnd(r) | Ev::TtsError(r)) = ev {
+                open.remove(r);
+            }
+        }
+        prop_assert!(open.is_empty(), "requests left open: {:?}", open);
+
         let english = CallConfig::english();
         // Last words end the call soon: a goodbye or transfer message is followed by the
         // hangup or transfer after their audio, well before the `goodbye_max` cap.
