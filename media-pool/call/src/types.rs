@@ -298,3 +298,26 @@ pub struct CallQuality {
     pub playout_gaps: u32,
     pub longest_gap: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use golos_audio::vad::{EnergyVad, Vad, VadEvent};
+
+    #[test]
+    fn vad_events_become_speech_inputs_at_their_onset_times() {
+        let stream_start = Instant::now();
+        let mut vad = EnergyVad::default();
+        let tone = |amplitude: f64| -> Vec<i16> {
+            (0..160).map(|i| (amplitude * (f64::from(i) * 0.235).sin()) as i16).collect()
+        };
+        let frames = std::iter::repeat_n(tone(30.0), 25)
+            .chain(std::iter::repeat_n(tone(8_000.0), 40))
+            .chain(std::iter::repeat_n(tone(30.0), 30));
+        let inputs: Vec<Input<'_>> =
+            frames.filter_map(|f| vad.process(&f)).map(|e: VadEvent| Input::from_vad(e, stream_start)).collect();
+        assert_eq!(inputs.len(), 2);
+        assert!(matches!(inputs[0], Input::SpeechStarted { at } if at == stream_start + Duration::from_millis(500)));
+        assert!(matches!(inputs[1], Input::SpeechStopped { at } if at == stream_start + Duration::from_millis(1_300)));
+    }
+}
