@@ -927,8 +927,11 @@ impl CallEngine {
     fn on_tts_failure(&mut self, now: Instant) {
         // TTS has no tier left: an apology clip instead of silence, and this response ends.
         self.cancel_providers();
-        self.clear_segments();
         self.close_open_tools("cancelled: the response failed");
+        // The caller hears the clip, not the answer: the context keeps only what was played.
+        self.cut_context();
+        self.clear_segments();
+        self.resp.message = None;
         self.resp.filler_at = None;
         self.emit(Output::FlushPlayout);
         self.emit(Output::PlayClip(Clip::Apology));

@@ -863,6 +863,9 @@ fn a_tts_failure_plays_the_apology_clip() {
     assert_eq!(sim.times_of(|o| matches!(o, Output::Command(Command::CancelLlm { .. }))), [3_100]);
     // The clip's length counts as agent speech; then the agent waits for the caller again.
     assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(7_100));
+    // Not a word of the answer was heard, so none of it is in the context.
+    let roles: Vec<Role> = sim.engine.context().iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User]);
 }
 
 // ---- cost ----------------------------------------------------------------------------------
