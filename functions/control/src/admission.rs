@@ -122,23 +122,20 @@ impl HoldQueue {
         let arrival = self.next_arrival();
         let mut orgs = self.orgs.lock().expect("hold queue lock");
         let waiters = orgs.entry(request.org_id.clone()).or_default();
-        let rank = match waiters.iter_mut().find(|w| w.call == request.call_id) {
-            Some(waiter) => {
-                waiter.last_seen = now;
-                waiter.reason = reason;
-                waiter.rank
-            }
-            None => {
-                let rank = Rank { inverted_priority: MAX_PRIORITY - request.priority, arrival };
-                waiters.push(Waiter {
-                    call: request.call_id.clone(),
-                    agent: request.agent_id.clone(),
-                    rank,
-                    reason,
-                    last_seen: now,
-                });
-                rank
-            }
+        let rank = if let Some(waiter) = waiters.iter_mut().find(|w| w.call == request.call_id) {
+            waiter.last_seen = now;
+            waiter.reason = reason;
+            waiter.rank
+        } else {
+            let rank = Rank { inverted_priority: MAX_PRIORITY - request.priority, arrival };
+            waiters.push(Waiter {
+                call: request.call_id.clone(),
+                agent: request.agent_id.clone(),
+                rank,
+                reason,
+                last_seen: now,
+            });
+            rank
         };
         1 + waiters.iter().filter(|w| w.call != request.call_id && w.rank < rank && w.blocks(&request.agent_id)).count()
             as u32

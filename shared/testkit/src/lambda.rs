@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, Mutex, Notify};
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Runtime {
     pending: Mutex<VecDeque<(String, Value)>>,
     arrived: Notify,
@@ -61,6 +61,7 @@ async fn init_error(body: String) -> &'static str {
 }
 
 /// A function binary running against the local Runtime API.
+#[derive(Debug)]
 pub struct LambdaProcess {
     runtime: Arc<Runtime>,
     child: Child,

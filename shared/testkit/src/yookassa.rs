@@ -56,7 +56,7 @@ fn authorised(headers: &HeaderMap) -> bool {
     headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Basic {expected}"))
 }
 
-async fn lookup(objects: &Objects, headers: &HeaderMap, table: &Mutex<HashMap<String, Value>>, id: &str) -> Response {
+fn lookup(objects: &Objects, headers: &HeaderMap, table: &Mutex<HashMap<String, Value>>, id: &str) -> Response {
     objects.requests.fetch_add(1, Ordering::Relaxed);
     if objects.outage.load(Ordering::Relaxed) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Internal server error");
@@ -79,13 +79,13 @@ impl YookassaApi {
             .route(
                 "/v3/payments/{id}",
                 get(|State(o): State<Arc<Objects>>, headers: HeaderMap, Path(id): Path<String>| async move {
-                    lookup(&o, &headers, &o.payments, &id).await
+                    lookup(&o, &headers, &o.payments, &id)
                 }),
             )
             .route(
                 "/v3/refunds/{id}",
                 get(|State(o): State<Arc<Objects>>, headers: HeaderMap, Path(id): Path<String>| async move {
-                    lookup(&o, &headers, &o.refunds, &id).await
+                    lookup(&o, &headers, &o.refunds, &id)
                 }),
             )
             .with_state(Arc::clone(&objects));
