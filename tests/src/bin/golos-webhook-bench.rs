@@ -64,8 +64,14 @@ async fn main() {
         "{requests} notifications ({unique} distinct, {duplicate_pct}% duplicates) over {connections} connections in {:.2} s",
         wall.as_secs_f64()
     );
-    println!("throughput {:.0}/s  latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  non-200 {failed}",
-        requests as f64 / wall.as_secs_f64(), ms(0.5), ms(0.9), ms(0.99), histogram.max() as f64 / 1000.0);
+    println!(
+        "throughput {:.0}/s  latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  non-200 {failed}",
+        requests as f64 / wall.as_secs_f64(),
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        histogram.max() as f64 / 1000.0
+    );
     if failed > 0 {
         std::process::exit(1);
     }
