@@ -1,7 +1,7 @@
 # golos data layer on AWS: the single DynamoDB table, the SQS queues with their dead-letter
 # queues, the KMS key for envelope encryption, the Secrets Manager entries, and the IAM
-# policy every golos function and worker needs. Lambda functions and the ECS media pool are
-# added by the issues that build them; they attach `aws_iam_policy.golos_data`.
+# policy every golos function and worker needs. The Lambda functions are in functions.tf; the
+# ECS media pool comes with issue #6 and attaches `aws_iam_policy.golos_data` too.
 
 terraform {
   required_version = ">= 1.5"
