@@ -1,0 +1,168 @@
+//! The shard on a virtual clock: time moves only when the test jumps to the next deadline, so
+//! every WORKLOAD timing is exact and nothing sleeps.
+
+use golos_call::{Output, RequestId};
+use golos_shard::sim::{Recorder, SimCall, SimShared, TurnRecord};
+use golos_shard::{CallId, CallSink, Clock, Feed, Shard};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+fn config() -> Arc<golos_call::CallConfig> {
+    golos_shard::load::workload_call_config()
+}
+
+/// Steps the shard from deadline to deadline until no call is left (or `limit` passes).
+fn run_to_end(shard: &mut Shard, limit: Instant) -> usize {
+    let mut batches = 0;
+    while let Some(at) = shard.next_deadline() {
+        assert!(at <= limit, "calls still running at the limit");
+        assert!(shard.run_due(at) > 0);
+        batches += 1;
+    }
+    batches
+}
+
+fn recorder() -> Arc<Mutex<Recorder>> {
+    let recorder = Recorder::shared();
+    recorder.lock().unwrap().keep_turns = true;
+    recorder
+}
+
+/// Bot audio for a turn: 300 frames from T_out1; the next utterance (75 frames) starts at the
+/// first 20 ms slot ≥ T_bot_end + 1 s and the final comes 300 ms after it ends.
+#[test]
+fn one_workload_call_adds_exactly_zero_latency_on_every_turn() {
+    let t0 = Instant::now();
+    let recorder = recorder();
+    let shared = SimShared::new(5, Arc::clone(&recorder));
+    let mut shard = Shard::new(Clock::Virtual);
+    shard.add_call(CallId(1), config(), Box::new(SimCall::new(shared, 1)), t0);
+    run_to_end(&mut shard, t0 + Duration::from_secs(60));
+    assert!(shard.is_empty(), "the call hung up after its 5th turn");
+
+    let recorder = recorder.lock().unwrap();
+    assert_eq!(recorder.turns_answered, 5);
+    assert_eq!(recorder.turns_lost, 0);
+    assert_eq!(recorder.calls_ended, 1);
+    assert_eq!(recorder.added_max, Duration::ZERO);
+    assert_eq!(recorder.added_us.max(), 0);
+    let finals: Vec<Duration> = recorder.turns.iter().map(|t| t.t_final - t0).collect();
+    // Utterance 1 at 1000 ms, 75 frames → first silence at 2500, final at 2800. Bot audio
+    // 3100..9100 (last write at 9080) → next utterance at the first slot ≥ 10080: 10080, and so on.
+    assert_eq!(finals, [ms(2_800), ms(11_880), ms(20_960), ms(30_040), ms(39_120)]);
+    for turn in &recorder.turns {
+        assert_eq!(turn.t_out1 - turn.t_final, ms(300), "turn {}", turn.turn);
+    }
+    // Every caller frame went in on its slot.
+    assert_eq!(recorder.input_lag_us.max(), 1);
+    // The engine saw no delay between final and LLM request, nor between token 1 and TTS.
+    assert_eq!(recorder.final_to_llm_us.max(), 1);
+    assert_eq!(recorder.token_to_tts_us.max(), 1);
+}
+
+#[test]
+fn many_calls_in_one_shard_do_not_interfere() {
+    let t0 = Instant::now();
+    let recorder = recorder();
+    let shared = SimShared::new(5, Arc::clone(&recorder));
+    let mut shard = Shard::new(Clock::Virtual);
+    // 200 calls, several starting in the same instant and the rest at odd offsets, so their
+    // deadlines interleave and coincide.
+    let starts: Vec<Duration> = (0..200u64).map(|i| Duration::from_micros((i / 4) * 7_919)).collect();
+    let mut next = 0;
+    while next < starts.len() || !shard.is_empty() {
+        let add_at = starts.get(next).map(|d| t0 + *d);
+        let due = shard.next_deadline();
+        match (add_at, due) {
+            (Some(add), due) if due.is_none_or(|d| add <= d) => {
+                shard.add_call(
+                    CallId(next as u64),
+                    config(),
+                    Box::new(SimCall::new(Arc::clone(&shared), next as u64)),
+                    add,
+                );
+                next += 1;
+            }
+            (_, Some(due)) => {
+                shard.run_due(due);
+            }
+            _ => unreachable!(),
+        }
+    }
+    let recorder = recorder.lock().unwrap();
+    assert_eq!(recorder.calls_ended, 200);
+    assert_eq!(recorder.turns_answered, 1_000);
+    assert_eq!(recorder.turns_lost, 0);
+    assert_eq!(recorder.added_max, Duration::ZERO);
+    // Each call's timeline is the solo call's, shifted by its start.
+    for call in 0..200u64 {
+        let turns: Vec<&TurnRecord> = recorder.turns.iter().filter(|t| t.call == call).collect();
+        let start = t0 + starts[call as usize];
+        let finals: Vec<Duration> = turns.iter().map(|t| t.t_final - start).collect();
+        assert_eq!(finals, [ms(2_800), ms(11_880), ms(20_960), ms(30_040), ms(39_120)], "call {call}");
+    }
+}
+
+/// Counts its steps; its deadline is a fixed instant until it has run once.
+struct Probe {
+    at: Option<Instant>,
+    steps: Arc<Mutex<Vec<(u64, Instant)>>>,
+    id: u64,
+}
+
+impl CallSink for Probe {
+    fn output(&mut self, _: Output, _: &mut Feed<'_>) {}
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.at
+    }
+
+    fn handle_timeout(&mut self, call: &mut Feed<'_>) {
+        self.steps.lock().unwrap().push((self.id, call.now()));
+        self.at = None;
+    }
+}
+
+#[test]
+fn deadlines_due_in_the_same_instant_run_in_one_batch() {
+    let t0 = Instant::now();
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let mut shard = Shard::new(Clock::Virtual);
+    let due = t0 + ms(20);
+    for id in 0..50 {
+        let at = if id == 49 { due + Duration::from_nanos(1) } else { due };
+        let probe = Probe { at: Some(at), steps: Arc::clone(&steps), id };
+        shard.add_call(CallId(id), config(), Box::new(probe), t0);
+    }
+    assert_eq!(shard.next_deadline(), Some(due));
+    assert_eq!(shard.run_due(t0 + Duration::from_nanos(19_999_999)), 0, "nothing is due early");
+    assert_eq!(shard.run_due(due), 49, "all 49 due calls in one batch");
+    assert_eq!(shard.stats().batches, 1);
+    assert!(steps.lock().unwrap().iter().all(|&(_, at)| at == due));
+    // The 50th is due 1 ns later: the next wake-up.
+    assert_eq!(shard.next_deadline(), Some(due + Duration::from_nanos(1)));
+    assert_eq!(shard.run_due(due + Duration::from_nanos(1)), 1);
+    // Only the engines' own far deadlines (silence timeout) are left.
+    assert!(shard.next_deadline().unwrap() >= t0 + Duration::from_secs(60));
+}
+
+#[test]
+fn inputs_reach_the_engine_and_an_ended_call_is_removed() {
+    let t0 = Instant::now();
+    let mut shard = Shard::new(Clock::Virtual);
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    shard.add_call(CallId(7), config(), Box::new(Probe { at: None, steps, id: 7 }), t0);
+    assert_eq!(shard.len(), 1);
+    // A late provider event for a request the call never made is ignored by the engine.
+    shard.input(CallId(7), golos_call::Input::LlmEnd { request: RequestId(99) }, t0 + ms(1));
+    shard.input(CallId(7), golos_call::Input::Hangup, t0 + ms(2));
+    assert!(shard.is_empty());
+    assert_eq!(shard.next_deadline(), None, "its heap entries went stale");
+    // Inputs for a call that is gone are dropped.
+    shard.input(CallId(7), golos_call::Input::Hangup, t0 + ms(3));
+    assert_eq!(shard.stats().calls_ended, 1);
+}
