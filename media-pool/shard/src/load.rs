@@ -61,6 +61,15 @@ pub struct Report {
     pub batches: u64,
     pub steps_per_batch: f64,
     /// /proc/loadavg (1 min) at the start and the end of the run: other load on the machine.
+    /// The shards' timed wake-ups: mean and worst lateness against their deadline (the OS's
+    /// share), and how many were over 1 ms late.
+    pub wake_late_mean_ms: f64,
+    pub wake_late_max_ms: f64,
+    pub wakes_late_over_1ms: u64,
+    pub timer_wakes: u64,
+    /// Time the shards spent in batches, % of one core over the whole run, and the longest batch.
+    pub shard_busy_percent: f64,
+    pub batch_max_ms: f64,
     pub loadavg_start: f64,
     pub loadavg_end: f64,
 }
@@ -131,10 +140,10 @@ pub fn run_inprocess(config: &LoadConfig) -> Report {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let baseline_rss_kib = status_kib("VmRSS").unwrap_or(0);
-
+    // The measuring apparatus exists before the baseline, so it is not charged to the calls.
     let recorders: Vec<_> = (0..shards).map(|_| Recorder::shared()).collect();
     let shared: Vec<_> = recorders.iter().map(|r| SimShared::new(config.turns, Arc::clone(r))).collect();
+    let baseline_rss_kib = status_kib("VmRSS").unwrap_or(0);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -195,6 +204,9 @@ pub fn run_inprocess(config: &LoadConfig) -> Report {
     let batches: u64 = stats.iter().map(|s| s.batches).sum();
     let steps: u64 = stats.iter().map(|s| s.steps).sum();
     let turns_expected = n as u64 * u64::from(config.turns);
+    let timer_wakes: u64 = stats.iter().map(|s| s.timer_wakes).sum();
+    let late_total: Duration = stats.iter().map(|s| s.wake_late_total).sum();
+    let busy: Duration = stats.iter().map(|s| s.busy).sum();
     Report {
         calls: n,
         shards,
@@ -219,6 +231,12 @@ pub fn run_inprocess(config: &LoadConfig) -> Report {
         wall_s: end.saturating_duration_since(t0).as_secs_f64(),
         batches,
         steps_per_batch: if batches == 0 { 0.0 } else { steps as f64 / batches as f64 },
+        wake_late_mean_ms: if timer_wakes == 0 { 0.0 } else { late_total.as_secs_f64() * 1e3 / timer_wakes as f64 },
+        wake_late_max_ms: stats.iter().map(|s| s.wake_late_max).max().unwrap_or_default().as_secs_f64() * 1e3,
+        wakes_late_over_1ms: stats.iter().map(|s| s.wakes_late_over_1ms).sum(),
+        timer_wakes,
+        shard_busy_percent: 100.0 * busy.as_secs_f64() / end.saturating_duration_since(t0).as_secs_f64(),
+        batch_max_ms: stats.iter().map(|s| s.batch_max).max().unwrap_or_default().as_secs_f64() * 1e3,
         loadavg_start,
         loadavg_end: loadavg(),
     }

@@ -7,7 +7,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Identifies a call across the pool; chosen when the call is added, so edges can address it
 /// before the shard has even seen it.
@@ -167,6 +167,16 @@ pub struct ShardStats {
     pub stale: u64,
     pub calls_added: u64,
     pub calls_ended: u64,
+    /// Timed wake-ups of [`Shard::run`] (the sleep ran to its deadline).
+    pub timer_wakes: u64,
+    /// How late those wake-ups were against the deadline they slept for: the OS's share
+    /// (timer slack, waiting for a core), summed, the worst one, and how many by over 1 ms.
+    pub wake_late_total: Duration,
+    pub wake_late_max: Duration,
+    pub wakes_late_over_1ms: u64,
+    /// Time spent in batches and applying inbound messages: the shard's own CPU share.
+    pub busy: Duration,
+    pub batch_max: Duration,
 }
 
 struct Live {
@@ -390,19 +400,33 @@ impl Shard {
                     return self.stats;
                 }
             }
-            self.run_due(Instant::now());
+            let started = Instant::now();
+            if self.run_due(started) > 0 {
+                let took = started.elapsed();
+                self.stats.busy += took;
+                self.stats.batch_max = self.stats.batch_max.max(took);
+            }
             let message = match self.next_deadline() {
                 Some(at) => match inbound.recv_deadline(at) {
                     Ok(message) => message,
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let late = Instant::now().saturating_duration_since(at);
+                        self.stats.timer_wakes += 1;
+                        self.stats.wake_late_total += late;
+                        self.stats.wake_late_max = self.stats.wake_late_max.max(late);
+                        self.stats.wakes_late_over_1ms += u64::from(late > Duration::from_millis(1));
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => Inbound::Shutdown,
                 },
                 None => inbound.recv().unwrap_or(Inbound::Shutdown),
             };
-            if !self.apply(message, Instant::now()) {
+            let started = Instant::now();
+            if !self.apply(message, started) {
                 self.close_all(Instant::now());
                 return self.stats;
             }
+            self.stats.busy += started.elapsed();
         }
     }
 }

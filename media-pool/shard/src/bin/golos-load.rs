@@ -89,9 +89,14 @@ fn print_report(r: &Report) {
         r.baseline_rss_kib, r.peak_rss_kib, r.rss_per_call_kib
     );
     println!(
-        "shards: {} wake-ups with work, {:.1} call steps per wake-up; load average {:.2} -> {:.2}",
-        r.batches, r.steps_per_batch, r.loadavg_start, r.loadavg_end
+        "shards: {} wake-ups with work, {:.1} call steps per wake-up, busy {:.1} % of one core, longest batch {:.3} ms",
+        r.batches, r.steps_per_batch, r.shard_busy_percent, r.batch_max_ms
     );
+    println!(
+        "timed wake-ups: {}, late by {:.3} ms on average, {:.3} ms at worst, {} over 1 ms",
+        r.timer_wakes, r.wake_late_mean_ms, r.wake_late_max_ms, r.wakes_late_over_1ms
+    );
+    println!("load average {:.2} -> {:.2}", r.loadavg_start, r.loadavg_end);
 }
 
 fn sweep(args: &Args) -> anyhow::Result<()> {
