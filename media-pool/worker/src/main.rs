@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "GOLOS_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+    /// After SIGTERM, how long live calls may go on before they are ended (`forced_shutdown`).
+    #[arg(long, env = "GOLOS_DRAIN_SECS", default_value_t = 600)]
+    pub drain_secs: u64,
 }
 
 impl Default for ServeArgs {
@@ -102,16 +105,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let sweeper =
         tokio::spawn(golos_control::admission::run_sweeper(state.clone(), std::time::Duration::from_secs(10), stop()));
-    let app = golos_control::router(state);
+    let worker = golos::Worker::new(std::sync::Arc::clone(&state.metrics));
+    // Names this process in `call.shutdown_initiated` (its event ids derive from it).
+    let worker_id = format!("wrk_{}", state.ids.new_suffix());
+    let app = golos::app(state.clone(), worker.clone());
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
-    tracing::info!(%addr, backend = ?args.backend, "serving");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%addr, backend = ?args.backend, worker = %worker_id, "serving");
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    // HTTP goes on serving through the drain: `/ready` must answer 503 and live calls on
+    // WebSockets must keep their connections until they end.
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tokio::select! {
+        () = shutdown => {}
+        result = &mut server => {
+            result.context("the HTTP server panicked")?.context("the HTTP server failed")?;
+            anyhow::bail!("the HTTP server stopped by itself");
+        }
+    }
+    let drain = golos::lifecycle::DrainConfig {
+        drain_for: std::time::Duration::from_secs(args.drain_secs),
+        ..golos::lifecycle::DrainConfig::default()
+    };
+    let report = golos::lifecycle::drain(&worker.registry, &state, &worker_id, &drain).await;
+    tracing::info!(?report, "drained");
+    let _ = stop_http.send(());
+    // Every call has ended; connections still open get a moment to close, then we go anyway.
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(result)) => result.context("the HTTP server failed")?,
+        Ok(Err(join)) => return Err(join).context("the HTTP server panicked"),
+        Err(_) => tracing::warn!("HTTP connections still open after 5 s; closing them"),
+    }
     let _ = stop_background.send(true);
     let _ = tokio::join!(consumer, sweeper);
     tracing::info!("stopped");
@@ -140,20 +174,17 @@ async fn reconcile_periodically(state: golos_control::ControlState) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called, not when the
+/// future is first polled: a signal that arrives between the "listening" line and the first
+/// poll must not take the default action (killing the process mid-call).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
 }
