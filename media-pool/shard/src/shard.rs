@@ -43,7 +43,8 @@ pub trait CallSink: Send {
         None
     }
 
-    /// Run the sink's work due at `call.now()`, feeding the engine as it goes.
+    /// Run the sink's work due at `call.now()`, feeding the engine as it goes. May be called
+    /// when nothing is due any more (an engine output in the same step moved the deadline).
     fn handle_timeout(&mut self, call: &mut Feed<'_>) {
         let _ = call;
     }
@@ -185,6 +186,10 @@ struct Live {
     sink: Box<dyn CallSink>,
     /// The deadline this call has in the heap; other entries for it are stale.
     armed: Option<Instant>,
+    /// The engine's and the sink's deadlines as of the last re-arm, so a step asks each for
+    /// its deadline once, not twice (`CallEngine::poll_timeout` was the top entry of a profile).
+    engine_at: Option<Instant>,
+    sink_at: Option<Instant>,
 }
 
 struct Slot {
@@ -257,7 +262,7 @@ impl Shard {
         let now = self.step_time(now);
         let mut sink = sink;
         sink.started(now);
-        let live = Live { id, engine: CallEngine::new(config, now), sink, armed: None };
+        let live = Live { id, engine: CallEngine::new(config, now), sink, armed: None, engine_at: None, sink_at: None };
         let slot = if let Some(slot) = self.free.pop() {
             self.slots[slot as usize].live = Some(live);
             slot
@@ -333,12 +338,12 @@ impl Shard {
             live.armed = None;
             let step_now = self.step_time(now);
             self.step(slot, step_now, |live, now| {
-                let Live { engine, sink, .. } = live;
-                if engine.poll_timeout().is_some_and(|t| t <= now) {
+                let Live { engine, sink, engine_at, sink_at, .. } = live;
+                if engine_at.is_some_and(|t| t <= now) {
                     engine.handle_timeout(now);
+                    drain(engine, sink.as_mut(), now);
                 }
-                drain(engine, sink.as_mut(), now);
-                if sink.poll_timeout().is_some_and(|t| t <= now) {
+                if sink_at.is_some_and(|t| t <= now) {
                     sink.handle_timeout(&mut Feed { engine, now });
                 }
             });
@@ -380,7 +385,9 @@ impl Shard {
             self.stats.calls_ended += 1;
             return;
         }
-        let next = earliest(live.engine.poll_timeout(), live.sink.poll_timeout());
+        live.engine_at = live.engine.poll_timeout();
+        live.sink_at = live.sink.poll_timeout();
+        let next = earliest(live.engine_at, live.sink_at);
         if next != live.armed {
             live.armed = next;
             if let Some(at) = next {

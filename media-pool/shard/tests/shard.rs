@@ -166,3 +166,52 @@ fn inputs_reach_the_engine_and_an_ended_call_is_removed() {
     shard.input(CallId(7), golos_call::Input::Hangup, t0 + ms(3));
     assert_eq!(shard.stats().calls_ended, 1);
 }
+
+/// Tells the test what happened to its call, from the shard's thread.
+struct Notify(crossbeam_channel::Sender<&'static str>);
+
+impl CallSink for Notify {
+    fn started(&mut self, _: Instant) {
+        let _ = self.0.send("started");
+    }
+
+    fn output(&mut self, output: Output, _: &mut Feed<'_>) {
+        if let Output::Command(golos_call::Command::StartLlm { .. }) = output {
+            let _ = self.0.send("StartLlm");
+        }
+    }
+
+    fn caller_audio(&mut self, _: golos_call::Frame, _: &mut Feed<'_>) {
+        let _ = self.0.send("audio");
+    }
+
+    fn closed(&mut self, _: Instant) {
+        let _ = self.0.send("closed");
+    }
+}
+
+/// The pool's real threads and inbound channels; the test blocks on what the sink reports
+/// (bounded by a generous timeout) and never sleeps.
+#[test]
+fn the_pool_routes_edges_through_each_shards_inbound_channel() {
+    let pool = golos_shard::ShardPool::new(2);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let wait = || rx.recv_timeout(Duration::from_secs(10)).expect("the shard answers");
+    let first = pool.add_call(config(), Box::new(Notify(tx.clone())));
+    let second = pool.add_call(config(), Box::new(Notify(tx)));
+    assert_ne!(first.shard(), second.shard(), "round robin");
+    assert_eq!([wait(), wait()], ["started", "started"]);
+
+    assert!(first.audio(Arc::from(vec![0i16; 320])));
+    assert_eq!(wait(), "audio");
+    let final_text = golos_shard::OwnedInput::SttFinal { text: "what are your opening hours".into(), confidence: 0.9 };
+    assert!(first.input(final_text));
+    assert_eq!(wait(), "StartLlm", "no timer between the final and the LLM request");
+    assert!(first.hangup());
+    assert_eq!(wait(), "closed");
+
+    let stats = pool.shutdown();
+    assert_eq!(wait(), "closed", "shutdown ends the calls still up");
+    assert_eq!(stats.iter().map(|s| s.calls_added).sum::<u64>(), 2);
+    assert_eq!(stats.iter().map(|s| s.calls_ended).sum::<u64>(), 2);
+}
