@@ -1,0 +1,19 @@
+//! The wire side of golos call transports, everything below the call driver:
+//!
+//! - [`golos`]: the golos WebSocket audio protocol for browsers and SDKs (docs/transports.md);
+//! - [`twilio`]: a Twilio Media Streams-compatible endpoint (μ-law 8 kHz in JSON);
+//! - [`playout`]: paced 20 ms output with marks and barge-in `clear`;
+//! - [`jitter`]: inbound reordering and 20 ms reframing;
+//! - [`ws`]: an axum WebSocket loop that runs a [`ws::CallSession`] over the golos protocol.
+//!
+//! Codecs and buffers are sans-IO: bytes and instants in, messages and packets out.
+
+pub mod error;
+pub mod golos;
+pub mod jitter;
+pub mod playout;
+pub mod twilio;
+
+pub use error::TransportError;
+pub use jitter::{InputJitter, JitterStats};
+pub use playout::{Cleared, Frame, Packet, Playout, PACKET};
