@@ -6,8 +6,10 @@
 //! such as `sampleRate` silently falling back to 16 kHz would garble a whole call.
 
 use crate::error::TransportError;
-use golos_audio::SUPPORTED_RATES;
+use crate::jitter::InputJitter;
+use golos_audio::{Resampler, SUPPORTED_RATES};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The rate a stream uses when `start` does not choose one.
 pub const DEFAULT_SAMPLE_RATE: u32 = 16_000;
@@ -236,6 +238,73 @@ pub fn encode_audio(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
+/// The client's binary frames to 20 ms frames at the pipeline's rate: decode → reframe (the
+/// client may send any whole number of samples up to 100 ms) → resample.
+#[derive(Debug)]
+pub struct AudioIn {
+    client_rate: u32,
+    jitter: InputJitter,
+    resampler: Resampler,
+    scratch: Vec<i16>,
+}
+
+impl AudioIn {
+    pub fn new(client_rate: u32, pipeline_rate: u32) -> Result<Self, TransportError> {
+        Ok(Self {
+            client_rate,
+            jitter: InputJitter::new(client_rate),
+            resampler: Resampler::new(client_rate, pipeline_rate).map_err(|_| {
+                TransportError::UnsupportedSampleRate(if SUPPORTED_RATES.contains(&client_rate) {
+                    pipeline_rate
+                } else {
+                    client_rate
+                })
+            })?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Takes one binary message.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.scratch.clear();
+        decode_audio_into(bytes, self.client_rate, &mut self.scratch)?;
+        self.jitter.push_in_order(&self.scratch);
+        Ok(())
+    }
+
+    /// The next 20 ms frame at the pipeline's rate, if one is complete.
+    pub fn pop_frame(&mut self) -> Result<Option<Arc<[i16]>>, TransportError> {
+        let Some(frame) = self.jitter.pop_frame() else { return Ok(None) };
+        Ok(Some(self.resampler.process(&frame)?.into()))
+    }
+}
+
+/// Our 20 ms frames at the pipeline's rate to binary messages at the client's rate.
+#[derive(Debug)]
+pub struct AudioOut {
+    resampler: Resampler,
+    scratch: Vec<i16>,
+}
+
+impl AudioOut {
+    pub fn new(pipeline_rate: u32, client_rate: u32) -> Result<Self, TransportError> {
+        let resampler = Resampler::new(pipeline_rate, client_rate)?;
+        let scratch = vec![0; resampler.output_frame_len()];
+        Ok(Self { resampler, scratch })
+    }
+
+    /// One binary message for one 20 ms frame.
+    pub fn encode(&mut self, frame: &[i16]) -> Result<Vec<u8>, TransportError> {
+        self.resampler.process_into(frame, &mut self.scratch)?;
+        Ok(encode_audio(&self.scratch))
+    }
+
+    /// After a `clear`: the cut-off audio must not ring into the next utterance.
+    pub fn reset(&mut self) {
+        self.resampler.reset();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +427,22 @@ mod tests {
             let err = decode_audio(&vec![0; bytes], rate).unwrap_err();
             assert_eq!(err.code(), "invalid_audio_frame", "{bytes} bytes at {rate}");
         }
+    }
+
+    #[test]
+    fn browser_audio_of_any_size_reaches_the_pipeline_as_20ms_frames() {
+        let mut audio_in = AudioIn::new(48_000, 16_000).unwrap();
+        // 10 ms, then 50 ms, then 100 ms (the limit): 160 ms = 8 pipeline frames.
+        for ms in [10, 50, 100] {
+            audio_in.push(&encode_audio(&vec![1_000; 48 * ms])).unwrap();
+        }
+        let frames: Vec<_> = std::iter::from_fn(|| audio_in.pop_frame().unwrap()).collect();
+        assert_eq!(frames.len(), 8);
+        assert!(frames.iter().all(|f| f.len() == 320));
+        assert_eq!(audio_in.push(&[0; 3]).unwrap_err().code(), "invalid_audio_frame");
+        let mut out = AudioOut::new(16_000, 8_000).unwrap();
+        assert_eq!(out.encode(&[0; 320]).unwrap().len(), 320, "160 samples at 8 kHz");
+        assert_eq!(AudioIn::new(44_100, 16_000).unwrap_err().code(), "unsupported_sample_rate");
     }
 
     proptest! {
