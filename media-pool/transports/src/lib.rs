@@ -13,6 +13,7 @@ pub mod golos;
 pub mod jitter;
 pub mod playout;
 pub mod twilio;
+pub mod ws;
 
 pub use error::TransportError;
 pub use jitter::{InputJitter, JitterStats};

@@ -1,0 +1,214 @@
+//! The golos WebSocket protocol end to end: an axum server on port 0 running `ws::run` with a
+//! tiny echo session, and a real tokio-tungstenite client.
+
+use axum::extract::WebSocketUpgrade;
+use axum::routing::get;
+use axum::Router;
+use futures::{SinkExt, StreamExt};
+use golos_transports::golos::{codes, encode_audio, ServerMessage, Speaker};
+use golos_transports::ws::{self, Admitted, CallSession, Refusal, SessionOutput, StartRequest};
+use golos_transports::Frame;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Echoes the caller's audio back, with a mark after every 5 frames; `#` is a barge-in,
+/// other keys come back as a transcript line; hangup ends the call.
+#[derive(Default)]
+struct Echo {
+    tx: Option<mpsc::Sender<SessionOutput>>,
+    frames: usize,
+}
+
+impl Echo {
+    fn out(&self, output: SessionOutput) {
+        // The test sends little; a full channel would mean a bug in the loop under test.
+        self.tx.as_ref().expect("started").try_send(output).expect("room in the channel");
+    }
+}
+
+impl CallSession for Echo {
+    async fn on_start(&mut self, start: StartRequest) -> Result<Admitted, Refusal> {
+        if start.token != "good" {
+            return Err(Refusal { code: codes::UNAUTHORIZED, message: "bad token".into() });
+        }
+        let (tx, outputs) = mpsc::channel(256);
+        self.tx = Some(tx);
+        Ok(Admitted { call_id: format!("call-{}", start.agent_id), outputs })
+    }
+
+    fn on_audio(&mut self, frame: Frame) {
+        self.frames += 1;
+        self.out(SessionOutput::Audio(frame));
+        if self.frames.is_multiple_of(5) {
+            self.out(SessionOutput::Mark(format!("after-{}", self.frames)));
+        }
+    }
+
+    fn on_mark(&mut self, name: String) {
+        self.out(SessionOutput::Event(ServerMessage::Transcript {
+            role: Speaker::User,
+            text: format!("ack {name}"),
+            is_final: true,
+        }));
+    }
+
+    fn on_dtmf(&mut self, digit: char) {
+        if digit == '#' {
+            self.out(SessionOutput::Clear);
+        } else if digit == '0' {
+            self.out(SessionOutput::End { reason: "agent_ended".into() });
+        } else {
+            self.out(SessionOutput::Event(ServerMessage::Transcript {
+                role: Speaker::User,
+                text: digit.to_string(),
+                is_final: true,
+            }));
+        }
+    }
+
+    fn on_hangup(&mut self) {}
+}
+
+type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn serve() -> String {
+    let app = Router::new().route(
+        "/ws",
+        get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|socket| async move {
+                ws::run(socket, Echo::default(), 16_000).await;
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("ws://{addr}/ws")
+}
+
+async fn connect() -> Client {
+    tokio_tungstenite::connect_async(serve().await).await.unwrap().0
+}
+
+async fn send_json(client: &mut Client, value: serde_json::Value) {
+    client.send(Message::text(value.to_string())).await.unwrap();
+}
+
+/// The next message, failing the test instead of hanging if none comes.
+async fn next(client: &mut Client) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), client.next()).await.expect("a message in time").unwrap().unwrap()
+}
+
+async fn next_json(client: &mut Client) -> serde_json::Value {
+    match next(client).await {
+        Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+        other => panic!("expected a control message, got {other:?}"),
+    }
+}
+
+async fn start(client: &mut Client, rate: u32) {
+    send_json(client, serde_json::json!({"type":"start","agent_id":"a1","token":"good","sample_rate":rate})).await;
+    assert_eq!(next_json(client).await, serde_json::json!({"type":"started","call_id":"call-a1","sample_rate":rate}));
+}
+
+#[tokio::test]
+async fn audio_is_echoed_as_paced_20ms_frames_with_marks() {
+    let mut client = connect().await;
+    start(&mut client, 16_000).await;
+    // 100 ms of audio as ten 10 ms messages, all at once: five echoed 20 ms frames.
+    let audio: Vec<i16> = (0..1_600).map(|i| i as i16).collect();
+    for piece in audio.chunks(160) {
+        client.send(Message::binary(encode_audio(piece))).await.unwrap();
+    }
+    let mut echoed = Vec::new();
+    let mut arrivals = Vec::new();
+    while echoed.len() < 1_600 {
+        match next(&mut client).await {
+            Message::Binary(bytes) => {
+                assert_eq!(bytes.len(), 640, "one 20 ms frame per message");
+                arrivals.push(Instant::now());
+                echoed.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(echoed, audio);
+    // The mark comes right after the fifth frame.
+    assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"mark","name":"after-5"}));
+    // Paced on an absolute 20 ms grid: five packets cannot span less than 80 ms (a lower
+    // bound only, which no scheduling delay can break).
+    assert!(arrivals[4] - arrivals[0] >= Duration::from_millis(79), "{:?}", arrivals[4] - arrivals[0]);
+    send_json(&mut client, serde_json::json!({"type":"mark","name":"after-5"})).await;
+    assert_eq!(next_json(&mut client).await["text"], "ack after-5");
+    send_json(&mut client, serde_json::json!({"type":"hangup"})).await;
+    assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"ended","reason":"hangup"}));
+}
+
+#[tokio::test]
+async fn other_client_rates_are_resampled_both_ways() {
+    let mut client = connect().await;
+    start(&mut client, 8_000).await;
+    client.send(Message::binary(encode_audio(&[500; 160]))).await.unwrap();
+    let Message::Binary(bytes) = next(&mut client).await else { panic!("not audio") };
+    assert_eq!(bytes.len(), 320, "20 ms at 8 kHz");
+}
+
+#[tokio::test]
+async fn bad_messages_are_reported_and_the_call_goes_on() {
+    let mut client = connect().await;
+    start(&mut client, 16_000).await;
+    send_json(&mut client, serde_json::json!({"type":"dance"})).await;
+    assert_eq!(next_json(&mut client).await["code"], "unknown_type");
+    client.send(Message::binary(vec![0; 3])).await.unwrap();
+    assert_eq!(next_json(&mut client).await["code"], "invalid_audio_frame");
+    send_json(&mut client, serde_json::json!({"type":"start","agent_id":"a1","token":"good"})).await;
+    assert_eq!(next_json(&mut client).await["code"], "protocol_violation");
+    send_json(&mut client, serde_json::json!({"type":"dtmf","digit":"5"})).await;
+    assert_eq!(next_json(&mut client).await["text"], "5");
+}
+
+#[tokio::test]
+async fn barge_in_clears_queued_audio() {
+    let mut client = connect().await;
+    start(&mut client, 16_000).await;
+    // 1 s of audio queues 50 frames; the barge-in comes after the first one.
+    for _ in 0..10 {
+        client.send(Message::binary(encode_audio(&[7; 1_600]))).await.unwrap();
+    }
+    assert!(matches!(next(&mut client).await, Message::Binary(_)));
+    send_json(&mut client, serde_json::json!({"type":"dtmf","digit":"#"})).await;
+    let mut frames_after = 0;
+    loop {
+        match next(&mut client).await {
+            Message::Binary(_) => frames_after += 1,
+            Message::Text(text) => {
+                assert_eq!(serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap()["type"], "clear");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(frames_after < 45, "the queue was dropped, {frames_after} frames went out before clear");
+    // Nothing of the dropped audio follows: the session's end comes next.
+    send_json(&mut client, serde_json::json!({"type":"dtmf","digit":"0"})).await;
+    assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"ended","reason":"agent_ended"}));
+}
+
+#[tokio::test]
+async fn refused_and_malformed_starts_end_the_connection() {
+    let mut client = connect().await;
+    send_json(&mut client, serde_json::json!({"type":"start","agent_id":"a1","token":"bad"})).await;
+    assert_eq!(next_json(&mut client).await["code"], "unauthorized");
+    assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"ended","reason":"refused"}));
+    assert!(matches!(next(&mut client).await, Message::Close(_)));
+
+    let mut client = connect().await;
+    client.send(Message::binary(encode_audio(&[0; 320]))).await.unwrap();
+    assert_eq!(next_json(&mut client).await["code"], "protocol_violation");
+
+    let mut client = connect().await;
+    send_json(&mut client, serde_json::json!({"type":"start","agent_id":"a1","token":"good","sample_rate":11025}))
+        .await;
+    assert_eq!(next_json(&mut client).await["code"], "unsupported_sample_rate");
+}
