@@ -1,4 +1,5 @@
-//! The golos WebSocket protocol on an upgraded axum socket: reads control messages and audio,
+//! The golos WebSocket protocol ([`run`]) and the Twilio Media Streams dialect ([`run_twilio`])
+//! on an upgraded axum socket: reads control messages and audio,
 //! hands the call driver 20 ms frames at the pipeline's rate, and writes the driver's outputs
 //! with paced playout. The driver implements [`CallSession`]; this module knows nothing of
 //! agents, auth or the engine.
@@ -9,6 +10,7 @@
 use crate::error::TransportError;
 use crate::golos::{self, AudioIn, AudioOut, ClientMessage, ServerMessage};
 use crate::playout::{Frame, Packet, Playout};
+use crate::twilio::{self, Inbound, Outbound};
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
 use std::future::Future;
@@ -270,4 +272,182 @@ fn text(message: &ServerMessage) -> Message {
 
 async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
     socket.send(text(message)).await
+}
+
+/// Runs the Twilio Media Streams dialect on `socket` (a provider's bidirectional stream)
+/// until the stream stops or the session ends the call. The agent and token come from the
+/// stream's custom parameters `agent_id` and `token` (and `call_id` to resume); the provider's
+/// ids and the other parameters go to [`StartRequest::metadata`]. Twilio has no channel for
+/// transcripts or errors, so [`SessionOutput::Event`]s are dropped and a refused start just
+/// closes the socket (the TwiML after `<Connect>` then runs, or the call ends).
+pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline_rate: u32) -> Outcome {
+    let start = match tokio::time::timeout(START_TIMEOUT, twilio_start(&mut socket)).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(Some(err))) => {
+            tracing::info!(error = %err, "refusing a media stream");
+            let _ = socket.send(Message::Close(None)).await;
+            return Outcome::NotStarted(err.code());
+        }
+        Ok(Err(None)) => return Outcome::NotStarted("disconnected"),
+        Err(_) => {
+            let _ = socket.send(Message::Close(None)).await;
+            return Outcome::NotStarted("protocol_violation");
+        }
+    };
+    let (mut audio_in, mut audio_out) =
+        match (twilio::AudioIn::new(pipeline_rate), twilio::AudioOut::new(start.stream_sid.clone(), pipeline_rate)) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(error = %err, "media stream codecs");
+                let _ = socket.send(Message::Close(None)).await;
+                return Outcome::NotStarted(err.code());
+            }
+        };
+    let Admitted { mut outputs, .. } = match session.on_start(start.request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            tracing::info!(code = refusal.code, message = %refusal.message, "media stream refused");
+            let _ = socket.send(Message::Close(None)).await;
+            return Outcome::NotStarted(refusal.code);
+        }
+    };
+
+    let mut playout = Playout::new(Instant::now().into_std());
+    let mut ending: Option<String> = None;
+    let mut outputs_open = true;
+    loop {
+        if let Some(reason) = &ending {
+            if playout.is_empty() {
+                let _ = socket.send(Message::Close(None)).await;
+                return Outcome::Ended(reason.clone());
+            }
+        }
+        let deadline = playout.next_deadline().map(Instant::from_std);
+        tokio::select! {
+            inbound = socket.recv() => {
+                let text = match inbound {
+                    Some(Ok(Message::Text(text))) => text,
+                    // Providers send no binary messages; pings are answered by the WebSocket layer.
+                    Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                        session.on_hangup();
+                        return Outcome::ClientGone;
+                    }
+                };
+                let result = match twilio::parse_inbound(text.as_str()) {
+                    Ok(Inbound::Media { media, .. }) => on_twilio_media(&mut session, &mut audio_in, &media),
+                    Ok(Inbound::Mark { mark, .. }) => {
+                        session.on_mark(mark.name);
+                        Ok(())
+                    }
+                    Ok(Inbound::Dtmf { dtmf, .. }) => golos::validate_dtmf(&dtmf.digit).map(|digit| session.on_dtmf(digit)),
+                    Ok(Inbound::Stop { .. }) => {
+                        session.on_hangup();
+                        let _ = socket.send(Message::Close(None)).await;
+                        return Outcome::ClientGone;
+                    }
+                    Ok(Inbound::Connected { .. } | Inbound::Start { .. }) => Err(TransportError::Protocol("a second start")),
+                    Err(err) => Err(err),
+                };
+                // Nowhere to report it: log and skip, the call goes on.
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, code = err.code(), "skipping a media stream message");
+                }
+            }
+            output = outputs.recv(), if outputs_open => match output {
+                Some(SessionOutput::Audio(frame)) => playout.push(frame),
+                Some(SessionOutput::Mark(name)) => playout.push_mark(name),
+                Some(SessionOutput::Clear) => {
+                    // Marks already sent are echoed by the provider when it drops their audio;
+                    // the ones still queued here were never sent, so nothing was played.
+                    playout.clear();
+                    if socket.send(json(&audio_out.clear())).await.is_err() {
+                        session.on_hangup();
+                        return Outcome::ClientGone;
+                    }
+                }
+                Some(SessionOutput::Event(_)) => {}
+                Some(SessionOutput::End { reason }) => ending = Some(reason),
+                None => {
+                    outputs_open = false;
+                    ending.get_or_insert_with(|| "ended".into());
+                }
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let now = Instant::now().into_std();
+                while let Some(packet) = playout.poll(now) {
+                    let message = match packet {
+                        Packet::Audio(frame) => match audio_out.media(&frame) {
+                            Ok(media) => json(&media),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "dropping an outbound frame");
+                                continue;
+                            }
+                        },
+                        Packet::Mark(name) => json(&audio_out.mark(name)),
+                    };
+                    if socket.send(message).await.is_err() {
+                        session.on_hangup();
+                        return Outcome::ClientGone;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct TwilioStart {
+    stream_sid: String,
+    request: StartRequest,
+}
+
+/// Skips `connected` and waits for `start`. `Err(None)`: the provider went away.
+async fn twilio_start(socket: &mut WebSocket) -> Result<TwilioStart, Option<TransportError>> {
+    loop {
+        let text = match socket.recv().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(None),
+        };
+        match twilio::parse_inbound(text.as_str()) {
+            Ok(Inbound::Connected { .. }) | Err(TransportError::UnknownType(_)) => {}
+            Ok(Inbound::Start { start, .. }) => return twilio_request(start).map_err(Some),
+            Ok(_) => return Err(Some(TransportError::Protocol("media before start"))),
+            Err(err) => return Err(Some(err)),
+        }
+    }
+}
+
+fn twilio_request(start: twilio::StartMeta) -> Result<TwilioStart, TransportError> {
+    start.media_format.check()?;
+    let mut parameters = start.custom_parameters;
+    let (Some(agent_id), Some(token)) = (parameters.remove("agent_id"), parameters.remove("token")) else {
+        return Err(TransportError::InvalidMessage("the stream needs the custom parameters agent_id and token".into()));
+    };
+    let call_id = parameters.remove("call_id");
+    let mut metadata: serde_json::Map<String, serde_json::Value> =
+        parameters.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    metadata.insert("provider_call_sid".into(), start.call_sid.into());
+    metadata.insert("provider_stream_sid".into(), start.stream_sid.clone().into());
+    metadata.insert("provider_account_sid".into(), start.account_sid.into());
+    Ok(TwilioStart {
+        stream_sid: start.stream_sid,
+        request: StartRequest { agent_id, token, sample_rate: twilio::SAMPLE_RATE, call_id, metadata: Some(metadata) },
+    })
+}
+
+fn on_twilio_media<S: CallSession>(
+    session: &mut S,
+    audio_in: &mut twilio::AudioIn,
+    media: &twilio::Media,
+) -> Result<(), TransportError> {
+    audio_in.push(media)?;
+    while let Some(frame) = audio_in.pop_frame()? {
+        session.on_audio(frame);
+    }
+    Ok(())
+}
+
+fn json(message: &Outbound) -> Message {
+    Message::Text(message.to_json().into())
 }

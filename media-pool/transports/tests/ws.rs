@@ -73,14 +73,23 @@ impl CallSession for Echo {
 type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn serve() -> String {
-    let app = Router::new().route(
-        "/ws",
-        get(|upgrade: WebSocketUpgrade| async move {
-            upgrade.on_upgrade(|socket| async move {
-                ws::run(socket, Echo::default(), 16_000).await;
-            })
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(|upgrade: WebSocketUpgrade| async move {
+                upgrade.on_upgrade(|socket| async move {
+                    ws::run(socket, Echo::default(), 16_000).await;
+                })
+            }),
+        )
+        .route(
+            "/twilio",
+            get(|upgrade: WebSocketUpgrade| async move {
+                upgrade.on_upgrade(|socket| async move {
+                    ws::run_twilio(socket, Echo::default(), 16_000).await;
+                })
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -89,6 +98,11 @@ async fn serve() -> String {
 
 async fn connect() -> Client {
     tokio_tungstenite::connect_async(serve().await).await.unwrap().0
+}
+
+async fn connect_twilio() -> Client {
+    let url = serve().await.replace("/ws", "/twilio");
+    tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
 async fn send_json(client: &mut Client, value: serde_json::Value) {
@@ -211,4 +225,91 @@ async fn refused_and_malformed_starts_end_the_connection() {
     send_json(&mut client, serde_json::json!({"type":"start","agent_id":"a1","token":"good","sample_rate":11025}))
         .await;
     assert_eq!(next_json(&mut client).await["code"], "unsupported_sample_rate");
+}
+
+fn twilio_start(token: &str) -> serde_json::Value {
+    serde_json::json!({"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{
+        "streamSid":"MZ1","accountSid":"AC1","callSid":"CA1","tracks":["inbound"],
+        "customParameters":{"agent_id":"a1","token":token},
+        "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}})
+}
+
+fn twilio_media(chunk: u32, samples: &[i16]) -> serde_json::Value {
+    serde_json::json!({"event":"media","sequenceNumber":(chunk + 1).to_string(),"streamSid":"MZ1",
+        "media":{"track":"inbound","chunk":chunk.to_string(),"timestamp":(chunk * 20).to_string(),
+        "payload":golos_transports::twilio::encode_payload(samples)}})
+}
+
+#[tokio::test]
+async fn twilio_stream_audio_is_echoed_as_paced_mulaw_with_marks_and_clear() {
+    let mut client = connect_twilio().await;
+    send_json(&mut client, serde_json::json!({"event":"connected","protocol":"Call","version":"1.0.0"})).await;
+    send_json(&mut client, twilio_start("good")).await;
+    // 100 ms of a 500 Hz tone as five 20 ms chunks: five media messages back, then a mark.
+    let tone: Vec<i16> =
+        (0..800).map(|i| (8_000.0 * (f64::from(i) * std::f64::consts::TAU / 16.0).sin()) as i16).collect();
+    for (n, chunk) in tone.chunks(160).enumerate() {
+        send_json(&mut client, twilio_media(n as u32 + 1, chunk)).await;
+    }
+    let mut arrivals = Vec::new();
+    let mut echoed = Vec::new();
+    for _ in 0..5 {
+        let message = next_json(&mut client).await;
+        assert_eq!((message["event"].as_str(), message["streamSid"].as_str()), (Some("media"), Some("MZ1")));
+        let payload = golos_transports::twilio::decode_payload(message["media"]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload.len(), 160, "20 ms of mu-law");
+        echoed.extend(golos_audio::g711::mulaw_decode_all(&payload));
+        arrivals.push(Instant::now());
+    }
+    assert_eq!(
+        next_json(&mut client).await,
+        serde_json::json!({"event":"mark","streamSid":"MZ1","mark":{"name":"after-5"}})
+    );
+    assert!(arrivals[4] - arrivals[0] >= Duration::from_millis(79), "{:?}", arrivals[4] - arrivals[0]);
+    // The tone survives mu-law and two resamplings (8 -> 16 -> 8 kHz), after the filters' delay.
+    let rms = (echoed[400..].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 400.0).sqrt();
+    assert!(rms > 4_000.0, "rms {rms}");
+
+    // Barge-in: a long answer is queued, then cut.
+    for n in 0..50 {
+        send_json(&mut client, twilio_media(6 + n, &[300; 160])).await;
+    }
+    assert_eq!(next_json(&mut client).await["event"], "media");
+    send_json(&mut client, serde_json::json!({"event":"dtmf","streamSid":"MZ1","sequenceNumber":"60","dtmf":{"track":"inbound_track","digit":"#"}})).await;
+    let mut frames_after = 0;
+    loop {
+        let message = next_json(&mut client).await;
+        match message["event"].as_str() {
+            Some("media") => frames_after += 1,
+            Some("clear") => {
+                assert_eq!(message, serde_json::json!({"event":"clear","streamSid":"MZ1"}));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(frames_after < 45, "{frames_after} frames before clear");
+    // Unknown events are skipped; the stop ends the stream and the server closes.
+    send_json(&mut client, serde_json::json!({"event":"dance"})).await;
+    send_json(&mut client, serde_json::json!({"event":"stop","sequenceNumber":"99","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}})).await;
+    loop {
+        match next(&mut client).await {
+            Message::Close(_) => break,
+            Message::Text(text) => assert!(!text.as_str().contains("\"clear\""), "{text}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn twilio_stream_with_a_bad_token_or_format_is_closed() {
+    let mut client = connect_twilio().await;
+    send_json(&mut client, twilio_start("bad")).await;
+    assert!(matches!(next(&mut client).await, Message::Close(_)));
+
+    let mut client = connect_twilio().await;
+    let mut start = twilio_start("good");
+    start["start"]["mediaFormat"]["encoding"] = "audio/x-alaw".into();
+    send_json(&mut client, start).await;
+    assert!(matches!(next(&mut client).await, Message::Close(_)));
 }
