@@ -452,6 +452,13 @@ mod tests {
         }
 
         #[test]
+        fn no_bytes_panic_the_parser(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            // WebSocket text is UTF-8 by the time it reaches us; lossy decoding covers every
+            // byte sequence that could get there.
+            let _ = parse_client_text(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
         fn no_json_like_text_panics_the_parser(
             kind in prop::sample::select(vec!["start", "mark", "mark_ack", "dtmf", "hangup", "x", ""]),
             field in "[a-z_]{0,12}",

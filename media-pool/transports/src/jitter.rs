@@ -9,6 +9,10 @@ use std::collections::{BTreeMap, VecDeque};
 /// How many out-of-order chunks are held while waiting for a missing one. At 20 ms chunks
 /// that is 60 ms of added delay at worst, and only while a chunk is missing.
 pub const DEFAULT_MAX_HELD: usize = 3;
+/// The most missing chunks replaced by silence for one gap. A longer gap (a provider that
+/// skipped numbers, or a hostile `chunk`) resynchronises without filling: filling it would
+/// let one message allocate without bound.
+pub const MAX_GAP_FILL: u64 = 25;
 
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,9 +30,10 @@ pub struct JitterStats {
 pub struct InputJitter {
     framer: Framer,
     max_held: usize,
-    /// The sequence number expected next; `None` before the first chunk.
-    next_seq: Option<u64>,
-    held: BTreeMap<u64, Vec<i16>>,
+    /// The sequence number expected next; `None` before the first chunk. Wider than the
+    /// wire's `u64` so the one after `u64::MAX` exists and a repeated `u64::MAX` is late.
+    next_seq: Option<u128>,
+    held: BTreeMap<u128, Vec<i16>>,
     frames: VecDeque<Vec<i16>>,
     last_chunk_len: usize,
     stats: JitterStats,
@@ -58,6 +63,7 @@ impl InputJitter {
 
     /// A chunk with a sequence number (Twilio's `chunk`).
     pub fn push(&mut self, seq: u64, samples: &[i16]) {
+        let seq = u128::from(seq);
         let expected = *self.next_seq.get_or_insert(seq);
         if seq < expected || self.held.contains_key(&seq) {
             self.stats.late_or_duplicate += 1;
@@ -84,8 +90,9 @@ impl InputJitter {
     fn give_up_on_gap(&mut self) {
         let (Some(&first_held), Some(expected)) = (self.held.keys().next(), self.next_seq) else { return };
         let silence = vec![0; self.last_chunk_len];
-        for _ in expected..first_held {
-            self.stats.lost += 1;
+        let missing = first_held - expected;
+        self.stats.lost = self.stats.lost.saturating_add(u64::try_from(missing).unwrap_or(u64::MAX));
+        for _ in 0..missing.min(u128::from(MAX_GAP_FILL)) {
             self.emit(&silence);
         }
         self.next_seq = Some(first_held);
@@ -195,7 +202,36 @@ mod tests {
         assert_eq!(drain(&mut jitter), vec![1, 0, 3]);
     }
 
+    #[test]
+    fn a_huge_gap_resynchronises_without_filling_it() {
+        let mut jitter = InputJitter::with_max_held(8_000, 0);
+        jitter.push(1, &chunk(1));
+        jitter.push(u64::MAX - 1, &chunk(2));
+        jitter.push(u64::MAX, &chunk(3));
+        jitter.push(u64::MAX, &chunk(3));
+        let out = drain(&mut jitter);
+        assert_eq!(out.len(), 1 + 25 + 2);
+        assert_eq!((out[0], out[26], out[27]), (1, 2, 3));
+        assert_eq!(jitter.stats().lost, u64::MAX - 3);
+    }
+
     proptest! {
+        #[test]
+        fn no_chunk_sequence_panics_or_grows_without_bound(
+            chunks in prop::collection::vec((any::<u64>(), 0usize..2_000), 0..40),
+            max_held in 0usize..5,
+        ) {
+            let mut jitter = InputJitter::with_max_held(16_000, max_held);
+            for (seq, len) in chunks {
+                jitter.push(seq, &vec![1; len]);
+                prop_assert!(jitter.held.len() <= max_held);
+                // At most the held chunks plus one gap's fill per push.
+                prop_assert!(jitter.ready() <= 40 * (1 + 26 * 2_000 / 320));
+                while jitter.pop_frame().is_some() {}
+            }
+            jitter.finish();
+        }
+
         #[test]
         fn any_arrival_order_within_the_window_is_undone(swaps in prop::collection::vec(1usize..19, 0..10)) {
             // Adjacent swaps after the first chunk (the first one received sets where the stream

@@ -412,6 +412,25 @@ mod tests {
         }
 
         #[test]
+        fn no_bytes_panic_the_parser(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_inbound(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn no_media_sequence_panics_the_audio_path(
+            chunks in prop::collection::vec((prop::option::of("[0-9]{1,22}|-1|x"), prop::collection::vec(any::<u8>(), 0..900)), 0..30),
+        ) {
+            let mut audio_in = AudioIn::new(16_000).unwrap();
+            for (chunk, mulaw) in chunks {
+                let media = Media { track: Some("inbound".into()), chunk, timestamp: None, payload: BASE64.encode(&mulaw) };
+                let _ = audio_in.push(&media);
+                while let Ok(Some(frame)) = audio_in.pop_frame() {
+                    prop_assert_eq!(frame.len(), 320);
+                }
+            }
+        }
+
+        #[test]
         fn no_payload_panics_the_decoder(payload in "[A-Za-z0-9+/=*]{0,1200}") {
             let _ = decode_payload(&payload);
             let mut audio_in = AudioIn::new(16_000).unwrap();
