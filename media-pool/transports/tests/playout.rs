@@ -170,3 +170,105 @@ fn long_run_stays_on_the_absolute_grid() {
         assert!(t >= slot && t < slot + 3, "packet {k} at {t} ms");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u8),
+        Mark,
+        Clear,
+        Advance(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u8..8).prop_map(Op::Push),
+            1 => Just(Op::Mark),
+            1 => Just(Op::Clear),
+            4 => (0u16..120).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        // An integration test has no lib.rs next to it for proptest's regression files.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// With a driver that polls at every deadline, audio packets are never closer than
+        /// 20 ms, come out in push order (minus what `clear` dropped), and every mark comes
+        /// right after the frame pushed before it.
+        #[test]
+        fn pacing_order_and_marks_hold_for_any_schedule(ops in prop::collection::vec(op(), 0..60)) {
+            let t0 = Instant::now();
+            let mut playout = Playout::new(t0);
+            let mut now = t0;
+            let mut next_id: i16 = 0;
+            let mut expected: Vec<String> = Vec::new(); // what is queued, in order
+            let mut sent: Vec<(Instant, String)> = Vec::new();
+            let mut mark_pushed: Vec<(String, Instant)> = Vec::new();
+            let mut drive = |playout: &mut Playout, now: Instant, sent: &mut Vec<(Instant, String)>| {
+                while let Some(packet) = playout.poll(now) {
+                    sent.push((now, match packet {
+                        Packet::Audio(f) => format!("a{}", f[0]),
+                        Packet::Mark(name) => name,
+                    }));
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Push(n) => for _ in 0..n {
+                        playout.push(frame(next_id));
+                        expected.push(format!("a{next_id}"));
+                        next_id += 1;
+                    },
+                    Op::Mark => {
+                        let name = format!("m{}", mark_pushed.len());
+                        mark_pushed.push((name.clone(), now));
+                        playout.push_mark(name.clone());
+                        expected.push(name);
+                    }
+                    Op::Clear => {
+                        let cleared = playout.clear();
+                        // Leading marks (their audio already sent) survive a clear.
+                        let kept = expected.iter().take_while(|e| e.starts_with('m')).count();
+                        let dropped: Vec<String> = expected.drain(kept..).collect();
+                        prop_assert_eq!(cleared.frames, dropped.iter().filter(|e| e.starts_with('a')).count());
+                        prop_assert_eq!(cleared.marks, dropped.into_iter().filter(|e| e.starts_with('m')).collect::<Vec<_>>());
+                    }
+                    Op::Advance(ms) => {
+                        let until = now + Duration::from_millis(u64::from(ms));
+                        loop {
+                            let before = sent.len();
+                            drive(&mut playout, now, &mut sent);
+                            for (_, what) in &sent[before..] {
+                                prop_assert_eq!(Some(what), expected.first());
+                                expected.remove(0);
+                            }
+                            match playout.next_deadline() {
+                                Some(at) if at <= until => now = now.max(at),
+                                _ => break,
+                            }
+                        }
+                        now = until;
+                    }
+                }
+            }
+            let audio: Vec<Instant> = sent.iter().filter(|(_, w)| w.starts_with('a')).map(|(t, _)| *t).collect();
+            for pair in audio.windows(2) {
+                prop_assert!(pair[1] - pair[0] >= PACKET, "packets {:?} apart", pair[1] - pair[0]);
+            }
+            // A mark leaves at the first poll after both its frame was sent and it was pushed.
+            let mut last_audio = t0;
+            for (at, what) in &sent {
+                if what.starts_with('a') {
+                    last_audio = *at;
+                } else {
+                    let pushed = mark_pushed.iter().find(|(name, _)| name == what).unwrap().1;
+                    prop_assert_eq!(*at, last_audio.max(pushed), "mark {}", what);
+                }
+            }
+        }
+    }
+}
