@@ -208,7 +208,7 @@ mod properties {
             let mut expected: Vec<String> = Vec::new(); // what is queued, in order
             let mut sent: Vec<(Instant, String)> = Vec::new();
             let mut mark_pushed: Vec<(String, Instant)> = Vec::new();
-            let mut drive = |playout: &mut Playout, now: Instant, sent: &mut Vec<(Instant, String)>| {
+            let drive = |playout: &mut Playout, now: Instant, sent: &mut Vec<(Instant, String)>| {
                 while let Some(packet) = playout.poll(now) {
                     sent.push((now, match packet {
                         Packet::Audio(f) => format!("a{}", f[0]),
