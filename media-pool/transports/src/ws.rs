@@ -18,6 +18,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// The largest WebSocket message either dialect accepts (a Twilio `start` with custom
+/// parameters is the largest). Give it to `WebSocketUpgrade::max_message_size` so the socket
+/// refuses bigger messages before buffering them (axum's default is 64 MiB).
+pub const MAX_MESSAGE_BYTES: usize = twilio::MAX_TEXT_BYTES;
+
 /// How long a client has after connecting to send `start`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 

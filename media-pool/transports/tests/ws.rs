@@ -77,7 +77,7 @@ async fn serve() -> String {
         .route(
             "/ws",
             get(|upgrade: WebSocketUpgrade| async move {
-                upgrade.on_upgrade(|socket| async move {
+                upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(|socket| async move {
                     ws::run(socket, Echo::default(), 16_000).await;
                 })
             }),
@@ -85,7 +85,7 @@ async fn serve() -> String {
         .route(
             "/twilio",
             get(|upgrade: WebSocketUpgrade| async move {
-                upgrade.on_upgrade(|socket| async move {
+                upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(|socket| async move {
                     ws::run_twilio(socket, Echo::default(), 16_000).await;
                 })
             }),
@@ -312,4 +312,13 @@ async fn twilio_stream_with_a_bad_token_or_format_is_closed() {
     start["start"]["mediaFormat"]["encoding"] = "audio/x-alaw".into();
     send_json(&mut client, start).await;
     assert!(matches!(next(&mut client).await, Message::Close(_)));
+}
+
+#[tokio::test]
+async fn a_message_over_the_socket_limit_ends_the_connection() {
+    let mut client = connect().await;
+    start(&mut client, 16_000).await;
+    send_json(&mut client, serde_json::json!({"type":"mark","name":"x".repeat(ws::MAX_MESSAGE_BYTES * 2)})).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), client.next()).await.expect("the server reacts in time");
+    assert!(matches!(end, None | Some(Err(_) | Ok(Message::Close(_)))), "the socket is closed, not answered: {end:?}");
 }
