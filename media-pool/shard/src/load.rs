@@ -243,12 +243,12 @@ pub fn run_inprocess(config: &LoadConfig) -> Report {
 }
 
 /// The sweep table's header.
-pub const TABLE_HEADER: &str = "| N | shards | p50 ms | p95 ms | p99 ms | max ms | >50 ms | >200 ms | lost | input lag p99 ms | CPU % of one core | peak RSS MiB | KiB/call | steps/wake | load avg |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+pub const TABLE_HEADER: &str = "| N | shards | p50 ms | p95 ms | p99 ms | max ms | >50 ms | >200 ms | lost | input lag p99 ms | CPU % of one core | peak RSS MiB | KiB/call | steps/wake | wakes >1 ms late | load avg |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 impl Report {
     pub fn table_row(&self) -> String {
         format!(
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}→{:.2} |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2}→{:.2} |",
             self.calls,
             self.shards,
             self.p50_ms,
@@ -263,6 +263,7 @@ impl Report {
             self.peak_rss_kib as f64 / 1024.0,
             self.rss_per_call_kib,
             self.steps_per_batch,
+            self.wakes_late_over_1ms,
             self.loadavg_start,
             self.loadavg_end,
         )
