@@ -28,7 +28,7 @@ locals {
   prefix = "golos-${var.environment}"
   # Queue names match golos-aws: "<GOLOS_QUEUE_PREFIX>-<name>" and "...-dlq".
   queues = {
-    "call-events" = { max_receives = 5, visibility_seconds = 60 }
+    "call-events" = { max_receives = 5, visibility_seconds = 360 } # 6x the function timeout, as AWS advises
     "webhooks"    = { max_receives = 5, visibility_seconds = 60 }
   }
 }

@@ -93,6 +93,11 @@ impl Waiter {
     }
 }
 
+/// Higher priority sorts first; out-of-range priorities count as the highest.
+const fn inverted(priority: u8) -> u8 {
+    MAX_PRIORITY.saturating_sub(priority)
+}
+
 /// Callers waiting for a slot, per org, in this process. A waiter that stops asking is
 /// forgotten after `hold_stale_after_ms`, so a caller who hung up does not block the line.
 #[derive(Debug, Default)]
@@ -106,15 +111,21 @@ impl HoldQueue {
         self.arrivals.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many waiters are ahead of `call` and block it (0: it may try to take a slot).
-    fn blocked_by(&self, request: &AdmissionRequest, now: Timestamp, stale_after_ms: i64) -> u32 {
+    /// Whether waiters ahead of `call` block it, and on which limit: the org's if any of
+    /// them waits for the org, else the agent's. `None`: it may try to take a slot.
+    fn blocked_by(&self, request: &AdmissionRequest, now: Timestamp, stale_after_ms: i64) -> Option<WaitReason> {
         let mut orgs = self.orgs.lock().expect("hold queue lock");
-        let Some(waiters) = orgs.get_mut(&request.org_id) else { return 0 };
+        let waiters = orgs.get_mut(&request.org_id)?;
         waiters.retain(|w| w.last_seen.plus_millis(stale_after_ms) > now);
         let own = waiters.iter().find(|w| w.call == request.call_id).map(|w| w.rank);
-        let own = own.unwrap_or(Rank { inverted_priority: MAX_PRIORITY - request.priority, arrival: u64::MAX });
-        waiters.iter().filter(|w| w.call != request.call_id && w.rank < own && w.blocks(&request.agent_id)).count()
-            as u32
+        let own = own.unwrap_or(Rank { inverted_priority: inverted(request.priority), arrival: u64::MAX });
+        let ahead =
+            || waiters.iter().filter(|w| w.call != request.call_id && w.rank < own && w.blocks(&request.agent_id));
+        if ahead().any(|w| w.reason == WaitReason::OrgLimit) {
+            Some(WaitReason::OrgLimit)
+        } else {
+            ahead().next().map(|_| WaitReason::AgentLimit)
+        }
     }
 
     /// Puts the call in line (or refreshes its place) and returns its 1-based position.
@@ -127,7 +138,7 @@ impl HoldQueue {
             waiter.reason = reason;
             waiter.rank
         } else {
-            let rank = Rank { inverted_priority: MAX_PRIORITY - request.priority, arrival };
+            let rank = Rank { inverted_priority: inverted(request.priority), arrival };
             waiters.push(Waiter {
                 call: request.call_id.clone(),
                 agent: request.agent_id.clone(),
@@ -166,6 +177,8 @@ impl HoldQueue {
 pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<Admission, PortError> {
     let now = state.clock.now();
     let reject = |reason| {
+        // A held call refused now (its agent was disabled, say) must not keep blocking the line.
+        state.hold.remove(&request.org_id, &request.call_id);
         tracing::info!(org = %request.org_id, call = %request.call_id, ?reason, "call refused at admission");
         Ok(Admission::Rejected { reason })
     };
@@ -188,10 +201,11 @@ pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<A
     let org_limit = org.quotas.max_concurrent_calls;
     let agent_limit = org.quotas.max_concurrent_calls_per_agent.min(agent.config.limits.max_concurrent_calls);
     let stale_after = state.config.hold_stale_after_ms;
-    if state.hold.blocked_by(request, now, stale_after) > 0 {
+    if let Some(reason) = state.hold.blocked_by(request, now, stale_after) {
         // Someone who waited longer (or matters more) is first in line for the next slot.
-        let position = state.hold.hold(request, WaitReason::OrgLimit, now);
-        return Ok(Admission::Wait { position, reason: WaitReason::OrgLimit, limit: org_limit });
+        let position = state.hold.hold(request, reason, now);
+        let limit = if reason == WaitReason::OrgLimit { org_limit } else { agent_limit };
+        return Ok(Admission::Wait { position, reason, limit });
     }
     let lease_request = LeaseRequest {
         org_id: org.id.clone(),

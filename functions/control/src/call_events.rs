@@ -3,7 +3,8 @@
 //! idempotency key `call:<id>`), adds its minutes to the month's usage in the same step,
 //! releases the call's lease, stores the call record with its encrypted transcript, and
 //! queues customer webhooks: `call.started`, `call.ended`, and `balance.low` /
-//! `quota.exceeded` at the moment a debit crosses the org's threshold.
+//! `quota.exceeded` while the org is below its balance threshold or over its minutes (ids
+//! per org and day / month, so a receiver sees one per period).
 //!
 //! Delivery is at least once, so every step is idempotent: a redelivered event changes
 //! nothing and re-queues webhooks under the same deterministic event ids. The Lambda
@@ -12,9 +13,7 @@
 use crate::calls::transcript_context;
 use crate::state::{ControlMetrics, ControlState};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
-use golos_domain::events::{
-    crossed_below, crossed_quota, CallEnded, CallEvent, CallStarted, WebhookEvent, WebhookEventType,
-};
+use golos_domain::events::{CallEnded, CallEvent, CallStarted, WebhookEvent, WebhookEventType};
 use golos_domain::{Kopecks, PhoneNumber};
 use golos_ports::{ApplyOutcome, CallDirection, CallRecord, CallStatus, Org, PortError, Queue, QueueMessage};
 use serde_json::json;
@@ -45,8 +44,15 @@ pub fn is_permanent(error: &PortError) -> bool {
 
 /// Processes one queued event (its JSON body).
 pub async fn process(state: &ControlState, body: &str) -> Result<Processed, PortError> {
-    let event: CallEvent =
-        serde_json::from_str(body).map_err(|e| PortError::invalid(format!("malformed call event: {e}")))?;
+    // serde's message may quote the offending value (a phone number, say): log only where.
+    let event: CallEvent = serde_json::from_str(body).map_err(|e| {
+        PortError::invalid(format!(
+            "malformed call event: {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
     let org =
         state.stores.orgs.get(event.org_id()).await?.ok_or_else(|| {
             PortError::not_found(format!("organisation {} of call {}", event.org_id(), event.call_id()))
@@ -144,31 +150,37 @@ async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded) -> Result
     };
     state.calls.put(&record).await?;
 
-    let subject = ended.call_id.as_str();
+    // Threshold events go first: they are small, and must not depend on the larger
+    // call.ended message being accepted. Their ids are per org and period, so re-emitting
+    // them on every call end while the condition holds (which also covers concurrent debits
+    // and redeliveries) gives receivers one event per period.
+    let balance = state.stores.ledger.balance(&org.id).await?;
+    let threshold = balance_low_threshold(org);
+    if balance < threshold {
+        let day = ended.ended_at.to_string().get(..10).unwrap_or_default().replace('-', "");
+        let data =
+            json!({"balance_kopecks": balance.get(), "threshold_kopecks": threshold.get(), "call_id": ended.call_id});
+        let subject = format!("{}_{day}", org.id);
+        emit(state, WebhookEvent::new(WebhookEventType::BalanceLow, &subject, org.id.clone(), ended.ended_at, data))
+            .await?;
+    }
+    let month = ended.ended_at.year_month();
+    let used = state.stores.ledger.usage_minutes(&org.id, month).await?;
+    if used > org.quotas.monthly_minutes {
+        let included = org.quotas.monthly_minutes;
+        let data = json!({"quota": "monthly_minutes", "used": used, "included": included, "month": month});
+        let subject = format!("{}_monthly_minutes_{month}_{included}", org.id);
+        emit(state, WebhookEvent::new(WebhookEventType::QuotaExceeded, &subject, org.id.clone(), ended.ended_at, data))
+            .await?;
+    }
+
     let data = json!({"call_id": ended.call_id, "agent_id": ended.agent_id, "direction": ended.direction,
         "started_at": ended.started_at.to_string(), "ended_at": ended.ended_at.to_string(),
         "duration_secs": ended.duration_secs, "billed_minutes": billable_minutes(ended.duration_secs),
         "cost_kopecks": cost.get(), "end_reason": ended.end_reason, "transcript": ended.transcript,
         "metrics": ended.metrics});
+    let subject = ended.call_id.as_str();
     emit(state, WebhookEvent::new(WebhookEventType::CallEnded, subject, org.id.clone(), ended.ended_at, data)).await?;
-
-    let balance = state.stores.ledger.balance(&org.id).await?;
-    let threshold = balance_low_threshold(org);
-    if crossed_below(balance, cost, threshold) {
-        let data =
-            json!({"balance_kopecks": balance.get(), "threshold_kopecks": threshold.get(), "call_id": ended.call_id});
-        emit(state, WebhookEvent::new(WebhookEventType::BalanceLow, subject, org.id.clone(), ended.ended_at, data))
-            .await?;
-    }
-    let month = ended.ended_at.year_month();
-    let used = state.stores.ledger.usage_minutes(&org.id, month).await?;
-    if crossed_quota(used, billable_minutes(ended.duration_secs), org.quotas.monthly_minutes) {
-        let data =
-            json!({"quota": "monthly_minutes", "used": used, "included": org.quotas.monthly_minutes, "month": month});
-        let subject = format!("monthly_minutes_{month}");
-        emit(state, WebhookEvent::new(WebhookEventType::QuotaExceeded, &subject, org.id.clone(), ended.ended_at, data))
-            .await?;
-    }
     let processed = match outcome {
         ApplyOutcome::Applied(_) => Processed::Debited,
         ApplyOutcome::Duplicate(_) => Processed::AlreadyDebited,

@@ -134,8 +134,10 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
     if trust_forwarded_for {
-        if let Some(first) = header_str(request.headers(), "x-forwarded-for").and_then(|v| v.split(',').next()) {
-            return first.trim().to_owned();
+        // The last entry is the one our proxy appended; earlier ones are whatever the client
+        // sent and could name any address (an allowlisted one, say).
+        if let Some(last) = header_str(request.headers(), "x-forwarded-for").and_then(|v| v.rsplit(',').next()) {
+            return last.trim().to_owned();
         }
     }
     request

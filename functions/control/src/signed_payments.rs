@@ -120,7 +120,7 @@ pub async fn receive(
             &context,
         ));
     };
-    if (state.clock.now().as_secs() - timestamp).abs() > REPLAY_WINDOW_SECS {
+    if state.clock.now().as_secs().abs_diff(timestamp) > REPLAY_WINDOW_SECS.unsigned_abs() {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "stale_signature",

@@ -14,8 +14,8 @@ pub const OPERATOR_KEY_SECRET: &str = "operator-api-key";
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    /// Behind a proxy or API Gateway, the client address is the first `X-Forwarded-For`
-    /// entry; directly exposed, forwarded headers are ignored (they would be spoofable).
+    /// Behind a proxy, the client address is the last `X-Forwarded-For` entry (the one the
+    /// proxy appended); directly exposed, forwarded headers are ignored (they would be spoofable).
     pub trust_forwarded_for: bool,
     /// How long a completed `Idempotency-Key` response is replayed.
     pub idempotency_ttl_ms: i64,

@@ -216,6 +216,8 @@ pub async fn receive(
     let allowed = context
         .client_ip
         .parse::<IpAddr>()
+        // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+        .map(|ip| ip.to_canonical())
         .is_ok_and(|ip| state.config.yookassa.allowed_networks.iter().any(|net| net.contains(&ip)));
     if !allowed {
         return Err(refuse(
@@ -243,12 +245,10 @@ pub async fn receive(
         }
         "payment.succeeded" | "payment.canceled" | "refund.succeeded" => {}
         other => {
-            return Err(refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_event",
-                &format!("event {other:?} is not handled"),
-                &context,
-            ))
+            // Payouts, deals and future events move no balance here; an error would only make
+            // YooKassa resend them for a day.
+            tracing::info!(provider = "yookassa", event = other, "notification of an unhandled event acknowledged");
+            return Ok(Json(NotificationOutcome { status: "ignored", key: None }));
         }
     }
     let credentials = match state.secrets.get(SECRET_NAME).await {

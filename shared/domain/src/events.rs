@@ -4,7 +4,7 @@
 //! Both are delivered at least once. Every event therefore carries a deterministic id
 //! derived from the fact it reports, so a consumer that sees it twice can tell.
 
-use crate::{AgentId, CallId, Kopecks, OrgId, Timestamp};
+use crate::{AgentId, CallId, OrgId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What the media pool reports about a call, in the order it happens.
@@ -140,19 +140,6 @@ impl WebhookEvent {
     }
 }
 
-/// Whether a debit moved the balance from at or above `threshold` to below it: the moment
-/// `balance.low` is due. `after` is the balance read after the debit was applied.
-pub fn crossed_below(after: Kopecks, debit: Kopecks, threshold: Kopecks) -> bool {
-    let before = after.get().saturating_add(debit.get());
-    after < threshold && before >= threshold.get()
-}
-
-/// Whether adding `minutes` took the month's usage over `included` (the moment
-/// `quota.exceeded` is due). `after` is the usage read after the minutes were added.
-pub const fn crossed_quota(after: u64, minutes: u64, included: u64) -> bool {
-    after > included && after.saturating_sub(minutes) <= included
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,18 +176,5 @@ mod tests {
         assert_eq!(a.id, "evt_balance_low_call_9");
         assert_eq!(a.id, b.id);
         assert_eq!(serde_json::to_value(&a).unwrap()["type"], "balance.low");
-    }
-
-    #[test]
-    fn thresholds_fire_only_on_the_crossing() {
-        let k = Kopecks::new;
-        assert!(crossed_below(k(900), k(200), k(1000)));
-        assert!(crossed_below(k(999), k(1), k(1000)));
-        assert!(!crossed_below(k(1000), k(200), k(1000)));
-        assert!(!crossed_below(k(800), k(100), k(1000)), "already below before this debit");
-        assert!(crossed_quota(101, 2, 100));
-        assert!(crossed_quota(102, 2, 100));
-        assert!(!crossed_quota(103, 2, 100), "already over before");
-        assert!(!crossed_quota(100, 5, 100));
     }
 }

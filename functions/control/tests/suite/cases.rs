@@ -442,9 +442,11 @@ pub async fn call_events_debit_once_and_emit_webhooks(app: &TestApp) {
 
     let webhooks = drain(&app.state.queues.webhooks).await;
     let ids: std::collections::BTreeSet<&str> = webhooks.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    let day = T0.to_string()[..10].replace('-', "");
+    let low_id = format!("evt_balance_low_{org_id}_{day}");
     assert_eq!(
         ids,
-        ["evt_balance_low_call_a", "evt_call_ended_call_a", "evt_call_started_call_a"].into_iter().collect(),
+        [low_id.as_str(), "evt_call_ended_call_a", "evt_call_started_call_a"].into_iter().collect(),
         "repeats reuse their event ids"
     );
     let low = webhooks.iter().find(|w| w["type"] == "balance.low").unwrap();
@@ -458,7 +460,8 @@ pub async fn call_events_debit_once_and_emit_webhooks(app: &TestApp) {
         (Some(1_800), Some(3))
     );
 
-    // Below the threshold already: no second balance.low. Over the month's minutes: one quota.exceeded.
+    // Still low: balance.low again under the same id (one per day for receivers). Over the
+    // month's minutes: quota.exceeded, one id for the month.
     let settings = app
         .call(
             Method::PATCH,
@@ -472,10 +475,14 @@ pub async fn call_events_debit_once_and_emit_webhooks(app: &TestApp) {
     process(&app.state, &ended_event(&org_id, &agent, "call_b", 60).to_string()).await.unwrap();
     process(&app.state, &ended_event(&org_id, &agent, "call_c", 120).to_string()).await.unwrap();
     process(&app.state, &ended_event(&org_id, &agent, "call_d", 10).to_string()).await.unwrap();
-    let kinds: Vec<String> =
-        drain(&app.state.queues.webhooks).await.iter().map(|w| w["type"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "quota.exceeded").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "balance.low").count(), 0, "{kinds:?}");
+    let hooks = drain(&app.state.queues.webhooks).await;
+    let ids_of = |kind: &str| -> std::collections::BTreeSet<String> {
+        hooks.iter().filter(|w| w["type"] == kind).map(|w| w["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let month = T0.year_month();
+    assert_eq!(ids_of("quota.exceeded"), [format!("evt_quota_exceeded_{org_id}_monthly_minutes_{month}_5")].into());
+    assert_eq!(ids_of("balance.low"), [low_id.clone()].into());
+    assert_eq!(hooks.iter().filter(|w| w["type"] == "quota.exceeded").count(), 2, "call_c and call_d ended over quota");
     assert_eq!(app.state.stores.ledger.usage_minutes(&org, T0.year_month()).await.unwrap(), 7);
 
     let malformed = process(&app.state, "{\"type\":\"call.ended\"}").await.unwrap_err();
@@ -538,6 +545,12 @@ pub async fn admission_leases_hold_queue_and_sweeper(app: &TestApp) {
             agent_full["limit"].as_u64()
         ),
         (Some("wait"), Some("agent_limit"), Some(1), Some(2))
+    );
+    let behind = admit(app, &org_id, &a, "call_3b", 5).await;
+    assert_eq!(
+        (behind["decision"].as_str(), behind["reason"].as_str(), behind["position"].as_u64()),
+        (Some("wait"), Some("agent_limit"), Some(2)),
+        "queued behind the agent's line, still for the agent's limit"
     );
     // The agent's line does not hold up another agent.
     assert_eq!(admit(app, &org_id, &b, "call_4", 5).await["decision"], "admitted");
