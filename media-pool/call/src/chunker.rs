@@ -168,38 +168,7 @@ mod tests {
 
     #[test]
     fn workload_tokens() {
-        let tokens = [
-            "Sure.",
-            " We're",
-            " open",
-            " from",
-            " nine",
-            " to",
-            " six,",
-            " Monday",
-            " through",
-            " Friday.",
-            " On",
-            " Saturdays",
-            " we",
-            " open",
-            " at",
-            " ten",
-            " and",
-            " close",
-            " at",
-            " four.",
-            " We're",
-            " closed",
-            " on",
-            " Sundays.",
-            " Anything",
-            " else",
-            " I",
-            " can",
-            " help",
-            " with?",
-        ];
+        let tokens = crate::workload::WORKLOAD_TOKENS;
         assert_eq!(
             texts(&tokens, 40),
             [

@@ -27,6 +27,7 @@ pub mod chunker;
 pub mod config;
 mod engine;
 pub mod types;
+pub mod workload;
 
 pub use chunker::{ChunkRef, Chunker};
 pub use config::{CallConfig, ToolConfig, ToolKind};

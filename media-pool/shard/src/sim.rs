@@ -23,38 +23,7 @@ use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const TOKENS: [&str; 30] = [
-    "Sure.",
-    " We're",
-    " open",
-    " from",
-    " nine",
-    " to",
-    " six,",
-    " Monday",
-    " through",
-    " Friday.",
-    " On",
-    " Saturdays",
-    " we",
-    " open",
-    " at",
-    " ten",
-    " and",
-    " close",
-    " at",
-    " four.",
-    " We're",
-    " closed",
-    " on",
-    " Sundays.",
-    " Anything",
-    " else",
-    " I",
-    " can",
-    " help",
-    " with?",
-];
+pub use golos_call::workload::WORKLOAD_TOKENS as TOKENS;
 
 pub const FRAME: Duration = Duration::from_millis(20);
 pub const SAMPLES_PER_FRAME: usize = 320;

@@ -10,38 +10,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const WORKLOAD_TOKENS: [&str; 30] = [
-    "Sure.",
-    " We're",
-    " open",
-    " from",
-    " nine",
-    " to",
-    " six,",
-    " Monday",
-    " through",
-    " Friday.",
-    " On",
-    " Saturdays",
-    " we",
-    " open",
-    " at",
-    " ten",
-    " and",
-    " close",
-    " at",
-    " four.",
-    " We're",
-    " closed",
-    " on",
-    " Sundays.",
-    " Anything",
-    " else",
-    " I",
-    " can",
-    " help",
-    " with?",
-];
+pub use golos_call::workload::WORKLOAD_TOKENS;
 
 #[derive(Debug, Clone)]
 pub enum Ev {
