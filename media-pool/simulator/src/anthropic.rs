@@ -33,16 +33,7 @@ pub(crate) async fn messages(
     let request: Option<Value> = serde_json::from_slice(&body).ok();
     let model = request.as_ref().and_then(|r| r.get("model")).and_then(Value::as_str).map(str::to_owned);
     let fault = pick_fault(&cfg.faults, ordinal, model.as_deref());
-    shared.log.record(&Entry {
-        provider: Provider::Anthropic,
-        ordinal,
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-        fault,
-    });
+    shared.log.record(&Entry::of(Provider::Anthropic, ordinal, &method, &uri, &headers, &body, fault));
     let request_id = format!("req_sim{}x{ordinal}", shared.instance);
     let fail = |status: StatusCode, kind: &str, message: &str| error(status, kind, message, None, &request_id);
 

@@ -40,16 +40,7 @@ pub(crate) async fn listen(
     let cfg = &scenario.deepgram;
     let model = query.get("model").map(String::as_str);
     let fault = pick_fault(&cfg.faults, ordinal, model).cloned();
-    shared.log.record(&Entry {
-        provider: Provider::Deepgram,
-        ordinal,
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &Bytes::new(),
-        fault: fault.as_ref(),
-    });
+    shared.log.record(&Entry::of(Provider::Deepgram, ordinal, &method, &uri, &headers, &Bytes::new(), fault.as_ref()));
     let request_id = format!("00000000-0000-4000-8000-{:06}{:06}", shared.instance % 1_000_000, ordinal % 1_000_000);
     let fail = |status: StatusCode, code: &str, message: &str| {
         let body = json!({"err_code": code, "err_msg": message, "request_id": request_id});

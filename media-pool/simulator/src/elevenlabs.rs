@@ -75,16 +75,7 @@ async fn handle(
     let scenario = shared.scenario();
     let cfg = &scenario.elevenlabs;
     let fault = pick_fault(&cfg.faults, ordinal, Some(&voice_id));
-    shared.log.record(&Entry {
-        provider: Provider::ElevenLabs,
-        ordinal,
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-        fault,
-    });
+    shared.log.record(&Entry::of(Provider::ElevenLabs, ordinal, &method, &uri, &headers, &body, fault));
     let request_id = format!("sim{}x{ordinal}", shared.instance);
     let detail = |status: StatusCode, kind: &str, message: &str| {
         common::json_error(

@@ -37,16 +37,7 @@ pub(crate) async fn synthesize(
     let request: Option<Value> = serde_json::from_slice(&body).ok();
     let voice_name = request.as_ref().and_then(|r| r.pointer("/voice/name")).and_then(Value::as_str).map(str::to_owned);
     let fault = pick_fault(&cfg.faults, ordinal, voice_name.as_deref());
-    shared.log.record(&Entry {
-        provider: Provider::Google,
-        ordinal,
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-        fault,
-    });
+    shared.log.record(&Entry::of(Provider::Google, ordinal, &method, &uri, &headers, &body, fault));
     let request_id = format!("sim{}x{ordinal}", shared.instance);
     let fail = |status: u16, message: &str, retry_after_s: Option<u64>| {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -74,6 +74,21 @@ pub(crate) struct Entry<'a> {
     pub fault: Option<&'a Fault>,
 }
 
+impl<'a> Entry<'a> {
+    /// The entry of one received request, as every endpoint records it.
+    pub(crate) fn of(
+        provider: Provider,
+        ordinal: u64,
+        method: &'a axum::http::Method,
+        uri: &'a axum::http::Uri,
+        headers: &'a HeaderMap,
+        body: &'a Bytes,
+        fault: Option<&'a Fault>,
+    ) -> Self {
+        Self { provider, ordinal, method: method.as_str(), path: uri.path(), query: uri.query(), headers, body, fault }
+    }
+}
+
 impl RequestLog {
     pub(crate) fn new(config: LogConfig) -> Self {
         Self { config, entries: Mutex::new(VecDeque::new()), sessions: Mutex::new(Vec::new()) }

@@ -32,16 +32,7 @@ pub(crate) async fn chat_completions(
     let request: Option<Value> = serde_json::from_slice(&body).ok();
     let model = request.as_ref().and_then(|r| r.get("model")).and_then(Value::as_str).map(str::to_owned);
     let fault = pick_fault(&cfg.faults, ordinal, model.as_deref());
-    shared.log.record(&Entry {
-        provider: Provider::OpenAi,
-        ordinal,
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-        fault,
-    });
+    shared.log.record(&Entry::of(Provider::OpenAi, ordinal, &method, &uri, &headers, &body, fault));
     let request_id = format!("req_sim{}x{ordinal}", shared.instance);
 
     let bearer = common::header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
