@@ -12,6 +12,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod billing;
 pub mod call_events;
+pub mod call_tokens;
 pub mod calls;
 pub mod common;
 pub mod error;
@@ -39,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         health::health,
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::create_key_for_org,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
-        agents::create, agents::list, agents::get, agents::update, agents::delete,
+        agents::create, agents::list, agents::get, agents::update, agents::delete, call_tokens::create,
         numbers::assign, numbers::list, numbers::release, numbers::route,
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
@@ -129,6 +130,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/agents", post(agents::create).get(agents::list))
         .route("/agents/{agent_id}", get(agents::get).put(agents::update).delete(agents::delete))
+        .route("/agents/{agent_id}/call-tokens", post(call_tokens::create))
         .route("/numbers", get(numbers::list))
         .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))

@@ -944,6 +944,8 @@ impl CallEngine {
     /// Speaks `text` as the assistant (it enters the context): the greeting.
     fn say_to_context(&mut self, text: &str, now: Instant) {
         self.context.push(Message::new(Role::Assistant, text));
+        // LLM answers reach the transcript as they are spoken; the greeting is known whole.
+        self.transcript(Role::Assistant, text, now);
         let message = self.context.len() - 1;
         self.push_segment(SegmentKind::Speech { message, start: 0 }, text);
         self.resp.active = true;

@@ -1,7 +1,7 @@
 //! One shard: calls as plain state, one deadline heap, one inbound channel, one thread.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use golos_call::{CallConfig, CallEngine, Frame, Input, Output, RequestId};
+use golos_call::{CallConfig, CallEngine, Frame, Input, Output, RequestId, Snapshot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -124,7 +124,8 @@ impl OwnedInput {
 /// What the network edges send a shard. One channel per shard, drained in its batch loop.
 pub enum Inbound {
     /// A new call: its engine is created on arrival, which is when its pipeline is ready.
-    Add { id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink> },
+    /// With `resume`, the engine continues a snapshotted conversation (a reconnect).
+    Add { id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, resume: Option<Snapshot> },
     /// A provider event, a key press, a hangup.
     Input { id: CallId, input: OwnedInput },
     /// A caller audio frame from the transport.
@@ -259,10 +260,26 @@ impl Shard {
     /// Starts a call at `now`: its engine is created (a greeting would be requested at once)
     /// and its first deadline armed.
     pub fn add_call(&mut self, id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, now: Instant) {
+        self.add_call_resumed(id, config, sink, None, now);
+    }
+
+    /// `add_call`, continuing the conversation of `resume` when given.
+    pub fn add_call_resumed(
+        &mut self,
+        id: CallId,
+        config: Arc<CallConfig>,
+        sink: Box<dyn CallSink>,
+        resume: Option<Snapshot>,
+        now: Instant,
+    ) {
         let now = self.step_time(now);
         let mut sink = sink;
         sink.started(now);
-        let live = Live { id, engine: CallEngine::new(config, now), sink, armed: None, engine_at: None, sink_at: None };
+        let engine = match resume {
+            Some(snapshot) => CallEngine::from_snapshot(config, snapshot, now),
+            None => CallEngine::new(config, now),
+        };
+        let live = Live { id, engine, sink, armed: None, engine_at: None, sink_at: None };
         let slot = if let Some(slot) = self.free.pop() {
             self.slots[slot as usize].live = Some(live);
             slot
@@ -299,7 +316,7 @@ impl Shard {
     pub fn apply(&mut self, message: Inbound, now: Instant) -> bool {
         self.stats.inbound += 1;
         match message {
-            Inbound::Add { id, config, sink } => self.add_call(id, config, sink, now),
+            Inbound::Add { id, config, sink, resume } => self.add_call_resumed(id, config, sink, resume, now),
             Inbound::Input { id, input } => self.input(id, input.as_input(), now),
             Inbound::Audio { id, frame } => self.audio(id, frame, now),
             Inbound::Shutdown => return false,
@@ -525,12 +542,36 @@ impl ShardPool {
 
     /// Adds a call to a given shard (`shard % len`).
     pub fn add_call_on(&self, shard: usize, config: Arc<CallConfig>, sink: Box<dyn CallSink>) -> CallHandle {
+        self.add_call_with_on(shard, config, None, |_| sink)
+    }
+
+    /// Adds a call whose sink needs its own handle (edges that feed provider events back),
+    /// optionally resuming a snapshotted conversation.
+    pub fn add_call_with(
+        &self,
+        config: Arc<CallConfig>,
+        resume: Option<Snapshot>,
+        make_sink: impl FnOnce(CallHandle) -> Box<dyn CallSink>,
+    ) -> CallHandle {
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.add_call_with_on(shard, config, resume, make_sink)
+    }
+
+    fn add_call_with_on(
+        &self,
+        shard: usize,
+        config: Arc<CallConfig>,
+        resume: Option<Snapshot>,
+        make_sink: impl FnOnce(CallHandle) -> Box<dyn CallSink>,
+    ) -> CallHandle {
         let shard = shard % self.shards.len();
         let id = CallId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let inbound = self.shards[shard].0.clone();
+        let handle = CallHandle { id, shard, inbound };
+        let sink = make_sink(handle.clone());
         // A stopped shard drops the call (its sink's `closed` never runs); only at shutdown.
-        let _ = inbound.send(Inbound::Add { id, config, sink });
-        CallHandle { id, shard, inbound }
+        let _ = handle.inbound.send(Inbound::Add { id, config, sink, resume });
+        handle
     }
 
     /// Ends every call and joins the threads.

@@ -2,6 +2,8 @@
 //! plane, and the live-call code plugs into it — a call registers in the `CallRegistry` before
 //! it is answered and records into `CallMetrics` as it goes.
 
+pub mod calls;
+pub mod demo;
 pub mod lifecycle;
 pub mod metrics;
 
@@ -52,7 +54,12 @@ pub fn router(worker: Worker) -> Router {
         .with_state(worker)
 }
 
-/// Everything `golos serve` answers over HTTP: the control plane and the worker's routes.
-pub fn app(state: ControlState, worker: Worker) -> Router {
-    golos_control::router(state).merge(router(worker))
+/// Everything `golos serve` answers over HTTP: the control plane, the worker's routes and,
+/// with `calls`, the live-call endpoints (`/ws/calls`, `/ws/twilio`, `/talk`).
+pub fn app(state: ControlState, worker: Worker, calls: Option<calls::LiveCalls>) -> Router {
+    let app = golos_control::router(state).merge(router(worker));
+    match calls {
+        Some(calls) => app.merge(calls.router()),
+        None => app,
+    }
 }

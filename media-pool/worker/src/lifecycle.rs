@@ -28,6 +28,8 @@ pub enum EndReason {
     CallerHangup,
     AgentHangup,
     SilenceTimeout,
+    /// The agent's maximum call duration was reached.
+    MaxDuration,
     Transfer,
     /// Something broke (transport, every provider tier): counted by `call_error_rate`.
     Failed,
@@ -36,10 +38,11 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::CallerHangup,
         Self::AgentHangup,
         Self::SilenceTimeout,
+        Self::MaxDuration,
         Self::Transfer,
         Self::Failed,
         Self::ForcedShutdown,
@@ -50,6 +53,7 @@ impl EndReason {
             Self::CallerHangup => "caller_hangup",
             Self::AgentHangup => "agent_hangup",
             Self::SilenceTimeout => "silence_timeout",
+            Self::MaxDuration => "max_duration",
             Self::Transfer => "transfer",
             Self::Failed => "failed",
             Self::ForcedShutdown => "forced_shutdown",

@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the platform (the default).
     Serve(ServeArgs),
+    /// Place a demo call: start the embedded platform, create a café FAQ agent, and let an
+    /// espeak-ng caller ask it two questions over the WebSocket transport.
+    Demo(golos::demo::DemoArgs),
     /// Print the OpenAPI document of the control-plane API.
     Openapi,
     /// Recompute every organisation's balance from its ledger; exit 1 on any drift.
@@ -49,6 +52,12 @@ pub struct ServeArgs {
     /// After SIGTERM, how long live calls may go on before they are ended (`forced_shutdown`).
     #[arg(long, env = "GOLOS_DRAIN_SECS", default_value_t = 600)]
     pub drain_secs: u64,
+    /// Engine threads for live calls (default: one per core).
+    #[arg(long, env = "GOLOS_SHARDS")]
+    pub shards: Option<usize>,
+    /// Folder of pre-recorded clips for agents with a `prerecorded` TTS tier.
+    #[arg(long, env = "GOLOS_CLIPS_DIR")]
+    pub clips_dir: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -77,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Demo(args) => golos::demo::run(args).await,
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
             Ok(())
@@ -108,7 +118,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let worker = golos::Worker::new(std::sync::Arc::clone(&state.metrics));
     // Names this process in `call.shutdown_initiated` (its event ids derive from it).
     let worker_id = format!("wrk_{}", state.ids.new_suffix());
-    let app = golos::app(state.clone(), worker.clone());
+    let live = golos::calls::LiveCalls::new(
+        state.clone(),
+        worker.clone(),
+        args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
+        golos::calls::LiveConfig {
+            clips_dir: args.clips_dir.clone(),
+            ..golos::calls::LiveConfig::for_lease_ttl(std::time::Duration::from_millis(
+                u64::try_from(state.config.lease_ttl_ms).unwrap_or(30_000),
+            ))
+        },
+    );
+    let app = golos::app(state.clone(), worker.clone(), Some(live));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;

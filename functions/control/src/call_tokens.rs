@@ -1,0 +1,210 @@
+//! Short-lived call tokens: what a browser or mobile app presents in the WebSocket `start`
+//! instead of an API key, which must never reach a client. Minted by a member who may place
+//! calls (`POST /v1/agents/{id}/call-tokens`), valid for one agent until it expires.
+//!
+//! A token is `ct_<payload>.<mac>`: base64url JSON `{o, a, e}` (org, agent, expiry in ms) and
+//! base64url HMAC-SHA256 of the payload under a key derived from the pepper. Stateless, so a
+//! media worker checks it without a store round trip and the Lambda API can mint it; the
+//! worker still loads the org and agent, so a disabled org or a deleted agent stops new calls
+//! at once.
+
+use crate::common::audit;
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+use crate::middleware::{Caller, RequestContext};
+use crate::state::ControlState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use golos_domain::rbac::Action;
+use golos_domain::{AgentId, OrgId, Timestamp};
+use golos_ports::{AgentRecord, Org, SecretString};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+pub const CALL_TOKEN_PREFIX: &str = "ct_";
+pub const DEFAULT_TTL_SECS: u32 = 600;
+pub const MAX_TTL_SECS: u32 = 3_600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    o: String,
+    a: String,
+    e: i64,
+}
+
+fn mac(pepper: &SecretString, payload: &str) -> Vec<u8> {
+    // A domain-separated key: a call token's MAC can never equal an API key's stored hash.
+    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"golos call token v1\0");
+    mac.update(payload.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A token for `agent` of `org`, valid until `expires_at`.
+pub fn mint(pepper: &SecretString, org: &OrgId, agent: &AgentId, expires_at: Timestamp) -> String {
+    let claims = Claims { o: org.to_string(), a: agent.to_string(), e: expires_at.as_millis() };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
+    let signature = URL_SAFE_NO_PAD.encode(mac(pepper, &payload));
+    format!("{CALL_TOKEN_PREFIX}{payload}.{signature}")
+}
+
+/// Why a call could not be authorised; each maps to a stable WebSocket error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallAuthError {
+    #[error("the token is missing, malformed, expired or not valid for this agent")]
+    Unauthorized,
+    #[error("no such agent in the token's organisation")]
+    AgentNotFound,
+    #[error("this organisation is disabled")]
+    OrgDisabled,
+    #[error("the platform could not check the token: {0}")]
+    Unavailable(String),
+}
+
+impl From<golos_ports::PortError> for CallAuthError {
+    fn from(err: golos_ports::PortError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+/// Checks a call token's signature and expiry; returns the org and agent it is for.
+pub fn verify(pepper: &SecretString, token: &str, now: Timestamp) -> Option<(OrgId, AgentId)> {
+    let rest = token.strip_prefix(CALL_TOKEN_PREFIX)?;
+    let (payload, signature) = rest.split_once('.')?;
+    let presented = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    if !bool::from(mac(pepper, payload).ct_eq(&presented)) {
+        return None;
+    }
+    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    if claims.e <= now.as_millis() {
+        return None;
+    }
+    Some((OrgId::parse(&claims.o).ok()?, AgentId::parse(&claims.a).ok()?))
+}
+
+/// Authorises a call to `agent_id` with a call token or an API key of a role that may place
+/// calls, and loads the org and the agent.
+pub async fn authorize_call(
+    state: &ControlState,
+    token: &str,
+    agent_id: &str,
+) -> Result<(Org, AgentRecord), CallAuthError> {
+    let now = state.clock.now();
+    let agent_id = AgentId::parse(agent_id).map_err(|_| CallAuthError::AgentNotFound)?;
+    let org_id = if token.starts_with(CALL_TOKEN_PREFIX) {
+        let (org, agent) = verify(&state.pepper, token, now).ok_or(CallAuthError::Unauthorized)?;
+        if agent != agent_id {
+            return Err(CallAuthError::Unauthorized);
+        }
+        org
+    } else {
+        let (key_id, secret) = keys::parse(token).ok_or(CallAuthError::Unauthorized)?;
+        let record = state.stores.api_keys.get(&key_id).await?;
+        let record = record
+            .filter(|r| keys::verify(&state.pepper, secret, &r.secret_hash) && r.is_usable_at(now))
+            .ok_or(CallAuthError::Unauthorized)?;
+        if !golos_domain::rbac::can(record.role, Action::PlaceCalls) {
+            return Err(CallAuthError::Unauthorized);
+        }
+        record.org_id
+    };
+    let org = state.stores.orgs.get(&org_id).await?.ok_or(CallAuthError::Unauthorized)?;
+    if org.disabled {
+        return Err(CallAuthError::OrgDisabled);
+    }
+    let agent = state.stores.agents.get(&org.id, &agent_id).await?.ok_or(CallAuthError::AgentNotFound)?;
+    Ok((org, agent))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallTokenRequest {
+    /// Seconds the token stays valid (default 600, at most 3600). It only has to last until
+    /// the call starts; a call in progress is not cut when it expires.
+    #[serde(default)]
+    pub ttl_secs: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallTokenView {
+    /// Give this to the browser or app; it is the `token` of the WebSocket `start`.
+    pub token: String,
+    pub agent_id: String,
+    pub expires_at: String,
+}
+
+/// Mint a short-lived call token for one agent (admin, editor): what web and mobile clients
+/// present to start a call, so API keys never leave your servers.
+#[utoipa::path(post, path = "/v1/agents/{agent_id}/call-tokens", tag = "agents", params(("agent_id" = String, Path)),
+    request_body(content = CallTokenRequest, description = "optional {\"ttl_secs\": 600}"),
+    responses((status = 201, body = CallTokenView), (status = 404, description = "no such agent"), (status = 422, description = "ttl_secs out of range")))]
+pub async fn create(
+    State(state): State<ControlState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(agent_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<CallTokenView>)> {
+    let org = caller.member(Action::PlaceCalls)?;
+    // The body is optional: an empty one takes the defaults.
+    let request: CallTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CallTokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    let id = AgentId::parse(&agent_id).map_err(|_| ApiError::not_found(format!("agent {agent_id}")))?;
+    state.stores.agents.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("agent {id}")))?;
+    let ttl = request.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
+    if ttl == 0 || ttl > MAX_TTL_SECS {
+        return Err(ApiError::validation(vec![golos_domain::agent::ValidationIssue {
+            field: "ttl_secs".into(),
+            code: "out_of_range",
+            message: format!("ttl_secs must be 1..={MAX_TTL_SECS}"),
+        }]));
+    }
+    let expires_at = Timestamp::from_millis(state.clock.now().as_millis() + i64::from(ttl) * 1_000);
+    let token = mint(&state.pepper, &org.id, &id, expires_at);
+    audit(&state, &caller, &ctx, &org.id, "agent.call_token", id.as_str()).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CallTokenView { token, agent_id: id.to_string(), expires_at: expires_at.to_string() }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (OrgId, AgentId) {
+        (OrgId::with_suffix("o1").unwrap(), AgentId::with_suffix("a1").unwrap())
+    }
+
+    #[test]
+    fn a_minted_token_verifies_until_it_expires() {
+        let pepper = SecretString::new("pepper");
+        let (org, agent) = ids();
+        let token = mint(&pepper, &org, &agent, Timestamp::from_millis(10_000));
+        assert_eq!(verify(&pepper, &token, Timestamp::from_millis(9_999)), Some((org, agent)));
+        assert_eq!(verify(&pepper, &token, Timestamp::from_millis(10_000)), None);
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_do_not_verify() {
+        let pepper = SecretString::new("pepper");
+        let (org, agent) = ids();
+        let token = mint(&pepper, &org, &agent, Timestamp::from_millis(10_000));
+        let now = Timestamp::from_millis(0);
+        assert_eq!(verify(&SecretString::new("other"), &token, now), None);
+        let (payload, signature) = token.split_once('.').unwrap();
+        let other_claims = URL_SAFE_NO_PAD.encode(br#"{"o":"org_o2","a":"ag_a1","e":99999999}"#);
+        assert_eq!(verify(&pepper, &format!("ct_{other_claims}.{signature}"), now), None);
+        assert_eq!(verify(&pepper, payload, now), None);
+        assert_eq!(verify(&pepper, "ct_garbage", now), None);
+    }
+}

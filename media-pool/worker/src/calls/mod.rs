@@ -1,0 +1,680 @@
+//! Live calls: the worker's WebSocket endpoints joined to admission, the shards, the
+//! agent's provider chains and the call-events queue.
+//!
+//! A call, from `start` to `call.ended`:
+//! 1. the token is checked (`golos_control::call_tokens`) and the agent loaded;
+//! 2. the call registers in the [`CallRegistry`] (refused while draining) and asks admission
+//!    for a lease; over a concurrency limit the caller hears "please hold" and waits in line;
+//! 3. the agent's chains are built with its secrets from the `Secrets` port, `call.started`
+//!    is queued, and the call's engine starts on a shard with a [`sink::WorkerSink`];
+//! 4. caller audio goes transport → shard (VAD) → STT task; provider events come back to the
+//!    shard through the call's handle; the engine's audio and events go to the transport;
+//! 5. after each turn the conversation is snapshotted (`CALL#c / CTX`, 5 minutes), so a
+//!    client that reconnects with `call_id` resumes it;
+//! 6. when the engine ends, `call.ended` (transcript, per-turn metrics, quality) is queued for
+//!    billing, the lease released, and the registration dropped.
+
+pub mod sink;
+
+use crate::lifecycle::{EndReason, LiveCall, RegisterError};
+use crate::Worker;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use golos_call::{CallConfig, Snapshot};
+use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason, DEFAULT_PRIORITY};
+use golos_control::call_tokens::{self, CallAuthError};
+use golos_control::ControlState;
+use golos_domain::agent::AgentConfig;
+use golos_domain::events::{CallEnded, CallEvent, CallStarted, TranscriptTurn};
+use golos_domain::{AgentId, CallId, OrgId, Timestamp};
+use golos_providers::{build_chains, AgentChains, BuildContext, SttConfig, SttEvent, TtsRequest};
+use golos_shard::{CallHandle, OwnedInput, ShardPool};
+use golos_transports::golos::codes;
+use golos_transports::playout::Frame;
+use golos_transports::ws::{self, Admitted, CallSession, Refusal, SessionOutput, StartRequest};
+use serde::{Deserialize, Serialize};
+use sink::{SinkParts, WorkerSink, PIPELINE_RATE};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The browser page (`GET /talk`).
+const TALK_PAGE: &str = include_str!("../../assets/talk.html");
+
+/// How long a conversation can be resumed after its last turn (DESIGN.md §4).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(300);
+/// Audio and events queued towards one caller's transport: 10 s of audio at 20 ms frames.
+const OUTPUT_QUEUE: usize = 500;
+/// Caller frames queued towards the STT: 2 s.
+const STT_QUEUE: usize = 100;
+
+/// Knobs of the live-call path.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// How often a held caller asks again for a slot (also what keeps its place in line).
+    pub hold_poll: Duration,
+    /// How long a caller is held before the call ends with `hold_timeout`.
+    pub hold_max: Duration,
+    /// Lease heartbeat period; a third of the lease TTL leaves two chances before it lapses.
+    pub heartbeat_every: Duration,
+    /// Folder of pre-recorded clips for the `prerecorded` TTS tier.
+    pub clips_dir: Option<std::path::PathBuf>,
+}
+
+impl LiveConfig {
+    pub fn for_lease_ttl(lease_ttl: Duration) -> Self {
+        Self {
+            hold_poll: Duration::from_secs(2),
+            hold_max: Duration::from_secs(300),
+            heartbeat_every: lease_ttl / 3,
+            clips_dir: None,
+        }
+    }
+}
+
+/// Everything the live calls of this worker share.
+#[derive(Clone)]
+pub struct LiveCalls {
+    state: ControlState,
+    worker: Worker,
+    pool: Arc<ShardPool>,
+    providers: BuildContext,
+    config: LiveConfig,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for LiveCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCalls")
+            .field("shards", &self.pool.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveCalls {
+    /// `shards` engine threads (one per core is right); must be called inside the runtime
+    /// that will run the calls' I/O.
+    pub fn new(state: ControlState, worker: Worker, shards: usize, config: LiveConfig) -> Self {
+        let mut providers = BuildContext::new(HashMap::new());
+        providers.http = state.http.clone();
+        providers.clips_dir.clone_from(&config.clips_dir);
+        if let Ok(region) = std::env::var("AWS_REGION") {
+            providers.aws_region = region;
+        }
+        Self {
+            state,
+            worker,
+            pool: Arc::new(ShardPool::new(shards)),
+            providers,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// `GET /ws/calls` (golos protocol), `GET /ws/twilio` (Twilio Media Streams) and the
+    /// browser page `GET /talk`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/ws/calls",
+                get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
+                    upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+                        let outcome = ws::run(socket, calls.session("web"), PIPELINE_RATE).await;
+                        tracing::debug!(?outcome, "web call connection closed");
+                    })
+                }),
+            )
+            .route(
+                "/ws/twilio",
+                get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
+                    upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+                        let outcome = ws::run_twilio(socket, calls.session("inbound"), PIPELINE_RATE).await;
+                        tracing::debug!(?outcome, "media stream closed");
+                    })
+                }),
+            )
+            .route("/talk", get(|| async { talk_page() }))
+            .with_state(self)
+    }
+
+    fn session(&self, direction: &'static str) -> WorkerSession {
+        WorkerSession { calls: self.clone(), direction, link: None }
+    }
+}
+
+fn talk_page() -> Response {
+    let mut response = Html(TALK_PAGE).into_response();
+    // The page talks only to its own origin; nothing else may frame or script it.
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; worker-src blob:; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+/// What one call's tasks share: how to end it, once.
+pub(crate) struct CallLink {
+    pub call_id: CallId,
+    reason: Mutex<Option<EndReason>>,
+    handle: OnceLock<CallHandle>,
+    outputs: mpsc::Sender<SessionOutput>,
+    ended: watch::Sender<bool>,
+}
+
+impl CallLink {
+    fn new(call_id: CallId, outputs: mpsc::Sender<SessionOutput>) -> Self {
+        Self { call_id, reason: Mutex::new(None), handle: OnceLock::new(), outputs, ended: watch::Sender::new(false) }
+    }
+
+    /// Ends the call for `reason` (the first reason asked wins): the engine hangs up, the
+    /// transport plays out what it has and closes.
+    pub(crate) fn request_end(&self, reason: EndReason) {
+        {
+            let mut current = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.is_some() {
+                return;
+            }
+            *current = Some(reason);
+        }
+        if let Some(handle) = self.handle.get() {
+            handle.hangup();
+        }
+        let _ = self.outputs.try_send(SessionOutput::End { reason: reason.as_str().to_owned() });
+        self.ended.send_replace(true);
+    }
+
+    pub(crate) fn reason(&self) -> Option<EndReason> {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn wait_ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|e| *e).await;
+    }
+}
+
+/// What the sink hands back when the engine ends.
+#[derive(Debug)]
+pub(crate) struct CallReport {
+    pub reason: EndReason,
+    pub duration: Duration,
+    pub transcript: Vec<TranscriptTurn>,
+    pub turns: Vec<serde_json::Value>,
+    pub quality: Option<serde_json::Value>,
+}
+
+/// A snapshot as stored: whose call it was, so only the same org and agent can resume it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredContext {
+    org_id: OrgId,
+    agent_id: AgentId,
+    snapshot: Snapshot,
+}
+
+/// One connection's side of a call.
+struct WorkerSession {
+    calls: LiveCalls,
+    direction: &'static str,
+    link: Option<Arc<CallLink>>,
+}
+
+fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+fn auth_refusal(error: &CallAuthError) -> Refusal {
+    let code = match error {
+        CallAuthError::Unauthorized | CallAuthError::OrgDisabled => codes::UNAUTHORIZED,
+        CallAuthError::AgentNotFound => codes::AGENT_NOT_FOUND,
+        CallAuthError::Unavailable(_) => codes::UNAVAILABLE,
+    };
+    refusal(code, error.to_string())
+}
+
+fn reject_refusal(reason: RejectReason) -> Refusal {
+    let (code, message) = match reason {
+        RejectReason::NoBalance => ("no_balance", "the organisation's balance is used up; top it up to take calls"),
+        RejectReason::MinutesExhausted => ("minutes_exhausted", "the plan's minutes for this month are used up"),
+        RejectReason::AgentDisabled => ("agent_disabled", "this agent is disabled"),
+        RejectReason::OrgDisabled => (codes::UNAUTHORIZED, "this organisation is disabled"),
+        RejectReason::UnknownOrg => (codes::UNAUTHORIZED, "no such organisation"),
+        RejectReason::UnknownAgent => (codes::AGENT_NOT_FOUND, "no such agent"),
+    };
+    refusal(code, message)
+}
+
+/// Everything needed to start the engine once admitted.
+struct Pending {
+    org_id: OrgId,
+    agent_id: AgentId,
+    agent: Arc<AgentConfig>,
+    resume: Option<(CallId, Snapshot)>,
+    registration: crate::lifecycle::CallRegistration,
+}
+
+impl CallSession for WorkerSession {
+    async fn on_start(&mut self, start: StartRequest) -> Result<Admitted, Refusal> {
+        let calls = self.calls.clone();
+        let state = &calls.state;
+        let (org, agent) =
+            call_tokens::authorize_call(state, &start.token, &start.agent_id).await.map_err(|e| auth_refusal(&e))?;
+        let resume = match &start.call_id {
+            Some(previous) => Some(load_resume(state, previous, &org.id, &agent.id).await?),
+            None => None,
+        };
+        let call_id =
+            CallId::with_suffix(&state.ids.new_suffix()).map_err(|e| refusal(codes::INTERNAL, e.to_string()))?;
+        let (outputs_tx, outputs) = mpsc::channel(OUTPUT_QUEUE);
+        let link = Arc::new(CallLink::new(call_id.clone(), outputs_tx));
+        let ender_link = Arc::clone(&link);
+        let registration = calls
+            .worker
+            .registry
+            .register_with(
+                LiveCall { org_id: org.id.clone(), agent_id: agent.id.clone(), call_id: call_id.clone() },
+                Some(Arc::new(move |reason| ender_link.request_end(reason))),
+            )
+            .map_err(|e| match e {
+                RegisterError::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
+                other => refusal(codes::INTERNAL, other.to_string()),
+            })?;
+        let request = AdmissionRequest {
+            org_id: org.id.clone(),
+            agent_id: agent.id.clone(),
+            call_id: call_id.clone(),
+            priority: DEFAULT_PRIORITY,
+        };
+        let first = admission::admit(state, &request).await.map_err(|e| refusal(codes::UNAVAILABLE, e.to_string()))?;
+        let pending = Pending {
+            org_id: org.id.clone(),
+            agent_id: agent.id.clone(),
+            agent: Arc::new(agent.config),
+            resume,
+            registration,
+        };
+        match first {
+            Admission::Rejected { reason } => return Err(reject_refusal(reason)),
+            Admission::Admitted { .. } => {
+                let link_for_task = Arc::clone(&link);
+                let direction = self.direction;
+                // Built and started off the connection's task so `started` goes out at once.
+                tokio::spawn(async move { calls.begin(pending, link_for_task, direction).await });
+            }
+            Admission::Wait { position, .. } => {
+                let link_for_task = Arc::clone(&link);
+                let direction = self.direction;
+                tokio::spawn(async move { calls.hold(request, pending, link_for_task, direction, position).await });
+            }
+        }
+        self.link = Some(Arc::clone(&link));
+        Ok(Admitted { call_id: call_id.to_string(), outputs })
+    }
+
+    fn on_audio(&mut self, frame: Frame) {
+        if let Some(handle) = self.link.as_ref().and_then(|l| l.handle.get()) {
+            handle.audio(frame);
+        }
+    }
+
+    fn on_mark(&mut self, _name: String) {}
+
+    fn on_dtmf(&mut self, digit: char) {
+        if let Some(handle) = self.link.as_ref().and_then(|l| l.handle.get()) {
+            handle.input(OwnedInput::Dtmf { digit });
+        }
+    }
+
+    fn on_hangup(&mut self) {
+        if let Some(link) = &self.link {
+            link.request_end(EndReason::CallerHangup);
+        }
+    }
+}
+
+async fn load_resume(
+    state: &ControlState,
+    previous: &str,
+    org: &OrgId,
+    agent: &AgentId,
+) -> Result<(CallId, Snapshot), Refusal> {
+    let not_found =
+        || refusal(codes::CALL_NOT_FOUND, "no call to resume with this id (unknown, or over 5 minutes ago)");
+    let previous = CallId::parse(previous).map_err(|_| not_found())?;
+    let bytes = state
+        .stores
+        .contexts
+        .get(&previous, state.clock.now())
+        .await
+        .map_err(|e| refusal(codes::UNAVAILABLE, e.to_string()))?
+        .ok_or_else(not_found)?;
+    let stored: StoredContext = serde_json::from_slice(&bytes).map_err(|_| not_found())?;
+    if &stored.org_id != org || &stored.agent_id != agent {
+        return Err(not_found());
+    }
+    Ok((previous, stored.snapshot))
+}
+
+impl LiveCalls {
+    /// Holds the caller with a spoken prompt, asking for a slot every `hold_poll`, until
+    /// admitted, refused, hung up or held for `hold_max`.
+    async fn hold(
+        self,
+        request: AdmissionRequest,
+        pending: Pending,
+        link: Arc<CallLink>,
+        direction: &'static str,
+        position: u32,
+    ) {
+        let prompt = hold_prompt(&pending.agent.language, position);
+        self.play_prompt(&pending, &link, prompt).await;
+        let give_up = tokio::time::Instant::now() + self.config.hold_max;
+        loop {
+            tokio::select! {
+                () = link.wait_ended() => {
+                    self.state.hold.remove(&request.org_id, &request.call_id);
+                    return;
+                }
+                () = tokio::time::sleep(self.config.hold_poll) => {}
+            }
+            if tokio::time::Instant::now() >= give_up {
+                self.state.hold.remove(&request.org_id, &request.call_id);
+                let _ = link.outputs.try_send(SessionOutput::End { reason: "hold_timeout".into() });
+                return;
+            }
+            match admission::admit(&self.state, &request).await {
+                Ok(Admission::Admitted { .. }) => {
+                    // A clear first: the rest of the hold prompt must not run into the greeting.
+                    let _ = link.outputs.send(SessionOutput::Clear).await;
+                    return self.begin(pending, link, direction).await;
+                }
+                Ok(Admission::Wait { .. }) => {}
+                Ok(Admission::Rejected { reason }) => {
+                    let refused = reject_refusal(reason);
+                    let _ =
+                        link.outputs.try_send(SessionOutput::Event(golos_transports::golos::ServerMessage::Error {
+                            code: refused.code.to_owned(),
+                            message: refused.message,
+                        }));
+                    let _ = link.outputs.try_send(SessionOutput::End { reason: "rejected".into() });
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "admission failed while holding a caller; asking again"),
+            }
+        }
+    }
+
+    async fn play_prompt(&self, pending: &Pending, link: &CallLink, text: String) {
+        let chains = self.chains_for(&pending.agent).await;
+        let request = TtsRequest { text, language: pending.agent.language.clone(), sample_rate: PIPELINE_RATE };
+        let Ok(mut stream) = chains.tts.synthesize(&request).await else {
+            tracing::warn!("the hold prompt could not be synthesised; holding in silence");
+            return;
+        };
+        let mut framer = sink::Framer::default();
+        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut stream).await {
+            for frame in framer.push(&chunk.samples) {
+                if link.outputs.send(SessionOutput::Audio(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some(frame) = framer.finish() {
+            let _ = link.outputs.send(SessionOutput::Audio(frame)).await;
+        }
+    }
+
+    async fn chains_for(&self, agent: &AgentConfig) -> AgentChains {
+        let mut ctx = self.providers.clone();
+        for name in golos_providers::secret_names(agent) {
+            match self.state.secrets.get(&name).await {
+                Ok(value) => {
+                    ctx.secrets.insert(name, value);
+                }
+                // The tier is left out and reported by `build_chains`; the call goes on.
+                Err(error) => tracing::warn!(secret = %name, %error, "a provider secret could not be read"),
+            }
+        }
+        build_chains(agent, &ctx).await
+    }
+
+    /// Starts an admitted call: chains, `call.started`, the engine on a shard, STT and
+    /// heartbeat tasks. The call ends through its link.
+    async fn begin(self, pending: Pending, link: Arc<CallLink>, direction: &'static str) {
+        if link.reason().is_some() {
+            // Hung up while we were admitting: free the slot we just took.
+            let _ = admission::release(&self.state, &pending.org_id, &link.call_id).await;
+            return;
+        }
+        let chains = Arc::new(self.chains_for(&pending.agent).await);
+        let started_at = self.state.clock.now();
+        let started = CallStarted {
+            call_id: link.call_id.clone(),
+            org_id: pending.org_id.clone(),
+            agent_id: pending.agent_id.clone(),
+            direction: direction.to_owned(),
+            from: None,
+            to: None,
+            started_at,
+        };
+        self.queue_event(&CallEvent::Started(started)).await;
+
+        let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
+        let config = Arc::new(CallConfig::from_agent(&pending.agent));
+        let Pending { org_id, agent_id, agent, resume, registration } = pending;
+        let resumed_from = resume.as_ref().map(|(previous, _)| previous.to_string());
+        if let Some((previous, _)) = &resume {
+            // One snapshot resumes one call: a second reconnect with the same id must not fork it.
+            if let Err(error) = self.state.stores.contexts.delete(previous).await {
+                tracing::warn!(%error, "could not delete a resumed call's snapshot");
+            }
+        }
+        let finisher = Finisher {
+            calls: self.clone(),
+            org_id: org_id.clone(),
+            agent_id: agent_id.clone(),
+            direction,
+            started_at,
+            resumed_from,
+            registration,
+            link: Arc::clone(&link),
+        };
+        let on_closed: Box<dyn FnOnce(CallReport) + Send> = Box::new(move |report| {
+            let runtime = finisher.calls.runtime.clone();
+            runtime.spawn(finisher.finish(report));
+        });
+        let on_snapshot = self.snapshot_writer(&link.call_id, &org_id, &agent_id);
+        let parts = |handle: CallHandle| SinkParts {
+            handle,
+            runtime: self.runtime.clone(),
+            agent: Arc::clone(&agent),
+            chains: Arc::clone(&chains),
+            outputs: link.outputs.clone(),
+            stt_audio,
+            link: Arc::clone(&link),
+            metrics: Arc::clone(&self.worker.call_metrics),
+            http: self.state.http.clone(),
+            on_closed,
+            on_snapshot,
+        };
+        let handle = self.pool.add_call_with(config, resume.map(|(_, s)| s), |handle| {
+            Box::new(WorkerSink::new(parts(handle))) as Box<dyn golos_shard::CallSink>
+        });
+        let _ = link.handle.set(handle.clone());
+        // A hangup that raced the start found no handle to tell.
+        if link.reason().is_some() {
+            handle.hangup();
+        }
+        tokio::spawn(run_stt(Arc::clone(&chains), Arc::clone(&agent), stt_frames, handle));
+        tokio::spawn(self.heartbeat(org_id, Arc::clone(&link)));
+    }
+
+    fn snapshot_writer(&self, call: &CallId, org: &OrgId, agent: &AgentId) -> Arc<dyn Fn(Snapshot) + Send + Sync> {
+        let state = self.state.clone();
+        let runtime = self.runtime.clone();
+        let (call, org, agent) = (call.clone(), org.clone(), agent.clone());
+        Arc::new(move |snapshot: Snapshot| {
+            let state = state.clone();
+            let call = call.clone();
+            let stored = StoredContext { org_id: org.clone(), agent_id: agent.clone(), snapshot };
+            let bytes = match serde_json::to_vec(&stored) {
+                Ok(bytes) => bytes,
+                Err(error) => return tracing::warn!(%error, "could not serialise the call's snapshot"),
+            };
+            runtime.spawn(async move {
+                let window = i64::try_from(RESUME_WINDOW.as_millis()).unwrap_or(i64::MAX);
+                let expires_at = Timestamp::from_millis(state.clock.now().as_millis().saturating_add(window));
+                if let Err(error) = state.stores.contexts.put(&call, &bytes, expires_at).await {
+                    tracing::warn!(%error, "could not store the call's snapshot; a reconnect cannot resume it");
+                }
+            });
+        })
+    }
+
+    async fn heartbeat(self, org: OrgId, link: Arc<CallLink>) {
+        let mut every = tokio::time::interval(self.config.heartbeat_every);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                () = link.wait_ended() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(error) = admission::heartbeat(&self.state, &org, &link.call_id).await {
+                tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
+            }
+        }
+    }
+
+    async fn queue_event(&self, event: &CallEvent) {
+        let body = match serde_json::to_string(event) {
+            Ok(body) => body,
+            Err(error) => return tracing::error!(%error, "a call event did not serialise"),
+        };
+        // The queue is the billing path: retry a short outage rather than lose a call.
+        for attempt in 0..5u32 {
+            match self.state.queues.call_events.send(&body, Duration::ZERO).await {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "could not queue a call event; retrying");
+                    tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+                }
+            }
+        }
+        tracing::error!(alert = "call_event_lost", "a call event could not be queued after 5 attempts");
+    }
+}
+
+/// Ends a call's bookkeeping once its engine has ended.
+struct Finisher {
+    calls: LiveCalls,
+    org_id: OrgId,
+    agent_id: AgentId,
+    direction: &'static str,
+    started_at: Timestamp,
+    resumed_from: Option<String>,
+    registration: crate::lifecycle::CallRegistration,
+    link: Arc<CallLink>,
+}
+
+impl Finisher {
+    async fn finish(self, report: CallReport) {
+        let Self { calls, org_id, agent_id, direction, started_at, resumed_from, registration, link } = self;
+        // The transport closes after the audio it holds: the goodbye is heard.
+        link.request_end(report.reason);
+        let duration_ms = i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX);
+        let ended = CallEnded {
+            call_id: link.call_id.clone(),
+            org_id: org_id.clone(),
+            agent_id,
+            direction: direction.to_owned(),
+            from: None,
+            to: None,
+            started_at,
+            ended_at: Timestamp::from_millis(started_at.as_millis().saturating_add(duration_ms)),
+            duration_secs: report.duration.as_secs() + u64::from(report.duration.subsec_nanos() > 0),
+            end_reason: report.reason.as_str().to_owned(),
+            transcript: report.transcript,
+            metrics: serde_json::json!({
+                "turns": report.turns,
+                "quality": report.quality,
+                "resumed_from": resumed_from,
+            }),
+        };
+        calls.queue_event(&CallEvent::Ended(ended)).await;
+        if let Err(error) = admission::release(&calls.state, &org_id, &link.call_id).await {
+            // The sweeper frees it when the lease lapses.
+            tracing::warn!(%error, "could not release the call's lease");
+        }
+        calls.worker.call_metrics.call_ended(report.duration, report.reason);
+        // Last: a drain that sees the registry empty has every call.ended queued.
+        drop(registration);
+    }
+}
+
+/// The STT leg: caller frames in, transcripts to the engine.
+async fn run_stt(
+    chains: Arc<AgentChains>,
+    agent: Arc<AgentConfig>,
+    mut frames: mpsc::Receiver<Vec<i16>>,
+    handle: CallHandle,
+) {
+    let mut config = SttConfig::new(agent.language.clone(), PIPELINE_RATE);
+    config.phrases = agent.faq.iter().flat_map(|entry| entry.questions.iter().cloned()).collect();
+    let mut session = match chains.stt.open(&config).await {
+        Ok((session, _attempts)) => session,
+        Err(exhausted) => {
+            // No recogniser: the engine can still take key presses (DESIGN.md §4 DTMF tier).
+            tracing::warn!(error = %exhausted, "no speech recogniser for this call");
+            while frames.recv().await.is_some() {}
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => {
+                    if session.send(frame).await.is_err() {
+                        tracing::warn!("the speech recogniser stopped taking audio");
+                        while frames.recv().await.is_some() {}
+                        return;
+                    }
+                }
+                None => session.finish(),
+            },
+            event = session.next() => match event {
+                Some(Ok(SttEvent::Transcript(t))) => {
+                    let input = if t.is_final {
+                        OwnedInput::SttFinal { text: t.text, confidence: t.confidence }
+                    } else {
+                        OwnedInput::SttInterim { text: t.text, confidence: t.confidence }
+                    };
+                    if !handle.input(input) {
+                        return;
+                    }
+                }
+                // Speech onsets come from the worker's own VAD, which sees every frame.
+                Some(Ok(SttEvent::SpeechStarted | SttEvent::UtteranceEnd)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the speech recogniser failed");
+                    while frames.recv().await.is_some() {}
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn hold_prompt(language: &str, position: u32) -> String {
+    if language.to_ascii_lowercase().starts_with("en") {
+        format!("All our lines are busy. Please hold, you are number {position} in line.")
+    } else {
+        format!("Все операторы заняты. Пожалуйста, оставайтесь на линии, вы {position} в очереди.")
+    }
+}

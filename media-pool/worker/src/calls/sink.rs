@@ -1,0 +1,498 @@
+//! One live call on a shard: the engine's outputs become provider tasks on the I/O runtime
+//! (whose events come back through the call's [`CallHandle`]), audio and events for the
+//! caller's transport, and, when the engine ends, the call's `call.ended`.
+//!
+//! Everything here runs on the shard's thread and must not block: async work is spawned on
+//! the runtime, transport writes are `try_send` into a bounded queue.
+
+use super::{CallLink, CallReport};
+use crate::lifecycle::EndReason;
+use crate::metrics::CallMetrics;
+use futures::StreamExt;
+use golos_audio::vad::{EnergyVad, Vad};
+use golos_call::{Clip, Command, Event, Frame, HangupReason, Input, Output, RequestId, Role, TurnMetrics};
+use golos_domain::agent::{AgentConfig, ToolSpec};
+use golos_domain::events::TranscriptTurn;
+use golos_providers::{AgentChains, LlmEvent, LlmRequest, Message, ToolDefinition, TtsRequest};
+use golos_shard::{CallHandle, CallSink, Feed, OwnedInput};
+use golos_transports::golos::{AgentState, ServerMessage, Speaker, WireTurnMetrics};
+use golos_transports::ws::SessionOutput;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+/// Samples in a 20 ms frame at the pipeline's 16 kHz.
+pub const FRAME_SAMPLES: usize = 320;
+pub const PIPELINE_RATE: u32 = 16_000;
+
+/// What a call's sink needs from the worker.
+pub(crate) struct SinkParts {
+    pub handle: CallHandle,
+    pub runtime: tokio::runtime::Handle,
+    pub agent: Arc<AgentConfig>,
+    pub chains: Arc<AgentChains>,
+    pub outputs: mpsc::Sender<SessionOutput>,
+    pub stt_audio: mpsc::Sender<Vec<i16>>,
+    pub link: Arc<CallLink>,
+    pub metrics: Arc<CallMetrics>,
+    pub http: reqwest::Client,
+    /// Called once with the call's report when the engine ends.
+    pub on_closed: Box<dyn FnOnce(CallReport) + Send>,
+    /// Called after each turn with the engine's snapshot.
+    pub on_snapshot: Arc<dyn Fn(golos_call::Snapshot) + Send + Sync>,
+}
+
+struct LlmTask {
+    abort: AbortHandle,
+    paused: watch::Sender<bool>,
+}
+
+pub(crate) struct WorkerSink {
+    parts: SinkParts,
+    on_closed: Option<Box<dyn FnOnce(CallReport) + Send>>,
+    vad: EnergyVad,
+    stream_start: Option<Instant>,
+    started: Option<Instant>,
+    llm: HashMap<RequestId, LlmTask>,
+    tts: HashMap<RequestId, AbortHandle>,
+    tools: Vec<AbortHandle>,
+    transcript: Vec<TranscriptTurn>,
+    turns: Vec<serde_json::Value>,
+    quality: Option<serde_json::Value>,
+    state: AgentState,
+    engine_reason: Option<EndReason>,
+}
+
+impl WorkerSink {
+    pub(crate) fn new(mut parts: SinkParts) -> Self {
+        let on_closed = std::mem::replace(&mut parts.on_closed, Box::new(|_| {}));
+        Self {
+            parts,
+            on_closed: Some(on_closed),
+            vad: EnergyVad::default(),
+            stream_start: None,
+            started: None,
+            llm: HashMap::new(),
+            tts: HashMap::new(),
+            tools: Vec::new(),
+            transcript: Vec::new(),
+            turns: Vec::new(),
+            quality: None,
+            state: AgentState::Listening,
+            engine_reason: None,
+        }
+    }
+
+    fn send(&self, output: SessionOutput) {
+        // A full queue means the transport stopped reading (a dead socket the OS has not
+        // reported yet): dropping is right, the hangup follows.
+        let _ = self.parts.outputs.try_send(output);
+    }
+
+    fn set_state(&mut self, state: AgentState) {
+        if self.state != state {
+            self.state = state;
+            self.send(SessionOutput::Event(ServerMessage::State { state }));
+        }
+    }
+
+    fn since_start(&self, at: Instant) -> u64 {
+        self.started.map_or(0, |s| u64::try_from(at.saturating_duration_since(s).as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::StartLlm { request, messages, tools_enabled } => {
+                self.start_llm(request, messages, tools_enabled, now);
+            }
+            Command::CancelLlm { request } => {
+                if let Some(task) = self.llm.remove(&request) {
+                    task.abort.abort();
+                }
+            }
+            Command::PauseLlm { request } => {
+                if let Some(task) = self.llm.get(&request) {
+                    task.paused.send_replace(true);
+                }
+            }
+            Command::ResumeLlm { request } => {
+                if let Some(task) = self.llm.get(&request) {
+                    task.paused.send_replace(false);
+                }
+            }
+            Command::StartTts { request, text } => self.start_tts(request, &text),
+            Command::CancelTts { request } => {
+                if let Some(task) = self.tts.remove(&request) {
+                    task.abort();
+                }
+            }
+            Command::CallTool { call_id, name, arguments } => self.call_tool(call_id, name, arguments),
+        }
+    }
+
+    fn start_llm(&mut self, request: RequestId, messages: Vec<golos_call::Message>, tools_enabled: bool, now: Instant) {
+        self.set_state(AgentState::Thinking);
+        let mut llm_request = LlmRequest::new(messages.into_iter().map(provider_message).collect());
+        if tools_enabled {
+            llm_request.tools = self.parts.agent.tools.iter().map(ToolDefinition::from_spec).collect();
+        }
+        let (paused, mut paused_rx) = watch::channel(false);
+        let chains = Arc::clone(&self.parts.chains);
+        let handle = self.parts.handle.clone();
+        let metrics = Arc::clone(&self.parts.metrics);
+        let task = self.parts.runtime.spawn(async move {
+            let mut stream = match chains.llm.stream(&llm_request).await {
+                Ok(stream) => stream,
+                Err(exhausted) => {
+                    handle.input(OwnedInput::LlmError { request, error: exhausted.to_string() });
+                    return;
+                }
+            };
+            if stream.tier > 0 {
+                metrics.incr_llm_fallback();
+            }
+            let mut first = true;
+            loop {
+                // Backpressure from the engine: stop reading until it resumes us.
+                if paused_rx.wait_for(|p| !*p).await.is_err() {
+                    return;
+                }
+                let Some(event) = stream.next().await else {
+                    handle.input(OwnedInput::LlmEnd { request });
+                    return;
+                };
+                if first {
+                    metrics.observe_llm_inference(now.elapsed());
+                    first = false;
+                }
+                let input = match event {
+                    Ok(LlmEvent::TextDelta(text)) => OwnedInput::LlmToken { request, text },
+                    Ok(LlmEvent::ToolCall(call)) => OwnedInput::LlmToolCall {
+                        request,
+                        call_id: call.id,
+                        name: call.name,
+                        arguments: call.arguments,
+                    },
+                    Ok(LlmEvent::End(_)) => {
+                        handle.input(OwnedInput::LlmEnd { request });
+                        return;
+                    }
+                    Err(error) => {
+                        handle.input(OwnedInput::LlmError { request, error: error.to_string() });
+                        return;
+                    }
+                };
+                if !handle.input(input) {
+                    return;
+                }
+            }
+        });
+        self.llm.insert(request, LlmTask { abort: task.abort_handle(), paused });
+    }
+
+    fn start_tts(&mut self, request: RequestId, text: &str) {
+        let tts_request = TtsRequest {
+            text: text.to_owned(),
+            language: self.parts.agent.language.clone(),
+            sample_rate: PIPELINE_RATE,
+        };
+        let chains = Arc::clone(&self.parts.chains);
+        let handle = self.parts.handle.clone();
+        let metrics = Arc::clone(&self.parts.metrics);
+        let task = self.parts.runtime.spawn(async move {
+            let asked = Instant::now();
+            let mut stream = match chains.tts.synthesize(&tts_request).await {
+                Ok(stream) => stream,
+                Err(exhausted) => {
+                    handle.input(OwnedInput::TtsError { request, error: exhausted.to_string() });
+                    return;
+                }
+            };
+            let mut framer = Framer::default();
+            let mut first = true;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        if first {
+                            metrics.observe_tts_latency(asked.elapsed());
+                            first = false;
+                        }
+                        for frame in framer.push(&chunk.samples) {
+                            if !handle.input(OwnedInput::TtsAudio { request, frame }) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        handle.input(OwnedInput::TtsError { request, error: error.to_string() });
+                        return;
+                    }
+                }
+            }
+            if let Some(frame) = framer.finish() {
+                handle.input(OwnedInput::TtsAudio { request, frame });
+            }
+            handle.input(OwnedInput::TtsEnd { request });
+        });
+        self.tts.insert(request, task.abort_handle());
+    }
+
+    /// A customer function tool: POST the arguments to its URL; the body is the result.
+    /// Built-in tools (end_call, transfer…) are the engine's own and never arrive here.
+    fn call_tool(&mut self, call_id: String, name: String, arguments: String) {
+        let endpoint = self.parts.agent.tools.iter().find_map(|tool| match tool {
+            ToolSpec::Function { name: n, url, timeout_ms, .. } if *n == name => {
+                Some((url.clone(), Duration::from_millis(u64::from(*timeout_ms))))
+            }
+            _ => None,
+        });
+        let handle = self.parts.handle.clone();
+        let Some((url, timeout)) = endpoint else {
+            handle.input(OwnedInput::ToolResult { call_id, result: Err(format!("no tool named {name}")) });
+            return;
+        };
+        let http = self.parts.http.clone();
+        let call = self.parts.link.call_id.to_string();
+        let task = self.parts.runtime.spawn(async move {
+            let arguments: serde_json::Value = serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null);
+            let body =
+                serde_json::json!({"call_id": call, "tool_call_id": call_id, "name": name, "arguments": arguments});
+            let result = match http.post(&url).timeout(timeout).json(&body).send().await {
+                Ok(response) if response.status().is_success() => {
+                    response.text().await.map_err(|e| format!("reading the tool's answer: {e}"))
+                }
+                Ok(response) => Err(format!("the tool answered HTTP {}", response.status().as_u16())),
+                Err(error) => Err(format!("the tool could not be reached: {error}")),
+            };
+            handle.input(OwnedInput::ToolResult { call_id, result });
+        });
+        self.tools.push(task.abort_handle());
+    }
+
+    fn play_apology(&self) {
+        let chains = Arc::clone(&self.parts.chains);
+        let outputs = self.parts.outputs.clone();
+        let language = self.parts.agent.language.clone();
+        self.parts.runtime.spawn(async move {
+            let (samples, _) = golos_providers::apology_audio(&chains.tts, &language, PIPELINE_RATE).await;
+            let mut framer = Framer::default();
+            let frames = framer.push(&samples).into_iter().chain(framer.finish());
+            for frame in frames {
+                if outputs.send(SessionOutput::Audio(frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn event(&mut self, event: Event, call: &Feed<'_>) {
+        match event {
+            Event::Transcript { role, text, at } => {
+                let speaker = match role {
+                    Role::User => Speaker::User,
+                    Role::Assistant => Speaker::Assistant,
+                    Role::System | Role::Tool => return,
+                };
+                self.transcript.push(TranscriptTurn {
+                    role: if speaker == Speaker::User { "user" } else { "assistant" }.to_owned(),
+                    text: text.clone(),
+                    at_ms: self.since_start(at),
+                });
+                self.send(SessionOutput::Event(ServerMessage::Transcript { role: speaker, text, is_final: true }));
+            }
+            Event::Turn(metrics) => self.turn_ended(&metrics, call),
+            Event::AgentDone { .. } => {
+                self.send(SessionOutput::Mark(format!("turn-{}", self.turns.len() + 1)));
+                self.set_state(AgentState::Listening);
+            }
+            Event::CallEnded { quality, .. } => {
+                self.quality = Some(serde_json::json!({
+                    "turns": quality.turns,
+                    "mean_stt_confidence": quality.mean_stt_confidence,
+                    "low_confidence_finals": quality.low_confidence_finals,
+                    "interruptions": quality.interruptions,
+                    "tools_finished": quality.tools_finished,
+                    "tools_succeeded": quality.tools_succeeded,
+                    "playout_gaps": quality.playout_gaps,
+                    "longest_gap_ms": ms(quality.longest_gap),
+                }));
+            }
+            Event::Interruption { .. }
+            | Event::Resumed { .. }
+            | Event::Escalation { .. }
+            | Event::LowConfidence { .. }
+            | Event::ToolFinished { .. } => {}
+        }
+    }
+
+    fn turn_ended(&mut self, metrics: &TurnMetrics, call: &Feed<'_>) {
+        if let Some(latency) = metrics.heard_silence.or(metrics.first_audio_out) {
+            self.parts.metrics.observe_agent_response_latency(latency);
+        }
+        let wire = WireTurnMetrics {
+            turn: metrics.turn,
+            end_of_utterance_ms: metrics.end_of_utterance.map(ms),
+            ttft_ms: metrics.ttft.map(ms),
+            tts_first_audio_ms: metrics.tts_first_audio.map(ms),
+            first_audio_out_ms: metrics.first_audio_out.map(ms),
+            heard_silence_ms: metrics.heard_silence.map(ms),
+            added_ms: metrics.added.map(ms),
+            interrupted: metrics.interrupted,
+        };
+        self.turns.push(serde_json::to_value(&wire).unwrap_or_default());
+        self.send(SessionOutput::Event(ServerMessage::TurnMetrics(wire)));
+        // What a reconnect resumes from (DESIGN.md §4).
+        (self.parts.on_snapshot)(call.engine().snapshot(call.now()));
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+fn provider_message(message: golos_call::Message) -> Message {
+    match message.role {
+        Role::System => Message::System(message.content),
+        Role::User => Message::User(message.content),
+        Role::Assistant => Message::Assistant {
+            text: message.content,
+            tool_calls: message
+                .tool_calls
+                .into_iter()
+                .map(|c| golos_providers::ToolCall { id: c.id, name: c.name, arguments: c.arguments })
+                .collect(),
+        },
+        Role::Tool => {
+            Message::ToolResult { call_id: message.tool_call_id.unwrap_or_default(), content: message.content }
+        }
+    }
+}
+
+pub(crate) fn end_reason(reason: &HangupReason) -> EndReason {
+    match reason {
+        HangupReason::AgentEnded => EndReason::AgentHangup,
+        HangupReason::SilenceTimeout => EndReason::SilenceTimeout,
+        HangupReason::MaxDuration => EndReason::MaxDuration,
+        HangupReason::Failure => EndReason::Failed,
+    }
+}
+
+impl CallSink for WorkerSink {
+    fn started(&mut self, now: Instant) {
+        self.started = Some(now);
+    }
+
+    fn output(&mut self, output: Output, call: &mut Feed<'_>) {
+        match output {
+            Output::Command(command) => self.command(command, call.now()),
+            Output::PlayAudio(frame) => {
+                self.set_state(AgentState::Speaking);
+                self.send(SessionOutput::Audio(frame));
+            }
+            Output::FlushPlayout => self.send(SessionOutput::Clear),
+            Output::PlayClip(Clip::Apology) => self.play_apology(),
+            Output::Event(event) => self.event(event, call),
+            Output::Hangup { reason } => {
+                let reason = end_reason(&reason);
+                self.engine_reason.get_or_insert(reason);
+                self.parts.link.request_end(reason);
+            }
+            Output::Transfer { target } => {
+                // The web transport has no phone line to transfer; the caller is told and the
+                // call ends as a transfer so the customer's systems can follow up.
+                tracing::info!(call = %self.parts.link.call_id, has_target = !target.is_empty(), "transfer requested on a web call");
+                self.engine_reason.get_or_insert(EndReason::Transfer);
+                self.parts.link.request_end(EndReason::Transfer);
+            }
+            // Key presses towards the far end only exist on phone lines.
+            Output::SendDtmf { .. } => {}
+        }
+    }
+
+    fn caller_audio(&mut self, frame: Frame, call: &mut Feed<'_>) {
+        let now = call.now();
+        let stream_start = *self.stream_start.get_or_insert(now);
+        if let Some(event) = self.vad.process(&frame) {
+            call.input(Input::from_vad(event, stream_start));
+        }
+        // The STT task is slower than real time only if the recogniser is: then frames are
+        // dropped rather than queued without bound.
+        let _ = self.parts.stt_audio.try_send(frame.to_vec());
+    }
+
+    fn closed(&mut self, now: Instant) {
+        for (_, task) in self.llm.drain() {
+            task.abort.abort();
+        }
+        for (_, task) in self.tts.drain() {
+            task.abort();
+        }
+        for task in self.tools.drain(..) {
+            task.abort();
+        }
+        let reason = self.parts.link.reason().or(self.engine_reason).unwrap_or(EndReason::CallerHangup);
+        let duration = self.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let report = CallReport {
+            reason,
+            duration,
+            transcript: std::mem::take(&mut self.transcript),
+            turns: std::mem::take(&mut self.turns),
+            quality: self.quality.take(),
+        };
+        if let Some(on_closed) = self.on_closed.take() {
+            on_closed(report);
+        }
+    }
+}
+
+/// Cuts provider audio of any chunk size into 20 ms frames.
+#[derive(Debug, Default)]
+pub(crate) struct Framer {
+    pending: Vec<i16>,
+}
+
+impl Framer {
+    pub(crate) fn push(&mut self, samples: &[i16]) -> Vec<Frame> {
+        self.pending.extend_from_slice(samples);
+        let whole = self.pending.len() / FRAME_SAMPLES * FRAME_SAMPLES;
+        let frames = self.pending[..whole].chunks_exact(FRAME_SAMPLES).map(Frame::from).collect();
+        self.pending.drain(..whole);
+        frames
+    }
+
+    /// The last partial frame, padded with silence.
+    pub(crate) fn finish(&mut self) -> Option<Frame> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.pending.resize(FRAME_SAMPLES, 0);
+        Some(Frame::from(std::mem::take(&mut self.pending)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_framer_cuts_any_chunks_into_whole_frames_and_pads_the_last() {
+        let mut framer = Framer::default();
+        assert!(framer.push(&[1; 100]).is_empty());
+        let frames = framer.push(&[2; 600]);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0][..100], [1; 100]);
+        assert_eq!(frames[1][319], 2);
+        let last = framer.finish().expect("a partial frame");
+        assert_eq!((last.len(), last[59], last[60]), (FRAME_SAMPLES, 2, 0));
+        assert!(framer.finish().is_none());
+    }
+
+    #[test]
+    fn engine_hangups_map_to_end_reasons() {
+        assert_eq!(end_reason(&HangupReason::AgentEnded), EndReason::AgentHangup);
+        assert_eq!(end_reason(&HangupReason::MaxDuration), EndReason::MaxDuration);
+        assert_eq!(end_reason(&HangupReason::Failure), EndReason::Failed);
+    }
+}
