@@ -1,7 +1,7 @@
 //! The worker lifecycle of `golos serve` as a black box: `/ready`, `/metrics` read by a real
-//! Prometheus parser, and SIGTERM with no live calls. The drain with live calls (forced at
-//! the drain time) is tested in-process in `media-pool/worker/tests/drain.rs`, on a paused
-//! clock, because no transport can hold a call open from outside yet.
+//! Prometheus parser, and SIGTERM with no live calls. The drain with a live call is in
+//! `calls.rs` (black box) and in `media-pool/worker/tests/drain.rs` (in-process, on a paused
+//! clock, with the exact drain timings).
 
 use golos_tests::RunningGolos;
 use std::collections::BTreeMap;

@@ -1,0 +1,468 @@
+//! Live calls through the real `golos serve` as a black box: a caller whose voice is made by
+//! espeak-ng talks to a café FAQ agent (pocketsphinx STT with the FAQ grammar, canned answers,
+//! espeak-ng TTS) over the WebSocket transport and the Twilio Media Streams endpoint.
+//! Admission (hold, refusal), resume within the snapshot window, billing of the call and the
+//! drain with a live call are checked from outside, as a customer or an operator sees them.
+
+use futures::{SinkExt, StreamExt};
+use golos_tests::RunningGolos;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+const PAYMENT_SECRET: &str = "calls-test-payment-secret";
+const WAIT: Duration = Duration::from_secs(60);
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn start_golos(extra_env: &[(&str, &str)]) -> RunningGolos {
+    let mut env = vec![("GOLOS_SECRET_PAYMENTS_HMAC_TEST", PAYMENT_SECRET)];
+    env.extend_from_slice(extra_env);
+    RunningGolos::start(&env)
+}
+
+/// Raw 16 kHz PCM16 of `text` in a caller's voice (espeak-ng, resampled by sox).
+fn speak(text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("q.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us+f3", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng must be installed (scripts/install-deps)");
+    assert!(status.success());
+    let output = Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw", "-"])
+        .output()
+        .expect("sox must be installed (scripts/install-deps)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+struct Customer {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    org_id: String,
+}
+
+impl Customer {
+    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let response =
+            self.http.post(format!("{}{path}", self.base)).header("X-API-Key", key).json(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self.http.get(format!("{}{path}", self.base)).header("X-API-Key", &self.key).send().await;
+        response.unwrap().json().await.unwrap()
+    }
+
+    /// An org with an admin key, topped up with `kopecks` unless 0.
+    async fn new(golos: &RunningGolos, kopecks: i64) -> Self {
+        let http = reqwest::Client::new();
+        let base = golos.base_url();
+        let operator = golos.operator_key();
+        let mut customer = Self { http, base, key: String::new(), org_id: String::new() };
+        let (status, org) = customer.post("/v1/orgs", &operator, &json!({"name": "Café"})).await;
+        assert_eq!(status, 201, "{org}");
+        customer.org_id = org["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/orgs/{}/api-keys", customer.org_id);
+        let (status, key) = customer.post(&path, &operator, &json!({"name": "owner", "role": "admin"})).await;
+        assert_eq!(status, 201, "{key}");
+        customer.key = key["token"].as_str().unwrap().to_owned();
+        if kopecks > 0 {
+            let body = json!({"event": "payment.succeeded", "id": format!("p-{}", customer.org_id), "org_id": customer.org_id, "amount_kopecks": kopecks}).to_string();
+            let now =
+                i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+                    .unwrap();
+            let signature = golos_control::signed_payments::sign(PAYMENT_SECRET, now, body.as_bytes());
+            let response = customer
+                .http
+                .post(format!("{}/webhooks/payments/test", customer.base))
+                .header("Content-Type", "application/json")
+                .header(golos_control::signed_payments::SIGNATURE_HEADER, signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());
+        }
+        customer
+    }
+
+    async fn cafe_agent(&self, max_concurrent_calls: u32) -> String {
+        self.agent(max_concurrent_calls, &json!([{"kind": "pocketsphinx"}])).await
+    }
+
+    async fn agent(&self, max_concurrent_calls: u32, stt: &Value) -> String {
+        let agent = json!({
+            "name": "Café host",
+            "system_prompt": "You are the host of a café.",
+            "greeting": "Hello, how can I help?",
+            "language": "en-US",
+            "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+            "faq": [
+                {"questions": ["when are you open", "what time do you open", "what are your opening hours"], "answer": "We are open from eight in the morning."},
+                {"questions": ["do you have wifi"], "answer": "Yes, we have free wifi."}
+            ],
+            "limits": {"max_concurrent_calls": max_concurrent_calls, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
+            "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": stt}
+        });
+        let (status, agent) = self.post("/v1/agents", &self.key, &agent).await;
+        assert_eq!(status, 201, "{agent}");
+        agent["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn call_token(&self, agent: &str) -> String {
+        let (status, token) = self.post(&format!("/v1/agents/{agent}/call-tokens"), &self.key, &json!({})).await;
+        assert_eq!(status, 201, "{token}");
+        token["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The call's record once billing has processed its `call.ended`.
+    async fn billed_call(&self, call_id: &str) -> Value {
+        let until = Instant::now() + WAIT;
+        loop {
+            let record = self.get(&format!("/v1/calls/{call_id}")).await;
+            if record["status"] == "ended" && record["cost_kopecks"].is_i64() {
+                return record;
+            }
+            assert!(Instant::now() < until, "call {call_id} was not billed: {record}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One caller on the golos WebSocket protocol, sending 20 ms frames on a real-time schedule
+/// (silence unless it is saying something), recording what it receives.
+struct Caller {
+    socket: Socket,
+    next_frame: Instant,
+    to_say: std::collections::VecDeque<i16>,
+    transcript: Vec<(String, String)>,
+    audio_frames: usize,
+    events: Vec<Value>,
+}
+
+impl Caller {
+    async fn connect(golos: &RunningGolos, path: &str) -> Socket {
+        let url = format!("ws://{}{path}", golos.addr);
+        tokio_tungstenite::connect_async(url).await.expect("websocket").0
+    }
+
+    async fn start(golos: &RunningGolos, start: Value) -> Self {
+        let mut socket = Self::connect(golos, "/ws/calls").await;
+        socket.send(Message::Text(start.to_string().into())).await.unwrap();
+        Self {
+            socket,
+            next_frame: Instant::now(),
+            to_say: std::collections::VecDeque::new(),
+            transcript: Vec::new(),
+            audio_frames: 0,
+            events: Vec::new(),
+        }
+    }
+
+    fn say(&mut self, samples: &[i16]) {
+        self.to_say.extend(samples);
+    }
+
+    /// Runs the call until `done` holds for what was received, or the call ends.
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; events: {:?}", self.events);
+            tokio::select! {
+                () = tokio::time::sleep_until(self.next_frame) => {
+                    self.next_frame += Duration::from_millis(20);
+                    let frame: Vec<u8> = (0..320)
+                        .map(|_| self.to_say.pop_front().unwrap_or(0))
+                        .flat_map(i16::to_le_bytes)
+                        .collect();
+                    if self.socket.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+                message = self.socket.next() => match message {
+                    Some(Ok(Message::Binary(_))) => self.audio_frames += 1,
+                    Some(Ok(Message::Text(text))) => {
+                        let event: Value = serde_json::from_str(&text).unwrap();
+                        if event["type"] == "transcript" {
+                            self.transcript.push((event["role"].as_str().unwrap().to_owned(), event["text"].as_str().unwrap().to_owned()));
+                        }
+                        self.events.push(event);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                },
+            }
+        }
+    }
+
+    fn event(&self, kind: &str) -> Option<&Value> {
+        self.events.iter().find(|e| e["type"] == kind)
+    }
+
+    fn call_id(&self) -> String {
+        self.event("started").map(|e| e["call_id"].as_str().unwrap().to_owned()).unwrap_or_default()
+    }
+
+    fn said(&self, role: &str, words: &str) -> bool {
+        self.transcript.iter().any(|(r, text)| r == role && text.to_lowercase().contains(words))
+    }
+
+    fn ended(&self) -> Option<String> {
+        self.event("ended").map(|e| e["reason"].as_str().unwrap().to_owned())
+    }
+
+    async fn hang_up(&mut self) {
+        self.socket.send(Message::Text(json!({"type": "hangup"}).to_string().into())).await.unwrap();
+        self.until("ended", |c| c.ended().is_some()).await;
+    }
+}
+
+/// `golos-simulator` (the provider simulators), killed on drop.
+struct Simulator {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Simulator {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let golos = golos_tests::golos_binary();
+        let binary = golos.with_file_name("golos-simulator");
+        let mut child = Command::new(&binary)
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} ({e}): build the workspace first", binary.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").expect("the simulator's first line").to_owned();
+        Self { child, addr }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_message(agent: &str, token: &str) -> Value {
+    json!({"type": "start", "agent_id": agent, "token": token, "sample_rate": 16000})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_call_is_answered_heard_billed_and_resumable() {
+    let golos = start_golos(&[]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+    caller.say(&speak("When are you open?"));
+    caller.until("the answer", |c| c.said("assistant", "eight in the morning")).await;
+    caller.until("the turn's metrics", |c| c.event("turn_metrics").is_some()).await;
+    assert!(caller.said("user", "when are you open"), "{:?}", caller.transcript);
+    assert!(caller.audio_frames > 50, "the answer arrived as audio ({} frames)", caller.audio_frames);
+    let first_call = caller.call_id();
+    // The connection drops without a hangup: the caller's network went away.
+    drop(caller);
+
+    let record = customer.billed_call(&first_call).await;
+    assert_eq!(record["end_reason"], "caller_hangup", "{record}");
+    assert_eq!(record["cost_kopecks"], 600, "one started minute at the default 6 RUB/min: {record}");
+    let detail = &record["transcript"];
+    assert!(detail.to_string().contains("eight in the morning"), "the stored transcript: {detail}");
+
+    // Reconnecting within 5 minutes resumes the conversation: no second greeting.
+    let mut resume = start_message(&agent, &token);
+    resume["call_id"] = json!(first_call);
+    let mut caller = Caller::start(&golos, resume.clone()).await;
+    caller.until("started", |c| c.event("started").is_some()).await;
+    caller.say(&speak("Do you have wifi?"));
+    caller.until("the second answer", |c| c.said("assistant", "free wifi")).await;
+    assert!(
+        !caller.said("assistant", "how can i help"),
+        "a resumed call is not greeted again: {:?}",
+        caller.transcript
+    );
+    let second_call = caller.call_id();
+    assert_ne!(second_call, first_call);
+    caller.hang_up().await;
+    let record = customer.billed_call(&second_call).await;
+    assert_eq!(record["metrics"]["resumed_from"], json!(first_call), "{record}");
+
+    // A snapshot resumes once; an unknown id is refused with a stable code.
+    let mut again = Caller::start(&golos, resume).await;
+    again.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(again.event("error").unwrap()["code"], "call_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_refused_without_balance_or_with_a_bad_token() {
+    let golos = start_golos(&[]);
+    let customer = Customer::new(&golos, 0).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(caller.event("error").unwrap()["code"], "no_balance", "{:?}", caller.events);
+
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let mut caller = Caller::start(&golos, start_message(&agent, &forged)).await;
+    caller.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(caller.event("error").unwrap()["code"], "unauthorized");
+
+    // A token is for one agent only.
+    let other = customer.cafe_agent(10).await;
+    let mut caller = Caller::start(&golos, start_message(&other, &token)).await;
+    caller.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(caller.event("error").unwrap()["code"], "unauthorized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_the_agent_limit_is_held_then_connected() {
+    let golos = start_golos(&[]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let agent = customer.cafe_agent(1).await;
+    let token = customer.call_token(&agent).await;
+    let mut first = Caller::start(&golos, start_message(&agent, &token)).await;
+    first.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+
+    let mut second = Caller::start(&golos, start_message(&agent, &token)).await;
+    second.until("the hold prompt", |c| c.audio_frames > 25).await;
+    assert!(second.transcript.is_empty(), "a held caller is not greeted yet: {:?}", second.transcript);
+    assert!(second.ended().is_none());
+
+    first.hang_up().await;
+    second.until("the greeting after the hold", |c| c.said("assistant", "how can i help")).await;
+    second.hang_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_media_stream_is_answered_in_mulaw() {
+    use base64::Engine as _;
+    // pocketsphinx's model is wideband and hears nothing in 8 kHz phone audio, so the phone
+    // call's STT is Deepgram, here its simulator (WORKLOAD.md: any non-zero audio is speech,
+    // and the final is "what are your opening hours") through the real Deepgram adapter.
+    let simulator = Simulator::start();
+    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
+    let agent = customer.agent(10, &stt).await;
+    let token = customer.call_token(&agent).await;
+    let mut socket = Caller::connect(&golos, "/ws/twilio").await;
+    let send = |v: Value| Message::Text(v.to_string().into());
+    socket.send(send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))).await.unwrap();
+    socket
+        .send(send(json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
+            "streamSid": "MZ1", "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+            "customParameters": {"agent_id": agent, "token": token},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})))
+        .await
+        .unwrap();
+    // Silence through the greeting, 1.5 s of "speech", then silence, as 20 ms μ-law media
+    // messages on a real-time pace.
+    let question: Vec<i16> = (0..12_000).map(|i| ((f64::from(i) * 0.35).sin() * 8_000.0) as i16).collect();
+    let mut pcm = vec![0i16; 4 * 8_000];
+    pcm.extend(question);
+    pcm.extend(vec![0i16; 8 * 8_000]);
+    let mut chunks = pcm.chunks(160).enumerate();
+    let mut next = Instant::now();
+    let mut media_out = 0usize;
+    let mut marks = 0usize;
+    let deadline = Instant::now() + WAIT;
+    while media_out < 100 || marks < 2 {
+        assert!(Instant::now() < deadline, "media out {media_out}, marks {marks}");
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {
+                next += Duration::from_millis(20);
+                let Some((i, chunk)) = chunks.next() else { break };
+                let payload = golos_audio::g711::mulaw_encode_all(chunk);
+                let media = json!({"event": "media", "sequenceNumber": (i + 2).to_string(), "streamSid": "MZ1",
+                    "media": {"track": "inbound", "chunk": (i + 1).to_string(), "timestamp": (i * 20).to_string(),
+                              "payload": base64::engine::general_purpose::STANDARD.encode(payload)}});
+                socket.send(send(media)).await.unwrap();
+            }
+            message = socket.next() => {
+                let Some(Ok(Message::Text(text))) = message else { continue };
+                let event: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(event["streamSid"], "MZ1");
+                match event["event"].as_str().unwrap() {
+                    "media" => media_out += 1,
+                    "mark" => marks += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    // The greeting and the answer, each followed by its mark.
+    assert!(media_out >= 100 && marks >= 2, "media out {media_out}, marks {marks}");
+    socket.send(send(json!({"event": "stop", "sequenceNumber": "999", "streamSid": "MZ1", "stop": {"accountSid": "AC1", "callSid": "CA1"}}))).await.unwrap();
+    let calls = customer.get("/v1/calls").await;
+    let call_id = calls["items"][0]["id"].as_str().unwrap().to_owned();
+    let record = customer.billed_call(&call_id).await;
+    assert_eq!(record["direction"], "inbound");
+    assert!(record["transcript"].to_string().contains("eight in the morning"), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_live_call_then_ends_it_as_forced_shutdown() {
+    let golos = start_golos(&[("GOLOS_DRAIN_SECS", "2")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+    let pid = golos.pid().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Draining: no new calls; the live one goes on until the drain time, then ends.
+    let mut refused = Caller::start(&golos, start_message(&agent, &token)).await;
+    refused.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(refused.event("error").unwrap()["code"], "unavailable");
+    caller.until("the forced end", |c| c.ended().is_some()).await;
+    assert_eq!(caller.ended().as_deref(), Some("forced_shutdown"));
+    assert!(golos.wait().success(), "golos exits 0 after the drain");
+}
+
+/// README's run command: `golos demo` places its scripted call and checks the answers.
+#[test]
+fn the_demo_call_is_heard_answered_and_billed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("call.wav");
+    let output = Command::new(golos_tests::golos_binary())
+        .args(["demo", "--wav"])
+        .arg(&wav)
+        // The local tiers, whatever keys the machine running the tests has.
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("DEEPGRAM_API_KEY")
+        .env_remove("ELEVENLABS_API_KEY")
+        .output()
+        .expect("run golos demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for line in ["heard   ▸ when are you open", "heard   ▸ do you have wifi", "both questions were heard and answered"]
+    {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("ended by caller_hangup, cost 6.00 RUB"), "{stdout}");
+    let audio = std::fs::read(&wav).unwrap();
+    assert!(audio.len() > 44 + 16_000 * 2 * 5, "at least 5 s of call audio in the WAV ({} bytes)", audio.len());
+}
