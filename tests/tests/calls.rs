@@ -378,7 +378,8 @@ async fn a_twilio_media_stream_is_answered_in_mulaw() {
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})))
         .await
         .unwrap();
-    // Silence through the greeting, 1.5 s of "speech", then silence, as 20 ms μ-law media
+    // Silence through the greeting (speech over it would barge in, and the marks of dropped
+    // audio are never answered), 1.5 s of "speech", then silence, as 20 ms μ-law media
     // messages on a real-time pace.
     let question: Vec<i16> = (0..12_000).map(|i| ((f64::from(i) * 0.35).sin() * 8_000.0) as i16).collect();
     let mut pcm = vec![0i16; 4 * 8_000];
