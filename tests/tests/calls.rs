@@ -319,6 +319,9 @@ async fn calls_are_refused_without_balance_or_with_a_bad_token() {
     let customer = Customer::new(&golos, 0).await;
     let agent = customer.cafe_agent(10).await;
     let token = customer.call_token(&agent).await;
+    let (status, problem) =
+        customer.post(&format!("/v1/agents/{agent}/call-tokens"), &customer.key, &json!({"ttl_secs": 0})).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("validation_failed")), "{problem}");
     let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
     caller.until("the refusal", |c| c.ended().is_some()).await;
     assert_eq!(caller.event("error").unwrap()["code"], "no_balance", "{:?}", caller.events);
