@@ -272,7 +272,9 @@ async fn a_web_call_is_answered_heard_billed_and_resumable() {
     let agent = customer.cafe_agent(10).await;
     let token = customer.call_token(&agent).await;
 
-    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    let mut start = start_message(&agent, &token);
+    start["metadata"] = json!({"user_id": "u-17"});
+    let mut caller = Caller::start(&golos, start).await;
     caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
     caller.say(&speak("When are you open?"));
     caller.until("the answer", |c| c.said("assistant", "eight in the morning")).await;
@@ -285,6 +287,7 @@ async fn a_web_call_is_answered_heard_billed_and_resumable() {
 
     let record = customer.billed_call(&first_call).await;
     assert_eq!(record["end_reason"], "caller_hangup", "{record}");
+    assert_eq!(record["metrics"]["metadata"], json!({"user_id": "u-17"}), "the client's metadata stays with the call");
     assert_eq!(record["cost_kopecks"], 600, "one started minute at the default 6 RUB/min: {record}");
     let detail = &record["transcript"];
     assert!(detail.to_string().contains("eight in the morning"), "the stored transcript: {detail}");
@@ -424,6 +427,7 @@ async fn a_twilio_media_stream_is_answered_in_mulaw() {
     let call_id = calls["items"][0]["id"].as_str().unwrap().to_owned();
     let record = customer.billed_call(&call_id).await;
     assert_eq!(record["direction"], "inbound");
+    assert_eq!(record["metrics"]["metadata"]["provider_call_sid"], "CA1", "{record}");
     assert!(record["transcript"].to_string().contains("eight in the morning"), "{record}");
 }
 

@@ -256,6 +256,8 @@ struct Pending {
     agent_id: AgentId,
     agent: Arc<AgentConfig>,
     resume: Option<(CallId, Snapshot)>,
+    /// The client's `start.metadata` (or a Twilio stream's parameters), kept with the call.
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
     registration: crate::lifecycle::CallRegistration,
 }
 
@@ -297,6 +299,7 @@ impl CallSession for WorkerSession {
             agent_id: agent.id.clone(),
             agent: Arc::new(agent.config),
             resume,
+            metadata: start.metadata,
             registration,
         };
         match first {
@@ -467,7 +470,7 @@ impl LiveCalls {
 
         let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
         let config = Arc::new(CallConfig::from_agent(&pending.agent));
-        let Pending { org_id, agent_id, agent, resume, registration } = pending;
+        let Pending { org_id, agent_id, agent, resume, metadata, registration } = pending;
         let resumed_from = resume.as_ref().map(|(previous, _)| previous.to_string());
         if let Some((previous, _)) = &resume {
             // One snapshot resumes one call: a second reconnect with the same id must not fork it.
@@ -482,6 +485,7 @@ impl LiveCalls {
             direction,
             started_at,
             resumed_from,
+            metadata,
             registration,
             link: Arc::clone(&link),
         };
@@ -578,13 +582,14 @@ struct Finisher {
     direction: &'static str,
     started_at: Timestamp,
     resumed_from: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
     registration: crate::lifecycle::CallRegistration,
     link: Arc<CallLink>,
 }
 
 impl Finisher {
     async fn finish(self, report: CallReport) {
-        let Self { calls, org_id, agent_id, direction, started_at, resumed_from, registration, link } = self;
+        let Self { calls, org_id, agent_id, direction, started_at, resumed_from, metadata, registration, link } = self;
         // The transport closes after the audio it holds: the goodbye is heard.
         link.request_end(report.reason);
         let duration_ms = i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX);
@@ -604,6 +609,7 @@ impl Finisher {
                 "turns": report.turns,
                 "quality": report.quality,
                 "resumed_from": resumed_from,
+                "metadata": metadata,
             }),
         };
         calls.queue_event(&CallEvent::Ended(ended)).await;
