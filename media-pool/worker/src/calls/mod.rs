@@ -308,12 +308,12 @@ impl CallSession for WorkerSession {
                 let link_for_task = Arc::clone(&link);
                 let direction = self.direction;
                 // Built and started off the connection's task so `started` goes out at once.
-                tokio::spawn(async move { calls.begin(pending, link_for_task, direction).await });
+                tokio::spawn(Box::pin(calls.begin(pending, link_for_task, direction)));
             }
             Admission::Wait { position, .. } => {
                 let link_for_task = Arc::clone(&link);
                 let direction = self.direction;
-                tokio::spawn(async move { calls.hold(request, pending, link_for_task, direction, position).await });
+                tokio::spawn(Box::pin(calls.hold(request, pending, link_for_task, direction, position)));
             }
         }
         self.link = Some(Arc::clone(&link));
