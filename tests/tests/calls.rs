@@ -450,6 +450,32 @@ async fn sigterm_drains_a_live_call_then_ends_it_as_forced_shutdown() {
     assert!(golos.wait().success(), "golos exits 0 after the drain");
 }
 
+/// A cloud STT tier (the Deepgram simulator through the real adapter, its key from the
+/// Secrets port): the client gets live interim captions, and speech over the greeting cuts
+/// it (`clear`) and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_captions_and_barge_in_over_the_greeting() {
+    let simulator = Simulator::start();
+    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
+    let agent = customer.agent(10, &stt).await;
+    let token = customer.call_token(&agent).await;
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("started", |c| c.event("started").is_some()).await;
+    // 1.6 s of "speech" (WORKLOAD.md: non-zero audio) from the first frame, over the greeting.
+    let speech: Vec<i16> = (0..25_600).map(|i| ((f64::from(i) * 0.35).sin() * 8_000.0) as i16).collect();
+    caller.say(&speech);
+    caller.until("the answer", |c| c.said("assistant", "eight in the morning")).await;
+    let interim = caller.events.iter().position(|e| e["type"] == "transcript" && e["final"] == false);
+    let interim = interim.expect("an interim caption");
+    assert_eq!(caller.events[interim]["text"], "what are your");
+    let cleared = caller.events.iter().position(|e| e["type"] == "clear").expect("the greeting was cut");
+    let heard = caller.events.iter().position(|e| e["text"] == "what are your opening hours").expect("the final");
+    assert!(cleared < heard && interim < heard, "{:?}", caller.events);
+    caller.hang_up().await;
+}
+
 /// README's run command: `golos demo` places its scripted call and checks the answers.
 #[test]
 fn the_demo_call_is_heard_answered_and_billed() {

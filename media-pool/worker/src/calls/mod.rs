@@ -32,7 +32,7 @@ use golos_domain::events::{CallEnded, CallEvent, CallStarted, TranscriptTurn};
 use golos_domain::{AgentId, CallId, OrgId, Timestamp};
 use golos_providers::{build_chains, AgentChains, BuildContext, SttConfig, SttEvent, TtsRequest};
 use golos_shard::{CallHandle, OwnedInput, ShardPool};
-use golos_transports::golos::codes;
+use golos_transports::golos::{codes, ServerMessage, Speaker};
 use golos_transports::playout::Frame;
 use golos_transports::ws::{self, Admitted, CallSession, Refusal, SessionOutput, StartRequest};
 use serde::{Deserialize, Serialize};
@@ -515,7 +515,7 @@ impl LiveCalls {
         if link.reason().is_some() {
             handle.hangup();
         }
-        tokio::spawn(run_stt(Arc::clone(&chains), Arc::clone(&agent), stt_frames, handle));
+        tokio::spawn(run_stt(Arc::clone(&chains), Arc::clone(&agent), stt_frames, handle, link.outputs.clone()));
         tokio::spawn(self.heartbeat(org_id, Arc::clone(&link)));
     }
 
@@ -629,6 +629,7 @@ async fn run_stt(
     agent: Arc<AgentConfig>,
     mut frames: mpsc::Receiver<Vec<i16>>,
     handle: CallHandle,
+    outputs: mpsc::Sender<SessionOutput>,
 ) {
     let mut config = SttConfig::new(agent.language.clone(), PIPELINE_RATE);
     config.phrases = agent.faq.iter().flat_map(|entry| entry.questions.iter().cloned()).collect();
@@ -655,6 +656,14 @@ async fn run_stt(
             },
             event = session.next() => match event {
                 Some(Ok(SttEvent::Transcript(t))) => {
+                    if !t.is_final && !t.text.trim().is_empty() {
+                        // Live captions for the client; the engine's final transcript replaces it.
+                        let _ = outputs.try_send(SessionOutput::Event(ServerMessage::Transcript {
+                            role: Speaker::User,
+                            text: t.text.clone(),
+                            is_final: false,
+                        }));
+                    }
                     let input = if t.is_final {
                         OwnedInput::SttFinal { text: t.text, confidence: t.confidence }
                     } else {
