@@ -11,9 +11,14 @@
 //! [`sim`] is the WORKLOAD of `bench/WORKLOAD.md` as a [`CallSink`]: the caller, STT, LLM and
 //! TTS are deadlines in the same heap. [`load`] runs it at N calls and measures; the
 //! `golos-load` binary is its command line. docs/performance.md has the numbers.
+//!
+//! [`ws_load`] drives the same WORKLOAD's [`caller`] against a running worker over the golos
+//! WebSocket protocol (`golos-load ws`), with the provider simulator behind it.
 
+pub mod caller;
 pub mod load;
 mod shard;
 pub mod sim;
+pub mod ws_load;
 
 pub use shard::{CallHandle, CallId, CallSink, Clock, Feed, Inbound, OwnedInput, Shard, ShardPool, ShardStats};
