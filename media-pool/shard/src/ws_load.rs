@@ -22,7 +22,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The client socket's read buffer (see `connect`).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -263,7 +267,11 @@ fn start_message(agent_id: &str, token: &str) -> String {
 }
 
 async fn connect(config: &WsConfig) -> Result<Ws, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(config.url.as_str(), None, true)
+    // tungstenite zero-fills its whole read buffer (128 KiB by default) before every socket
+    // read; with 50 small messages a second per call that memset was most of this process's
+    // CPU. The server's messages are at most a few KiB.
+    let ws_config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     ws.send(Message::text(start_message(&config.agent_id, &config.token))).await.map_err(|e| format!("send: {e}"))?;
