@@ -119,7 +119,10 @@ impl SttProvider for DeepgramStt {
             .map_err(|e| ProviderError::BadResponse(format!("bad Deepgram URL: {e}")))?;
         let token = format!("Token {}", self.config.api_key.expose());
         request.headers_mut().insert("authorization", token.parse().map_err(|_| ProviderError::Auth { status: 0 })?);
-        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(tls()))
+        // Deepgram's results are small JSON; the library's 128 KiB default read buffer is
+        // zero-filled before every read, a real cost with hundreds of calls per worker.
+        let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024);
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, Some(tls()))
             .await
             .map_err(handshake_error)?;
         let (session, backend) = SttSession::channel(self.config.name.clone());

@@ -140,6 +140,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     // HTTP goes on serving through the drain: `/ready` must answer 503 and live calls on
     // WebSockets must keep their connections until they end.
+    // Live calls write small messages (20 ms of audio, events) one after another: with
+    // Nagle's algorithm each waited for the client's ACK of the previous one, adding 12–17 ms
+    // to the first audio of every turn (docs/performance.md).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+        }
+    });
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {

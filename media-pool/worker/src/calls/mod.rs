@@ -51,6 +51,11 @@ pub const RESUME_WINDOW: Duration = Duration::from_secs(300);
 const OUTPUT_QUEUE: usize = 500;
 /// Caller frames queued towards the STT: 2 s.
 const STT_QUEUE: usize = 100;
+/// A socket's read buffer. Client messages are 20–100 ms of audio (at most 9.6 KB at
+/// 48 kHz) or small JSON; larger messages still arrive, in several reads. The library's
+/// default (128 KiB) is zero-filled before every read, which was 27 % of the worker's CPU
+/// under load and most of its memory per call (docs/performance.md).
+const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// Knobs of the live-call path.
 #[derive(Debug, Clone)]
@@ -123,7 +128,8 @@ impl LiveCalls {
             .route(
                 "/ws/calls",
                 get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
-                    upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+                    let upgrade = upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).read_buffer_size(WS_READ_BUFFER);
+                    upgrade.on_upgrade(move |socket| async move {
                         let outcome = ws::run(socket, calls.session("web"), PIPELINE_RATE).await;
                         tracing::debug!(?outcome, "web call connection closed");
                     })
@@ -132,7 +138,8 @@ impl LiveCalls {
             .route(
                 "/ws/twilio",
                 get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
-                    upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+                    let upgrade = upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).read_buffer_size(WS_READ_BUFFER);
+                    upgrade.on_upgrade(move |socket| async move {
                         let outcome = ws::run_twilio(socket, calls.session("inbound"), PIPELINE_RATE).await;
                         tracing::debug!(?outcome, "media stream closed");
                     })
