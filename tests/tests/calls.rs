@@ -261,6 +261,18 @@ impl Drop for Simulator {
     }
 }
 
+/// golos, a funded customer and a café agent whose STT is the Deepgram simulator (its key
+/// from the Secrets port), with a call token.
+async fn with_deepgram_simulator() -> (Simulator, RunningGolos, Customer, String, String) {
+    let simulator = Simulator::start();
+    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
+    let agent = customer.agent(10, &stt).await;
+    let token = customer.call_token(&agent).await;
+    (simulator, golos, customer, agent, token)
+}
+
 fn start_message(agent: &str, token: &str) -> Value {
     json!({"type": "start", "agent_id": agent, "token": token, "sample_rate": 16000})
 }
@@ -368,12 +380,7 @@ async fn a_twilio_media_stream_is_answered_in_mulaw() {
     // pocketsphinx's model is wideband and hears nothing in 8 kHz phone audio, so the phone
     // call's STT is Deepgram, here its simulator (WORKLOAD.md: any non-zero audio is speech,
     // and the final is "what are your opening hours") through the real Deepgram adapter.
-    let simulator = Simulator::start();
-    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
-    let customer = Customer::new(&golos, 10_000).await;
-    let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
-    let agent = customer.agent(10, &stt).await;
-    let token = customer.call_token(&agent).await;
+    let (_simulator, golos, customer, agent, token) = with_deepgram_simulator().await;
     let mut socket = Caller::connect(&golos, "/ws/twilio").await;
     let send = |v: Value| Message::Text(v.to_string().into());
     socket.send(send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))).await.unwrap();
@@ -455,12 +462,7 @@ async fn sigterm_drains_a_live_call_then_ends_it_as_forced_shutdown() {
 /// it (`clear`) and is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_captions_and_barge_in_over_the_greeting() {
-    let simulator = Simulator::start();
-    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
-    let customer = Customer::new(&golos, 10_000).await;
-    let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
-    let agent = customer.agent(10, &stt).await;
-    let token = customer.call_token(&agent).await;
+    let (_simulator, golos, _customer, agent, token) = with_deepgram_simulator().await;
     let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
     caller.until("started", |c| c.event("started").is_some()).await;
     // 1.6 s of "speech" (WORKLOAD.md: non-zero audio) from the first frame, over the greeting.
