@@ -164,12 +164,8 @@ pub async fn rotate(
     Path(key_id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    // The body is optional: an empty POST rotates with the default overlap.
-    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateKey::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
-    };
+    // An empty POST rotates with the default overlap.
+    let body: RotateKey = crate::common::optional_json(&body)?;
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
     let old = own_key(&state, &org, &key_id).await?;
     let now = state.clock.now();

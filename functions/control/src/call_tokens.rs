@@ -8,7 +8,7 @@
 //! worker still loads the org and agent, so a disabled org or a deleted agent stops new calls
 //! at once.
 
-use crate::common::audit;
+use crate::common::{audit, optional_json};
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::middleware::{Caller, RequestContext};
@@ -152,12 +152,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<CallTokenView>)> {
     let org = caller.member(Action::PlaceCalls)?;
-    // The body is optional: an empty one takes the defaults.
-    let request: CallTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        CallTokenRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
-    };
+    let request: CallTokenRequest = optional_json(&body)?;
     let id = AgentId::parse(&agent_id).map_err(|_| ApiError::not_found(format!("agent {agent_id}")))?;
     state.stores.agents.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("agent {id}")))?;
     let ttl = request.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);

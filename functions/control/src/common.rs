@@ -57,6 +57,15 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A JSON body that may be left out: an empty (or blank) body is `T::default()`, anything
+/// else must parse, or it is a 400 `invalid_json` like every other body.
+pub fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+}
+
 /// Query parameters whose rejections are problem+json like every other error.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
-/// Samples in a 20 ms frame at the pipeline's 16 kHz.
-pub const FRAME_SAMPLES: usize = 320;
 pub const PIPELINE_RATE: u32 = 16_000;
 
 /// What a call's sink needs from the worker.
@@ -447,47 +445,29 @@ impl CallSink for WorkerSink {
     }
 }
 
-/// Cuts provider audio of any chunk size into 20 ms frames.
-#[derive(Debug, Default)]
-pub(crate) struct Framer {
-    pending: Vec<i16>,
+/// Provider audio of any chunk size as the pipeline's 20 ms frames (golos-audio's framer).
+pub(crate) struct Framer(golos_audio::frame::Framer);
+
+impl Default for Framer {
+    fn default() -> Self {
+        Self(golos_audio::frame::Framer::new(PIPELINE_RATE))
+    }
 }
 
 impl Framer {
     pub(crate) fn push(&mut self, samples: &[i16]) -> Vec<Frame> {
-        self.pending.extend_from_slice(samples);
-        let whole = self.pending.len() / FRAME_SAMPLES * FRAME_SAMPLES;
-        let frames = self.pending[..whole].chunks_exact(FRAME_SAMPLES).map(Frame::from).collect();
-        self.pending.drain(..whole);
-        frames
+        self.0.push(samples).into_iter().map(Frame::from).collect()
     }
 
     /// The last partial frame, padded with silence.
     pub(crate) fn finish(&mut self) -> Option<Frame> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        self.pending.resize(FRAME_SAMPLES, 0);
-        Some(Frame::from(std::mem::take(&mut self.pending)))
+        self.0.flush().map(Frame::from)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_framer_cuts_any_chunks_into_whole_frames_and_pads_the_last() {
-        let mut framer = Framer::default();
-        assert!(framer.push(&[1; 100]).is_empty());
-        let frames = framer.push(&[2; 600]);
-        assert_eq!(frames.len(), 2);
-        assert_eq!(frames[0][..100], [1; 100]);
-        assert_eq!(frames[1][319], 2);
-        let last = framer.finish().expect("a partial frame");
-        assert_eq!((last.len(), last[59], last[60]), (FRAME_SAMPLES, 2, 0));
-        assert!(framer.finish().is_none());
-    }
 
     #[test]
     fn engine_hangups_map_to_end_reasons() {
