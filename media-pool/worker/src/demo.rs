@@ -186,13 +186,17 @@ impl Api {
 
 /// Runs the demo; returns an error (exit 1) if the call did not go as scripted.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    require_local_voice_tools()?;
+    // Process spawning and waiting are blocking calls: they go to the blocking pool.
+    tokio::task::spawn_blocking(require_local_voice_tools).await??;
     let temp = tempfile::tempdir().context("a temporary data folder")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let payment_secret =
         golos_control::keys::random_secret().map_err(|e| anyhow::anyhow!("no randomness for a payment secret: {e}"))?;
     println!("▶ starting golos (embedded: SQLite, local keys and secrets in {})", data_dir.display());
-    let platform = start_platform(&data_dir, &payment_secret)?;
+    let platform = {
+        let (dir, secret) = (data_dir.clone(), payment_secret.clone());
+        tokio::task::spawn_blocking(move || start_platform(&dir, &secret)).await??
+    };
     let api = Api { http: reqwest::Client::new(), base: platform.base.clone() };
     let operator = read_operator_key(&data_dir).await?;
 
@@ -213,7 +217,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ws_url = format!("{}/ws/calls", platform.base.replacen("http://", "ws://", 1));
     let call = place_call(&ws_url, &agent_id, &token, &questions).await?;
 
-    std::fs::write(&args.wav, golos_providers::wav::encode(RATE, &call.mix))
+    tokio::fs::write(&args.wav, golos_providers::wav::encode(RATE, &call.mix))
+        .await
         .with_context(|| format!("writing {}", args.wav.display()))?;
     print_turns(&call.turns);
     let record = wait_for_billing(&api, &key, &call.call_id).await?;
@@ -228,7 +233,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         roubles(balance_after),
     );
     println!("▶ the call's audio: {}", args.wav.display());
-    drop(platform);
+    // Stopping it waits for the drain (a blocking wait).
+    tokio::task::spawn_blocking(move || drop(platform)).await?;
     check_answers(&call.transcript)
 }
 
