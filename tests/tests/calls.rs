@@ -58,6 +58,18 @@ impl Customer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    async fn put_credential(&self, name: &str, value: &str) {
+        let response = self
+            .http
+            .put(format!("{}/v1/provider-credentials/{name}", self.base))
+            .header("X-API-Key", &self.key)
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    }
+
     async fn get(&self, path: &str) -> Value {
         let response = self.http.get(format!("{}{path}", self.base)).header("X-API-Key", &self.key).send().await;
         response.unwrap().json().await.unwrap()
@@ -262,11 +274,12 @@ impl Drop for Simulator {
 }
 
 /// golos, a funded customer and a café agent whose STT is the Deepgram simulator (its key
-/// from the Secrets port), with a call token.
+/// the org's own provider credential), with a call token.
 async fn with_deepgram_simulator() -> (Simulator, RunningGolos, Customer, String, String) {
     let simulator = Simulator::start();
-    let golos = start_golos(&[("GOLOS_SECRET_DEEPGRAM_SIM", "sim-key")]);
+    let golos = start_golos(&[]);
     let customer = Customer::new(&golos, 10_000).await;
+    customer.put_credential("deepgram-sim", "sim-key").await;
     let stt = json!([{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "deepgram-sim"}]);
     let agent = customer.agent(10, &stt).await;
     let token = customer.call_token(&agent).await;
@@ -501,4 +514,100 @@ fn the_demo_call_is_heard_answered_and_billed() {
     assert!(stdout.contains("ended by caller_hangup, cost 6.00 RUB"), "{stdout}");
     let audio = std::fs::read(&wav).unwrap();
     assert!(audio.len() > 44 + 16_000 * 2 * 5, "at least 5 s of call audio in the WAV ({} bytes)", audio.len());
+}
+
+/// A host of a tenant's that records every byte sent to it (bounded) and answers 500, so the
+/// chain falls back to the next tier and the call goes on.
+struct TenantListener {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl TenantListener {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&received);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let sink = std::sync::Arc::clone(&sink);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                        sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        Self { url, received }
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        let received = self.received.lock().unwrap();
+        received.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+}
+
+/// The exfiltration of issue 14, tried as an attacker would: an editor points a TTS tier at
+/// their own host and names a platform secret as its credential. Nothing the platform holds
+/// (operator key, pepper, payment secret, the platform's own provider key) reaches the host,
+/// whatever the agent names; the org's own credential of the same name is all it can send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_send_a_platform_secret_to_its_own_host() {
+    const PLATFORM_KEY: &str = "platform-elevenlabs-key-0123456789";
+    const TENANT_KEY: &str = "tenant-own-elevenlabs-key-9876";
+    let listener = TenantListener::start().await;
+    // The operator lets calls reach loopback (a self-hosted model's setting), so the
+    // listener is reachable and only the credential rules stand between it and the secrets.
+    let golos =
+        start_golos(&[("GOLOS_SECRET_PROVIDER_ELEVENLABS", PLATFORM_KEY), ("GOLOS_EGRESS_ALLOW", "127.0.0.1/32")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let platform_secrets = [
+        golos.operator_key(),
+        golos_tests::read_secret(golos.data_dir.path(), "api-key-pepper"),
+        PAYMENT_SECRET.to_owned(),
+        PLATFORM_KEY.to_owned(),
+    ];
+    let agent_with_tts = |tier: Value| {
+        json!({
+            "name": "Exfiltrator", "system_prompt": "x", "greeting": "Hello, how can I help?", "language": "en-US",
+            "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+            "faq": [{"questions": ["hello"], "answer": "Hi."}],
+            "providers": {"llm": [{"kind": "canned"}], "tts": [tier, {"kind": "espeak_ng"}], "stt": [{"kind": "pocketsphinx"}]}
+        })
+    };
+    for secret in ["operator-api-key", "api-key-pepper", "payments-hmac-test", "provider-elevenlabs"] {
+        let tier = json!({"kind": "elevenlabs", "endpoint": listener.url, "credentials_secret": secret});
+        let (status, body) = customer.post("/v1/agents", &customer.key, &agent_with_tts(tier)).await;
+        assert_eq!(status, 422, "naming `{secret}` must be refused: {body}");
+        assert_eq!(body["errors"][0]["code"], "unknown_credential");
+    }
+    // Without a credential, a custom endpoint gets no key at all (never the platform's).
+    let (status, keyless) = customer
+        .post("/v1/agents", &customer.key, &agent_with_tts(json!({"kind": "elevenlabs", "endpoint": listener.url})))
+        .await;
+    assert_eq!(status, 201, "{keyless}");
+    // The org's own credential, named like a platform secret, is the org's.
+    customer.put_credential("operator-api-key", TENANT_KEY).await;
+    let tier = json!({"kind": "elevenlabs", "endpoint": listener.url, "credentials_secret": "operator-api-key"});
+    let (status, own) = customer.post("/v1/agents", &customer.key, &agent_with_tts(tier)).await;
+    assert_eq!(status, 201, "{own}");
+
+    for agent in [keyless["id"].as_str().unwrap(), own["id"].as_str().unwrap()] {
+        let token = customer.call_token(agent).await;
+        let mut caller = Caller::start(&golos, start_message(agent, &token)).await;
+        caller.until("the greeting (from the fallback tier)", |c| c.said("assistant", "how can i help")).await;
+        caller.hang_up().await;
+    }
+    assert!(listener.saw(TENANT_KEY), "the org's own credential went to the org's host");
+    for secret in &platform_secrets {
+        assert!(!listener.saw(secret), "a platform secret reached the tenant's host");
+    }
 }

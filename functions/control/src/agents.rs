@@ -88,6 +88,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let org = caller.member(Action::WriteAgents)?;
     validated(org, &config)?;
+    crate::credentials::check_agent_credentials(&state, &org.id, &config).await?;
     let id = AgentId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
     let agent =
         state.stores.agents.create(&org.id, &id, &config, org.quotas.max_agents, state.clock.now()).await.map_err(
@@ -147,6 +148,7 @@ pub async fn update(
         ApiError::new(StatusCode::PRECONDITION_REQUIRED, "if_match_required", "send If-Match with the agent's ETag")
     })?;
     validated(org, &config)?;
+    crate::credentials::check_agent_credentials(&state, &org.id, &config).await?;
     let agent = state.stores.agents.update(&org.id, &id, &config, expected, state.clock.now()).await?;
     audit(&state, &caller, &ctx, &org.id, "agent.update", id.as_str()).await;
     Ok(with_etag(StatusCode::OK, agent))

@@ -3,7 +3,7 @@
 use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::middleware::{Caller, RequestContext};
+use crate::middleware::{Caller, RequestContext, SecretInResponse};
 use crate::state::ControlState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -66,6 +66,13 @@ pub struct CreatedKey {
     pub previous: Option<KeyView>,
 }
 
+impl CreatedKey {
+    /// Keeps the token out of the idempotency store (`SecretInResponse`).
+    pub fn secret_marker(&self) -> Extension<SecretInResponse> {
+        Extension(SecretInResponse { resource_id: self.key.id.clone() })
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     pub items: Vec<KeyView>,
@@ -120,11 +127,11 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody<NewKey>,
-) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
     let created = issue_key(&state, &org, body).await?;
     audit(&state, &caller, &ctx, &org, "api_key.create", &created.key.id).await;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }
 
 /// List the organisation's API keys (admin); secrets are never shown.
@@ -163,7 +170,7 @@ pub async fn rotate(
     Extension(ctx): Extension<RequestContext>,
     Path(key_id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     // An empty POST rotates with the default overlap.
     let body: RotateKey = crate::common::optional_json(&body)?;
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
@@ -189,5 +196,5 @@ pub async fn rotate(
     let previous = state.stores.api_keys.revoke(&old.id, now.plus_secs(i64::try_from(overlap).unwrap_or(0))).await?;
     created.previous = Some(previous.into());
     audit(&state, &caller, &ctx, &org, "api_key.rotate", old.id.as_str()).await;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }

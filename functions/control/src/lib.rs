@@ -15,6 +15,7 @@ pub mod call_events;
 pub mod call_tokens;
 pub mod calls;
 pub mod common;
+pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod keys;
@@ -41,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::create_key_for_org,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
         agents::create, agents::list, agents::get, agents::update, agents::delete, call_tokens::create,
+        credentials::put, credentials::list, credentials::delete,
         numbers::assign, numbers::list, numbers::release, numbers::route,
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
@@ -131,6 +133,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/agents", post(agents::create).get(agents::list))
         .route("/agents/{agent_id}", get(agents::get).put(agents::update).delete(agents::delete))
         .route("/agents/{agent_id}/call-tokens", post(call_tokens::create))
+        .route("/provider-credentials", get(credentials::list))
+        .route("/provider-credentials/{name}", put(credentials::put).delete(credentials::delete))
         .route("/numbers", get(numbers::list))
         .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))

@@ -70,10 +70,14 @@ impl Caller {
         }
     }
 
-    fn scope(&self) -> String {
+    /// Whose `Idempotency-Key`s these are: one API key's. A replay goes only to the key that
+    /// made the request, so it never hands one caller what another was given (a viewer
+    /// repeating an admin's key creation gets nothing of it), and the key is authenticated,
+    /// unrevoked and of the same role as when the request first ran.
+    fn idempotency_scope(&self) -> String {
         match self {
             Self::Operator => "operator".into(),
-            Self::Member { org, .. } => org.id.to_string(),
+            Self::Member { org, key_id, .. } => format!("{}/{key_id}", org.id),
         }
     }
 }
@@ -244,9 +248,20 @@ async fn rate_limit(state: &ControlState, org: &Org, key: &ApiKeyId, ip: &str) -
     Ok(())
 }
 
+/// Marks a response that carries a secret shown once (a new API key's token). The
+/// idempotency layer never stores such a response: a replay is answered `409
+/// replay_of_secret` naming the resource, so no store holds the secret in plaintext.
+#[derive(Debug, Clone)]
+pub struct SecretInResponse {
+    /// What the request created, e.g. the new key's id.
+    pub resource_id: String,
+}
+
 /// `Idempotency-Key` on POST: the first request runs and its response is stored; a retry
-/// with the same key and body gets the stored response; the same key with another body is
-/// refused. Failed (5xx) attempts release the key so a retry can run.
+/// with the same key, route and body by the same API key gets the stored response; the same
+/// key with another route or body is refused. Failed (5xx) attempts release the key so a
+/// retry can run, and a claim whose request never finishes lapses after
+/// `idempotency_claim_ttl_ms` (seconds), not after the replay window.
 pub async fn idempotency(State(state): State<ControlState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -264,7 +279,9 @@ async fn idempotent(state: &ControlState, key: String, request: Request, next: N
         return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
             .into_response());
     }
-    let scope = request.extensions().get::<Caller>().map_or_else(|| "anonymous".to_owned(), Caller::scope);
+    let Some(scope) = request.extensions().get::<Caller>().map(Caller::idempotency_scope) else {
+        return Err(ApiError::unauthorized("authentication is required").into_response());
+    };
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
         ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
@@ -281,7 +298,7 @@ async fn idempotent(state: &ControlState, key: String, request: Request, next: N
     let begun = state
         .stores
         .idempotency
-        .begin(&scope, &key, &fingerprint, state.config.idempotency_ttl_ms, now)
+        .begin(&scope, &key, &fingerprint, state.config.idempotency_claim_ttl_ms, now)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     match begun {
@@ -316,13 +333,33 @@ async fn idempotent(state: &ControlState, key: String, request: Request, next: N
     }
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, usize::MAX).await.map_err(|e| ApiError::internal(e).into_response())?;
-    let content_type =
-        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
-    let stored = StoredResponse { status: parts.status.as_u16(), content_type, body: body.to_vec() };
-    if let Err(err) = state.stores.idempotency.complete(&scope, &key, &stored).await {
+    let stored = if let Some(secret) = parts.extensions.get::<SecretInResponse>() {
+        replay_of_secret(&secret.resource_id)
+    } else {
+        let content_type =
+            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+        StoredResponse { status: parts.status.as_u16(), content_type: content_type.to_owned(), body: body.to_vec() }
+    };
+    let expires_at = state.clock.now().plus_millis(state.config.idempotency_ttl_ms);
+    if let Err(err) = state.stores.idempotency.complete(&scope, &key, &stored, expires_at).await {
         tracing::warn!(error = %err, "could not store an idempotent response");
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// What a replay of a secret-bearing response answers instead of the secret.
+fn replay_of_secret(resource_id: &str) -> StoredResponse {
+    let problem = ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "replay_of_secret",
+        format!(
+            "this request already ran and created {resource_id}; its response held a secret that is shown only once \
+             and is not stored. Use {resource_id}, or revoke it and send a new request with a new Idempotency-Key"
+        ),
+    );
+    let mut body = serde_json::to_value(problem.body()).unwrap_or_default();
+    body["resource_id"] = serde_json::Value::String(resource_id.to_owned());
+    StoredResponse { status: 409, content_type: "application/problem+json".into(), body: body.to_string().into_bytes() }
 }
 
 fn replay(stored: StoredResponse) -> Response {

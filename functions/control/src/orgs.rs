@@ -3,7 +3,7 @@
 use crate::api_keys::{issue_key, CreatedKey, NewKey};
 use crate::common::{audit, JsonBody, ListQuery, QueryParams};
 use crate::error::{ApiError, ApiResult};
-use crate::middleware::{Caller, RequestContext};
+use crate::middleware::{Caller, RequestContext, SecretInResponse};
 use crate::state::ControlState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -211,7 +211,7 @@ pub async fn create_key_for_org(
     Extension(ctx): Extension<RequestContext>,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<NewKey>,
-) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::ManageApiKeys)?;
     if state.stores.orgs.get(&id).await?.is_none() {
@@ -219,5 +219,5 @@ pub async fn create_key_for_org(
     }
     let created = issue_key(&state, &id, body).await?;
     audit(&state, &caller, &ctx, &id, "api_key.create", &created.key.id).await;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }

@@ -19,6 +19,10 @@ pub struct ControlConfig {
     pub trust_forwarded_for: bool,
     /// How long a completed `Idempotency-Key` response is replayed.
     pub idempotency_ttl_ms: i64,
+    /// How long a claimed `Idempotency-Key` whose request has not finished keeps retries
+    /// out (`409 idempotency_in_progress`). A crash or a dropped connection leaves a claim
+    /// behind; it lapses after this, so the client's retry runs within seconds.
+    pub idempotency_claim_ttl_ms: i64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Where YooKassa notifications may come from and how they are confirmed.
@@ -34,6 +38,7 @@ impl Default for ControlConfig {
         Self {
             trust_forwarded_for: false,
             idempotency_ttl_ms: 24 * 3_600_000,
+            idempotency_claim_ttl_ms: 30_000,
             max_body_bytes: 1 << 20,
             yookassa: YookassaConfig::default(),
             lease_ttl_ms: 30_000,

@@ -1,6 +1,10 @@
 //! Chains from an agent's configuration: `golos_domain::agent::ProviderChains` names the
-//! tiers, the caller supplies the secrets they name (resolved through its `Secrets` port),
-//! and tiers that cannot be built here are reported, not fatal.
+//! tiers, the caller supplies the organisation's credentials they name and the platform's
+//! own provider keys, and tiers that cannot be built here are reported, not fatal.
+//!
+//! Which key a tier uses: the org credential it names; without one, the platform's key for
+//! that provider, and only when the tier keeps the provider's default endpoint, so a tenant
+//! can never have the platform's key sent to a host of its choosing.
 
 use crate::anthropic::{AnthropicConfig, AnthropicLlm, ANTHROPIC_BASE_URL, ANTHROPIC_DEFAULT_MODEL};
 use crate::canned::CannedLlm;
@@ -32,8 +36,11 @@ pub struct BuildContext {
     pub http: reqwest::Client,
     pub breakers: Breakers,
     pub chain: ChainConfig,
-    /// By secret name, as in `ProviderRef::credentials_secret`.
-    pub secrets: HashMap<String, SecretString>,
+    /// The organisation's credentials by name, as in `ProviderRef::credentials_secret`.
+    pub credentials: HashMap<String, SecretString>,
+    /// The platform's own keys by provider (`openai`, `anthropic`, `elevenlabs`, `google`,
+    /// `deepgram`), used only at the provider's default endpoint.
+    pub platform_keys: HashMap<&'static str, SecretString>,
     /// For Polly tiers.
     pub aws_region: String,
     /// Folder of pre-recorded clips; without one the `prerecorded` tier is skipped.
@@ -43,11 +50,14 @@ pub struct BuildContext {
 impl fmt::Debug for BuildContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Names only: the values stay out of every log.
-        let mut names: Vec<&String> = self.secrets.keys().collect();
+        let mut names: Vec<&String> = self.credentials.keys().collect();
         names.sort();
+        let mut platform: Vec<&&str> = self.platform_keys.keys().collect();
+        platform.sort();
         f.debug_struct("BuildContext")
             .field("chain", &self.chain)
-            .field("secrets", &names)
+            .field("credentials", &names)
+            .field("platform_keys", &platform)
             .field("aws_region", &self.aws_region)
             .field("clips_dir", &self.clips_dir)
             .finish_non_exhaustive()
@@ -55,12 +65,13 @@ impl fmt::Debug for BuildContext {
 }
 
 impl BuildContext {
-    pub fn new(secrets: HashMap<String, SecretString>) -> Self {
+    pub fn new(credentials: HashMap<String, SecretString>) -> Self {
         Self {
             http: reqwest::Client::new(),
             breakers: Breakers::default(),
             chain: ChainConfig::default(),
-            secrets,
+            credentials,
+            platform_keys: HashMap::new(),
             aws_region: "eu-central-1".into(),
             clips_dir: None,
         }
@@ -84,28 +95,73 @@ pub struct AgentChains {
     pub skipped: Vec<SkippedTier>,
 }
 
-/// The names of the secrets the agent's chains need, for the caller to resolve.
-pub fn secret_names(agent: &AgentConfig) -> Vec<String> {
+/// The providers whose platform keys the agent's chains may use: those of tiers that name
+/// no credential and keep the default endpoint.
+pub fn platform_keys_needed(agent: &AgentConfig) -> Vec<&'static str> {
     let p = &agent.providers;
-    let mut names: Vec<String> = p
+    let wants = |credential: &Option<String>, endpoint: &Option<String>| credential.is_none() && endpoint.is_none();
+    let mut providers: Vec<&'static str> = p
         .llm
         .iter()
-        .filter_map(|r| r.credentials_secret.clone())
-        .chain(p.tts.iter().filter_map(|r| r.credentials_secret.clone()))
-        .chain(p.stt.iter().filter_map(|r| r.credentials_secret.clone()))
+        .filter(|r| wants(&r.credentials_secret, &r.endpoint))
+        .filter_map(|r| llm_provider_id(r.kind))
+        .chain(
+            p.tts.iter().filter(|r| wants(&r.credentials_secret, &r.endpoint)).filter_map(|r| tts_provider_id(r.kind)),
+        )
+        .chain(
+            p.stt.iter().filter(|r| wants(&r.credentials_secret, &r.endpoint)).filter_map(|r| stt_provider_id(r.kind)),
+        )
         .collect();
-    names.sort();
-    names.dedup();
-    names
+    providers.sort_unstable();
+    providers.dedup();
+    providers
+}
+
+/// The platform secret holding the platform's own key for `provider`, e.g. `provider-openai`.
+pub fn platform_key_secret(provider: &str) -> String {
+    format!("provider-{provider}")
+}
+
+const fn llm_provider_id(kind: LlmKind) -> Option<&'static str> {
+    match kind {
+        LlmKind::Openai => Some("openai"),
+        LlmKind::Anthropic => Some("anthropic"),
+        LlmKind::OpenaiCompatible | LlmKind::Canned => None,
+    }
+}
+
+const fn tts_provider_id(kind: TtsKind) -> Option<&'static str> {
+    match kind {
+        TtsKind::Elevenlabs => Some("elevenlabs"),
+        TtsKind::Google => Some("google"),
+        TtsKind::Polly | TtsKind::EspeakNg | TtsKind::Prerecorded => None,
+    }
+}
+
+const fn stt_provider_id(kind: SttKind) -> Option<&'static str> {
+    match kind {
+        SttKind::Deepgram => Some("deepgram"),
+        SttKind::Google | SttKind::Pocketsphinx | SttKind::DtmfMenu => None,
+    }
 }
 
 fn breaker_key<K: fmt::Debug>(chain: &str, tier: &ProviderRef<K>, base: &str) -> String {
     format!("{chain}:{:?}:{base}:{}", tier.kind, tier.model.as_deref().unwrap_or_default())
 }
 
-fn secret<K>(ctx: &BuildContext, tier: &ProviderRef<K>) -> Result<SecretString, String> {
-    let name = tier.credentials_secret.as_deref().ok_or("no credentials_secret is configured")?;
-    ctx.secrets.get(name).cloned().ok_or_else(|| format!("secret `{name}` was not supplied"))
+/// The key a tier of `provider` authenticates with (see the module's rule).
+fn secret<K>(ctx: &BuildContext, tier: &ProviderRef<K>, provider: &str) -> Result<SecretString, String> {
+    if let Some(name) = tier.credentials_secret.as_deref() {
+        return ctx
+            .credentials
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("the organisation has no provider credential `{name}`"));
+    }
+    if tier.endpoint.is_some() {
+        return Err("a custom endpoint needs one of the organisation's own credentials".into());
+    }
+    ctx.platform_keys.get(provider).cloned().ok_or_else(|| format!("no credential, and no platform key for {provider}"))
 }
 
 /// Builds the three chains of an agent.
@@ -150,7 +206,8 @@ fn llm_tier(agent: &AgentConfig, tier: &ProviderRef<LlmKind>, ctx: &BuildContext
                 .clone()
                 .unwrap_or_else(|| if cloud { OPENAI_BASE_URL } else { LOCAL_OPENAI_BASE_URL }.to_owned());
             // A local server usually takes no key; the cloud always does.
-            let api_key = if cloud || tier.credentials_secret.is_some() { Some(secret(ctx, tier)?) } else { None };
+            let api_key =
+                if cloud || tier.credentials_secret.is_some() { Some(secret(ctx, tier, "openai")?) } else { None };
             let config = OpenAiConfig {
                 name: if cloud { "openai" } else { "openai-compatible" }.into(),
                 base_url: base.clone(),
@@ -164,7 +221,7 @@ fn llm_tier(agent: &AgentConfig, tier: &ProviderRef<LlmKind>, ctx: &BuildContext
             let config = AnthropicConfig {
                 name: "anthropic".into(),
                 base_url: base.clone(),
-                api_key: secret(ctx, tier)?,
+                api_key: secret(ctx, tier, "anthropic")?,
                 model: model(ANTHROPIC_DEFAULT_MODEL),
             };
             Ok((Arc::new(AnthropicLlm::new(config, ctx.http.clone())), base))
@@ -182,7 +239,7 @@ async fn tts_tier(agent: &AgentConfig, tier: &ProviderRef<TtsKind>, ctx: &BuildC
             let config = ElevenLabsConfig {
                 name: "elevenlabs".into(),
                 base_url: base.clone(),
-                api_key: secret(ctx, tier)?,
+                api_key: secret(ctx, tier, "elevenlabs")?,
                 voice_id: own_voice.unwrap_or_else(|| ELEVENLABS_DEFAULT_VOICE.to_owned()),
                 model_id: tier.model.clone().unwrap_or_else(|| ELEVENLABS_DEFAULT_MODEL.to_owned()),
             };
@@ -193,7 +250,7 @@ async fn tts_tier(agent: &AgentConfig, tier: &ProviderRef<TtsKind>, ctx: &BuildC
             let config = GoogleTtsConfig {
                 name: "google".into(),
                 base_url: base.clone(),
-                api_key: secret(ctx, tier)?,
+                api_key: secret(ctx, tier, "google")?,
                 voice_name: own_voice.or_else(|| tier.model.clone()),
             };
             Ok((Arc::new(GoogleTts::new(config, ctx.http.clone())), base))
@@ -221,7 +278,7 @@ fn stt_tier(tier: &ProviderRef<SttKind>, ctx: &BuildContext) -> Built<dyn SttPro
     match tier.kind {
         SttKind::Deepgram => {
             let base = tier.endpoint.clone().unwrap_or_else(|| DEEPGRAM_BASE_URL.to_owned());
-            let mut config = DeepgramConfig::new(base.clone(), secret(ctx, tier)?);
+            let mut config = DeepgramConfig::new(base.clone(), secret(ctx, tier, "deepgram")?);
             if let Some(model) = &tier.model {
                 config.model.clone_from(model);
             }

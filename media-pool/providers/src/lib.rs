@@ -57,7 +57,7 @@ pub mod wav;
 
 pub use apology::{apology_audio, apology_text, ApologySource};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
-pub use build::{build_chains, secret_names, AgentChains, BuildContext, SkippedTier};
+pub use build::{build_chains, platform_key_secret, platform_keys_needed, AgentChains, BuildContext, SkippedTier};
 pub use chain::{
     Attempt, AttemptOutcome, Breakers, Chain, ChainConfig, Chained, ChainedAudio, ChainedLlm, Exhausted, LlmChain,
     SttChain, TtsChain,

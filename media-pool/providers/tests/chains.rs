@@ -6,7 +6,7 @@ use futures::StreamExt;
 use golos_domain::agent::{AgentConfig, LlmKind, ProviderRef, SttKind, TtsKind};
 use golos_ports::SecretString;
 use golos_providers::{
-    build_chains, secret_names, AgentChains, AttemptOutcome, BreakerState, BuildContext, ChainedLlm, LlmEvent,
+    build_chains, platform_keys_needed, AgentChains, AttemptOutcome, BreakerState, BuildContext, ChainedLlm, LlmEvent,
     LlmRequest, Message, ProviderError, SttConfig, TtsRequest,
 };
 use golos_simulator::{Fault, FaultRule, Provider, Scenario, Simulator, SimulatorHandle, WORKLOAD_TOKENS};
@@ -51,10 +51,51 @@ async fn setup(configure: impl FnOnce(&mut Scenario)) -> (SimulatorHandle, Agent
     configure(&mut scenario);
     let sim = Simulator::start(scenario).await.unwrap();
     let agent = agent(&sim);
-    assert_eq!(secret_names(&agent), ["sim-key"]);
+    assert_eq!(agent.credential_names(), ["sim-key"]);
     let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
     let chains = build_chains(&agent, &ctx).await;
     (sim, chains)
+}
+
+/// Which key a tier gets: its org credential; else the platform's, only at the provider's own
+/// endpoint. A tier pointed elsewhere without a credential of the org is left out, so the
+/// platform's key never travels to a host a tenant chose.
+#[tokio::test]
+async fn platform_keys_never_go_to_a_custom_endpoint() {
+    let mut agent = golos_testkit::fixtures::agent_config("Keys");
+    let tenant_host = "https://tenant.example/v1".to_owned();
+    agent.providers.llm = vec![
+        ProviderRef { endpoint: Some(tenant_host.clone()), ..ProviderRef::of(LlmKind::Openai) },
+        ProviderRef::of(LlmKind::Anthropic),
+        ProviderRef { credentials_secret: Some("missing".into()), ..ProviderRef::of(LlmKind::Openai) },
+        ProviderRef::of(LlmKind::Canned),
+    ];
+    agent.providers.tts = vec![
+        ProviderRef { endpoint: Some(tenant_host.clone()), ..ProviderRef::of(TtsKind::Elevenlabs) },
+        ProviderRef {
+            endpoint: Some(tenant_host),
+            credentials_secret: Some("own".into()),
+            ..ProviderRef::of(TtsKind::Google)
+        },
+        ProviderRef::of(TtsKind::EspeakNg),
+    ];
+    agent.providers.stt = vec![ProviderRef::of(SttKind::Deepgram), ProviderRef::of(SttKind::Pocketsphinx)];
+    assert_eq!(platform_keys_needed(&agent), ["anthropic", "deepgram"]);
+    let mut ctx = BuildContext::new(HashMap::from([("own".to_owned(), SecretString::new("tenant-key"))]));
+    for provider in ["openai", "anthropic", "elevenlabs", "google", "deepgram"] {
+        ctx.platform_keys.insert(provider, SecretString::new("platform-key"));
+    }
+    let chains = build_chains(&agent, &ctx).await;
+    let skipped: Vec<(&str, usize, &str)> =
+        chains.skipped.iter().map(|s| (s.chain, s.index, s.reason.as_str())).collect();
+    assert_eq!(
+        skipped,
+        [
+            ("llm", 0, "a custom endpoint needs one of the organisation's own credentials"),
+            ("llm", 2, "the organisation has no provider credential `missing`"),
+            ("tts", 0, "a custom endpoint needs one of the organisation's own credentials"),
+        ]
+    );
 }
 
 fn request() -> LlmRequest {

@@ -90,10 +90,11 @@ fn start_platform(data_dir: &std::path::Path, payment_secret: &str) -> anyhow::R
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // Cloud keys, if any, reach the platform through its Secrets port.
-    for (env, secret) in CLOUD_KEYS {
+    // Cloud keys, if any, become the platform's own provider keys (`provider-<name>`), which
+    // tiers at the provider's default endpoint use when they name no credential of the org.
+    for (env, provider) in CLOUD_KEYS {
         if let Ok(value) = std::env::var(env) {
-            command.env(format!("GOLOS_SECRET_{}", secret.to_ascii_uppercase()), value);
+            command.env(format!("GOLOS_SECRET_PROVIDER_{}", provider.to_ascii_uppercase()), value);
         }
     }
     let mut child = command.spawn().context("starting golos serve")?;
@@ -121,13 +122,13 @@ pub fn cafe_agent() -> Value {
     let mut tts = vec![];
     let mut stt = vec![];
     if has_key("OPENAI_API_KEY") {
-        llm.push(json!({"kind": "openai", "credentials_secret": "openai"}));
+        llm.push(json!({"kind": "openai"}));
     }
     if has_key("ELEVENLABS_API_KEY") {
-        tts.push(json!({"kind": "elevenlabs", "credentials_secret": "elevenlabs"}));
+        tts.push(json!({"kind": "elevenlabs"}));
     }
     if has_key("DEEPGRAM_API_KEY") {
-        stt.push(json!({"kind": "deepgram", "credentials_secret": "deepgram"}));
+        stt.push(json!({"kind": "deepgram"}));
     }
     llm.push(json!({"kind": "canned"}));
     tts.push(json!({"kind": "espeak_ng"}));

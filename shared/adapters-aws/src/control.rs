@@ -1,7 +1,8 @@
 //! Control-plane stores beyond the foundation: phone numbers (`NUMBER#<e164> / META`, listed
 //! per org through gsi1 `ORG#o#NUMBERS`), call records (`ORG#o / CALLREC#c`, newest first
 //! through gsi1 `ORG#o#CALLS` by padded `started_at`) and the audit log
-//! (`ORG#o / AUDIT#<padded at>#<padded write time>#<random>`, newest first).
+//! (`ORG#o / AUDIT#<padded at>#<padded write time>#<random>`, newest first) and provider
+//! credentials (`ORG#o / CRED#<name>`, the value as a KMS envelope).
 
 use crate::directory::org_pk;
 use crate::dynamo::{get_b, get_json, get_n, get_s, key, n, names, padded, s, to_json, values, Item, Table, GSI1};
@@ -12,7 +13,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
-    AuditEntry, AuditLog, CallRecord, CallStore, NumberAssignment, NumberStore, Page, PageRequest, PortError, Result,
+    AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
+    PortError, ProviderCredential, Result,
 };
 
 fn number_pk(number: &PhoneNumber) -> String {
@@ -175,5 +177,89 @@ impl AuditLog for DynamoAudit {
             items: raw.items.iter().map(|item| get_json(item, "data")).collect::<Result<_>>()?,
             next_cursor: raw.next_cursor,
         })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DynamoCredentials(pub Table);
+
+const CREDENTIAL_PREFIX: &str = "CRED#";
+
+fn credential_from(item: &Item) -> Result<ProviderCredential> {
+    Ok(ProviderCredential {
+        org_id: OrgId::parse(get_s(item, "org_id")?)?,
+        name: get_s(item, "name")?.to_owned(),
+        envelope: get_b(item, "envelope")?,
+        fingerprint: get_s(item, "fingerprint")?.to_owned(),
+        created_at: Timestamp::from_millis(get_n(item, "created_at")?),
+        updated_at: Timestamp::from_millis(get_n(item, "updated_at")?),
+    })
+}
+
+#[async_trait]
+impl CredentialStore for DynamoCredentials {
+    async fn put(&self, credential: &ProviderCredential) -> Result<bool> {
+        let result = self
+            .0
+            .client
+            .update_item()
+            .table_name(&*self.0.name)
+            .set_key(Some(key(org_pk(&credential.org_id), format!("{CREDENTIAL_PREFIX}{}", credential.name))))
+            .update_expression(
+                "SET #org_id = :org, #name = :name, #envelope = :envelope, #fingerprint = :fingerprint, \
+                 #updated_at = :updated, #created_at = if_not_exists(#created_at, :created)",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                "org_id",
+                "name",
+                "envelope",
+                "fingerprint",
+                "updated_at",
+                "created_at",
+            ])))
+            .set_expression_attribute_values(Some(values([
+                (":org", s(credential.org_id.as_str())),
+                (":name", s(&credential.name)),
+                (":envelope", AttributeValue::B(Blob::new(credential.envelope.clone()))),
+                (":fingerprint", s(&credential.fingerprint)),
+                (":updated", n(credential.updated_at.as_millis())),
+                (":created", n(credential.created_at.as_millis())),
+            ])))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", &e))?;
+        // ALL_OLD is the item as it was: nothing for a new credential.
+        Ok(result.attributes().is_none_or(|old| !old.contains_key("envelope")))
+    }
+
+    async fn get(&self, org: &OrgId, name: &str) -> Result<Option<ProviderCredential>> {
+        let item = self.0.get(org_pk(org), format!("{CREDENTIAL_PREFIX}{name}")).await?;
+        item.as_ref().map(credential_from).transpose()
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ProviderCredential>> {
+        let raw = self.0.page(None, &org_pk(org), Some(CREDENTIAL_PREFIX), true, page).await?;
+        Ok(Page { items: raw.items.iter().map(credential_from).collect::<Result<_>>()?, next_cursor: raw.next_cursor })
+    }
+
+    async fn delete(&self, org: &OrgId, name: &str) -> Result<()> {
+        let result = self
+            .0
+            .client
+            .delete_item()
+            .table_name(&*self.0.name)
+            .set_key(Some(key(org_pk(org), format!("{CREDENTIAL_PREFIX}{name}"))))
+            .condition_expression("attribute_exists(#pk)")
+            .set_expression_attribute_names(Some(names(&["pk"])))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Err(PortError::not_found(format!("provider credential {name}")))
+            }
+            Err(e) => Err(sdk_error("DeleteItem", &e)),
+        }
     }
 }

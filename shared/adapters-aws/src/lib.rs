@@ -19,6 +19,7 @@
 //! | `NUMBER#<e164>` | `META` | phone number routing (gsi1 `ORG#o#NUMBERS` / number) |
 //! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id) |
 //! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
+//! | `ORG#o` | `CRED#<name>` | a provider credential (value as a KMS envelope) |
 //!
 //! Reads that decide something are strongly consistent (`GetItem`/`Query` on the table);
 //! listings served by `gsi1` (orgs, API keys, ledger history, numbers, calls) and the lease
@@ -273,6 +274,7 @@ impl AwsPlatform {
             idempotency: Arc::new(records::DynamoIdempotency(t())),
             contexts: Arc::new(records::DynamoContexts(t())),
             counters: Arc::new(records::DynamoCounters(t())),
+            credentials: Arc::new(control::DynamoCredentials(t())),
         }
     }
 

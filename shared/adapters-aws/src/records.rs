@@ -32,10 +32,10 @@ impl IdempotencyStore for DynamoIdempotency {
         scope: &str,
         key_: &str,
         fingerprint: &str,
-        ttl_ms: i64,
+        claim_ttl_ms: i64,
         now: Timestamp,
     ) -> Result<IdempotencyBegin> {
-        let expires_at = now.plus_millis(ttl_ms);
+        let expires_at = now.plus_millis(claim_ttl_ms);
         for _ in 0..5 {
             let mut item = idem_key(scope, key_);
             item.extend([
@@ -81,18 +81,31 @@ impl IdempotencyStore for DynamoIdempotency {
         Err(PortError::unavailable("idempotency record kept changing"))
     }
 
-    async fn complete(&self, scope: &str, key_: &str, response: &StoredResponse) -> Result<()> {
+    async fn complete(&self, scope: &str, key_: &str, response: &StoredResponse, expires_at: Timestamp) -> Result<()> {
         let result = self
             .0
             .client
             .update_item()
             .table_name(&*self.0.name)
             .set_key(Some(idem_key(scope, key_)))
-            .update_expression("SET #state = :done, #status = :status, #content_type = :ct, #body = :body")
+            .update_expression(
+                "SET #state = :done, #status = :status, #content_type = :ct, #body = :body, \
+                 #expires_at = :expires_at, #ttl = :ttl",
+            )
             .condition_expression("attribute_exists(#pk)")
-            .set_expression_attribute_names(Some(names(&["pk", "state", "status", "content_type", "body"])))
+            .set_expression_attribute_names(Some(names(&[
+                "pk",
+                "state",
+                "status",
+                "content_type",
+                "body",
+                "expires_at",
+                "ttl",
+            ])))
             .set_expression_attribute_values(Some(values([
                 (":done", s(COMPLETED)),
+                (":expires_at", n(expires_at.as_millis())),
+                (":ttl", n(ttl_secs(expires_at))),
                 (":status", n(response.status)),
                 (":ct", s(&response.content_type)),
                 (":body", AttributeValue::B(Blob::new(response.body.clone()))),

@@ -1,11 +1,12 @@
-//! Phone numbers, call records and the audit log over SQLite.
+//! Phone numbers, call records, the audit log and provider credentials over SQLite.
 
 use crate::sql;
 use crate::stores::{collect, from_json, page_of, parse_id, to_json, SqliteStores};
 use async_trait::async_trait;
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
-    AuditEntry, AuditLog, CallRecord, CallStore, NumberAssignment, NumberStore, Page, PageRequest, PortError, Result,
+    AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
+    PortError, ProviderCredential, Result,
 };
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -220,6 +221,112 @@ impl AuditLog for SqliteStores {
                     .collect::<Result<Vec<_>>>()?;
                 let page = page_of(items, limit, |(seq, _)| seq.to_string());
                 Ok(Page { items: page.items.into_iter().map(|(_, e)| e).collect(), next_cursor: page.next_cursor })
+            })
+            .await
+    }
+}
+
+type CredentialRow = (String, String, Vec<u8>, String, i64, i64);
+
+fn credential_row(r: &Row<'_>) -> rusqlite::Result<CredentialRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn decode_credential(
+    (org, name, envelope, fingerprint, created, updated): CredentialRow,
+) -> Result<ProviderCredential> {
+    Ok(ProviderCredential {
+        org_id: parse_id(&org, OrgId::parse)?,
+        name,
+        envelope,
+        fingerprint,
+        created_at: Timestamp::from_millis(created),
+        updated_at: Timestamp::from_millis(updated),
+    })
+}
+
+const CREDENTIAL_COLUMNS: &str = "org_id, name, envelope, fingerprint, created_at, updated_at";
+
+#[async_trait]
+impl CredentialStore for SqliteStores {
+    async fn put(&self, credential: &ProviderCredential) -> Result<bool> {
+        let cred = credential.clone();
+        self.db
+            .write(move |c| {
+                let existed = c
+                    .prepare_cached("SELECT 1 FROM provider_credentials WHERE org_id = ?1 AND name = ?2")
+                    .and_then(|mut s| s.exists(params![cred.org_id.as_str(), cred.name]))
+                    .map_err(sql)?;
+                c.prepare_cached(
+                    "INSERT INTO provider_credentials (org_id, name, envelope, fingerprint, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (org_id, name) DO UPDATE SET envelope = excluded.envelope,
+                       fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        cred.org_id.as_str(),
+                        cred.name,
+                        cred.envelope,
+                        cred.fingerprint,
+                        cred.created_at.as_millis(),
+                        cred.updated_at.as_millis()
+                    ])
+                })
+                .map_err(sql)?;
+                Ok(!existed)
+            })
+            .await
+    }
+
+    async fn get(&self, org: &OrgId, name: &str) -> Result<Option<ProviderCredential>> {
+        let (org, name) = (org.clone(), name.to_owned());
+        self.db
+            .read(move |c| {
+                let row = c
+                    .prepare_cached(&format!(
+                        "SELECT {CREDENTIAL_COLUMNS} FROM provider_credentials WHERE org_id = ?1 AND name = ?2"
+                    ))
+                    .and_then(|mut s| s.query_row(params![org.as_str(), name], credential_row).optional())
+                    .map_err(sql)?;
+                row.map(decode_credential).transpose()
+            })
+            .await
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ProviderCredential>> {
+        let limit = page.clamped_limit();
+        let after = page.cursor.clone().unwrap_or_default();
+        let org = org.clone();
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    &format!(
+                        "SELECT {CREDENTIAL_COLUMNS} FROM provider_credentials
+                         WHERE org_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3"
+                    ),
+                    params![org.as_str(), after, limit + 1],
+                    credential_row,
+                )?;
+                let items = rows.into_iter().map(decode_credential).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, limit, |c| c.name.clone()))
+            })
+            .await
+    }
+
+    async fn delete(&self, org: &OrgId, name: &str) -> Result<()> {
+        let (org, name) = (org.clone(), name.to_owned());
+        self.db
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached("DELETE FROM provider_credentials WHERE org_id = ?1 AND name = ?2")
+                    .and_then(|mut s| s.execute(params![org.as_str(), name]))
+                    .map_err(sql)?;
+                if removed == 0 {
+                    return Err(PortError::not_found(format!("provider credential {name}")));
+                }
+                Ok(())
             })
             .await
     }

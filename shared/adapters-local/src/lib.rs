@@ -98,6 +98,7 @@ impl LocalPlatform {
             ledger: store.clone(),
             leases: store.clone(),
             idempotency: store.clone(),
+            credentials: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

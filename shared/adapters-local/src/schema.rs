@@ -125,6 +125,18 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_by_org ON audit_log (org_id, seq);
 ",
+    // 2: organisations' provider credentials (envelope-encrypted values).
+    r"
+CREATE TABLE provider_credentials (
+    org_id      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    envelope    BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (org_id, name)
+) WITHOUT ROWID;
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

@@ -766,7 +766,7 @@ impl IdempotencyStore for SqliteStores {
         scope: &str,
         key: &str,
         fingerprint: &str,
-        ttl_ms: i64,
+        claim_ttl_ms: i64,
         now: Timestamp,
     ) -> Result<IdempotencyBegin> {
         let (scope, key, fingerprint) = (scope.to_owned(), key.to_owned(), fingerprint.to_owned());
@@ -807,7 +807,7 @@ impl IdempotencyStore for SqliteStores {
                              VALUES (?1, ?2, ?3, 0, NULL, NULL, NULL, ?4)",
                         )
                         .and_then(|mut s| {
-                            s.execute(params![scope, key, fingerprint, now.plus_millis(ttl_ms).as_millis()])
+                            s.execute(params![scope, key, fingerprint, now.plus_millis(claim_ttl_ms).as_millis()])
                         })
                         .map_err(sql)?;
                         Ok(IdempotencyBegin::Started)
@@ -817,17 +817,24 @@ impl IdempotencyStore for SqliteStores {
             .await
     }
 
-    async fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> Result<()> {
+    async fn complete(&self, scope: &str, key: &str, response: &StoredResponse, expires_at: Timestamp) -> Result<()> {
         let (scope, key, response) = (scope.to_owned(), key.to_owned(), response.clone());
         self.db
             .write(move |c| {
                 let changed = c
                     .prepare_cached(
                         "UPDATE idempotency SET completed = 1, status = ?3, content_type = ?4,
-                         body = ?5 WHERE scope = ?1 AND key = ?2",
+                         body = ?5, expires_at = ?6 WHERE scope = ?1 AND key = ?2",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![scope, key, response.status, response.content_type, response.body])
+                        s.execute(params![
+                            scope,
+                            key,
+                            response.status,
+                            response.content_type,
+                            response.body,
+                            expires_at.as_millis()
+                        ])
                     })
                     .map_err(sql)?;
                 if changed == 0 {

@@ -12,6 +12,17 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_TOOL_TIMEOUT_MS: u32 = 30_000;
 /// Each provider tier runs behind the previous one; more than this is a configuration mistake.
 pub const MAX_CHAIN_LEN: usize = 6;
+/// FAQ entries of one agent, and phrases per entry: enough for a real FAQ, and bounded so
+/// an agent is always one store item.
+pub const MAX_FAQ_ENTRIES: usize = 200;
+pub const MAX_FAQ_QUESTIONS: usize = 20;
+/// Longest URL a tenant may give (tool URLs, provider endpoints).
+pub const MAX_URL_CHARS: usize = 2_048;
+/// The whole agent as JSON. A DynamoDB item holds 400 KB; this leaves room for the record's
+/// own attributes, whatever mix of long fields a tenant sends.
+pub const MAX_AGENT_JSON_BYTES: usize = 256 * 1024;
+/// A tool's parameter schema as JSON.
+pub const MAX_TOOL_SCHEMA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,7 +99,9 @@ pub struct ProviderRef<K> {
     /// Base URL override (self-hosted models, regional endpoints, test simulators).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Name of the secret holding the credentials, resolved through the `Secrets` port.
+    /// Name of one of the organisation's provider credentials (`/v1/provider-credentials`),
+    /// never a platform secret. Without it the tier uses the platform's own key for that
+    /// provider, and only at the provider's default endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 }
@@ -204,6 +217,21 @@ pub struct ValidationIssue {
 }
 
 impl AgentConfig {
+    /// The organisation credentials its provider tiers name, sorted, each once.
+    pub fn credential_names(&self) -> Vec<&str> {
+        let p = &self.providers;
+        let mut names: Vec<&str> = p
+            .llm
+            .iter()
+            .filter_map(|r| r.credentials_secret.as_deref())
+            .chain(p.tts.iter().filter_map(|r| r.credentials_secret.as_deref()))
+            .chain(p.stt.iter().filter_map(|r| r.credentials_secret.as_deref()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Validates against the default quotas.
     pub fn validate(&self) -> Result<(), Vec<ValidationIssue>> {
         self.validate_with(&Quotas::DEFAULT)
@@ -228,9 +256,19 @@ impl AgentConfig {
             issues.push("faq", "faq_required", "the canned LLM tier answers from `faq`, which is empty");
         }
         self.validate_tools(quotas, &mut issues);
+        if self.faq.len() > MAX_FAQ_ENTRIES {
+            issues.push("faq", "too_many_entries", format!("at most {MAX_FAQ_ENTRIES} FAQ entries"));
+        }
         for (i, entry) in self.faq.iter().enumerate() {
             if entry.questions.is_empty() {
                 issues.push(format!("faq[{i}].questions"), "empty", "at least one question is needed");
+            }
+            if entry.questions.len() > MAX_FAQ_QUESTIONS {
+                issues.push(
+                    format!("faq[{i}].questions"),
+                    "too_many_entries",
+                    format!("at most {MAX_FAQ_QUESTIONS} questions per entry"),
+                );
             }
             for (j, q) in entry.questions.iter().enumerate() {
                 issues.text(&format!("faq[{i}].questions[{j}]"), q, 500);
@@ -250,6 +288,13 @@ impl AgentConfig {
         }
         if !(5..=600).contains(&limits.silence_timeout_secs) {
             issues.push("limits.silence_timeout_secs", "out_of_range", "must be 5..=600");
+        }
+        if serde_json::to_vec(self).map_or(true, |json| json.len() > MAX_AGENT_JSON_BYTES) {
+            issues.push(
+                "agent",
+                "agent_too_large",
+                format!("the agent is larger than {MAX_AGENT_JSON_BYTES} bytes as JSON"),
+            );
         }
         issues.finish()
     }
@@ -275,10 +320,18 @@ impl AgentConfig {
                     issues.push(format!("{at}.name"), "reserved_tool_name", format!("`{name}` is a built-in tool"));
                 }
                 issues.text(&format!("{at}.description"), description, 1_000);
-                if let Err(reason) = check_parameters_schema(parameters) {
+                if serde_json::to_vec(parameters).map_or(true, |json| json.len() > MAX_TOOL_SCHEMA_BYTES) {
+                    issues.push(
+                        format!("{at}.parameters"),
+                        "too_long",
+                        format!("at most {MAX_TOOL_SCHEMA_BYTES} bytes as JSON"),
+                    );
+                } else if let Err(reason) = check_parameters_schema(parameters) {
                     issues.push(format!("{at}.parameters"), "invalid_json_schema", reason);
                 }
-                if !is_allowed_tool_url(url) {
+                if url.chars().count() > MAX_URL_CHARS {
+                    issues.push(format!("{at}.url"), "too_long", format!("at most {MAX_URL_CHARS} characters"));
+                } else if !is_allowed_tool_url(url) {
                     issues.push(format!("{at}.url"), "invalid_url", "must be https:// (http:// only for localhost)");
                 }
                 if *timeout_ms == 0 || *timeout_ms > MAX_TOOL_TIMEOUT_MS {
@@ -316,8 +369,17 @@ impl Issues {
             if chain[..i].iter().any(|earlier| earlier == tier) {
                 self.push(format!("{field}[{i}]"), "duplicate_tier", "the same provider twice in one chain");
             }
+            if let Some(model) = &tier.model {
+                self.text(&format!("{field}[{i}].model"), model, 200);
+            }
             if let Some(endpoint) = &tier.endpoint {
-                if !(endpoint.starts_with("https://")
+                if endpoint.chars().count() > MAX_URL_CHARS {
+                    self.push(
+                        format!("{field}[{i}].endpoint"),
+                        "too_long",
+                        format!("at most {MAX_URL_CHARS} characters"),
+                    );
+                } else if !(endpoint.starts_with("https://")
                     || endpoint.starts_with("http://")
                     || endpoint.starts_with("wss://")
                     || endpoint.starts_with("ws://"))
@@ -325,9 +387,13 @@ impl Issues {
                     self.push(format!("{field}[{i}].endpoint"), "invalid_url", "must be an http(s) or ws(s) URL");
                 }
             }
-            if let Some(secret) = &tier.credentials_secret {
-                if secret.is_empty() || secret.len() > 256 {
-                    self.push(format!("{field}[{i}].credentials_secret"), "invalid_secret_name", "1-256 characters");
+            if let Some(name) = &tier.credentials_secret {
+                if !crate::credentials::is_credential_name(name) {
+                    self.push(
+                        format!("{field}[{i}].credentials_secret"),
+                        "invalid_credential_name",
+                        "the name of one of the organisation's provider credentials: 1-64 of [A-Za-z0-9_.-]",
+                    );
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod billing;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod ids;

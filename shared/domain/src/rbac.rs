@@ -57,10 +57,12 @@ pub enum Action {
     ReadWebhooks,
     RedriveDeadLetters,
     EraseData,
+    ManageProviderCredentials,
+    ReadProviderCredentials,
 }
 
 impl Action {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::ReadOrg,
         Self::UpdateOrgSettings,
         Self::ManageApiKeys,
@@ -80,6 +82,8 @@ impl Action {
         Self::ReadWebhooks,
         Self::RedriveDeadLetters,
         Self::EraseData,
+        Self::ManageProviderCredentials,
+        Self::ReadProviderCredentials,
     ];
 }
 
@@ -106,6 +110,10 @@ pub const MATRIX: &[(Action, [bool; 3])] = &[
     (Action::ReadWebhooks, [true, true, false]),
     (Action::RedriveDeadLetters, [true, false, false]),
     (Action::EraseData, [true, false, false]),
+    // Editors build agents, so they set the provider keys those agents use; the values are
+    // write-only, so this shows nobody a secret.
+    (Action::ManageProviderCredentials, [true, true, false]),
+    (Action::ReadProviderCredentials, [true, true, false]),
 ];
 
 /// Whether `role` may perform `action`. Anything missing from the matrix is denied.

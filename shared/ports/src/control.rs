@@ -98,3 +98,41 @@ pub trait AuditLog: Send + Sync + Debug {
     /// Newest first.
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AuditEntry>>;
 }
+
+/// One of an organisation's provider credentials. The value exists only as an envelope
+/// (`Envelope::to_bytes`, encrypted under the context `{org, credential}`), so a store dump,
+/// a backup or a log of the record reveals nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderCredential {
+    pub org_id: OrgId,
+    pub name: String,
+    pub envelope: Vec<u8>,
+    /// The first 16 hex digits of the value's SHA-256, so an owner can tell which key is set.
+    pub fingerprint: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Debug for ProviderCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderCredential")
+            .field("org_id", &self.org_id)
+            .field("name", &self.name)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Provider credentials, per organisation: a namespace of its own, apart from the platform's
+/// secrets (`Secrets`), so no name an org writes can reach a platform secret.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + Debug {
+    /// Creates or replaces `credential.name` in its org; a replacement keeps the first
+    /// `created_at`. Returns whether it was created.
+    async fn put(&self, credential: &ProviderCredential) -> Result<bool>;
+    async fn get(&self, org: &OrgId, name: &str) -> Result<Option<ProviderCredential>>;
+    /// An org's credentials, ordered by name.
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ProviderCredential>>;
+    /// `NotFound` if the org has no credential of that name.
+    async fn delete(&self, org: &OrgId, name: &str) -> Result<()>;
+}

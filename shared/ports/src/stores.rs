@@ -107,18 +107,20 @@ pub trait Leases: Send + Sync + Debug {
 /// Records of `Idempotency-Key` API requests.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + Debug {
-    /// Claims `key` in `scope` for a request with `fingerprint`, atomically. A record whose
-    /// TTL passed counts as absent.
+    /// Claims `key` in `scope` for a request with `fingerprint`, atomically, for `claim_ttl_ms`:
+    /// a claim whose request never completes (a crash, a dropped connection) lapses then. A
+    /// record whose expiry passed counts as absent.
     async fn begin(
         &self,
         scope: &str,
         key: &str,
         fingerprint: &str,
-        ttl_ms: i64,
+        claim_ttl_ms: i64,
         now: Timestamp,
     ) -> Result<IdempotencyBegin>;
-    /// Stores the response of a started request; `NotFound` if the claim is gone.
-    async fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> Result<()>;
+    /// Stores the response of a started request, replayed until `expires_at`; `NotFound` if
+    /// the claim is gone.
+    async fn complete(&self, scope: &str, key: &str, response: &StoredResponse, expires_at: Timestamp) -> Result<()>;
     /// Forgets a claim whose request failed, so a retry may run it again.
     async fn abandon(&self, scope: &str, key: &str) -> Result<()>;
 }
@@ -151,6 +153,7 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub contexts: Arc<dyn ContextStore>,
     pub counters: Arc<dyn Counters>,
+    pub credentials: Arc<dyn crate::control::CredentialStore>,
 }
 
 /// A health check of one dependency, for `/health`.

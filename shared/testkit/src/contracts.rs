@@ -31,6 +31,7 @@ macro_rules! contract_tests {
             records::idempotency_records,
             records::context_snapshots_expire,
             records::counters_are_atomic_per_window,
+            records::provider_credentials_per_org,
             queue::send_receive_delete,
             queue::unacknowledged_message_reappears_after_visibility_timeout,
             queue::delayed_message_is_invisible_until_due,

@@ -172,6 +172,14 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
         (Method::GET, "/v1/ledger".into(), None, Action::ReadBilling),
         (Method::GET, "/v1/usage".into(), None, Action::ReadUsage),
         (Method::GET, "/v1/audit-log".into(), None, Action::ReadAuditLog),
+        (Method::GET, "/v1/provider-credentials".into(), None, Action::ReadProviderCredentials),
+        (
+            Method::PUT,
+            "/v1/provider-credentials/rbac-probe".into(),
+            Some(json!({"value": "sk-probe"})),
+            Action::ManageProviderCredentials,
+        ),
+        (Method::DELETE, "/v1/provider-credentials/missing".into(), None, Action::ManageProviderCredentials),
     ];
     for role in Role::ALL {
         let key = if role == Role::Admin { admin.clone() } else { app.key_with_role(&admin, role.as_str()).await };
@@ -244,6 +252,133 @@ pub async fn idempotent_posts(app: &TestApp) {
         .call(Method::POST, "/v1/agents", Some(&admin), Some(&agent_body("other")), &[("Idempotency-Key", "create-1")])
         .await;
     assert_eq!((reused.status, reused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+}
+
+/// A replay goes only to the API key that made the request, after authentication; a
+/// response holding a secret is never stored, so its replay names what was created instead.
+pub async fn idempotency_cannot_leak(app: &TestApp) {
+    let (_, admin) = app.org_with_admin().await;
+    let viewer = app.key_with_role(&admin, "viewer").await;
+    let body = json!({"name": "deploy", "role": "admin"});
+    let created =
+        app.call(Method::POST, "/v1/api-keys", Some(&admin), Some(&body), &[("Idempotency-Key", "key-1")]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    let key_id = created.body["key"]["id"].as_str().unwrap().to_owned();
+
+    // The viewer repeats the admin's request, Idempotency-Key and all: its own request runs
+    // (and is refused by role); nothing of the admin's response comes back.
+    let stolen =
+        app.call(Method::POST, "/v1/api-keys", Some(&viewer), Some(&body), &[("Idempotency-Key", "key-1")]).await;
+    assert_eq!((stolen.status, stolen.code()), (StatusCode::FORBIDDEN, "insufficient_role"), "{:?}", stolen.body);
+    assert!(!stolen.body.to_string().contains(&token));
+    assert_eq!(stolen.header("idempotent-replayed"), None);
+
+    // The admin's own retry learns which key was made, never the token again.
+    let replay =
+        app.call(Method::POST, "/v1/api-keys", Some(&admin), Some(&body), &[("Idempotency-Key", "key-1")]).await;
+    assert_eq!((replay.status, replay.code()), (StatusCode::CONFLICT, "replay_of_secret"), "{:?}", replay.body);
+    assert_eq!(replay.body["resource_id"], key_id.as_str());
+    assert!(!replay.body.to_string().contains(&token));
+    let keys = app.get("/v1/api-keys", &admin).await.body["items"].as_array().unwrap().len();
+    assert_eq!(keys, 3, "owner, viewer and deploy: the replay created nothing");
+    // Rotation is marked the same way.
+    let rotate_path = format!("/v1/api-keys/{key_id}/rotate");
+    let rotated = app.call(Method::POST, &rotate_path, Some(&admin), None, &[("Idempotency-Key", "rot-1")]).await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{:?}", rotated.body);
+    let rotated_again = app.call(Method::POST, &rotate_path, Some(&admin), None, &[("Idempotency-Key", "rot-1")]).await;
+    assert_eq!(rotated_again.code(), "replay_of_secret");
+    assert!(!rotated_again.body.to_string().contains(rotated.body["token"].as_str().unwrap()));
+
+    // A claim left behind by a request that never finished (its process died mid-request)
+    // keeps that key's retries out for seconds, not for the day a response is kept.
+    let (admin_key_id, _) = golos_control::keys::parse(&admin).unwrap();
+    let org_id = app.state.stores.api_keys.get(&admin_key_id).await.unwrap().unwrap().org_id;
+    let claim_ttl = app.state.config.idempotency_claim_ttl_ms;
+    assert!(claim_ttl <= 60_000, "claims lapse in seconds");
+    let scope = format!("{org_id}/{admin_key_id}");
+    let begun = app
+        .state
+        .stores
+        .idempotency
+        .begin(&scope, "crash-1", "a-crashed-request", claim_ttl, app.state.clock.now())
+        .await;
+    assert_eq!(begun.unwrap(), golos_ports::IdempotencyBegin::Started);
+    let agent = agent_body("crashed");
+    let blocked =
+        app.call(Method::POST, "/v1/agents", Some(&admin), Some(&agent), &[("Idempotency-Key", "crash-1")]).await;
+    assert_eq!(blocked.code(), "idempotency_key_reused", "{:?}", blocked.body);
+    app.clock.advance_millis(claim_ttl);
+    let retried =
+        app.call(Method::POST, "/v1/agents", Some(&admin), Some(&agent), &[("Idempotency-Key", "crash-1")]).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "the lapsed claim no longer blocks: {:?}", retried.body);
+}
+
+/// Provider credentials: write-only, per org, and the only thing an agent tier can name.
+pub async fn provider_credentials(app: &TestApp) {
+    let (_, admin) = app.org_with_admin().await;
+    let editor = app.key_with_role(&admin, "editor").await;
+    let value = "sk-tenant-0123456789abcdef";
+    let put = |key: String, name: &'static str, body: Value| async move {
+        app.call(Method::PUT, &format!("/v1/provider-credentials/{name}"), Some(&key), Some(&body), &[]).await
+    };
+    let created = put(editor.clone(), "openai", json!({"value": value})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.body["name"], "openai");
+    let fingerprint = created.body["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 16);
+    assert!(!created.body.to_string().contains(value), "the value never comes back");
+    let replaced = put(admin.clone(), "openai", json!({"value": "sk-other"})).await;
+    assert_eq!(replaced.status, StatusCode::OK);
+    assert_ne!(replaced.body["fingerprint"], fingerprint.as_str());
+    let listed = app.get("/v1/provider-credentials", &editor).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    assert!(!listed.body.to_string().contains("sk-other"));
+    for (name, body, code) in [
+        ("bad%20name", json!({"value": "x"}), "invalid_credential_name"),
+        ("ok", json!({"value": "  "}), "invalid_credential_value"),
+        ("ok", json!({"value": "x", "extra": 1}), "invalid_json"),
+    ] {
+        let reply =
+            app.call(Method::PUT, &format!("/v1/provider-credentials/{name}"), Some(&admin), Some(&body), &[]).await;
+        assert_eq!(reply.code(), code, "{name} {body}: {:?}", reply.body);
+    }
+    // Stored as an envelope only.
+    let org_id = app.get("/v1/api-keys", &admin).await.body["items"][0]["org_id"].as_str().unwrap().to_owned();
+    let org_id = golos_domain::OrgId::parse(&org_id).unwrap();
+    let stored = app.state.stores.credentials.get(&org_id, "openai").await.unwrap().unwrap();
+    assert!(!stored.envelope.windows(8).any(|w| b"sk-other".windows(8).any(|v| v == w)));
+    let opened = golos_control::credentials::resolve(&app.state, &org_id, &["openai", "absent"]).await;
+    assert_eq!(opened.get("openai").map(golos_ports::SecretString::expose), Some("sk-other"));
+    assert_eq!(opened.len(), 1);
+
+    // An agent tier names one of the org's credentials or none: a platform secret's name is
+    // just an unknown credential.
+    let mut agent = agent_body("keys");
+    for secret in ["operator-api-key", "api-key-pepper", "payments-hmac-test"] {
+        agent["providers"] = json!({
+            "llm": [{"kind": "openai", "endpoint": "https://tenant.example/v1", "credentials_secret": secret}, {"kind": "canned"}],
+            "tts": [{"kind": "espeak_ng"}], "stt": [{"kind": "pocketsphinx"}]});
+        let refused = app.post("/v1/agents", &editor, &agent).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+        assert_eq!(refused.body["errors"][0]["code"], "unknown_credential");
+        assert_eq!(refused.body["errors"][0]["field"], "providers.llm[0].credentials_secret");
+    }
+    agent["providers"]["llm"][0]["credentials_secret"] = json!("openai");
+    assert_eq!(app.post("/v1/agents", &editor, &agent).await.status, StatusCode::CREATED);
+
+    // Another org cannot see or use it.
+    let (_, other_admin) = app.org_with_admin().await;
+    assert_eq!(app.get("/v1/provider-credentials", &other_admin).await.body["items"], json!([]));
+    assert_eq!(app.post("/v1/agents", &other_admin, &agent).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let deleted = app.call(Method::DELETE, "/v1/provider-credentials/openai", Some(&other_admin), None, &[]).await;
+    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
+
+    let deleted = app.call(Method::DELETE, "/v1/provider-credentials/openai", Some(&admin), None, &[]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let audit = app.get("/v1/audit-log", &admin).await.body.to_string();
+    assert!(audit.contains("provider_credential.put") && audit.contains("provider_credential.delete"), "{audit}");
+    assert!(!audit.contains("sk-other"));
 }
 
 pub async fn numbers_and_routing(app: &TestApp) {

@@ -421,7 +421,7 @@ impl LiveCalls {
     }
 
     async fn play_prompt(&self, pending: &Pending, link: &CallLink, text: String) {
-        let chains = self.chains_for(&pending.agent).await;
+        let chains = self.chains_for(&pending.org_id, &pending.agent).await;
         let request = TtsRequest { text, language: pending.agent.language.clone(), sample_rate: PIPELINE_RATE };
         let Ok(mut stream) = chains.tts.synthesize(&request).await else {
             tracing::warn!("the hold prompt could not be synthesised; holding in silence");
@@ -440,15 +440,20 @@ impl LiveCalls {
         }
     }
 
-    async fn chains_for(&self, agent: &AgentConfig) -> AgentChains {
+    /// The agent's chains with its org's credentials and, for tiers at a provider's default
+    /// endpoint without one, the platform's keys. Agent settings never name a platform
+    /// secret: credentials come only from the org's own store.
+    async fn chains_for(&self, org: &OrgId, agent: &AgentConfig) -> AgentChains {
         let mut ctx = self.providers.clone();
-        for name in golos_providers::secret_names(agent) {
-            match self.state.secrets.get(&name).await {
+        ctx.credentials = golos_control::credentials::resolve(&self.state, org, &agent.credential_names()).await;
+        for provider in golos_providers::platform_keys_needed(agent) {
+            match self.state.secrets.get(&golos_providers::platform_key_secret(provider)).await {
                 Ok(value) => {
-                    ctx.secrets.insert(name, value);
+                    ctx.platform_keys.insert(provider, value);
                 }
-                // The tier is left out and reported by `build_chains`; the call goes on.
-                Err(error) => tracing::warn!(secret = %name, %error, "a provider secret could not be read"),
+                // No platform key: the tier is left out and reported by `build_chains`.
+                Err(golos_ports::PortError::NotFound { .. }) => {}
+                Err(error) => tracing::warn!(provider, %error, "a platform provider key could not be read"),
             }
         }
         build_chains(agent, &ctx).await
@@ -462,7 +467,7 @@ impl LiveCalls {
             let _ = admission::release(&self.state, &pending.org_id, &link.call_id).await;
             return;
         }
-        let chains = Arc::new(self.chains_for(&pending.agent).await);
+        let chains = Arc::new(self.chains_for(&pending.org_id, &pending.agent).await);
         let started_at = self.state.clock.now();
         let started = CallStarted {
             call_id: link.call_id.clone(),
