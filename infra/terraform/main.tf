@@ -10,10 +10,6 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.0"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.5"
-    }
   }
 }
 
@@ -121,25 +117,24 @@ resource "aws_sqs_queue_redrive_allow_policy" "dead_letter" {
   })
 }
 
-# The pepper of API-key hashes. Rotating it invalidates every key, so it is generated once.
-resource "random_password" "api_key_pepper" {
-  length  = 48
-  special = false
-}
-
-resource "aws_secretsmanager_secret" "api_key_pepper" {
-  name       = "${local.prefix}/api-key-pepper"
+# The platform's generated keys, each with one job: the API-key pepper (rotating it
+# invalidates every API key), the call-token key (rotating it ends every call token) and the
+# operator key. Terraform creates only the containers; `golos init-secrets --backend aws`,
+# run once by the operator, generates the values, so they never pass through Terraform state.
+resource "aws_secretsmanager_secret" "generated" {
+  for_each   = toset(["api-key-pepper", "call-token-key", "operator-api-key"])
+  name       = "${local.prefix}/${each.key}"
   kms_key_id = aws_kms_key.golos.arn
 }
 
-resource "aws_secretsmanager_secret_version" "api_key_pepper" {
-  secret_id     = aws_secretsmanager_secret.api_key_pepper.id
-  secret_string = random_password.api_key_pepper.result
-}
-
-# Filled in by the operator (console or CLI), never by Terraform state.
+# Filled in by the operator (console or CLI), never by Terraform state. provider-<name> are
+# the platform's own provider keys (used only at the providers' default endpoints);
+# organisations store their own through the API.
 resource "aws_secretsmanager_secret" "operator" {
-  for_each   = toset(["yookassa", "payments-hmac", "openai", "anthropic", "deepgram", "elevenlabs"])
+  for_each = toset([
+    "yookassa", "payments-hmac", "provider-openai", "provider-anthropic", "provider-deepgram",
+    "provider-elevenlabs", "provider-google",
+  ])
   name       = "${local.prefix}/${each.key}"
   kms_key_id = aws_kms_key.golos.arn
 }

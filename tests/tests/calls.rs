@@ -461,6 +461,12 @@ async fn sigterm_drains_a_live_call_then_ends_it_as_forced_shutdown() {
     caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
     let pid = golos.pid().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // The signal is handled asynchronously: wait until the worker says it is draining.
+    let until = Instant::now() + WAIT;
+    while golos.get("/ready").0 != 503 {
+        assert!(Instant::now() < until, "the worker never reported draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Draining: no new calls; the live one goes on until the drain time, then ends.
     let mut refused = Caller::start(&golos, start_message(&agent, &token)).await;
     refused.until("the refusal", |c| c.ended().is_some()).await;

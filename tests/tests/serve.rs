@@ -47,3 +47,33 @@ fn reconcile_reports_no_drift_on_a_fresh_store() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().next(), Some("checked 0 organisations, 0 with drift"));
 }
+
+/// `golos init-secrets` creates the platform's keys, one job each, and never replaces one
+/// (a new pepper would invalidate every API key).
+#[test]
+fn init_secrets_creates_each_key_once() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let init = || {
+        std::process::Command::new(golos_tests::golos_binary())
+            .args(["init-secrets", "--backend", "local", "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run golos init-secrets")
+    };
+    let first = init();
+    assert!(first.status.success(), "{first:?}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for name in ["api-key-pepper", "call-token-key", "operator-api-key"] {
+        assert!(stdout.contains(&format!("created secret {name}")), "{stdout}");
+    }
+    let pepper = golos_tests::read_secret(data_dir.path(), "api-key-pepper");
+    let call_token_key = golos_tests::read_secret(data_dir.path(), "call-token-key");
+    assert_ne!(pepper, call_token_key, "two keys, two jobs");
+    let second = init();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("nothing was changed"), "{second:?}");
+    assert_eq!(golos_tests::read_secret(data_dir.path(), "api-key-pepper"), pepper);
+    // serve starts over them.
+    let golos = RunningGolos::start_in(data_dir, &[]);
+    assert_eq!(golos.get("/health").0, 200);
+}

@@ -62,6 +62,7 @@ async fn start_function() -> Lambda {
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision table");
     platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");
+    platform.put_secret("call-token-key", "lambda-test-call-token-key").await.expect("call-token key");
     platform.put_secret("operator-api-key", "operator-lambda-token-0123456789").await.expect("operator key");
     let process = LambdaProcess::start(&workspace_binary("golos-api"), "golos-api", &platform.config().to_env()).await;
     Lambda { process, next_id: 0 }

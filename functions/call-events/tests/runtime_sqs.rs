@@ -37,6 +37,7 @@ async fn sqs_batches_and_the_sweep_schedule_through_the_runtime_api() {
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision");
     platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");
+    platform.put_secret("call-token-key", "lambda-test-call-token-key").await.expect("call-token key");
     let stores = platform.stores();
     let (org, agent, call) = (fixtures::org_id(), fixtures::agent_id(), fixtures::call_id());
     stores.orgs.create(&fixtures::org(&org)).await.unwrap();

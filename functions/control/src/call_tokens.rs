@@ -3,7 +3,8 @@
 //! calls (`POST /v1/agents/{id}/call-tokens`), valid for one agent until it expires.
 //!
 //! A token is `ct_<payload>.<mac>`: base64url JSON `{o, a, e}` (org, agent, expiry in ms) and
-//! base64url HMAC-SHA256 of the payload under a key derived from the pepper. Stateless, so a
+//! base64url HMAC-SHA256 of the payload under the platform's call-token key (a secret of its
+//! own, not the API-key pepper): rotating that key ends every outstanding token. Stateless, so a
 //! media worker checks it without a store round trip and the Lambda API can mint it; the
 //! worker still loads the org and agent, so a disabled org or a deleted agent stops new calls
 //! at once.
@@ -38,19 +39,19 @@ struct Claims {
     e: i64,
 }
 
-fn mac(pepper: &SecretString, payload: &str) -> Vec<u8> {
-    // A domain-separated key: a call token's MAC can never equal an API key's stored hash.
-    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()).expect("HMAC takes any key length");
+fn mac(key: &SecretString, payload: &str) -> Vec<u8> {
+    // Domain-separated as well, in case an operator ever gives both secrets one value.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key length");
     mac.update(b"golos call token v1\0");
     mac.update(payload.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
 
 /// A token for `agent` of `org`, valid until `expires_at`.
-pub fn mint(pepper: &SecretString, org: &OrgId, agent: &AgentId, expires_at: Timestamp) -> String {
+pub fn mint(key: &SecretString, org: &OrgId, agent: &AgentId, expires_at: Timestamp) -> String {
     let claims = Claims { o: org.to_string(), a: agent.to_string(), e: expires_at.as_millis() };
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
-    let signature = URL_SAFE_NO_PAD.encode(mac(pepper, &payload));
+    let signature = URL_SAFE_NO_PAD.encode(mac(key, &payload));
     format!("{CALL_TOKEN_PREFIX}{payload}.{signature}")
 }
 
@@ -74,11 +75,11 @@ impl From<golos_ports::PortError> for CallAuthError {
 }
 
 /// Checks a call token's signature and expiry; returns the org and agent it is for.
-pub fn verify(pepper: &SecretString, token: &str, now: Timestamp) -> Option<(OrgId, AgentId)> {
+pub fn verify(key: &SecretString, token: &str, now: Timestamp) -> Option<(OrgId, AgentId)> {
     let rest = token.strip_prefix(CALL_TOKEN_PREFIX)?;
     let (payload, signature) = rest.split_once('.')?;
     let presented = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    if !bool::from(mac(pepper, payload).ct_eq(&presented)) {
+    if !bool::from(mac(key, payload).ct_eq(&presented)) {
         return None;
     }
     let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
@@ -98,7 +99,7 @@ pub async fn authorize_call(
     let now = state.clock.now();
     let agent_id = AgentId::parse(agent_id).map_err(|_| CallAuthError::AgentNotFound)?;
     let org_id = if token.starts_with(CALL_TOKEN_PREFIX) {
-        let (org, agent) = verify(&state.pepper, token, now).ok_or(CallAuthError::Unauthorized)?;
+        let (org, agent) = verify(&state.call_token_key, token, now).ok_or(CallAuthError::Unauthorized)?;
         if agent != agent_id {
             return Err(CallAuthError::Unauthorized);
         }
@@ -164,7 +165,7 @@ pub async fn create(
         }]));
     }
     let expires_at = Timestamp::from_millis(state.clock.now().as_millis() + i64::from(ttl) * 1_000);
-    let token = mint(&state.pepper, &org.id, &id, expires_at);
+    let token = mint(&state.call_token_key, &org.id, &id, expires_at);
     audit(&state, &caller, &ctx, &org.id, "agent.call_token", id.as_str()).await;
     Ok((
         StatusCode::CREATED,
@@ -187,6 +188,15 @@ mod tests {
         let token = mint(&pepper, &org, &agent, Timestamp::from_millis(10_000));
         assert_eq!(verify(&pepper, &token, Timestamp::from_millis(9_999)), Some((org, agent)));
         assert_eq!(verify(&pepper, &token, Timestamp::from_millis(10_000)), None);
+    }
+
+    #[test]
+    fn a_token_dies_with_the_key_that_minted_it() {
+        let (org, agent) = ids();
+        let old_key = SecretString::new("call-token-key-before-rotation");
+        let token = mint(&old_key, &org, &agent, Timestamp::from_millis(10_000));
+        let rotated = SecretString::new("call-token-key-after-rotation");
+        assert_eq!(verify(&rotated, &token, Timestamp::from_millis(0)), None);
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub mod yookassa;
 use axum::routing::{get, post, put};
 use axum::Router;
 pub use error::{ApiError, ApiResult};
-pub use state::{ControlConfig, ControlMetrics, ControlState, EventQueues, OPERATOR_KEY_SECRET, PEPPER_SECRET};
+pub use state::{
+    ControlConfig, ControlMetrics, ControlState, EventQueues, CALL_TOKEN_KEY_SECRET, OPERATOR_KEY_SECRET, PEPPER_SECRET,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

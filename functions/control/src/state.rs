@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// Secret names looked up through the `Secrets` port at start-up.
 pub const PEPPER_SECRET: &str = "api-key-pepper";
 pub const OPERATOR_KEY_SECRET: &str = "operator-api-key";
+/// Signs call tokens. Its own key, so rotating it (which ends every outstanding call token)
+/// leaves API keys alone, and a leak of one key says nothing about the other.
+pub const CALL_TOKEN_KEY_SECRET: &str = "call-token-key";
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -81,6 +84,8 @@ pub struct ControlState {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
     pub pepper: SecretString,
+    /// The HMAC key of call tokens (`CALL_TOKEN_KEY_SECRET`).
+    pub call_token_key: SecretString,
     /// HMAC of the operator key under the pepper; `None` disables operator routes.
     pub operator_key_hash: Option<String>,
     pub config: ControlConfig,

@@ -26,6 +26,9 @@ enum Command {
     Openapi,
     /// Recompute every organisation's balance from its ledger; exit 1 on any drift.
     Reconcile(ServeArgs),
+    /// Create the platform's generated secrets that do not exist yet (API-key pepper,
+    /// call-token key, operator key); never replaces one. Run once per AWS deployment.
+    InitSecrets(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +88,16 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 std::process::exit(1)
             }
+        }
+        Command::InitSecrets(args) => {
+            let created = golos_bootstrap::init_secrets(&backend_of(&args)).await?;
+            if created.is_empty() {
+                println!("every platform secret exists already; nothing was changed");
+            }
+            for name in created {
+                println!("created secret {name}");
+            }
+            Ok(())
         }
         Command::Demo(args) => golos::demo::run(args).await,
         Command::Openapi => {

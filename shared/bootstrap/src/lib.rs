@@ -5,7 +5,8 @@ pub mod lambda;
 
 use anyhow::{bail, Context};
 use golos_control::{
-    keys, ControlConfig, ControlMetrics, ControlState, EventQueues, OPERATOR_KEY_SECRET, PEPPER_SECRET,
+    keys, ControlConfig, ControlMetrics, ControlState, EventQueues, CALL_TOKEN_KEY_SECRET, OPERATOR_KEY_SECRET,
+    PEPPER_SECRET,
 };
 use golos_ports::{Clock, PortError, QueueConfig, SystemClock, UuidIds};
 use std::path::PathBuf;
@@ -63,13 +64,21 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
             )
         }
     };
-    let pepper = match secrets.get(PEPPER_SECRET).await {
-        Ok(pepper) => pepper,
-        Err(PortError::NotFound { .. }) => bail!(
-            "secret `{PEPPER_SECRET}` is missing: Terraform creates it in AWS; locally golos creates it on first start"
-        ),
-        Err(err) => return Err(err).context("reading the API-key pepper"),
+    let required = |name: &'static str| {
+        let secrets = Arc::clone(&secrets);
+        async move {
+            match secrets.get(name).await {
+                Ok(value) => Ok(value),
+                Err(PortError::NotFound { .. }) => bail!(
+                    "secret `{name}` is missing: in AWS the operator creates it once with `golos init-secrets --backend aws`; \
+                     locally golos creates it on first start"
+                ),
+                Err(err) => Err(err).with_context(|| format!("reading the secret `{name}`")),
+            }
+        }
     };
+    let pepper = required(PEPPER_SECRET).await?;
+    let call_token_key = required(CALL_TOKEN_KEY_SECRET).await?;
     let operator_key_hash = match secrets.get(OPERATOR_KEY_SECRET).await {
         Ok(key) => Some(keys::hash_secret(&pepper, key.expose())),
         Err(PortError::NotFound { .. }) => {
@@ -88,6 +97,7 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         clock,
         ids: Arc::new(UuidIds),
         pepper,
+        call_token_key,
         operator_key_hash,
         config,
         metrics: Arc::new(ControlMetrics::default()),
@@ -117,11 +127,16 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
     Ok(config)
 }
 
-/// The embedded default must work out of the box: on first start it creates the pepper and
-/// an operator key as 0600 files, and says where the operator key is (never the key itself).
+/// The platform's own keys, each with one job, and the prefix of a generated value.
+const GENERATED_SECRETS: [(&str, &str); 3] =
+    [(PEPPER_SECRET, ""), (CALL_TOKEN_KEY_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")];
+
+/// The embedded default must work out of the box: on first start it creates the pepper, the
+/// call-token key and an operator key as 0600 files, and says where the operator key is
+/// (never the key itself).
 async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyhow::Result<()> {
     let secrets = platform.secrets();
-    for (name, prefix) in [(PEPPER_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")] {
+    for (name, prefix) in GENERATED_SECRETS {
         if let Err(PortError::NotFound { .. }) = secrets.get(name).await {
             let value = format!("{prefix}{}", random_token()?);
             platform.put_secret_file(name, &value).with_context(|| format!("writing secret {name}"))?;
@@ -131,6 +146,46 @@ async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyho
         }
     }
     Ok(())
+}
+
+/// `golos init-secrets`: creates the platform's generated secrets that do not exist yet (API-key
+/// pepper, call-token key, operator key) and returns their names. In AWS this is how they come
+/// to be, run once by the operator, so their values never pass through Terraform state;
+/// existing secrets are never replaced (a new pepper would invalidate every API key).
+pub async fn init_secrets(backend: &Backend) -> anyhow::Result<Vec<&'static str>> {
+    let mut created = Vec::new();
+    match backend {
+        Backend::Local { data_dir } => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let platform = golos_local::LocalPlatform::open(data_dir, Arc::new(SystemClock))
+                .context("opening the embedded store")?;
+            let secrets = platform.secrets();
+            for (name, prefix) in GENERATED_SECRETS {
+                if let Err(PortError::NotFound { .. }) = secrets.get(name).await {
+                    let value = format!("{prefix}{}", random_token()?);
+                    platform.put_secret_file(name, &value).with_context(|| format!("writing secret {name}"))?;
+                    created.push(name);
+                }
+            }
+        }
+        Backend::Aws => {
+            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
+            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+            let secrets = platform.secrets();
+            for (name, prefix) in GENERATED_SECRETS {
+                match secrets.get(name).await {
+                    Ok(_) => {}
+                    Err(PortError::NotFound { .. }) => {
+                        let value = format!("{prefix}{}", random_token()?);
+                        platform.put_secret(name, &value).await.with_context(|| format!("creating secret {name}"))?;
+                        created.push(name);
+                    }
+                    Err(err) => return Err(err).with_context(|| format!("reading secret {name}")),
+                }
+            }
+        }
+    }
+    Ok(created)
 }
 
 fn random_token() -> anyhow::Result<String> {

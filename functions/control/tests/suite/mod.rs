@@ -82,6 +82,7 @@ pub async fn spawn_app_with(backend: Backend, config: ControlConfig) -> TestApp 
         ids: Arc::new(UuidIds),
         operator_key_hash: Some(golos_control::keys::hash_secret(&pepper, OPERATOR_TOKEN)),
         pepper,
+        call_token_key: SecretString::new("test-call-token-key"),
         config,
         metrics: Arc::clone(&metrics),
         health_checks: Arc::new(vec![backend.health]),
