@@ -10,6 +10,7 @@
 
 use crate::lifecycle::EndReason;
 use golos_control::ControlMetrics;
+use golos_shard::ShardCounters;
 use golos_transports::limits::EdgeCounters;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,7 +230,13 @@ pub struct WorkerGauges {
 }
 
 /// The whole `/metrics` page.
-pub fn render(control: &ControlMetrics, calls: &CallMetrics, edge: &EdgeCounters, gauges: WorkerGauges) -> String {
+pub fn render(
+    control: &ControlMetrics,
+    calls: &CallMetrics,
+    edge: &EdgeCounters,
+    shards: &ShardCounters,
+    gauges: WorkerGauges,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let counters: [(&str, &str, &AtomicU64); 8] = [
@@ -325,6 +332,13 @@ pub fn render(control: &ControlMetrics, calls: &CallMetrics, edge: &EdgeCounters
     );
     let _ = writeln!(out, "call_error_rate {:?}", calls.error_rate());
     render_edge(&mut out, edge);
+    sample(
+        &mut out,
+        "golos_shard_input_shed_total",
+        "Caller audio frames shed (oldest first) because their shard's input queue was full: the shard is behind.",
+        "counter",
+        load(&shards.audio_shed),
+    );
     out
 }
 

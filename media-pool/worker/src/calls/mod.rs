@@ -146,7 +146,7 @@ impl LiveCalls {
         let connections = ConnectionLimiter::new(config.max_connections, Arc::clone(&worker.edge));
         Self {
             state,
-            pool: Arc::new(ShardPool::new(shards)),
+            pool: Arc::new(ShardPool::with_audio_queue(shards, golos_shard::AUDIO_QUEUE_FRAMES, &worker.shards)),
             worker,
             providers,
             config,
