@@ -26,6 +26,11 @@ use tokio::time::Instant;
 /// upgrade, so 5 s is generous to them and short for a peer that only wants to hold sockets.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one write may wait for the peer to take it. Audio goes out paced at 20 ms, so a
+/// healthy client never holds a write for more than a moment; 10 s covers a mobile network's
+/// stall and is short against a call.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The two dialects spoken on call sockets, for their socket limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -269,7 +274,7 @@ pub async fn run<S: CallSession, W: Socket>(mut socket: W, mut session: S, pipel
         if let Some(reason) = &ending {
             if playout.is_empty() {
                 let _ = send_json(&mut socket, &ServerMessage::Ended { reason: reason.clone() }).await;
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::Ended(reason.clone());
             }
         }
@@ -309,7 +314,7 @@ pub async fn run<S: CallSession, W: Socket>(mut socket: W, mut session: S, pipel
                         Ok(ClientMessage::Hangup {}) => {
                             session.on_hangup();
                             let _ = send_json(&mut socket, &ServerMessage::Ended { reason: "hangup".into() }).await;
-                            let _ = socket.send(Message::Close(None)).await;
+                            let _ = send(&mut socket, Message::Close(None)).await;
                             return Outcome::ClientGone;
                         }
                         Err(err) => Err(err),
@@ -364,7 +369,7 @@ pub async fn run<S: CallSession, W: Socket>(mut socket: W, mut session: S, pipel
                         },
                         Packet::Mark(name) => text(&ServerMessage::Mark { name }),
                     };
-                    if socket.send(message).await.is_err() {
+                    if send(&mut socket, message).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
@@ -414,7 +419,7 @@ async fn refuse<W: Socket>(socket: &mut W, code: &str, message: &str) {
     let error = ServerMessage::Error { code: code.to_owned(), message: message.to_owned() };
     let _ = send_json(socket, &error).await;
     let _ = send_json(socket, &ServerMessage::Ended { reason: "refused".into() }).await;
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = send(socket, Message::Close(None)).await;
 }
 
 /// A frame over the limit: `error` and `ended` (the reading side is mid-frame, the writing
@@ -433,15 +438,29 @@ async fn close_too_large<W: Socket>(socket: &mut W, edge: &Edge, ended: &str) {
 }
 
 async fn close_with<W: Socket>(socket: &mut W, code: u16, reason: &str) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let _ = send(socket, Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
 fn text(message: &ServerMessage) -> Message {
     Message::Text(message.to_json().into())
 }
 
-async fn send_json<W: Socket>(socket: &mut W, message: &ServerMessage) -> Result<(), axum::Error> {
-    socket.send(text(message)).await
+async fn send_json<W: Socket>(socket: &mut W, message: &ServerMessage) -> Result<(), SendFailed> {
+    send(socket, text(message)).await
+}
+
+/// A write that failed, or that the peer did not take within [`SEND_TIMEOUT`].
+#[derive(Debug)]
+struct SendFailed;
+
+/// Every write to a call socket: a peer that stops reading fills its TCP window and would
+/// hold the connection's task (and its connection place) in `send` for as long as it likes;
+/// after [`SEND_TIMEOUT`] the peer is treated as gone.
+async fn send<W: Socket>(socket: &mut W, message: Message) -> Result<(), SendFailed> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(SendFailed),
+    }
 }
 
 /// Runs the Twilio Media Streams dialect on `socket` (a provider's bidirectional stream)
@@ -460,7 +479,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
         Ok(Ok(start)) => start,
         Ok(Err(NoStart::Refused(err))) => {
             tracing::info!(error = %err, "refusing a media stream");
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = send(&mut socket, Message::Close(None)).await;
             return Outcome::NotStarted(err.code());
         }
         Ok(Err(NoStart::TooLarge)) => {
@@ -480,7 +499,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
             (Ok(i), Ok(o)) => (i, o),
             (Err(err), _) | (_, Err(err)) => {
                 tracing::warn!(error = %err, "media stream codecs");
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::NotStarted(err.code());
             }
         };
@@ -488,7 +507,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(code = refusal.code, message = %refusal.message, "media stream refused");
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = send(&mut socket, Message::Close(None)).await;
             return Outcome::NotStarted(refusal.code);
         }
     };
@@ -500,7 +519,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
     loop {
         if let Some(reason) = &ending {
             if playout.is_empty() {
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::Ended(reason.clone());
             }
         }
@@ -542,7 +561,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
                     }),
                     Ok(Inbound::Stop { .. }) => {
                         session.on_hangup();
-                        let _ = socket.send(Message::Close(None)).await;
+                        let _ = send(&mut socket, Message::Close(None)).await;
                         return Outcome::ClientGone;
                     }
                     Ok(Inbound::Connected { .. } | Inbound::Start { .. }) => Err(TransportError::Protocol("a second start")),
@@ -560,7 +579,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
                     // Marks already sent are echoed by the provider when it drops their audio;
                     // the ones still queued here were never sent, so nothing was played.
                     playout.clear();
-                    if socket.send(json(&audio_out.clear())).await.is_err() {
+                    if send(&mut socket, json(&audio_out.clear())).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
@@ -585,7 +604,7 @@ pub async fn run_twilio<S: CallSession, W: Socket>(
                         },
                         Packet::Mark(name) => json(&audio_out.mark(name)),
                     };
-                    if socket.send(message).await.is_err() {
+                    if send(&mut socket, message).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }

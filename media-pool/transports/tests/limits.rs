@@ -6,20 +6,24 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::{Sink, Stream, StreamExt};
 use golos_transports::golos::encode_audio;
 use golos_transports::limits::EdgeCounters;
-use golos_transports::ws::{self, Admitted, CallSession, Edge, Refusal, SessionOutput, StartRequest, START_TIMEOUT};
+use golos_transports::ws::{
+    self, Admitted, CallSession, Edge, Refusal, SessionOutput, StartRequest, SEND_TIMEOUT, START_TIMEOUT,
+};
 use golos_transports::Frame;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The server's end of an in-memory WebSocket.
+/// The server's end of an in-memory WebSocket. With `stalled` set, writes never complete: a
+/// peer that stopped reading, its TCP window full.
 struct MemorySocket {
     from_client: UnboundedReceiver<Result<Message, axum::Error>>,
     to_client: UnboundedSender<Message>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl Stream for MemorySocket {
@@ -32,6 +36,9 @@ impl Stream for MemorySocket {
 impl Sink<Message> for MemorySocket {
     type Error = axum::Error;
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        if self.stalled.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
         Poll::Ready(Ok(()))
     }
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), axum::Error> {
@@ -49,6 +56,7 @@ impl Sink<Message> for MemorySocket {
 struct Client {
     to_server: UnboundedSender<Result<Message, axum::Error>>,
     from_server: UnboundedReceiver<Message>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -75,20 +83,28 @@ impl Client {
 fn pair() -> (MemorySocket, Client) {
     let (to_server, from_client) = unbounded();
     let (to_client, from_server) = unbounded();
-    (MemorySocket { from_client, to_client }, Client { to_server, from_server })
+    let stalled = Arc::new(AtomicBool::new(false));
+    (MemorySocket { from_client, to_client, stalled: Arc::clone(&stalled) }, Client { to_server, from_server, stalled })
 }
 
-/// Counts the caller's frames that reach the session and answers nothing.
+/// Counts the caller's frames that reach the session and answers nothing (its output channel
+/// is handed to the test through `outputs_to`, when given).
 #[derive(Clone, Default)]
 struct Counting {
     frames: Arc<AtomicUsize>,
     keys: Arc<AtomicUsize>,
+    hangups: Arc<AtomicUsize>,
     outputs: Option<mpsc::Sender<SessionOutput>>,
+    outputs_to: Option<std::sync::mpsc::Sender<mpsc::Sender<SessionOutput>>>,
 }
 
 impl CallSession for Counting {
     async fn on_start(&mut self, _: StartRequest) -> Result<Admitted, Refusal> {
         let (tx, outputs) = mpsc::channel(16);
+        if let Some(to) = &self.outputs_to {
+            to.send(tx.clone()).unwrap();
+        }
+        // Kept open: the call goes on until the connection ends.
         self.outputs = Some(tx);
         Ok(Admitted { call_id: "c1".into(), outputs })
     }
@@ -99,7 +115,9 @@ impl CallSession for Counting {
     fn on_dtmf(&mut self, _: char) {
         self.keys.fetch_add(1, Ordering::Relaxed);
     }
-    fn on_hangup(&mut self) {}
+    fn on_hangup(&mut self) {
+        self.hangups.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn start() -> serde_json::Value {
@@ -207,4 +225,23 @@ async fn a_flood_of_key_presses_is_cut_to_a_human_pace() {
     // A second's worth of presses at 80 ms each.
     assert_eq!(keys.load(Ordering::Relaxed), 12);
     assert_eq!(EdgeCounters::get(&counters.caller_dtmf_dropped), 988);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_let_go_after_the_send_timeout() {
+    let (socket, mut client) = pair();
+    let (outputs_to, outputs) = std::sync::mpsc::channel();
+    let session = Counting { outputs_to: Some(outputs_to), ..Counting::default() };
+    let hangups = Arc::clone(&session.hangups);
+    let server = tokio::spawn(async move { ws::run(socket, session, 16_000, &Edge::default()).await });
+    client.send_json(&start());
+    assert_eq!(client.next_json().await["type"], "started");
+    let outputs = outputs.recv().unwrap();
+    // The agent speaks; the peer's window is full from the first frame on.
+    client.stalled.store(true, Ordering::Relaxed);
+    let stalled_at = Instant::now();
+    outputs.send(SessionOutput::Audio(vec![0; 320].into())).await.unwrap();
+    assert_eq!(server.await.unwrap(), ws::Outcome::ClientGone);
+    assert_eq!(stalled_at.elapsed(), SEND_TIMEOUT);
+    assert_eq!(hangups.load(Ordering::Relaxed), 1, "the call is ended, not left running");
 }
