@@ -137,17 +137,23 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr);
+    client_ip_of(request.headers(), peer, trust_forwarded_for)
+}
+
+/// The client's address as every limit and log of the platform sees it: with
+/// `trust_forwarded_for`, the last `X-Forwarded-For` entry; otherwise (or without one) the
+/// TCP peer; `"unknown"` with neither. Public so the worker's call sockets count clients the
+/// same way as the API does.
+pub fn client_ip_of(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded_for: bool) -> String {
     if trust_forwarded_for {
         // The last entry is the one our proxy appended; earlier ones are whatever the client
         // sent and could name any address (an allowlisted one, say).
-        if let Some(last) = header_str(request.headers(), "x-forwarded-for").and_then(|v| v.rsplit(',').next()) {
+        if let Some(last) = header_str(headers, "x-forwarded-for").and_then(|v| v.rsplit(',').next()) {
             return last.trim().to_owned();
         }
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string())
+    peer.map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string())
 }
 
 /// Authenticates `X-API-Key`, refuses keys in the URL, and applies the per-key+IP and

@@ -21,4 +21,7 @@ mod shard;
 pub mod sim;
 pub mod ws_load;
 
-pub use shard::{CallHandle, CallId, CallSink, Clock, Feed, Inbound, OwnedInput, Shard, ShardPool, ShardStats};
+pub use shard::{
+    AudioQueue, CallHandle, CallId, CallSink, Clock, Feed, Inbound, OwnedInput, Shard, ShardCounters, ShardPool,
+    ShardStats, AUDIO_QUEUE_FRAMES,
+};

@@ -1,10 +1,10 @@
 //! One shard: calls as plain state, one deadline heap, one inbound channel, one thread.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use golos_call::{CallConfig, CallEngine, Frame, Input, Output, RequestId, Snapshot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -121,6 +121,69 @@ impl OwnedInput {
     }
 }
 
+/// Caller audio frames one shard holds waiting to be applied: 8,192 frames is ~160 ms of
+/// audio for 1,000 calls, or 1.6 s for 100, on a shard that has fallen that far behind.
+/// Preallocated (the channel is an array), ~32 B a slot.
+pub const AUDIO_QUEUE_FRAMES: usize = 8_192;
+
+/// Counters of a pool's bounded queues, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Caller audio frames shed (oldest first) because their shard's audio queue was full.
+    pub audio_shed: AtomicU64,
+}
+
+/// A shard's caller audio, bounded, beside its lossless control channel.
+///
+/// What is shed and why: caller audio is the one input whose rate a peer sets, and it is
+/// only useful fresh: a shard that cannot keep up gains nothing from applying seconds-old
+/// frames, and the VAD and STT catch up faster from recent audio. So when the queue is full
+/// the *oldest* frame goes (the sender takes it off the front, the channel being MPMC), and
+/// the backlog stays at most [`AUDIO_QUEUE_FRAMES`]. Everything else a shard receives (new
+/// calls, provider events, key presses, hangups) stays on the control channel, unbounded
+/// and lossless: a lost hangup leaks a call, a lost TTS frame is a hole in the agent's
+/// speech, and each of those producers is already bounded upstream (the engine's LLM pause
+/// and TTS pipeline depth, the transports' rate limits on key presses).
+#[derive(Debug)]
+pub struct AudioQueue {
+    tx: Sender<(CallId, Frame)>,
+    rx: Receiver<(CallId, Frame)>,
+    /// An `AudioReady` is on its way to the shard (or being handled): senders need not send
+    /// another. The shard clears it *before* draining, so a frame queued after the drain
+    /// looked always sends a fresh wake-up.
+    wake_pending: AtomicBool,
+    counters: Arc<ShardCounters>,
+}
+
+impl AudioQueue {
+    fn new(capacity: usize, counters: Arc<ShardCounters>) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        Self { tx, rx, wake_pending: AtomicBool::new(false), counters }
+    }
+
+    /// Queues a frame, shedding the oldest while full. `true`: a wake-up must be sent.
+    fn push(&self, id: CallId, frame: Frame) -> bool {
+        let mut item = (id, frame);
+        // Other senders may refill the slot just freed; after a few rounds the new frame is
+        // the one shed, which bounds the loop.
+        for _ in 0..4 {
+            match self.tx.try_send(item) {
+                Ok(()) => return !self.wake_pending.swap(true, Ordering::AcqRel),
+                Err(TrySendError::Full(back)) => {
+                    if self.rx.try_recv().is_ok() {
+                        self.counters.audio_shed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    item = back;
+                }
+                // Both ends live here: never disconnected.
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        self.counters.audio_shed.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
 /// What the network edges send a shard. One channel per shard, drained in its batch loop.
 pub enum Inbound {
     /// A new call: its engine is created on arrival, which is when its pipeline is ready.
@@ -128,8 +191,11 @@ pub enum Inbound {
     Add { id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, resume: Option<Snapshot> },
     /// A provider event, a key press, a hangup.
     Input { id: CallId, input: OwnedInput },
-    /// A caller audio frame from the transport.
+    /// A caller audio frame from the transport (applied as is; the pool's edges use the
+    /// bounded [`AudioQueue`] and [`Inbound::AudioReady`] instead).
     Audio { id: CallId, frame: Frame },
+    /// The shard's [`AudioQueue`] has frames: apply them.
+    AudioReady,
     /// End every call (`CallSink::closed`) and stop the thread.
     Shutdown,
 }
@@ -140,6 +206,7 @@ impl std::fmt::Debug for Inbound {
             Self::Add { id, .. } => f.debug_struct("Add").field("id", id).finish_non_exhaustive(),
             Self::Input { id, input } => f.debug_struct("Input").field("id", id).field("input", input).finish(),
             Self::Audio { id, .. } => f.debug_struct("Audio").field("id", id).finish_non_exhaustive(),
+            Self::AudioReady => f.write_str("AudioReady"),
             Self::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -206,6 +273,7 @@ pub struct Shard {
     index: HashMap<CallId, u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     stats: ShardStats,
+    audio: Option<Arc<AudioQueue>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -235,7 +303,13 @@ impl Shard {
             index: HashMap::new(),
             heap: BinaryHeap::new(),
             stats: ShardStats::default(),
+            audio: None,
         }
+    }
+
+    /// A shard that takes caller audio from `audio` when told [`Inbound::AudioReady`].
+    pub fn with_audio_queue(clock: Clock, audio: Arc<AudioQueue>) -> Self {
+        Self { audio: Some(audio), ..Self::new(clock) }
     }
 
     pub fn len(&self) -> usize {
@@ -319,9 +393,24 @@ impl Shard {
             Inbound::Add { id, config, sink, resume } => self.add_call_resumed(id, config, sink, resume, now),
             Inbound::Input { id, input } => self.input(id, input.as_input(), now),
             Inbound::Audio { id, frame } => self.audio(id, frame, now),
+            Inbound::AudioReady => self.drain_audio(now),
             Inbound::Shutdown => return false,
         }
         true
+    }
+
+    /// Applies the frames in the audio queue: those there now, so a sender that keeps
+    /// queueing cannot hold the shard in this loop (its later frames send a new wake-up).
+    /// A frame for a call whose `Add` is still behind in the control channel is dropped like
+    /// one for an ended call: at most the first frames of a call, which are before its
+    /// greeting anyway.
+    fn drain_audio(&mut self, now: Instant) {
+        let Some(queue) = self.audio.clone() else { return };
+        queue.wake_pending.store(false, Ordering::SeqCst);
+        for _ in 0..queue.rx.len() {
+            let Ok((id, frame)) = queue.rx.try_recv() else { break };
+            self.audio(id, frame, now);
+        }
     }
 
     /// The earliest deadline of any call (stale heap entries are dropped on the way).
@@ -468,6 +557,7 @@ pub struct CallHandle {
     id: CallId,
     shard: usize,
     inbound: Sender<Inbound>,
+    audio: Arc<AudioQueue>,
 }
 
 impl CallHandle {
@@ -485,8 +575,13 @@ impl CallHandle {
         self.inbound.send(Inbound::Input { id: self.id, input }).is_ok()
     }
 
+    /// Queues a caller frame on the shard's bounded audio queue (shedding the oldest frame if
+    /// it is full). `false`: the shard has stopped.
     pub fn audio(&self, frame: Frame) -> bool {
-        self.inbound.send(Inbound::Audio { id: self.id, frame }).is_ok()
+        if self.audio.push(self.id, frame) {
+            return self.inbound.send(Inbound::AudioReady).is_ok();
+        }
+        true
     }
 
     pub fn hangup(&self) -> bool {
@@ -505,7 +600,7 @@ impl CallHandle {
 /// runtime send with a non-blocking `Sender::send`; they never await the shard.
 #[derive(Debug)]
 pub struct ShardPool {
-    shards: Vec<(Sender<Inbound>, JoinHandle<ShardStats>)>,
+    shards: Vec<(Sender<Inbound>, Arc<AudioQueue>, JoinHandle<ShardStats>)>,
     next_shard: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -513,14 +608,22 @@ pub struct ShardPool {
 impl ShardPool {
     /// `n` shards (at least one), normally one per core.
     pub fn new(n: usize) -> Self {
+        Self::with_audio_queue(n, AUDIO_QUEUE_FRAMES, &Arc::default())
+    }
+
+    /// `n` shards whose caller audio queues hold `audio_frames` each, counting what they shed
+    /// in `counters`.
+    pub fn with_audio_queue(n: usize, audio_frames: usize, counters: &Arc<ShardCounters>) -> Self {
         let shards = (0..n.max(1))
             .map(|i| {
                 let (tx, rx) = crossbeam_channel::unbounded();
+                let audio = Arc::new(AudioQueue::new(audio_frames, Arc::clone(counters)));
+                let shard = Shard::with_audio_queue(Clock::Real, Arc::clone(&audio));
                 let thread = std::thread::Builder::new()
                     .name(format!("golos-shard-{i}"))
-                    .spawn(move || Shard::new(Clock::Real).run(&rx))
+                    .spawn(move || shard.run(&rx))
                     .expect("spawn a shard thread");
-                (tx, thread)
+                (tx, audio, thread)
             })
             .collect();
         Self { shards, next_shard: AtomicUsize::new(0), next_id: AtomicU64::new(1) }
@@ -567,7 +670,8 @@ impl ShardPool {
         let shard = shard % self.shards.len();
         let id = CallId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let inbound = self.shards[shard].0.clone();
-        let handle = CallHandle { id, shard, inbound };
+        let audio = Arc::clone(&self.shards[shard].1);
+        let handle = CallHandle { id, shard, inbound, audio };
         let sink = make_sink(handle.clone());
         // A stopped shard drops the call (its sink's `closed` never runs); only at shutdown.
         let _ = handle.inbound.send(Inbound::Add { id, config, sink, resume });
@@ -576,9 +680,9 @@ impl ShardPool {
 
     /// Ends every call and joins the threads.
     pub fn shutdown(self) -> Vec<ShardStats> {
-        for (tx, _) in &self.shards {
+        for (tx, _, _) in &self.shards {
             let _ = tx.send(Inbound::Shutdown);
         }
-        self.shards.into_iter().map(|(_, thread)| thread.join().unwrap_or_default()).collect()
+        self.shards.into_iter().map(|(_, _, thread)| thread.join().unwrap_or_default()).collect()
     }
 }

@@ -215,3 +215,49 @@ fn the_pool_routes_edges_through_each_shards_inbound_channel() {
     assert_eq!(stats.iter().map(|s| s.calls_added).sum::<u64>(), 2);
     assert_eq!(stats.iter().map(|s| s.calls_ended).sum::<u64>(), 2);
 }
+
+/// Reports each caller frame's first sample; the first frame holds the shard's thread until
+/// the test opens the gate, so the test can fill the audio queue behind it.
+struct Gated {
+    report: crossbeam_channel::Sender<String>,
+    gate: Option<crossbeam_channel::Receiver<()>>,
+}
+
+impl CallSink for Gated {
+    fn output(&mut self, _: Output, _: &mut Feed<'_>) {}
+
+    fn caller_audio(&mut self, frame: golos_call::Frame, _: &mut Feed<'_>) {
+        let _ = self.report.send(format!("audio {}", frame[0]));
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    fn closed(&mut self, _: Instant) {
+        let _ = self.report.send("closed".into());
+    }
+}
+
+/// A shard that falls behind sheds its oldest caller audio, counts it, and still gets the
+/// hangup queued behind the audio: control inputs are never shed.
+#[test]
+fn a_full_audio_queue_sheds_the_oldest_frames_and_never_a_hangup() {
+    let counters = Arc::new(golos_shard::ShardCounters::default());
+    let pool = golos_shard::ShardPool::with_audio_queue(1, 4, &counters);
+    let (report, reports) = crossbeam_channel::unbounded();
+    let (open_gate, gate) = crossbeam_channel::bounded(1);
+    let call = pool.add_call(config(), Box::new(Gated { report, gate: Some(gate) }));
+    let next = || reports.recv_timeout(Duration::from_secs(10)).expect("the shard reports");
+    let frame = |n: i16| Arc::from(vec![n; 320]);
+    assert!(call.audio(frame(0)));
+    assert_eq!(next(), "audio 0", "the shard is now held inside the first frame");
+    for n in 1..=10 {
+        assert!(call.audio(frame(n)));
+    }
+    assert_eq!(counters.audio_shed.load(std::sync::atomic::Ordering::Relaxed), 6, "frames 1-6 made room");
+    assert!(call.hangup());
+    open_gate.send(()).unwrap();
+    let rest: Vec<String> = (0..5).map(|_| next()).collect();
+    assert_eq!(rest, ["audio 7", "audio 8", "audio 9", "audio 10", "closed"]);
+    pool.shutdown();
+}

@@ -13,11 +13,21 @@ use std::sync::Arc;
 
 /// The rate a stream uses when `start` does not choose one.
 pub const DEFAULT_SAMPLE_RATE: u32 = 16_000;
-/// The largest text (control) message accepted; `metadata` is the only open-ended field.
-pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// The largest `start.metadata`, as compact JSON: room for a customer's ids and a few tags,
+/// which is what it is for; it is stored with the call and sent on in `call.ended`.
+pub const MAX_METADATA_BYTES: usize = 4 * 1024;
+/// The largest text (control) message accepted. `start` is the largest: its metadata (at most
+/// [`MAX_METADATA_BYTES`]), a token and ids of a few hundred bytes, with room for escaping.
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 /// The longest binary audio frame, in milliseconds: long frames add their own length to the
 /// caller-perceived latency and let one message monopolise the reader.
 pub const MAX_FRAME_MS: u32 = 100;
+/// The largest binary message: [`MAX_FRAME_MS`] at the highest rate, 48 kHz (9,600 bytes).
+/// A 20 ms frame at 16 kHz, what most clients send, is 640.
+pub const MAX_BINARY_BYTES: usize = max_frame_bytes(48_000);
+/// The largest WebSocket message (and frame) of the protocol: the socket refuses anything
+/// bigger from its header, before buffering it (docs/transports.md, "Limits").
+pub const MAX_MESSAGE_BYTES: usize = if MAX_TEXT_BYTES > MAX_BINARY_BYTES { MAX_TEXT_BYTES } else { MAX_BINARY_BYTES };
 /// Protocol-level codes the server sends in `error` besides [`TransportError::code`]s.
 pub mod codes {
     /// The token is missing, expired or not valid for the agent.
@@ -27,6 +37,8 @@ pub mod codes {
     pub const CALL_NOT_FOUND: &str = "call_not_found";
     /// The worker is draining or at capacity; retry against another worker.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// No `start` came within [`crate::ws::START_TIMEOUT`] of connecting.
+    pub const START_TIMEOUT: &str = "start_timeout";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -173,7 +185,7 @@ pub fn parse_client_text(text: &str) -> Result<ClientMessage, TransportError> {
 
 fn validate(message: &ClientMessage) -> Result<(), TransportError> {
     match message {
-        ClientMessage::Start { agent_id, token, sample_rate, call_id, .. } => {
+        ClientMessage::Start { agent_id, token, sample_rate, call_id, metadata } => {
             if !SUPPORTED_RATES.contains(sample_rate) {
                 return Err(TransportError::UnsupportedSampleRate(*sample_rate));
             }
@@ -183,6 +195,9 @@ fn validate(message: &ClientMessage) -> Result<(), TransportError> {
             if call_id.as_deref().is_some_and(str::is_empty) {
                 return Err(TransportError::InvalidMessage("call_id is empty".into()));
             }
+            if let Some(metadata) = metadata {
+                check_metadata(metadata)?;
+            }
         }
         ClientMessage::Mark { name } if name.is_empty() => {
             return Err(TransportError::InvalidMessage("mark name is empty".into()));
@@ -191,6 +206,19 @@ fn validate(message: &ClientMessage) -> Result<(), TransportError> {
             validate_dtmf(digit)?;
         }
         ClientMessage::Mark { .. } | ClientMessage::Hangup {} => {}
+    }
+    Ok(())
+}
+
+/// Refuses metadata over [`MAX_METADATA_BYTES`] as compact JSON (a Twilio stream's custom
+/// parameters too, which become its metadata).
+pub fn check_metadata(metadata: &serde_json::Map<String, serde_json::Value>) -> Result<(), TransportError> {
+    // A map of JSON values always serialises.
+    let len = serde_json::to_vec(metadata).map_or(usize::MAX, |json| json.len());
+    if len > MAX_METADATA_BYTES {
+        return Err(TransportError::InvalidMessage(format!(
+            "metadata of {len} bytes exceeds the limit of {MAX_METADATA_BYTES}"
+        )));
     }
     Ok(())
 }
@@ -413,6 +441,13 @@ mod tests {
         assert_eq!(code("[1,2]"), "invalid_message");
         let huge = format!(r#"{{"type":"hangup","pad":"{}"}}"#, "x".repeat(MAX_TEXT_BYTES));
         assert_eq!(code(&huge), "message_too_large");
+        let start_with = |metadata: serde_json::Value| {
+            json!({"type":"start","agent_id":"a","token":"t","metadata":metadata}).to_string()
+        };
+        let big = start_with(json!({"note": "x".repeat(MAX_METADATA_BYTES)}));
+        assert!(big.len() < MAX_TEXT_BYTES, "the message fits, its metadata does not");
+        assert_eq!(code(&big), "invalid_message");
+        assert!(parse_client_text(&start_with(json!({"note": "x".repeat(MAX_METADATA_BYTES - 20)}))).is_ok());
     }
 
     #[test]
@@ -422,6 +457,7 @@ mod tests {
         assert_eq!(encode_audio(&[1, -2]), vec![1, 0, 0xFE, 0xFF]);
         assert_eq!(max_frame_bytes(16_000), 3_200);
         assert_eq!(max_frame_bytes(8_000), 1_600);
+        assert_eq!((MAX_BINARY_BYTES, MAX_MESSAGE_BYTES), (9_600, 9_600));
         assert!(decode_audio(&vec![0; 3_200], 16_000).is_ok());
         for (bytes, rate) in [(0, 16_000), (321, 16_000), (3_202, 16_000), (1_602, 8_000)] {
             let err = decode_audio(&vec![0; bytes], rate).unwrap_err();

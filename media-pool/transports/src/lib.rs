@@ -4,6 +4,7 @@
 //! - [`twilio`]: a Twilio Media Streams-compatible endpoint (μ-law 8 kHz in JSON);
 //! - [`playout`]: paced 20 ms output with marks and barge-in `clear`;
 //! - [`jitter`]: inbound reordering and 20 ms reframing;
+//! - [`limits`]: what a peer may make a transport hold or do (rate, connection caps);
 //! - [`ws`]: an axum WebSocket loop that runs a [`ws::CallSession`] over the golos protocol.
 //!
 //! Codecs and buffers are sans-IO: bytes and instants in, messages and packets out.
@@ -11,10 +12,11 @@
 pub mod error;
 pub mod golos;
 pub mod jitter;
+pub mod limits;
 pub mod playout;
 pub mod twilio;
 pub mod ws;
 
 pub use error::TransportError;
 pub use jitter::{InputJitter, JitterStats};
-pub use playout::{Cleared, Frame, Packet, Playout, PACKET};
+pub use playout::{Cleared, Frame, Packet, Playout, MAX_QUEUED_FRAMES, PACKET};

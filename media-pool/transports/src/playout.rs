@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 /// One packet's worth of audio.
 pub const PACKET: Duration = Duration::from_millis(20);
 
+/// The most audio one call's playout holds: 10 s (500 frames, 320 KB at 16 kHz). The engine
+/// paces its speech in real time, so the queue normally holds a frame or two; only bursts
+/// pushed unpaced (the hold prompt, the apology clip) or a peer that stops reading fill it.
+/// Past the cap the *oldest* frame is shed: the caller loses a moment of what is already
+/// late, the transport stays within 10 s of the engine's playout clock (which barge-in's
+/// "cut the reply to what was played" relies on), and memory per call stays bounded.
+pub const MAX_QUEUED_FRAMES: usize = 500;
+
 /// A 20 ms frame of PCM16 (the same type as golos-call's `Frame`).
 pub type Frame = Arc<[i16]>;
 
@@ -51,20 +59,44 @@ pub struct Playout {
     /// The latest `now` seen, so a mark already due can report a deadline in the past.
     last_now: Instant,
     frames_queued: usize,
+    max_frames: usize,
 }
 
 impl Playout {
     /// `now` is any instant at or before the first `poll`.
     pub fn new(now: Instant) -> Self {
-        Self { queue: VecDeque::new(), next_send: None, idle: true, last_now: now, frames_queued: 0 }
+        Self::with_max_frames(now, MAX_QUEUED_FRAMES)
     }
 
-    pub fn push(&mut self, frame: Frame) {
+    /// A playout that holds at most `max_frames` (at least one) frames of audio.
+    pub fn with_max_frames(now: Instant, max_frames: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            next_send: None,
+            idle: true,
+            last_now: now,
+            frames_queued: 0,
+            max_frames: max_frames.max(1),
+        }
+    }
+
+    /// Queues a frame. `true`: the queue was full and its oldest frame was shed to make room
+    /// (marks are never shed; one behind the shed frame is answered when its turn comes).
+    pub fn push(&mut self, frame: Frame) -> bool {
         if self.frames_queued == 0 {
             self.idle = true;
         }
+        let shed = self.frames_queued >= self.max_frames;
+        if shed {
+            // Marks sit between frames, so the oldest frame is near the front.
+            if let Some(oldest) = self.queue.iter().position(|item| matches!(item, Item::Audio(_))) {
+                self.queue.remove(oldest);
+                self.frames_queued -= 1;
+            }
+        }
         self.frames_queued += 1;
         self.queue.push_back(Item::Audio(frame));
+        shed
     }
 
     /// A mark after everything pushed so far.

@@ -19,8 +19,11 @@ use std::sync::Arc;
 /// Twilio's only media format.
 pub const ENCODING: &str = "audio/x-mulaw";
 pub const SAMPLE_RATE: u32 = 8_000;
-/// The largest text message accepted (a `start` with custom parameters, or `media`).
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// The largest text message accepted, and so the largest WebSocket message and frame of the
+/// dialect. `start` is the largest: about 600 bytes of fixed fields, custom parameters up to
+/// [`crate::golos::MAX_METADATA_BYTES`], and room for the fields other providers add (Telnyx's
+/// ids and `client_state`). A 20 ms `media` message is about 350 bytes.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// The longest inbound `media` chunk: 100 ms of μ-law (Twilio sends 20 ms, 160 bytes).
 pub const MAX_MEDIA_BYTES: usize = 800;
 

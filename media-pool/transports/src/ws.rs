@@ -8,23 +8,101 @@
 //! the playout deadline, so reads, writes and pacing never race on shared state.
 
 use crate::error::TransportError;
-use crate::golos::{self, AudioIn, AudioOut, ClientMessage, ServerMessage};
+use crate::golos::{self, codes, AudioIn, AudioOut, ClientMessage, ServerMessage};
+use crate::limits::{self, EdgeCounters, RateLimiter, AUDIO_BURST, DTMF_BURST, DTMF_COST};
 use crate::playout::{Frame, Packet, Playout};
 use crate::twilio::{self, Inbound, Outbound};
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocketUpgrade};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The largest WebSocket message either dialect accepts (a Twilio `start` with custom
-/// parameters is the largest). Give it to `WebSocketUpgrade::max_message_size` so the socket
-/// refuses bigger messages before buffering them (axum's default is 64 MiB).
-pub const MAX_MESSAGE_BYTES: usize = twilio::MAX_TEXT_BYTES;
+/// How long a client has after connecting to send `start`. Until then the socket is
+/// unauthenticated: a browser or a provider sends `start` within milliseconds of the
+/// upgrade, so 5 s is generous to them and short for a peer that only wants to hold sockets.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a client has after connecting to send `start`.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write may wait for the peer to take it. Audio goes out paced at 20 ms, so a
+/// healthy client never holds a write for more than a moment; 10 s covers a mobile network's
+/// stall and is short against a call.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The two dialects spoken on call sockets, for their socket limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The golos protocol (`/ws/calls`): [`golos::MAX_MESSAGE_BYTES`].
+    Golos,
+    /// Twilio Media Streams (`/ws/twilio`): [`twilio::MAX_TEXT_BYTES`].
+    Twilio,
+}
+
+impl Dialect {
+    /// The largest WebSocket message, and frame, the dialect accepts.
+    pub const fn max_message_bytes(self) -> usize {
+        match self {
+            Self::Golos => golos::MAX_MESSAGE_BYTES,
+            Self::Twilio => twilio::MAX_TEXT_BYTES,
+        }
+    }
+}
+
+/// Applies the dialect's limits to an upgrade: a frame or message over
+/// [`Dialect::max_message_bytes`] is refused from its header, before its payload is read
+/// (axum's defaults are 16 MiB frames and 64 MiB messages), and the socket is closed with
+/// 1009. Frames get the same cap as messages: a message is at least as large as any of its
+/// fragments, so no legitimate frame is bigger.
+pub fn limit_upgrade(upgrade: WebSocketUpgrade, dialect: Dialect) -> WebSocketUpgrade {
+    let max = dialect.max_message_bytes();
+    upgrade.max_frame_size(max).max_message_size(max)
+}
+
+/// What [`run`] and [`run_twilio`] drive: an upgraded axum socket, or anything else that
+/// reads and writes axum messages the same way (tests use in-memory channels).
+pub trait Socket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<T> Socket for T where
+    T: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+/// What the transport's limits need from the worker: where to count what they drop.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    pub counters: Arc<EdgeCounters>,
+}
+
+/// One read from the socket, sorted by what the loop does with it.
+enum Read {
+    Message(Message),
+    /// A frame or message over the socket's limit: answered with 1009.
+    TooLarge,
+    /// Closed, reset or broken.
+    Gone,
+}
+
+async fn read<S: Socket>(socket: &mut S) -> Read {
+    match socket.next().await {
+        Some(Ok(Message::Close(_))) | None => Read::Gone,
+        Some(Ok(message)) => Read::Message(message),
+        Some(Err(error)) if is_too_large(&error) => Read::TooLarge,
+        Some(Err(_)) => Read::Gone,
+    }
+}
+
+/// Whether a read error is tungstenite's capacity error (a frame or message over the
+/// limit). axum hides the error's type behind its own, and the tungstenite it uses is not
+/// ours to name, so the check is on its text ("Space limit exceeded: Message too long: …");
+/// `tests/ws.rs` pins it against the real stack, so an upgrade that rewords it fails there.
+fn is_too_large(error: &axum::Error) -> bool {
+    error.to_string().starts_with("Space limit exceeded")
+}
 
 /// A client's `start`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,19 +172,77 @@ pub enum Outcome {
     NotStarted(&'static str),
 }
 
+/// Why no call started on a connection.
+enum NoStart {
+    /// The first message was not a valid `start` (or the socket sent audio first).
+    Refused(TransportError),
+    TooLarge,
+    Gone,
+}
+
+/// The per-connection limits on what the caller sends once the call runs.
+struct CallerLimits {
+    audio: RateLimiter,
+    dtmf: RateLimiter,
+    counters: Arc<EdgeCounters>,
+}
+
+impl CallerLimits {
+    fn new(edge: &Edge) -> Self {
+        let now = Instant::now().into_std();
+        Self {
+            audio: RateLimiter::new(AUDIO_BURST, now),
+            dtmf: RateLimiter::new(DTMF_BURST, now),
+            counters: Arc::clone(&edge.counters),
+        }
+    }
+
+    /// Whether a message carrying `samples` at `rate` may go on; drops and counts it if not.
+    fn admit_audio(&mut self, samples: usize, rate: u32) -> bool {
+        let admitted = self.audio.admit(limits::audio_duration(samples, rate), Instant::now().into_std());
+        if !admitted {
+            EdgeCounters::incr(&self.counters.caller_audio_dropped_frames);
+        }
+        admitted
+    }
+
+    fn admit_dtmf(&mut self) -> bool {
+        let admitted = self.dtmf.admit(DTMF_COST, Instant::now().into_std());
+        if !admitted {
+            EdgeCounters::incr(&self.counters.caller_dtmf_dropped);
+        }
+        admitted
+    }
+
+    fn push(&self, playout: &mut Playout, frame: Frame) {
+        if playout.push(frame) {
+            EdgeCounters::incr(&self.counters.playout_shed_frames);
+        }
+    }
+}
+
 /// Runs the golos protocol on `socket` until the call ends. `pipeline_rate` is the rate of
 /// the frames the session sees and produces.
-pub async fn run<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline_rate: u32) -> Outcome {
+pub async fn run<S: CallSession, W: Socket>(mut socket: W, mut session: S, pipeline_rate: u32, edge: &Edge) -> Outcome {
     let start = match tokio::time::timeout(START_TIMEOUT, first_start(&mut socket)).await {
         Ok(Ok(start)) => start,
-        Ok(Err(Some(err))) => {
+        Ok(Err(NoStart::Refused(err))) => {
             refuse(&mut socket, err.code(), &err.to_string()).await;
             return Outcome::NotStarted(err.code());
         }
-        Ok(Err(None)) => return Outcome::NotStarted("disconnected"),
+        Ok(Err(NoStart::TooLarge)) => {
+            close_too_large(&mut socket, edge, "refused").await;
+            return Outcome::NotStarted("message_too_large");
+        }
+        Ok(Err(NoStart::Gone)) => return Outcome::NotStarted("disconnected"),
         Err(_) => {
-            refuse(&mut socket, "protocol_violation", "no start message within 10 s").await;
-            return Outcome::NotStarted("protocol_violation");
+            EdgeCounters::incr(&edge.counters.start_timeouts);
+            let message = format!("no start message within {} s", START_TIMEOUT.as_secs());
+            let error = ServerMessage::Error { code: codes::START_TIMEOUT.to_owned(), message: message.clone() };
+            let _ = send_json(&mut socket, &error).await;
+            let _ = send_json(&mut socket, &ServerMessage::Ended { reason: "refused".into() }).await;
+            close_with(&mut socket, close_code::POLICY, &message).await;
+            return Outcome::NotStarted(codes::START_TIMEOUT);
         }
     };
     let client_rate = start.sample_rate;
@@ -130,6 +266,7 @@ pub async fn run<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline
         return Outcome::ClientGone;
     }
 
+    let mut caller = CallerLimits::new(edge);
     let mut playout = Playout::new(Instant::now().into_std());
     let mut ending: Option<String> = None;
     let mut outputs_open = true;
@@ -137,41 +274,53 @@ pub async fn run<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline
         if let Some(reason) = &ending {
             if playout.is_empty() {
                 let _ = send_json(&mut socket, &ServerMessage::Ended { reason: reason.clone() }).await;
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::Ended(reason.clone());
             }
         }
         let deadline = playout.next_deadline().map(Instant::from_std);
         tokio::select! {
-            inbound = socket.recv() => {
-                let Some(Ok(message)) = inbound else {
-                    session.on_hangup();
-                    return Outcome::ClientGone;
+            inbound = read(&mut socket) => {
+                let message = match inbound {
+                    Read::Message(message) => message,
+                    Read::TooLarge => {
+                        session.on_hangup();
+                        close_too_large(&mut socket, edge, "message_too_large").await;
+                        return Outcome::ClientGone;
+                    }
+                    Read::Gone => {
+                        session.on_hangup();
+                        return Outcome::ClientGone;
+                    }
                 };
                 let result = match message {
-                    Message::Binary(bytes) => on_binary(&mut session, &mut audio_in, &bytes),
+                    Message::Binary(bytes) => {
+                        if caller.admit_audio(bytes.len() / 2, client_rate) {
+                            on_binary(&mut session, &mut audio_in, &bytes)
+                        } else {
+                            Ok(())
+                        }
+                    }
                     Message::Text(text) => match golos::parse_client_text(text.as_str()) {
                         Ok(ClientMessage::Start { .. }) => Err(TransportError::Protocol("a second start")),
                         Ok(ClientMessage::Mark { name }) => { session.on_mark(name); Ok(()) }
                         Ok(ClientMessage::Dtmf { digit }) => {
-                            // Validated by the parser: exactly one key.
-                            session.on_dtmf(digit.chars().next().unwrap_or('0'));
+                            if caller.admit_dtmf() {
+                                // Validated by the parser: exactly one key.
+                                session.on_dtmf(digit.chars().next().unwrap_or('0'));
+                            }
                             Ok(())
                         }
                         Ok(ClientMessage::Hangup {}) => {
                             session.on_hangup();
                             let _ = send_json(&mut socket, &ServerMessage::Ended { reason: "hangup".into() }).await;
-                            let _ = socket.send(Message::Close(None)).await;
+                            let _ = send(&mut socket, Message::Close(None)).await;
                             return Outcome::ClientGone;
                         }
                         Err(err) => Err(err),
                     },
-                    Message::Close(_) => {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                    // Pings are answered by the WebSocket layer.
-                    Message::Ping(_) | Message::Pong(_) => Ok(()),
+                    // Pings are answered by the WebSocket layer; `read` took closes.
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
                 };
                 // Bad messages are reported and skipped: one malformed frame should not end a
                 // call the caller is in the middle of.
@@ -183,7 +332,7 @@ pub async fn run<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline
                 }
             }
             output = outputs.recv(), if outputs_open => match output {
-                Some(SessionOutput::Audio(frame)) => playout.push(frame),
+                Some(SessionOutput::Audio(frame)) => caller.push(&mut playout, frame),
                 Some(SessionOutput::Mark(name)) => playout.push_mark(name),
                 Some(SessionOutput::Clear) => {
                     // Marks behind the dropped audio are never answered: the client did not
@@ -220,7 +369,7 @@ pub async fn run<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline
                         },
                         Packet::Mark(name) => text(&ServerMessage::Mark { name }),
                     };
-                    if socket.send(message).await.is_err() {
+                    if send(&mut socket, message).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
@@ -244,39 +393,74 @@ fn on_binary<S: CallSession>(session: &mut S, audio_in: &mut AudioIn, bytes: &[u
     Ok(())
 }
 
-/// Waits for the first message and requires it to be a valid `start`. `Err(None)`: the
-/// client went away.
-async fn first_start(socket: &mut WebSocket) -> Result<StartRequest, Option<TransportError>> {
+/// Waits for the first message and requires it to be a valid `start`.
+async fn first_start<W: Socket>(socket: &mut W) -> Result<StartRequest, NoStart> {
     loop {
-        match socket.recv().await {
-            Some(Ok(Message::Text(text))) => {
-                return match golos::parse_client_text(text.as_str()).map_err(Some)? {
+        match read(socket).await {
+            Read::Message(Message::Text(text)) => {
+                return match golos::parse_client_text(text.as_str()).map_err(NoStart::Refused)? {
                     ClientMessage::Start { agent_id, token, sample_rate, call_id, metadata } => {
                         Ok(StartRequest { agent_id, token, sample_rate, call_id, metadata })
                     }
-                    _ => Err(Some(TransportError::Protocol("the first message must be start"))),
+                    _ => Err(NoStart::Refused(TransportError::Protocol("the first message must be start"))),
                 };
             }
-            Some(Ok(Message::Binary(_))) => return Err(Some(TransportError::Protocol("audio before start"))),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(None),
+            Read::Message(Message::Binary(_)) => {
+                return Err(NoStart::Refused(TransportError::Protocol("audio before start")));
+            }
+            Read::Message(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => {}
+            Read::TooLarge => return Err(NoStart::TooLarge),
+            Read::Gone => return Err(NoStart::Gone),
         }
     }
 }
 
-async fn refuse(socket: &mut WebSocket, code: &str, message: &str) {
+async fn refuse<W: Socket>(socket: &mut W, code: &str, message: &str) {
     let error = ServerMessage::Error { code: code.to_owned(), message: message.to_owned() };
     let _ = send_json(socket, &error).await;
     let _ = send_json(socket, &ServerMessage::Ended { reason: "refused".into() }).await;
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = send(socket, Message::Close(None)).await;
+}
+
+/// A frame over the limit: `error` and `ended` (the reading side is mid-frame, the writing
+/// side still works), then close 1009. Whatever the peer still sends is never read: the
+/// connection is dropped right after.
+async fn close_too_large<W: Socket>(socket: &mut W, edge: &Edge, ended: &str) {
+    EdgeCounters::incr(&edge.counters.oversize_closed);
+    let max = golos::MAX_MESSAGE_BYTES;
+    let error = ServerMessage::Error {
+        code: "message_too_large".into(),
+        message: format!("a frame or message exceeds the limit of {max} bytes"),
+    };
+    let _ = send_json(socket, &error).await;
+    let _ = send_json(socket, &ServerMessage::Ended { reason: ended.into() }).await;
+    close_with(socket, close_code::SIZE, "message too big").await;
+}
+
+async fn close_with<W: Socket>(socket: &mut W, code: u16, reason: &str) {
+    let _ = send(socket, Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
 fn text(message: &ServerMessage) -> Message {
     Message::Text(message.to_json().into())
 }
 
-async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
-    socket.send(text(message)).await
+async fn send_json<W: Socket>(socket: &mut W, message: &ServerMessage) -> Result<(), SendFailed> {
+    send(socket, text(message)).await
+}
+
+/// A write that failed, or that the peer did not take within [`SEND_TIMEOUT`].
+#[derive(Debug)]
+struct SendFailed;
+
+/// Every write to a call socket: a peer that stops reading fills its TCP window and would
+/// hold the connection's task (and its connection place) in `send` for as long as it likes;
+/// after [`SEND_TIMEOUT`] the peer is treated as gone.
+async fn send<W: Socket>(socket: &mut W, message: Message) -> Result<(), SendFailed> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(SendFailed),
+    }
 }
 
 /// Runs the Twilio Media Streams dialect on `socket` (a provider's bidirectional stream)
@@ -285,18 +469,29 @@ async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> Result<()
 /// ids and the other parameters go to [`StartRequest::metadata`]. Twilio has no channel for
 /// transcripts or errors, so [`SessionOutput::Event`]s are dropped and a refused start just
 /// closes the socket (the TwiML after `<Connect>` then runs, or the call ends).
-pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, pipeline_rate: u32) -> Outcome {
+pub async fn run_twilio<S: CallSession, W: Socket>(
+    mut socket: W,
+    mut session: S,
+    pipeline_rate: u32,
+    edge: &Edge,
+) -> Outcome {
     let start = match tokio::time::timeout(START_TIMEOUT, twilio_start(&mut socket)).await {
         Ok(Ok(start)) => start,
-        Ok(Err(Some(err))) => {
+        Ok(Err(NoStart::Refused(err))) => {
             tracing::info!(error = %err, "refusing a media stream");
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = send(&mut socket, Message::Close(None)).await;
             return Outcome::NotStarted(err.code());
         }
-        Ok(Err(None)) => return Outcome::NotStarted("disconnected"),
+        Ok(Err(NoStart::TooLarge)) => {
+            EdgeCounters::incr(&edge.counters.oversize_closed);
+            close_with(&mut socket, close_code::SIZE, "message too big").await;
+            return Outcome::NotStarted("message_too_large");
+        }
+        Ok(Err(NoStart::Gone)) => return Outcome::NotStarted("disconnected"),
         Err(_) => {
-            let _ = socket.send(Message::Close(None)).await;
-            return Outcome::NotStarted("protocol_violation");
+            EdgeCounters::incr(&edge.counters.start_timeouts);
+            close_with(&mut socket, close_code::POLICY, "no start message in time").await;
+            return Outcome::NotStarted(codes::START_TIMEOUT);
         }
     };
     let (mut audio_in, mut audio_out) =
@@ -304,7 +499,7 @@ pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, p
             (Ok(i), Ok(o)) => (i, o),
             (Err(err), _) | (_, Err(err)) => {
                 tracing::warn!(error = %err, "media stream codecs");
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::NotStarted(err.code());
             }
         };
@@ -312,43 +507,61 @@ pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, p
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(code = refusal.code, message = %refusal.message, "media stream refused");
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = send(&mut socket, Message::Close(None)).await;
             return Outcome::NotStarted(refusal.code);
         }
     };
 
+    let mut caller = CallerLimits::new(edge);
     let mut playout = Playout::new(Instant::now().into_std());
     let mut ending: Option<String> = None;
     let mut outputs_open = true;
     loop {
         if let Some(reason) = &ending {
             if playout.is_empty() {
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = send(&mut socket, Message::Close(None)).await;
                 return Outcome::Ended(reason.clone());
             }
         }
         let deadline = playout.next_deadline().map(Instant::from_std);
         tokio::select! {
-            inbound = socket.recv() => {
+            inbound = read(&mut socket) => {
                 let text = match inbound {
-                    Some(Ok(Message::Text(text))) => text,
+                    Read::Message(Message::Text(text)) => text,
                     // Providers send no binary messages; pings are answered by the WebSocket layer.
-                    Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    Read::Message(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => continue,
+                    Read::TooLarge => {
+                        session.on_hangup();
+                        EdgeCounters::incr(&edge.counters.oversize_closed);
+                        close_with(&mut socket, close_code::SIZE, "message too big").await;
+                        return Outcome::ClientGone;
+                    }
+                    Read::Gone => {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
                 };
                 let result = match twilio::parse_inbound(text.as_str()) {
-                    Ok(Inbound::Media { media, .. }) => on_twilio_media(&mut session, &mut audio_in, &media),
+                    Ok(Inbound::Media { media, .. }) => {
+                        // Base64 carries 3 bytes, 3 μ-law samples, in every 4 characters.
+                        if caller.admit_audio(media.payload.len() / 4 * 3, twilio::SAMPLE_RATE) {
+                            on_twilio_media(&mut session, &mut audio_in, &media)
+                        } else {
+                            Ok(())
+                        }
+                    }
                     Ok(Inbound::Mark { mark, .. }) => {
                         session.on_mark(mark.name);
                         Ok(())
                     }
-                    Ok(Inbound::Dtmf { dtmf, .. }) => golos::validate_dtmf(&dtmf.digit).map(|digit| session.on_dtmf(digit)),
+                    Ok(Inbound::Dtmf { dtmf, .. }) => golos::validate_dtmf(&dtmf.digit).map(|digit| {
+                        if caller.admit_dtmf() {
+                            session.on_dtmf(digit);
+                        }
+                    }),
                     Ok(Inbound::Stop { .. }) => {
                         session.on_hangup();
-                        let _ = socket.send(Message::Close(None)).await;
+                        let _ = send(&mut socket, Message::Close(None)).await;
                         return Outcome::ClientGone;
                     }
                     Ok(Inbound::Connected { .. } | Inbound::Start { .. }) => Err(TransportError::Protocol("a second start")),
@@ -360,13 +573,13 @@ pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, p
                 }
             }
             output = outputs.recv(), if outputs_open => match output {
-                Some(SessionOutput::Audio(frame)) => playout.push(frame),
+                Some(SessionOutput::Audio(frame)) => caller.push(&mut playout, frame),
                 Some(SessionOutput::Mark(name)) => playout.push_mark(name),
                 Some(SessionOutput::Clear) => {
                     // Marks already sent are echoed by the provider when it drops their audio;
                     // the ones still queued here were never sent, so nothing was played.
                     playout.clear();
-                    if socket.send(json(&audio_out.clear())).await.is_err() {
+                    if send(&mut socket, json(&audio_out.clear())).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
@@ -391,7 +604,7 @@ pub async fn run_twilio<S: CallSession>(mut socket: WebSocket, mut session: S, p
                         },
                         Packet::Mark(name) => json(&audio_out.mark(name)),
                     };
-                    if socket.send(message).await.is_err() {
+                    if send(&mut socket, message).await.is_err() {
                         session.on_hangup();
                         return Outcome::ClientGone;
                     }
@@ -406,19 +619,20 @@ struct TwilioStart {
     request: StartRequest,
 }
 
-/// Skips `connected` and waits for `start`. `Err(None)`: the provider went away.
-async fn twilio_start(socket: &mut WebSocket) -> Result<TwilioStart, Option<TransportError>> {
+/// Skips `connected` and waits for `start`.
+async fn twilio_start<W: Socket>(socket: &mut W) -> Result<TwilioStart, NoStart> {
     loop {
-        let text = match socket.recv().await {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(None),
+        let text = match read(socket).await {
+            Read::Message(Message::Text(text)) => text,
+            Read::Message(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => continue,
+            Read::TooLarge => return Err(NoStart::TooLarge),
+            Read::Gone => return Err(NoStart::Gone),
         };
         match twilio::parse_inbound(text.as_str()) {
             Ok(Inbound::Connected { .. }) | Err(TransportError::UnknownType(_)) => {}
-            Ok(Inbound::Start { start, .. }) => return twilio_request(start).map_err(Some),
-            Ok(_) => return Err(Some(TransportError::Protocol("media before start"))),
-            Err(err) => return Err(Some(err)),
+            Ok(Inbound::Start { start, .. }) => return twilio_request(start).map_err(NoStart::Refused),
+            Ok(_) => return Err(NoStart::Refused(TransportError::Protocol("media before start"))),
+            Err(err) => return Err(NoStart::Refused(err)),
         }
     }
 }
@@ -432,6 +646,7 @@ fn twilio_request(start: twilio::StartMeta) -> Result<TwilioStart, TransportErro
     let call_id = parameters.remove("call_id");
     let mut metadata: serde_json::Map<String, serde_json::Value> =
         parameters.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    golos::check_metadata(&metadata)?;
     metadata.insert("provider_call_sid".into(), start.call_sid.into());
     metadata.insert("provider_stream_sid".into(), start.stream_sid.clone().into());
     metadata.insert("provider_account_sid".into(), start.account_sid.into());

@@ -272,3 +272,23 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_full_queue_sheds_its_oldest_frames_and_keeps_every_mark() {
+    let t0 = Instant::now();
+    let mut playout = Playout::with_max_frames(t0, 3);
+    assert!(!playout.push(frame(0)));
+    playout.push_mark("after-0");
+    assert!(!playout.push(frame(1)));
+    assert!(!playout.push(frame(2)));
+    // Full: each new frame sheds the oldest one, never a mark.
+    assert!(playout.push(frame(3)));
+    assert!(playout.push(frame(4)));
+    assert_eq!(playout.queued_frames(), 3);
+    let sent = run(&mut playout, t0, t0, t0 + ms(1_000));
+    assert_eq!(sent, at(&[(0, "m:after-0"), (0, "a2"), (20, "a3"), (40, "a4")]));
+    // The default holds 10 s.
+    let mut playout = Playout::new(t0);
+    let shed = (0..600).filter(|&n| playout.push(frame(n))).count();
+    assert_eq!((shed, playout.queued_duration()), (100, Duration::from_secs(10)));
+}

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use golos_transports::golos::{codes, encode_audio, ServerMessage, Speaker};
-use golos_transports::ws::{self, Admitted, CallSession, Refusal, SessionOutput, StartRequest};
+use golos_transports::ws::{self, Admitted, CallSession, Dialect, Edge, Refusal, SessionOutput, StartRequest};
 use golos_transports::Frame;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -77,16 +77,16 @@ async fn serve() -> String {
         .route(
             "/ws",
             get(|upgrade: WebSocketUpgrade| async move {
-                upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(|socket| async move {
-                    ws::run(socket, Echo::default(), 16_000).await;
+                ws::limit_upgrade(upgrade, Dialect::Golos).on_upgrade(|socket| async move {
+                    ws::run(socket, Echo::default(), 16_000, &Edge::default()).await;
                 })
             }),
         )
         .route(
             "/twilio",
             get(|upgrade: WebSocketUpgrade| async move {
-                upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).on_upgrade(|socket| async move {
-                    ws::run_twilio(socket, Echo::default(), 16_000).await;
+                ws::limit_upgrade(upgrade, Dialect::Twilio).on_upgrade(|socket| async move {
+                    ws::run_twilio(socket, Echo::default(), 16_000, &Edge::default()).await;
                 })
             }),
         );
@@ -314,11 +314,89 @@ async fn twilio_stream_with_a_bad_token_or_format_is_closed() {
     assert!(matches!(next(&mut client).await, Message::Close(_)));
 }
 
+/// A raw client: the upgrade by hand, then a binary frame *header* announcing `len` bytes and
+/// no payload, as a peer that wants the server to buffer `len` bytes would start. Returns
+/// the close code the server answers with, after any text messages before it.
+async fn announce_frame(url: &str, len: u64) -> (Vec<String>, Option<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url.trim_start_matches("ws://").split('/').next().unwrap().to_owned();
+    let path = url.trim_start_matches("ws://").trim_start_matches(&authority).to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        response.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&response));
+    // FIN + binary, masked (0x80) with the shortest length encoding (0x7E: 16-bit length
+    // follows, 0x7F: 64-bit), a zero mask.
+    let mut header = vec![0x82];
+    match u16::try_from(len) {
+        Ok(short) if short >= 126 => {
+            header.push(0xFE);
+            header.extend(short.to_be_bytes());
+        }
+        _ => {
+            header.push(0xFF);
+            header.extend(len.to_be_bytes());
+        }
+    }
+    header.extend([0; 4]);
+    tcp.write_all(&header).await.unwrap();
+    let mut texts = Vec::new();
+    loop {
+        let read = async {
+            let opcode = tcp.read_u8().await? & 0x0F;
+            let len = match tcp.read_u8().await? & 0x7F {
+                0x7E => u64::from(tcp.read_u16().await?),
+                0x7F => tcp.read_u64().await?,
+                n => u64::from(n),
+            };
+            let mut payload = vec![0; usize::try_from(len).unwrap()];
+            tcp.read_exact(&mut payload).await?;
+            std::io::Result::Ok((opcode, payload))
+        };
+        match tokio::time::timeout(Duration::from_secs(10), read).await.expect("the server answers in time") {
+            Ok((0x1, payload)) => texts.push(String::from_utf8(payload).unwrap()),
+            Ok((0x8, payload)) => return (texts, payload.get(..2).map(|code| u16::from_be_bytes([code[0], code[1]]))),
+            Ok((opcode, _)) => panic!("unexpected opcode {opcode}"),
+            Err(_) => return (texts, None),
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_message_over_the_socket_limit_ends_the_connection() {
+async fn a_frame_over_the_limit_is_refused_from_its_header_with_1009() {
+    // 16 MiB announced before `start`: the server answers without waiting for the payload.
+    let (texts, code) = announce_frame(&serve().await, 16 * 1024 * 1024).await;
+    assert_eq!(code, Some(1009), "{texts:?}");
+    assert!(texts[0].contains("message_too_large"), "{texts:?}");
+    assert!(texts[1].contains("ended"), "{texts:?}");
+    // One byte over the golos limit is enough; Twilio's is larger, its close has no messages.
+    let (_, code) = announce_frame(&serve().await, golos_transports::golos::MAX_MESSAGE_BYTES as u64 + 1).await;
+    assert_eq!(code, Some(1009));
+    let twilio = serve().await.replace("/ws", "/twilio");
+    let (texts, code) = announce_frame(&twilio, Dialect::Twilio.max_message_bytes() as u64 + 1).await;
+    assert_eq!((texts.len(), code), (0, Some(1009)));
+}
+
+#[tokio::test]
+async fn a_message_over_the_socket_limit_ends_the_call_with_1009() {
     let mut client = connect().await;
     start(&mut client, 16_000).await;
-    send_json(&mut client, serde_json::json!({"type":"mark","name":"x".repeat(ws::MAX_MESSAGE_BYTES * 2)})).await;
-    let end = tokio::time::timeout(Duration::from_secs(10), client.next()).await.expect("the server reacts in time");
-    assert!(matches!(end, None | Some(Err(_) | Ok(Message::Close(_)))), "the socket is closed, not answered: {end:?}");
+    send_json(
+        &mut client,
+        serde_json::json!({"type":"mark","name":"x".repeat(ws::Dialect::Golos.max_message_bytes())}),
+    )
+    .await;
+    assert_eq!(next_json(&mut client).await["code"], "message_too_large");
+    assert_eq!(next_json(&mut client).await["reason"], "message_too_large");
+    match next(&mut client).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
 }

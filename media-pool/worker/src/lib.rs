@@ -12,6 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use golos_control::{ControlMetrics, ControlState};
+use golos_shard::ShardCounters;
+use golos_transports::limits::EdgeCounters;
 use lifecycle::CallRegistry;
 use metrics::CallMetrics;
 use std::sync::Arc;
@@ -23,11 +25,21 @@ pub struct Worker {
     pub call_metrics: Arc<CallMetrics>,
     /// The control plane's counters (same process in embedded mode), rendered by `/metrics`.
     pub control_metrics: Arc<ControlMetrics>,
+    /// The call sockets' limits that bit (rate, playout, size, start, connection caps).
+    pub edge: Arc<EdgeCounters>,
+    /// The shards' bounded queues (caller audio shed).
+    pub shards: Arc<ShardCounters>,
 }
 
 impl Worker {
     pub fn new(control_metrics: Arc<ControlMetrics>) -> Self {
-        Self { registry: CallRegistry::new(), call_metrics: Arc::default(), control_metrics }
+        Self {
+            registry: CallRegistry::new(),
+            call_metrics: Arc::default(),
+            control_metrics,
+            edge: Arc::default(),
+            shards: Arc::default(),
+        }
     }
 
     /// The `/metrics` page now.
@@ -36,7 +48,7 @@ impl Worker {
             concurrent_calls_active: self.registry.len(),
             draining: self.registry.is_draining(),
         };
-        metrics::render(&self.control_metrics, &self.call_metrics, gauges)
+        metrics::render(&self.control_metrics, &self.call_metrics, &self.edge, &self.shards, gauges)
     }
 }
 

@@ -61,6 +61,16 @@ pub struct ServeArgs {
     /// Folder of pre-recorded clips for agents with a `prerecorded` TTS tier.
     #[arg(long, env = "GOLOS_CLIPS_DIR")]
     pub clips_dir: Option<PathBuf>,
+    /// Call sockets (`/ws/calls` and `/ws/twilio` together) this worker holds; more are
+    /// answered 503. 0: no cap.
+    #[arg(long, env = "GOLOS_WS_MAX_CONNECTIONS", default_value_t = golos::calls::DEFAULT_MAX_CONNECTIONS)]
+    pub ws_max_connections: usize,
+    /// Call sockets one client address may hold on `/ws/calls`. 0: no cap.
+    #[arg(long, env = "GOLOS_WS_MAX_CONNECTIONS_PER_IP", default_value_t = golos::calls::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub ws_max_connections_per_ip: usize,
+    /// Call sockets one client address may hold on `/ws/twilio`. 0: no cap.
+    #[arg(long, env = "GOLOS_TWILIO_MAX_CONNECTIONS_PER_IP", default_value_t = golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP)]
+    pub twilio_max_connections_per_ip: usize,
 }
 
 impl Default for ServeArgs {
@@ -137,6 +147,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
         golos::calls::LiveConfig {
             clips_dir: args.clips_dir.clone(),
+            max_connections: args.ws_max_connections,
+            max_connections_per_ip: args.ws_max_connections_per_ip,
+            max_twilio_connections_per_ip: args.twilio_max_connections_per_ip,
             ..golos::calls::LiveConfig::for_lease_ttl(std::time::Duration::from_millis(
                 u64::try_from(state.config.lease_ttl_ms).unwrap_or(30_000),
             ))

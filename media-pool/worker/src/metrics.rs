@@ -10,6 +10,8 @@
 
 use crate::lifecycle::EndReason;
 use golos_control::ControlMetrics;
+use golos_shard::ShardCounters;
+use golos_transports::limits::EdgeCounters;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -228,7 +230,13 @@ pub struct WorkerGauges {
 }
 
 /// The whole `/metrics` page.
-pub fn render(control: &ControlMetrics, calls: &CallMetrics, gauges: WorkerGauges) -> String {
+pub fn render(
+    control: &ControlMetrics,
+    calls: &CallMetrics,
+    edge: &EdgeCounters,
+    shards: &ShardCounters,
+    gauges: WorkerGauges,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let counters: [(&str, &str, &AtomicU64); 8] = [
@@ -323,7 +331,73 @@ pub fn render(control: &ControlMetrics, calls: &CallMetrics, gauges: WorkerGauge
         "gauge",
     );
     let _ = writeln!(out, "call_error_rate {:?}", calls.error_rate());
+    render_edge(&mut out, edge);
+    sample(
+        &mut out,
+        "golos_shard_input_shed_total",
+        "Caller audio frames shed (oldest first) because their shard's input queue was full: the shard is behind.",
+        "counter",
+        load(&shards.audio_shed),
+    );
     out
+}
+
+/// The call sockets' limits (docs/runbook.md, "Sockets and queues").
+fn render_edge(out: &mut String, edge: &EdgeCounters) {
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let counters: [(&str, &str, &AtomicU64); 5] = [
+        (
+            "golos_caller_audio_dropped_frames_total",
+            "Caller audio messages dropped because the caller sent audio faster than real time beyond a 1 s burst.",
+            &edge.caller_audio_dropped_frames,
+        ),
+        (
+            "golos_caller_dtmf_dropped_total",
+            "Caller key presses dropped because they came faster than a keypad allows.",
+            &edge.caller_dtmf_dropped,
+        ),
+        (
+            "golos_playout_shed_total",
+            "Outbound 20 ms frames shed (oldest first) because a call's 10 s playout queue was full.",
+            &edge.playout_shed_frames,
+        ),
+        (
+            "golos_ws_oversize_closed_total",
+            "Call sockets closed with 1009 for a frame or message over the protocol's limit.",
+            &edge.oversize_closed,
+        ),
+        (
+            "golos_ws_start_timeouts_total",
+            "Call sockets closed with 1008 because no start came within 5 s.",
+            &edge.start_timeouts,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        sample(out, name, help, "counter", load(counter));
+    }
+    header(
+        out,
+        "golos_ws_connections_refused_total",
+        "Call socket upgrades answered 503 by a connection cap, by cap.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "golos_ws_connections_refused_total{{cap=\"global\"}} {}",
+        load(&edge.connections_refused_global)
+    );
+    let _ = writeln!(
+        out,
+        "golos_ws_connections_refused_total{{cap=\"per_ip\"}} {}",
+        load(&edge.connections_refused_per_ip)
+    );
+    sample(
+        out,
+        "golos_ws_connections",
+        "Call sockets open now (started or waiting for start).",
+        "gauge",
+        load(&edge.connections_open),
+    );
 }
 
 #[cfg(test)]

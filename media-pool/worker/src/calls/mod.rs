@@ -18,10 +18,13 @@ pub mod sink;
 
 use crate::lifecycle::{EndReason, LiveCall, RegisterError};
 use crate::Worker;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use golos_call::{CallConfig, Snapshot};
 use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason, DEFAULT_PRIORITY};
@@ -33,11 +36,13 @@ use golos_domain::{AgentId, CallId, OrgId, Timestamp};
 use golos_providers::{build_chains, AgentChains, BuildContext, SttConfig, SttEvent, TtsRequest};
 use golos_shard::{CallHandle, OwnedInput, ShardPool};
 use golos_transports::golos::{codes, ServerMessage, Speaker};
+use golos_transports::limits::{ConnectionLimiter, ConnectionPermit};
 use golos_transports::playout::Frame;
-use golos_transports::ws::{self, Admitted, CallSession, Refusal, SessionOutput, StartRequest};
+use golos_transports::ws::{self, Admitted, CallSession, Dialect, Edge, Refusal, SessionOutput, StartRequest};
 use serde::{Deserialize, Serialize};
 use sink::{SinkParts, WorkerSink, PIPELINE_RATE};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -57,6 +62,21 @@ const STT_QUEUE: usize = 100;
 /// under load and most of its memory per call (docs/performance.md).
 const WS_READ_BUFFER: usize = 8 * 1024;
 
+/// Call sockets one worker holds by default, open or still before `start`: above what one
+/// worker serves well (300–500 calls over WebSockets, docs/performance.md) and below what
+/// would exhaust its memory (~200 KiB a call) or a default file-descriptor limit's worth.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
+/// Call sockets one client address may hold on `/ws/calls` by default: a browser or an SDK
+/// holds one per call, so 20 is a busy office behind one NAT, not one peer holding the
+/// worker's sockets.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 20;
+/// The same on `/ws/twilio`: a telephony provider streams every call of every customer from a
+/// few media servers, so its cap per address is higher.
+pub const DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP: usize = 200;
+/// What a refused upgrade is told to wait before trying again: a place frees when a call
+/// ends or a socket that never started times out (5 s).
+const CONNECTIONS_RETRY_AFTER_SECS: u64 = 5;
+
 /// Knobs of the live-call path.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
@@ -68,6 +88,12 @@ pub struct LiveConfig {
     pub heartbeat_every: Duration,
     /// Folder of pre-recorded clips for the `prerecorded` TTS tier.
     pub clips_dir: Option<std::path::PathBuf>,
+    /// Call sockets on both endpoints together (`0`: no cap).
+    pub max_connections: usize,
+    /// Call sockets one client address may hold on `/ws/calls` (`0`: no cap).
+    pub max_connections_per_ip: usize,
+    /// Call sockets one client address may hold on `/ws/twilio` (`0`: no cap).
+    pub max_twilio_connections_per_ip: usize,
 }
 
 impl LiveConfig {
@@ -77,6 +103,9 @@ impl LiveConfig {
             hold_max: Duration::from_secs(300),
             heartbeat_every: lease_ttl / 3,
             clips_dir: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_twilio_connections_per_ip: DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -90,6 +119,8 @@ pub struct LiveCalls {
     providers: BuildContext,
     config: LiveConfig,
     runtime: tokio::runtime::Handle,
+    connections: ConnectionLimiter,
+    edge: Edge,
 }
 
 impl std::fmt::Debug for LiveCalls {
@@ -111,13 +142,17 @@ impl LiveCalls {
         if let Ok(region) = std::env::var("AWS_REGION") {
             providers.aws_region = region;
         }
+        let edge = Edge { counters: Arc::clone(&worker.edge) };
+        let connections = ConnectionLimiter::new(config.max_connections, Arc::clone(&worker.edge));
         Self {
             state,
+            pool: Arc::new(ShardPool::with_audio_queue(shards, golos_shard::AUDIO_QUEUE_FRAMES, &worker.shards)),
             worker,
-            pool: Arc::new(ShardPool::new(shards)),
             providers,
             config,
             runtime: tokio::runtime::Handle::current(),
+            connections,
+            edge,
         }
     }
 
@@ -127,26 +162,74 @@ impl LiveCalls {
         Router::new()
             .route(
                 "/ws/calls",
-                get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
-                    let upgrade = upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).read_buffer_size(WS_READ_BUFFER);
-                    upgrade.on_upgrade(move |socket| async move {
-                        let outcome = ws::run(socket, calls.session("web"), PIPELINE_RATE).await;
-                        tracing::debug!(?outcome, "web call connection closed");
-                    })
-                }),
+                get(
+                    |State(calls): State<LiveCalls>,
+                     headers: HeaderMap,
+                     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+                     upgrade: WebSocketUpgrade| async move {
+                        calls.upgrade(Dialect::Golos, &headers, peer, upgrade)
+                    },
+                ),
             )
             .route(
                 "/ws/twilio",
-                get(|State(calls): State<LiveCalls>, upgrade: WebSocketUpgrade| async move {
-                    let upgrade = upgrade.max_message_size(ws::MAX_MESSAGE_BYTES).read_buffer_size(WS_READ_BUFFER);
-                    upgrade.on_upgrade(move |socket| async move {
-                        let outcome = ws::run_twilio(socket, calls.session("inbound"), PIPELINE_RATE).await;
-                        tracing::debug!(?outcome, "media stream closed");
-                    })
-                }),
+                get(
+                    |State(calls): State<LiveCalls>,
+                     headers: HeaderMap,
+                     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+                     upgrade: WebSocketUpgrade| async move {
+                        calls.upgrade(Dialect::Twilio, &headers, peer, upgrade)
+                    },
+                ),
             )
             .route("/talk", get(|| async { talk_page() }))
             .with_state(self)
+    }
+
+    /// Takes a connection place for the client (or answers 503 before upgrading) and runs
+    /// the dialect on the upgraded socket, the place held until the socket's task ends.
+    fn upgrade(
+        self,
+        dialect: Dialect,
+        headers: &HeaderMap,
+        peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+        upgrade: WebSocketUpgrade,
+    ) -> Response {
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+        let client = golos_control::middleware::client_ip_of(headers, peer, self.state.config.trust_forwarded_for);
+        // An address that does not parse (no peer, or a proxy that wrote something else) is
+        // counted under one shared key: capped together rather than not at all.
+        let client = client.parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let per_ip = match dialect {
+            Dialect::Golos => self.config.max_connections_per_ip,
+            Dialect::Twilio => self.config.max_twilio_connections_per_ip,
+        };
+        let permit = match self.connections.try_acquire(client, per_ip) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                tracing::info!(code = refused.code(), %client, "call socket refused before the upgrade");
+                let error = golos_control::ApiError {
+                    retry_after_secs: Some(CONNECTIONS_RETRY_AFTER_SECS),
+                    ..golos_control::ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        refused.code(),
+                        "this worker holds its maximum of call connections; retry later or on another worker",
+                    )
+                };
+                return error.into_response();
+            }
+        };
+        let upgrade = ws::limit_upgrade(upgrade, dialect).read_buffer_size(WS_READ_BUFFER);
+        upgrade.on_upgrade(move |socket| self.serve_socket(socket, dialect, permit))
+    }
+
+    async fn serve_socket(self, socket: axum::extract::ws::WebSocket, dialect: Dialect, permit: ConnectionPermit) {
+        let outcome = match dialect {
+            Dialect::Golos => ws::run(socket, self.session("web"), PIPELINE_RATE, &self.edge).await,
+            Dialect::Twilio => ws::run_twilio(socket, self.session("inbound"), PIPELINE_RATE, &self.edge).await,
+        };
+        tracing::debug!(?outcome, ?dialect, "call connection closed");
+        drop(permit);
     }
 
     fn session(&self, direction: &'static str) -> WorkerSession {
