@@ -56,18 +56,7 @@ fn with_etag(status: StatusCode, agent: AgentRecord) -> Response {
     response
 }
 
-/// `If-Match: "3"` (or `W/"3"`) → 3.
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
-    let Some(raw) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = raw.to_str().unwrap_or_default().trim();
-    let unquoted = text.trim_start_matches("W/").trim_matches('"');
-    unquoted
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be the agent's ETag, e.g. \"3\""))
-}
+use crate::common::if_match;
 
 fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
     AgentId::parse(raw).map_err(|_| ApiError::not_found(format!("agent {raw}")))

@@ -104,3 +104,16 @@ pub async fn audit(
         }
     }
 }
+
+/// `If-Match: "3"` (or `W/"3"`) → 3: the version of a resource whose `ETag` the client read.
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    let unquoted = text.trim_start_matches("W/").trim_matches('"');
+    unquoted
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be the resource's ETag, e.g. \"3\""))
+}

@@ -6,7 +6,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::middleware::{Caller, RequestContext, SecretInResponse};
 use crate::state::ControlState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use golos_domain::plans::{Plan, Quotas};
 use golos_domain::rbac::Action;
@@ -55,6 +56,8 @@ pub struct OrgView {
     pub settings: serde_json::Value,
     pub disabled: bool,
     pub created_at: String,
+    /// Also the `ETag`; send it as `If-Match` to update only what you read.
+    pub version: u64,
 }
 
 impl From<Org> for OrgView {
@@ -67,9 +70,23 @@ impl From<Org> for OrgView {
             settings: org.settings,
             disabled: org.disabled,
             created_at: org.created_at.to_string(),
+            version: org.version,
         }
     }
 }
+
+fn with_etag(org: Org) -> Response {
+    let etag = format!("\"{}\"", org.version);
+    let mut response = Json(OrgView::from(org)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// How many times a PATCH without `If-Match` re-reads and re-applies its fields when another
+/// edit wins the race; each round is one conditional write, so edits never undo each other.
+const UPDATE_ATTEMPTS: usize = 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrgList {
@@ -124,8 +141,16 @@ pub async fn create(
     let settings = body.settings.unwrap_or_else(|| serde_json::json!({}));
     check_settings(&settings)?;
     let id = OrgId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
-    let org =
-        Org { id: id.clone(), name: body.name, plan, quotas, settings, disabled: false, created_at: state.clock.now() };
+    let org = Org {
+        id: id.clone(),
+        name: body.name,
+        plan,
+        quotas,
+        settings,
+        disabled: false,
+        created_at: state.clock.now(),
+        version: 1,
+    };
     state.stores.orgs.create(&org).await?;
     audit(&state, &caller, &ctx, &id, "org.create", id.as_str()).await;
     Ok((StatusCode::CREATED, Json(org.into())))
@@ -149,33 +174,64 @@ pub async fn get(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
-) -> ApiResult<Json<OrgView>> {
+) -> ApiResult<Response> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::ReadOrg)?;
     let org = state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
-    Ok(Json(org.into()))
+    Ok(with_etag(org))
 }
 
 /// Update an organisation: the operator changes plan, quotas and the disabled flag; an admin
-/// of the org may change its name and settings.
-#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path)), request_body = UpdateOrg, responses((status = 200, body = OrgView)))]
+/// of the org may change its name and settings. Only the fields sent change. With `If-Match`
+/// (the `ETag` of a GET) the update applies only over that version (`412 version_mismatch`
+/// otherwise); without it, the fields are applied over whatever is current, atomically, so
+/// a concurrent edit (an operator's disable, say) is never undone.
+#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path), ("If-Match" = Option<String>, Header)), request_body = UpdateOrg,
+    responses((status = 200, body = OrgView), (status = 412, description = "version_mismatch")))]
 pub async fn update(
     State(state): State<ControlState>,
     Extension(caller): Extension<Caller>,
     Extension(ctx): Extension<RequestContext>,
     Path(org_id): Path<String>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<UpdateOrg>,
-) -> ApiResult<Json<OrgView>> {
+) -> ApiResult<Response> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::UpdateOrgSettings)?;
     let operator_fields = body.plan.is_some() || body.quotas.is_some() || body.disabled.is_some();
     if operator_fields {
         caller.require_operator()?;
     }
-    let mut org = state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
-    if let Some(name) = body.name {
-        check_name(&name)?;
-        org.name = name;
+    let expected = crate::common::if_match(&headers)?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut org =
+            state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
+        if let Some(expected) = expected {
+            if expected != org.version {
+                return Err(golos_ports::PortError::Conflict { expected, actual: org.version }.into());
+            }
+        }
+        apply_update(&mut org, &body)?;
+        match state.stores.orgs.update(&org).await {
+            Ok(version) => {
+                org.version = version;
+                audit(&state, &caller, &ctx, &id, "org.update", id.as_str()).await;
+                return Ok(with_etag(org));
+            }
+            Err(conflict @ golos_ports::PortError::Conflict { .. }) if expected.is_some() => {
+                return Err(conflict.into())
+            }
+            Err(golos_ports::PortError::Conflict { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::new(StatusCode::CONFLICT, "concurrent_update", "the organisation kept changing; retry"))
+}
+
+fn apply_update(org: &mut Org, body: &UpdateOrg) -> ApiResult<()> {
+    if let Some(name) = &body.name {
+        check_name(name)?;
+        org.name.clone_from(name);
     }
     if let Some(plan) = parse_plan(body.plan.as_deref())? {
         org.plan = plan;
@@ -194,13 +250,11 @@ pub async fn update(
     if let Some(disabled) = body.disabled {
         org.disabled = disabled;
     }
-    if let Some(settings) = body.settings {
-        check_settings(&settings)?;
-        org.settings = settings;
+    if let Some(settings) = &body.settings {
+        check_settings(settings)?;
+        org.settings.clone_from(settings);
     }
-    state.stores.orgs.update(&org).await?;
-    audit(&state, &caller, &ctx, &id, "org.update", id.as_str()).await;
-    Ok(Json(org.into()))
+    Ok(())
 }
 
 /// Issue an API key for an organisation: how the operator hands an org its first admin key.

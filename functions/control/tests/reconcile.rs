@@ -19,6 +19,7 @@ fn org(id: &str) -> Org {
         settings: serde_json::json!({}),
         disabled: false,
         created_at: T0,
+        version: 1,
     }
 }
 

@@ -42,6 +42,8 @@ fn org_from(item: &Item) -> Result<Org> {
         settings: get_json(item, "settings")?,
         disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
         created_at: Timestamp::from_millis(get_n(item, "created_at")?),
+        // Orgs written before versions existed are at version 1.
+        version: get_n_opt(item, "version")?.unwrap_or(1),
     })
 }
 
@@ -59,6 +61,7 @@ impl OrgStore for DynamoOrgs {
             ("settings".to_owned(), s(to_json(&org.settings)?)),
             ("disabled".to_owned(), AttributeValue::Bool(org.disabled)),
             ("created_at".to_owned(), n(org.created_at.as_millis())),
+            ("version".to_owned(), n(1)),
         ]);
         let result = self
             .0
@@ -80,27 +83,42 @@ impl OrgStore for DynamoOrgs {
         self.0.get(org_pk(id), "META").await?.map(|item| org_from(&item)).transpose()
     }
 
-    async fn update(&self, org: &Org) -> Result<()> {
+    async fn update(&self, org: &Org) -> Result<u64> {
         let result = self
             .0
             .client
             .update_item()
             .table_name(&*self.0.name)
             .set_key(Some(key(org_pk(&org.id), "META")))
-            .update_expression("SET #plan = :plan, #quotas = :quotas, #settings = :settings, #disabled = :disabled")
-            .condition_expression("attribute_exists(#pk)")
-            .set_expression_attribute_names(Some(names(&["pk", "plan", "quotas", "settings", "disabled"])))
+            .update_expression(
+                "SET #name = :name, #plan = :plan, #quotas = :quotas, #settings = :settings, \
+                 #disabled = :disabled, #version = :next",
+            )
+            // An org stored before versions existed has none and counts as version 1.
+            .condition_expression(
+                "attribute_exists(#pk) AND (#version = :expected OR (attribute_not_exists(#version) AND :expected = :one))",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                "pk", "name", "plan", "quotas", "settings", "disabled", "version",
+            ])))
             .set_expression_attribute_values(Some(values([
+                (":name", s(&org.name)),
                 (":plan", s(to_json(&org.plan)?)),
                 (":quotas", s(to_json(&org.quotas)?)),
                 (":settings", s(to_json(&org.settings)?)),
                 (":disabled", AttributeValue::Bool(org.disabled)),
+                (":expected", n(org.version)),
+                (":next", n(org.version + 1)),
+                (":one", n(1)),
             ])))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(PortError::not_found(format!("org {}", org.id))),
+            Ok(_) => Ok(org.version + 1),
+            Err(e) if is_condition_failure(&e) => match self.get(&org.id).await? {
+                None => Err(PortError::not_found(format!("org {}", org.id))),
+                Some(stored) => Err(PortError::Conflict { expected: org.version, actual: stored.version }),
+            },
             Err(e) => Err(sdk_error("UpdateItem", &e)),
         }
     }

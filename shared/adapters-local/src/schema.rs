@@ -137,6 +137,10 @@ CREATE TABLE provider_credentials (
     PRIMARY KEY (org_id, name)
 ) WITHOUT ROWID;
 ",
+    // 3: organisations carry a version, so concurrent edits cannot undo each other.
+    r"
+ALTER TABLE orgs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

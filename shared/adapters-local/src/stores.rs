@@ -69,13 +69,13 @@ pub(crate) fn collect<T>(
 
 // ---------------------------------------------------------------- orgs
 
-type OrgRow = (String, String, String, String, String, bool, i64);
+type OrgRow = (String, String, String, String, String, bool, i64, i64);
 
 fn org_row(r: &Row<'_>) -> rusqlite::Result<OrgRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
-fn decode_org((id, name, plan, quotas, settings, disabled, created_at): OrgRow) -> Result<Org> {
+fn decode_org((id, name, plan, quotas, settings, disabled, created_at, version): OrgRow) -> Result<Org> {
     Ok(Org {
         id: parse_id(&id, OrgId::parse)?,
         name,
@@ -84,10 +84,11 @@ fn decode_org((id, name, plan, quotas, settings, disabled, created_at): OrgRow) 
         settings: from_json(&settings)?,
         disabled,
         created_at: Timestamp::from_millis(created_at),
+        version: u64::try_from(version).map_err(|_| PortError::corrupt("negative org version"))?,
     })
 }
 
-const ORG_COLUMNS: &str = "id, name, plan, quotas_json, settings_json, disabled, created_at";
+const ORG_COLUMNS: &str = "id, name, plan, quotas_json, settings_json, disabled, created_at, version";
 
 #[async_trait]
 impl OrgStore for SqliteStores {
@@ -98,8 +99,8 @@ impl OrgStore for SqliteStores {
             .write(move |c| {
                 let inserted = c
                     .prepare_cached(
-                        "INSERT INTO orgs (id, name, plan, quotas_json, settings_json, disabled, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO orgs (id, name, plan, quotas_json, settings_json, disabled, created_at, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT (id) DO NOTHING",
                     )
                     .and_then(|mut s| {
                         s.execute(params![
@@ -134,24 +135,42 @@ impl OrgStore for SqliteStores {
             .await
     }
 
-    async fn update(&self, org: &Org) -> Result<()> {
+    async fn update(&self, org: &Org) -> Result<u64> {
         let org = org.clone();
         let (quotas, settings) = (to_json(&org.quotas)?, to_json(&org.settings)?);
+        let expected = i64::try_from(org.version).map_err(|_| PortError::invalid("org version out of range"))?;
         self.db
             .write(move |c| {
                 let changed = c
                     .prepare_cached(
                         "UPDATE orgs SET name = ?2, plan = ?3, quotas_json = ?4, settings_json = ?5,
-                         disabled = ?6 WHERE id = ?1",
+                         disabled = ?6, version = version + 1 WHERE id = ?1 AND version = ?7",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![org.id.as_str(), org.name, org.plan.as_str(), quotas, settings, org.disabled])
+                        s.execute(params![
+                            org.id.as_str(),
+                            org.name,
+                            org.plan.as_str(),
+                            quotas,
+                            settings,
+                            org.disabled,
+                            expected
+                        ])
                     })
                     .map_err(sql)?;
-                if changed == 0 {
-                    return Err(PortError::not_found(format!("org {}", org.id)));
+                if changed == 1 {
+                    return Ok(org.version + 1);
                 }
-                Ok(())
+                let stored: Option<i64> = c
+                    .prepare_cached("SELECT version FROM orgs WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([org.id.as_str()], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                match stored {
+                    None => Err(PortError::not_found(format!("org {}", org.id))),
+                    Some(actual) => {
+                        Err(PortError::Conflict { expected: org.version, actual: actual.try_into().unwrap_or(0) })
+                    }
+                }
             })
             .await
     }

@@ -17,6 +17,14 @@ pub struct Org {
     pub settings: serde_json::Value,
     pub disabled: bool,
     pub created_at: Timestamp,
+    /// Bumped by every update; `OrgStore::update` writes only over the version it read, so
+    /// two edits never silently undo each other (an operator's disable, say).
+    #[serde(default = "first_version")]
+    pub version: u64,
+}
+
+const fn first_version() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,8 +18,10 @@ pub trait OrgStore: Send + Sync + Debug {
     /// `AlreadyExists` when the id is taken.
     async fn create(&self, org: &Org) -> Result<()>;
     async fn get(&self, id: &OrgId) -> Result<Option<Org>>;
-    /// Replaces plan, quotas, settings and the disabled flag. `NotFound` if absent.
-    async fn update(&self, org: &Org) -> Result<()>;
+    /// Replaces name, plan, quotas, settings and the disabled flag if the stored version is
+    /// still `org.version`, and returns the new version (one more). `Conflict` if another
+    /// update came first, `NotFound` if absent.
+    async fn update(&self, org: &Org) -> Result<u64>;
     /// Ordered by id.
     async fn list(&self, page: &PageRequest) -> Result<Page<Org>>;
 }

@@ -38,6 +38,7 @@ pub fn org(id: &OrgId) -> Org {
         settings: serde_json::json!({"webhook_url": "https://example.test/hook"}),
         disabled: false,
         created_at: T0,
+        version: 1,
     }
 }
 

@@ -314,6 +314,45 @@ pub async fn idempotency_cannot_leak(app: &TestApp) {
     assert_eq!(retried.status, StatusCode::CREATED, "the lapsed claim no longer blocks: {:?}", retried.body);
 }
 
+/// `PATCH /v1/orgs/{id}` never loses an edit: an operator's disable racing an admin's renames
+/// stays disabled, the name is stored on both backends, and a stale `If-Match` is refused.
+pub async fn org_updates_do_not_undo_each_other(app: &TestApp) {
+    let (org_id, admin) = app.org_with_admin().await;
+    let path = format!("/v1/orgs/{org_id}");
+    let read = app.get(&path, &admin).await;
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    let renamed = app
+        .call(Method::PATCH, &path, Some(&admin), Some(&json!({"name": "Кафе «Лютик»"})), &[("If-Match", "\"1\"")])
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+    assert_eq!(renamed.header("etag"), Some("\"2\""));
+    assert_eq!(app.get(&path, &admin).await.body["name"], "Кафе «Лютик»", "the name is stored");
+    let stale =
+        app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"name": "stale"})), &[("If-Match", "\"1\"")]).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "version_mismatch"));
+
+    // Renames race the operator's disable; whatever the interleaving, it stays disabled.
+    let renames = (0..6).map(|i| {
+        let body = json!({"settings": {"theme": i}});
+        let (path, admin) = (path.clone(), admin.clone());
+        async move { app.call(Method::PATCH, &path, Some(&admin), Some(&body), &[]).await }
+    });
+    let disable_body = json!({"disabled": true});
+    let disable = app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&disable_body), &[]);
+    let (replies, disabled) = tokio::join!(futures::future::join_all(renames), disable);
+    assert_eq!(disabled.status, StatusCode::OK, "{:?}", disabled.body);
+    for reply in &replies {
+        assert!(
+            reply.status == StatusCode::OK || ["org_disabled", "concurrent_update"].contains(&reply.code()),
+            "a rename landed, came after the disable, or gave up on a busy record: {:?}",
+            reply.body
+        );
+    }
+    let after = app.get(&path, OPERATOR_TOKEN).await;
+    assert_eq!(after.body["disabled"], true, "the disable was not undone: {:?}", after.body);
+    assert_eq!(after.body["name"], "Кафе «Лютик»");
+}
+
 /// Provider credentials: write-only, per org, and the only thing an agent tier can name.
 pub async fn provider_credentials(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;

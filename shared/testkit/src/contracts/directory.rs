@@ -18,10 +18,26 @@ pub async fn orgs_create_get_update_list(h: &impl Harness) {
 
     org.quotas.max_agents = 7;
     org.disabled = true;
-    orgs.update(&org).await.unwrap();
+    org.name = "ООО «Ромашка и сыновья»".into();
+    assert_eq!(orgs.update(&org).await.unwrap(), 2);
+    org.version = 2;
+    assert_eq!(orgs.get(&id).await.unwrap().as_ref(), Some(&org));
+    // An edit made over version 1 lost the race: it must not undo the disable.
+    let mut stale = fixtures::org(&id);
+    stale.name = "stale".into();
+    assert!(matches!(orgs.update(&stale).await, Err(PortError::Conflict { expected: 1, actual: 2 })));
     assert_eq!(orgs.get(&id).await.unwrap().as_ref(), Some(&org));
     let ghost = fixtures::org(&fixtures::org_id());
     assert!(matches!(orgs.update(&ghost).await, Err(PortError::NotFound { .. })));
+    // Racing updates over one version: exactly one wins.
+    let racers = futures::future::join_all((0..8).map(|i| {
+        let mut edit = org.clone();
+        edit.name = format!("racer {i}");
+        let orgs = std::sync::Arc::clone(&orgs);
+        async move { orgs.update(&edit).await }
+    }))
+    .await;
+    assert_eq!(racers.iter().filter(|r| r.is_ok()).count(), 1, "{racers:?}");
 
     let mut created = BTreeSet::from([id.clone()]);
     for _ in 0..4 {
