@@ -24,6 +24,7 @@ pub mod orgs;
 pub mod reconcile;
 pub mod signed_payments;
 pub mod state;
+pub mod tool_signing;
 pub mod yookassa;
 
 use axum::routing::{get, post, put};
@@ -41,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::create_key_for_org,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
         agents::create, agents::list, agents::get, agents::update, agents::delete, call_tokens::create,
+        tool_signing::secret,
         numbers::assign, numbers::list, numbers::release, numbers::route,
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
@@ -131,6 +133,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/agents", post(agents::create).get(agents::list))
         .route("/agents/{agent_id}", get(agents::get).put(agents::update).delete(agents::delete))
         .route("/agents/{agent_id}/call-tokens", post(call_tokens::create))
+        .route("/tool-signing-secret", get(tool_signing::secret))
         .route("/numbers", get(numbers::list))
         .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))
