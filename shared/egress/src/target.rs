@@ -151,6 +151,30 @@ mod tests {
         assert!(matches!(check("not a url"), Err(EgressError::InvalidUrl(_))));
     }
 
+    proptest::proptest! {
+        /// However a tenant spells an address the URL parser reads as loopback, private or
+        /// link-local (dotted, one integer, hex, mapped or compatible IPv6), it is refused.
+        #[test]
+        fn every_spelling_of_a_forbidden_address_is_refused(
+            net in proptest::sample::select(vec![(127u32 << 24, 8u32), (10 << 24, 8), (0xa9fe_0000, 16), (0xc0a8_0000, 16), (0xac10_0000, 12)]),
+            offset in proptest::prelude::any::<u32>(),
+            spelling in 0usize..5,
+        ) {
+            let (base, prefix) = net;
+            let ip = std::net::Ipv4Addr::from(base | (offset >> prefix));
+            let host = match spelling {
+                0 => ip.to_string(),
+                1 => u32::from(ip).to_string(),
+                2 => format!("0x{:x}", u32::from(ip)),
+                3 => format!("[{}]", ip.to_ipv6_mapped()),
+                _ => format!("[::ffff:{:x}:{:x}]", u32::from(ip) >> 16, u32::from(ip) & 0xffff),
+            };
+            let url = format!("https://{host}:8443/hook");
+            let refused = check(&url);
+            proptest::prop_assert!(matches!(refused, Err(EgressError::Forbidden { .. })), "{} {:?}", url, refused);
+        }
+    }
+
     #[test]
     fn the_operator_allowlist_opens_addresses_names_and_plain_text() {
         let allow = EgressAllowlist::parse("127.0.0.1/32,localhost:11434").unwrap();
