@@ -137,6 +137,23 @@ resource "aws_secretsmanager_secret_version" "api_key_pepper" {
   secret_string = random_password.api_key_pepper.result
 }
 
+# The platform secret every organisation's function-tool signing key derives from
+# (docs/api.md, "Function tools"). Rotating it changes every org's key, so it is generated once.
+resource "random_password" "tool_signing_key" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "tool_signing_key" {
+  name       = "${local.prefix}/tool-signing-key"
+  kms_key_id = aws_kms_key.golos.arn
+}
+
+resource "aws_secretsmanager_secret_version" "tool_signing_key" {
+  secret_id     = aws_secretsmanager_secret.tool_signing_key.id
+  secret_string = random_password.tool_signing_key.result
+}
+
 # Filled in by the operator (console or CLI), never by Terraform state.
 resource "aws_secretsmanager_secret" "operator" {
   for_each   = toset(["yookassa", "payments-hmac", "openai", "anthropic", "deepgram", "elevenlabs"])
