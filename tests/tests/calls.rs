@@ -743,6 +743,12 @@ async fn assert_signed(customer: &Customer, headers: &[(String, String)], body: 
     mac.update(body);
     let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
     assert_eq!(signature, expected, "the signature verifies with the org's secret");
+    // The secret is an admin's to read, like webhook settings.
+    let (status, editor) = customer.post("/v1/api-keys", &customer.key, &json!({"name": "ed", "role": "editor"})).await;
+    assert_eq!(status, 201, "{editor}");
+    let url = format!("{}/v1/tool-signing-secret", customer.base);
+    let refused = customer.http.get(url).header("X-API-Key", editor["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
     let sent: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(sent["name"], "firehose");
     assert_eq!(sent["arguments"], json!({"q": "hours"}));
