@@ -16,6 +16,12 @@ variable "yookassa_allowed_ips" {
   default     = ""
 }
 
+variable "egress_allow" {
+  description = "GOLOS_EGRESS_ALLOW: the operator's exceptions to the egress policy (networks, hosts, host:port), for the API's agent validation and the workers' connections alike; empty allows only the public internet (docs/security.md)."
+  type        = string
+  default     = ""
+}
+
 locals {
   functions = {
     api         = { binary = "golos-api", memory = 256, timeout = 15 }
@@ -32,6 +38,7 @@ locals {
       GOLOS_LOG_FORMAT     = "json"
     },
     var.yookassa_allowed_ips == "" ? {} : { GOLOS_YOOKASSA_ALLOWED_IPS = var.yookassa_allowed_ips },
+    var.egress_allow == "" ? {} : { GOLOS_EGRESS_ALLOW = var.egress_allow },
   )
 }
 

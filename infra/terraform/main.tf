@@ -118,11 +118,11 @@ resource "aws_sqs_queue_redrive_allow_policy" "dead_letter" {
 }
 
 # The platform's generated keys, each with one job: the API-key pepper (rotating it
-# invalidates every API key), the call-token key (rotating it ends every call token) and the
-# operator key. Terraform creates only the containers; `golos init-secrets --backend aws`,
+# invalidates every API key), the call-token key (rotating it ends every call token), the
+# key every org's function-tool signing key derives from, and the operator key. Terraform creates only the containers; `golos init-secrets --backend aws`,
 # run once by the operator, generates the values, so they never pass through Terraform state.
 resource "aws_secretsmanager_secret" "generated" {
-  for_each   = toset(["api-key-pepper", "call-token-key", "operator-api-key"])
+  for_each   = toset(["api-key-pepper", "call-token-key", "tool-signing-key", "operator-api-key"])
   name       = "${local.prefix}/${each.key}"
   kms_key_id = aws_kms_key.golos.arn
 }

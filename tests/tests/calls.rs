@@ -17,8 +17,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The provider simulators listen on loopback: agents may point at them only because the
+/// operator allows it (docs/security.md, "Egress"). Tests that need another allowlist pass
+/// their own `GOLOS_EGRESS_ALLOW`, which comes later and wins.
+const SIMULATORS_ALLOWED: (&str, &str) = ("GOLOS_EGRESS_ALLOW", "127.0.0.1/32");
+
 fn start_golos(extra_env: &[(&str, &str)]) -> RunningGolos {
-    let mut env = vec![("GOLOS_SECRET_PAYMENTS_HMAC_TEST", PAYMENT_SECRET)];
+    let mut env = vec![("GOLOS_SECRET_PAYMENTS_HMAC_TEST", PAYMENT_SECRET), SIMULATORS_ALLOWED];
     env.extend_from_slice(extra_env);
     RunningGolos::start(&env)
 }
@@ -247,11 +252,17 @@ struct Simulator {
 
 impl Simulator {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more arguments (`--config scenario.json`, `--host 127.0.0.2`).
+    fn start_with(args: &[&str]) -> Self {
         use std::io::BufRead;
         let golos = golos_tests::golos_binary();
         let binary = golos.with_file_name("golos-simulator");
         let mut child = Command::new(&binary)
             .args(["--port", "0"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{} ({e}): build the workspace first", binary.display()));
@@ -616,4 +627,243 @@ async fn an_agent_cannot_send_a_platform_secret_to_its_own_host() {
     for secret in &platform_secrets {
         assert!(!listener.saw(secret), "a platform secret reached the tenant's host");
     }
+}
+
+/// A scripted LLM (the OpenAI simulator on 127.0.0.2, which the operator allows) that answers
+/// the caller's question by calling the agent's function tools, then says which error the
+/// tools returned; Deepgram's simulator hears the caller. Returns the simulator and its
+/// scenario file's folder.
+fn tool_calling_simulator(tool_names: &[&str]) -> (Simulator, tempfile::TempDir) {
+    let calls: Vec<Value> = tool_names
+        .iter()
+        .map(|name| json!({"name": name, "arguments": "{\"q\": \"hours\"}", "fragments": 1}))
+        .collect();
+    let scenario = json!({
+        "openai": {
+            "replies": [
+                {"when": "destination_forbidden", "tokens": ["The", " tool", " was", " refused."]},
+                {"when": "tool_response_too_large", "tokens": ["The", " answer", " was", " too", " large."]},
+                {"tokens": [], "tool_calls": calls}
+            ],
+            "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tools.json");
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    let simulator = Simulator::start_with(&["--host", "127.0.0.2", "--config", path.to_str().unwrap()]);
+    (simulator, dir)
+}
+
+/// An agent whose LLM and STT are the simulator and whose tools are `(name, url)`.
+async fn tool_agent(customer: &Customer, simulator: &Simulator, tools: &[(&str, String)]) -> (u16, Value) {
+    customer.put_credential("sim-key", "sim-key").await;
+    let tools: Vec<Value> = tools
+        .iter()
+        .map(|(name, url)| json!({"type": "function", "name": name, "description": "Look it up",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}, "url": url, "timeout_ms": 10_000}))
+        .collect();
+    let agent = json!({
+        "name": "Tool host",
+        "system_prompt": "Use your tools.",
+        "language": "en-US",
+        "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+        "tools": tools,
+        "providers": {
+            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", simulator.addr), "credentials_secret": "sim-key"}],
+            "tts": [{"kind": "espeak_ng"}],
+            "stt": [{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "sim-key"}]
+        }
+    });
+    customer.post("/v1/agents", &customer.key, &agent).await
+}
+
+/// Places a call that asks the question (1.6 s of "speech" for the Deepgram simulator) and
+/// runs until the agent says `answer`; returns the call's id.
+async fn ask_until(golos: &RunningGolos, customer: &Customer, agent: &str, answer: &str) -> String {
+    let token = customer.call_token(agent).await;
+    let mut caller = Caller::start(golos, start_message(agent, &token)).await;
+    caller.until("started", |c| c.event("started").is_some()).await;
+    let speech: Vec<i16> = (0..25_600).map(|i| ((f64::from(i) * 0.35).sin() * 8_000.0) as i16).collect();
+    caller.say(&speech);
+    caller.until(answer, |c| c.said("assistant", answer)).await;
+    assert!(caller.ended().is_none(), "the call goes on after the tool error: {:?}", caller.events);
+    let call_id = caller.call_id();
+    caller.hang_up().await;
+    call_id
+}
+
+/// A listener on 127.0.0.1 that must never be reached; `accept` tells afterwards whether
+/// anything connected (the kernel queues a connection even if nobody accepts it).
+fn tripwire() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn assert_untouched(listener: &std::net::TcpListener) {
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected to the worker's own network: {other:?}"),
+    }
+}
+
+/// Tool URLs that lead to the worker's own network — an IPv4-mapped loopback literal, the
+/// cloud metadata address, a name that resolves to loopback — are refused at write time where
+/// that can be known, and in any case at connect time: nothing reaches them, the LLM gets a
+/// clear tool error and the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_tools_cannot_reach_the_workers_own_network() {
+    let (listener, port) = tripwire();
+    let (simulator, _scenario) = tool_calling_simulator(&["mapped", "metadata", "named"]);
+    let mapped = format!("http://[::ffff:127.0.0.1]:{port}/lookup");
+    let metadata = "http://169.254.169.254/latest/meta-data/".to_owned();
+    let named = format!("https://localhost:{port}/lookup");
+    let allow_simulator = ("GOLOS_EGRESS_ALLOW", "127.0.0.2/32");
+    let golos = start_golos(&[allow_simulator]);
+    let customer = Customer::new(&golos, 10_000).await;
+
+    // Write time: IP literals of forbidden classes are refused with the field and the class.
+    for url in [&mapped, &metadata] {
+        let (status, problem) = tool_agent(&customer, &simulator, &[("lookup", url.clone())]).await;
+        assert_eq!(status, 422, "{problem}");
+        let issue = &problem["errors"][0];
+        assert_eq!(
+            (issue["field"].as_str(), issue["code"].as_str()),
+            (Some("tools[0].url"), Some("forbidden_destination"))
+        );
+    }
+
+    // An agent saved while the operator still allowed those destinations (or by a worker
+    // with another allowlist) meets the connect-time check, the one that matters.
+    let data_dir = golos.crash();
+    let permissive = ("GOLOS_EGRESS_ALLOW", "127.0.0.2/32,::ffff:0:0/96,169.254.169.254/32");
+    let golos = RunningGolos::start_in(data_dir, &[SIMULATORS_ALLOWED, permissive]);
+    let tools = [("mapped", mapped), ("metadata", metadata), ("named", named)];
+    let (status, agent) = tool_agent(&customer_of(&golos, &customer), &simulator, &tools).await;
+    assert_eq!(status, 201, "{agent}");
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    let data_dir = golos.crash();
+    let golos = RunningGolos::start_in(data_dir, &[allow_simulator]);
+    let customer = customer_of(&golos, &customer);
+
+    let call_id = ask_until(&golos, &customer, &agent, "tool was refused").await;
+    assert_untouched(&listener);
+    let record = customer.billed_call(&call_id).await;
+    assert_eq!(record["end_reason"], "caller_hangup", "{record}");
+}
+
+/// The same customer against a restarted golos (same data directory, so the same keys).
+fn customer_of(golos: &RunningGolos, customer: &Customer) -> Customer {
+    Customer {
+        http: customer.http.clone(),
+        base: golos.base_url(),
+        key: customer.key.clone(),
+        org_id: customer.org_id.clone(),
+    }
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A tool that answers with a 1 GiB stream is cut at 64 KiB: the worker's memory does not grow
+/// with it, the LLM is told the answer was too large, and the call goes on. The tool's request
+/// is signed with the org's key (Standard Webhooks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_answering_a_gigabyte_is_cut_at_the_cap() {
+    use std::io::Write;
+    let (simulator, _scenario) = tool_calling_simulator(&["firehose"]);
+    let firehose = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let url = format!("http://{}/firehose", firehose.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = firehose.accept().unwrap();
+        let request = read_http_request(&mut socket);
+        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n").unwrap();
+        let chunk = vec![b' '; 1 << 20];
+        let mut sent = 0usize;
+        while sent < 1 << 30 {
+            if socket.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        (request, sent)
+    });
+    let golos = start_golos(&[("GOLOS_EGRESS_ALLOW", "127.0.0.2/32,127.0.0.3/32")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let (status, agent) = tool_agent(&customer, &simulator, &[("firehose", url)]).await;
+    assert_eq!(status, 201, "{agent}");
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    let before = rss_kib(golos.pid());
+
+    ask_until(&golos, &customer, &agent, "answer was too large").await;
+    let grown = rss_kib(golos.pid()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "the worker grew by {grown} KiB");
+    let ((headers, body), sent) = server.join().unwrap();
+    assert!(sent < 1 << 30, "the worker stopped reading; the tool could not send it all ({sent} bytes)");
+    assert_signed(&customer, &headers, &body).await;
+}
+
+/// One HTTP/1.1 request as the tool endpoint sees it: header names (lower-cased) and values,
+/// and the body (`content-length` bytes).
+fn read_http_request(socket: &mut std::net::TcpStream) -> (Vec<(String, String)>, Vec<u8>) {
+    use std::io::Read;
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let read = socket.read(&mut buffer).unwrap();
+        request.extend_from_slice(&buffer[..read]);
+        let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+            assert!(read > 0, "the request ended inside its head");
+            continue;
+        };
+        let head = String::from_utf8_lossy(&request[..end]).into_owned();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let length: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+        if request.len() >= end + 4 + length || read == 0 {
+            let body = request[end + 4..(end + 4 + length).min(request.len())].to_vec();
+            return (headers, body);
+        }
+    }
+}
+
+/// The tool request carries Standard Webhooks headers whose signature verifies, independently
+/// of golos's code, with the org's secret from `GET /v1/tool-signing-secret`.
+async fn assert_signed(customer: &Customer, headers: &[(String, String)], body: &[u8]) {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let header = |name: &str| {
+        let found = headers.iter().find(|(n, _)| n == name);
+        found.unwrap_or_else(|| panic!("no {name}: {headers:?}")).1.clone()
+    };
+    let (id, timestamp, signature) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(timestamp.parse::<u64>().unwrap().abs_diff(now) < 300, "timestamp {timestamp}");
+    let secret = customer.get("/v1/tool-signing-secret").await;
+    let secret = secret["secret"].as_str().and_then(|s| s.strip_prefix("whsec_")).expect("whsec_ secret").to_owned();
+    let key = base64::engine::general_purpose::STANDARD.decode(secret).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(signature, expected, "the signature verifies with the org's secret");
+    // The secret is an admin's to read, like webhook settings.
+    let (status, editor) = customer.post("/v1/api-keys", &customer.key, &json!({"name": "ed", "role": "editor"})).await;
+    assert_eq!(status, 201, "{editor}");
+    let url = format!("{}/v1/tool-signing-secret", customer.base);
+    let refused = customer.http.get(url).header("X-API-Key", editor["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let sent: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(sent["name"], "firehose");
+    assert_eq!(sent["arguments"], json!({"q": "hours"}));
 }

@@ -62,8 +62,9 @@ fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
     AgentId::parse(raw).map_err(|_| ApiError::not_found(format!("agent {raw}")))
 }
 
-fn validated(state_org: &golos_ports::Org, config: &AgentConfig) -> ApiResult<()> {
-    config.validate_with(&state_org.quotas).map_err(ApiError::validation)
+/// The org's quotas, and the operator's egress exceptions for the agent's URLs.
+fn validated(state: &ControlState, org: &golos_ports::Org, config: &AgentConfig) -> ApiResult<()> {
+    config.validate_for(&org.quotas, &state.config.egress).map_err(ApiError::validation)
 }
 
 /// Create an agent (admin, editor).
@@ -76,7 +77,7 @@ pub async fn create(
     JsonBody(config): JsonBody<AgentConfig>,
 ) -> ApiResult<Response> {
     let org = caller.member(Action::WriteAgents)?;
-    validated(org, &config)?;
+    validated(&state, org, &config)?;
     crate::credentials::check_agent_credentials(&state, &org.id, &config).await?;
     let id = AgentId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
     let agent =
@@ -136,7 +137,7 @@ pub async fn update(
     let expected = if_match(&headers)?.ok_or_else(|| {
         ApiError::new(StatusCode::PRECONDITION_REQUIRED, "if_match_required", "send If-Match with the agent's ETag")
     })?;
-    validated(org, &config)?;
+    validated(&state, org, &config)?;
     crate::credentials::check_agent_credentials(&state, &org.id, &config).await?;
     let agent = state.stores.agents.update(&org.id, &id, &config, expected, state.clock.now()).await?;
     audit(&state, &caller, &ctx, &org.id, "agent.update", id.as_str()).await;

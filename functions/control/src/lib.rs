@@ -25,6 +25,7 @@ pub mod orgs;
 pub mod reconcile;
 pub mod signed_payments;
 pub mod state;
+pub mod tool_signing;
 pub mod yookassa;
 
 use axum::routing::{get, post, put};
@@ -45,6 +46,7 @@ use utoipa::{Modify, OpenApi};
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
         agents::create, agents::list, agents::get, agents::update, agents::delete, call_tokens::create,
         credentials::put, credentials::list, credentials::delete,
+        tool_signing::secret,
         numbers::assign, numbers::list, numbers::release, numbers::route,
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
@@ -137,6 +139,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/agents/{agent_id}/call-tokens", post(call_tokens::create))
         .route("/provider-credentials", get(credentials::list))
         .route("/provider-credentials/{name}", put(credentials::put).delete(credentials::delete))
+        .route("/tool-signing-secret", get(tool_signing::secret))
         .route("/numbers", get(numbers::list))
         .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))

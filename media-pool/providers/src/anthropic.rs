@@ -13,6 +13,7 @@ use crate::openai::cut;
 use crate::sse::{self, SseEvent};
 use crate::ProviderError;
 use async_trait::async_trait;
+use golos_egress::net::EgressClient;
 use golos_ports::SecretString;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -33,11 +34,11 @@ pub struct AnthropicConfig {
 #[derive(Debug, Clone)]
 pub struct AnthropicLlm {
     config: AnthropicConfig,
-    client: reqwest::Client,
+    client: EgressClient,
 }
 
 impl AnthropicLlm {
-    pub fn new(config: AnthropicConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: AnthropicConfig, client: EgressClient) -> Self {
         Self { config, client }
     }
 }
@@ -111,7 +112,7 @@ impl LlmProvider for AnthropicLlm {
         let url = format!("{}/v1/messages", self.config.base_url.trim_end_matches('/'));
         let response = self
             .client
-            .post(url)
+            .post(&url)?
             .header("x-api-key", self.config.api_key.expose())
             .header("anthropic-version", ANTHROPIC_VERSION)
             .header("accept", "text/event-stream")

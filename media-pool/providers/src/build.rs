@@ -19,6 +19,8 @@ use crate::pocketsphinx::PocketsphinxStt;
 use crate::polly::{PollyConfig, PollyTts};
 use crate::{LlmProvider, SttProvider, TtsProvider};
 use golos_domain::agent::{AgentConfig, LlmKind, ProviderRef, SttKind, TtsKind};
+use golos_egress::net::EgressClient;
+use golos_egress::{EgressAllowlist, Protocol};
 use golos_ports::SecretString;
 use std::collections::HashMap;
 use std::fmt;
@@ -30,10 +32,16 @@ pub const LOCAL_OPENAI_BASE_URL: &str = "http://127.0.0.1:8080/v1";
 /// ElevenLabs' "Rachel", for an ElevenLabs tier that is not the agent's own voice.
 pub const ELEVENLABS_DEFAULT_VOICE: &str = "21m00Tcm4TlvDq8ikWAM";
 
+/// The longest a provider's HTTP request may take, body included: a backstop behind the
+/// chain's own deadlines (first output 1.5 s, whole turn 30 s), for callers outside a chain.
+pub const PROVIDER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the media worker brings: shared clients and breakers, and the secrets it resolved.
 #[derive(Clone)]
 pub struct BuildContext {
-    pub http: reqwest::Client,
+    /// Every HTTP tier connects through it, under the egress policy; WebSocket tiers connect
+    /// under its allowlist too.
+    pub http: EgressClient,
     pub breakers: Breakers,
     pub chain: ChainConfig,
     /// The organisation's credentials by name, as in `ProviderRef::credentials_secret`.
@@ -65,9 +73,15 @@ impl fmt::Debug for BuildContext {
 }
 
 impl BuildContext {
+    /// Tiers may reach the public internet only; see [`BuildContext::with_egress`].
     pub fn new(credentials: HashMap<String, SecretString>) -> Self {
+        Self::with_egress(credentials, EgressAllowlist::none())
+    }
+
+    /// With the operator's egress exceptions (self-hosted models, simulators).
+    pub fn with_egress(credentials: HashMap<String, SecretString>, egress: EgressAllowlist) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: provider_http(egress),
             breakers: Breakers::default(),
             chain: ChainConfig::default(),
             credentials,
@@ -76,6 +90,13 @@ impl BuildContext {
             clips_dir: None,
         }
     }
+}
+
+/// The HTTP client of provider tiers under `egress`, with [`PROVIDER_REQUEST_TIMEOUT`].
+pub fn provider_http(egress: EgressAllowlist) -> EgressClient {
+    let builder = reqwest::Client::builder().timeout(PROVIDER_REQUEST_TIMEOUT);
+    // Building fails only without a TLS backend, which this crate always links.
+    EgressClient::with_builder(egress, builder).expect("the provider HTTP client builds")
 }
 
 /// A tier left out of a chain, and why (no credentials, not implemented, not an STT).
@@ -256,6 +277,12 @@ async fn tts_tier(agent: &AgentConfig, tier: &ProviderRef<TtsKind>, ctx: &BuildC
             Ok((Arc::new(GoogleTts::new(config, ctx.http.clone())), base))
         }
         TtsKind::Polly => {
+            // The AWS SDK connects by itself, outside the egress client: a custom endpoint is
+            // taken only where the operator allows its destination, since requests to it are
+            // signed with the platform's AWS credentials.
+            if let Some(endpoint) = &tier.endpoint {
+                check_operator_allowed(endpoint, ctx.http.allowlist())?;
+            }
             let polly = PollyTts::connect(PollyConfig {
                 name: "polly".into(),
                 region: ctx.aws_region.clone(),
@@ -282,10 +309,21 @@ fn stt_tier(tier: &ProviderRef<SttKind>, ctx: &BuildContext) -> Built<dyn SttPro
             if let Some(model) = &tier.model {
                 config.model.clone_from(model);
             }
-            Ok((Arc::new(DeepgramStt::new(config)), base))
+            Ok((Arc::new(DeepgramStt::new(config, Arc::clone(ctx.http.allowlist()))), base))
         }
         SttKind::Google => Err("Google streaming STT is not implemented yet".into()),
         SttKind::Pocketsphinx => Ok((Arc::new(PocketsphinxStt::default()), "local".into())),
         SttKind::DtmfMenu => Err("the DTMF menu is the call engine's last resort, not a recogniser".into()),
+    }
+}
+
+/// A custom endpoint the operator's allowlist covers itself (public destinations do not count:
+/// the tier would carry the platform's credentials there).
+fn check_operator_allowed(endpoint: &str, allow: &EgressAllowlist) -> Result<(), String> {
+    let url = golos_egress::check_url(endpoint, Protocol::Http, allow).map_err(|e| format!("endpoint refused: {e}"))?;
+    if golos_egress::is_operator_allowed(&url, allow) {
+        Ok(())
+    } else {
+        Err("a custom Polly endpoint must be a destination the operator allows (GOLOS_EGRESS_ALLOW)".into())
     }
 }

@@ -9,6 +9,7 @@ use crate::stt::{SttBackend, SttConfig, SttEvent, SttProvider, SttSession, Trans
 use crate::ProviderError;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
+use golos_egress::EgressAllowlist;
 use golos_ports::SecretString;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -48,14 +49,20 @@ impl DeepgramConfig {
     }
 }
 
+/// Deepgram's messages are small JSON results (a transcript and its words); anything larger
+/// than this, in one message or one frame, is a failing server and ends the session.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct DeepgramStt {
     config: DeepgramConfig,
+    /// The operator's egress exceptions: the socket is connected under the policy.
+    egress: Arc<EgressAllowlist>,
 }
 
 impl DeepgramStt {
-    pub fn new(config: DeepgramConfig) -> Self {
-        Self { config }
+    pub fn new(config: DeepgramConfig, egress: Arc<EgressAllowlist>) -> Self {
+        Self { config, egress }
     }
 
     fn url(&self, stt: &SttConfig) -> String {
@@ -113,17 +120,28 @@ impl SttProvider for DeepgramStt {
     }
 
     async fn open(&self, config: &SttConfig) -> Result<SttSession, ProviderError> {
-        let mut request = self
-            .url(config)
-            .into_client_request()
-            .map_err(|e| ProviderError::BadResponse(format!("bad Deepgram URL: {e}")))?;
+        let url = self.url(config);
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| ProviderError::BadResponse(format!("bad Deepgram URL: {e}")))?;
+        let mut request =
+            url.into_client_request().map_err(|e| ProviderError::BadResponse(format!("bad Deepgram URL: {e}")))?;
         let token = format!("Token {}", self.config.api_key.expose());
         request.headers_mut().insert("authorization", token.parse().map_err(|_| ProviderError::Auth { status: 0 })?);
         // Deepgram's results are small JSON; the library's 128 KiB default read buffer is
         // zero-filled before every read, a real cost with hundreds of calls per worker.
-        let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024);
-        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, Some(tls()))
+        let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        // The policy picks the address (resolved, checked), then the TLS and WebSocket
+        // handshakes run over that very connection: nothing re-resolves the name.
+        let tcp = golos_egress::net::connect_websocket_tcp(&self.egress, &parsed).await?;
+        // Audio goes out as small frames, one after another (see the worker's TCP_NODELAY).
+        let _ = tcp.set_nodelay(true);
+        let handshake = tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(ws_config), Some(tls()));
+        let (socket, _) = tokio::time::timeout(golos_egress::net::CONNECT_TIMEOUT, handshake)
             .await
+            .map_err(|_| ProviderError::Timeout("the Deepgram handshake did not finish".into()))?
             .map_err(handshake_error)?;
         let (session, backend) = SttSession::channel(self.config.name.clone());
         tokio::spawn(run(socket, backend, self.config.keepalive_every));

@@ -3,11 +3,12 @@
 //! synthesized (API reference, "Stream speech").
 
 use crate::error::check_status;
-use crate::tts::{AudioChunk, AudioStream, Pcm16Decoder, TtsProvider, TtsRequest};
+use crate::tts::{max_audio_bytes, AudioChunk, AudioStream, Pcm16Decoder, TtsProvider, TtsRequest};
 use crate::wav::resample;
 use crate::ProviderError;
 use async_trait::async_trait;
 use futures::StreamExt;
+use golos_egress::net::EgressClient;
 use golos_ports::SecretString;
 use serde_json::json;
 
@@ -28,11 +29,11 @@ pub struct ElevenLabsConfig {
 #[derive(Debug, Clone)]
 pub struct ElevenLabsTts {
     config: ElevenLabsConfig,
-    client: reqwest::Client,
+    client: EgressClient,
 }
 
 impl ElevenLabsTts {
-    pub fn new(config: ElevenLabsConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: ElevenLabsConfig, client: EgressClient) -> Self {
         Self { config, client }
     }
 }
@@ -53,7 +54,7 @@ impl TtsProvider for ElevenLabsTts {
         );
         let response = self
             .client
-            .post(url)
+            .post(&url)?
             .query(&[("output_format", format!("pcm_{source_rate}"))])
             .header("xi-api-key", self.config.api_key.expose())
             .json(&json!({"text": request.text, "model_id": self.config.model_id}))
@@ -61,7 +62,10 @@ impl TtsProvider for ElevenLabsTts {
             .await?;
         let response = check_status(response).await?;
         let mut decoder = Pcm16Decoder::default();
-        let body = response.bytes_stream().map(Some).chain(futures::stream::once(async { None }));
+        // A voice that never stops (or a server that streams forever) ends as an error once
+        // it has sent more audio than any one sentence needs.
+        let audio = golos_egress::net::capped_stream(response, max_audio_bytes(source_rate));
+        let body = audio.map(Some).chain(futures::stream::once(async { None }));
         let stream = body
             .map(move |piece| match piece {
                 Some(Ok(bytes)) => {

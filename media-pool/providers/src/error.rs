@@ -2,7 +2,11 @@
 //! engine do about it. Messages never carry credentials: adapters build them from status
 //! codes and response bodies only, and strip URLs from transport errors.
 
+use golos_egress::EgressError;
 use std::time::Duration;
+
+/// How much of an error answer is read for its message; the rest is never downloaded.
+pub const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -27,6 +31,11 @@ pub enum ProviderError {
     /// that is not configured (no credentials); the chain skips it.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The egress policy refused the tier's endpoint (a forbidden address, plain text to a
+    /// destination the operator does not allow): configuration, not an outage, so the chain
+    /// moves on without a breaker mark.
+    #[error("refused by the egress policy: {0}")]
+    Forbidden(String),
 }
 
 impl ProviderError {
@@ -45,13 +54,27 @@ impl ProviderError {
     /// A failure worth a breaker mark. Everything is, except a local tier missing from this
     /// machine, which no amount of waiting repairs.
     pub fn counts_against_provider(&self) -> bool {
-        !matches!(self, Self::Unavailable(_))
+        !matches!(self, Self::Unavailable(_) | Self::Forbidden(_))
+    }
+}
+
+impl From<EgressError> for ProviderError {
+    fn from(err: EgressError) -> Self {
+        match err {
+            refused if refused.is_refusal() => Self::Forbidden(refused.to_string()),
+            EgressError::TooLarge { .. } => Self::BadResponse(err.to_string()),
+            EgressError::Timeout(what) => Self::Timeout(what),
+            other => Self::Connection(other.to_string()),
+        }
     }
 }
 
 impl From<reqwest::Error> for ProviderError {
     fn from(err: reqwest::Error) -> Self {
         // The URL may hold a key in some APIs' query strings; it never reaches a message.
+        if let Some(policy) = golos_egress::net::egress_error_of(&err) {
+            return policy.clone().into();
+        }
         let err = err.without_url();
         // Adapters parse bodies themselves, so a reqwest "decode" error is always a body that
         // could not be read: a connection reset or a truncated chunked encoding.
@@ -98,6 +121,6 @@ pub(crate) async fn check_status(response: reqwest::Response) -> Result<reqwest:
         return Ok(response);
     }
     let retry = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
-    Err(ProviderError::from_status(status.as_u16(), &body, retry))
+    let body = golos_egress::net::read_prefix(response, MAX_ERROR_BODY_BYTES).await;
+    Err(ProviderError::from_status(status.as_u16(), &String::from_utf8_lossy(&body), retry))
 }

@@ -3,12 +3,13 @@
 //! file (API reference, "text.synthesize"), so the header is stripped here.
 
 use crate::error::check_status;
-use crate::tts::{AudioChunk, AudioStream, TtsProvider, TtsRequest};
+use crate::tts::{max_audio_bytes, AudioChunk, AudioStream, TtsProvider, TtsRequest};
 use crate::wav;
 use crate::ProviderError;
 use async_trait::async_trait;
 use base64::Engine as _;
 use futures::StreamExt;
+use golos_egress::net::EgressClient;
 use golos_ports::SecretString;
 use serde_json::{json, Value};
 
@@ -26,11 +27,11 @@ pub struct GoogleTtsConfig {
 #[derive(Debug, Clone)]
 pub struct GoogleTts {
     config: GoogleTtsConfig,
-    client: reqwest::Client,
+    client: EgressClient,
 }
 
 impl GoogleTts {
-    pub fn new(config: GoogleTtsConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: GoogleTtsConfig, client: EgressClient) -> Self {
         Self { config, client }
     }
 }
@@ -54,8 +55,11 @@ impl TtsProvider for GoogleTts {
         let url = format!("{}/v1/text:synthesize", self.config.base_url.trim_end_matches('/'));
         // The key goes in a header, never in the URL, where errors and proxies would show it.
         let response =
-            self.client.post(url).header("x-goog-api-key", self.config.api_key.expose()).json(&body).send().await?;
-        let bytes = check_status(response).await?.bytes().await?;
+            self.client.post(&url)?.header("x-goog-api-key", self.config.api_key.expose()).json(&body).send().await?;
+        // The answer is JSON with the audio in base64 (4 bytes for 3), a WAV header and a few
+        // fields: capped at the request's audio budget in that form.
+        let limit = max_audio_bytes(request.sample_rate) / 3 * 4 + 64 * 1024;
+        let bytes = golos_egress::net::read_capped(check_status(response).await?, limit).await?;
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::BadResponse(format!("synthesize answer is not JSON: {e}")))?;
         let content = answer

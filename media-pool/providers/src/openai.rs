@@ -12,6 +12,7 @@ use crate::llm::{FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, Mes
 use crate::sse;
 use crate::ProviderError;
 use async_trait::async_trait;
+use golos_egress::net::EgressClient;
 use golos_ports::SecretString;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -33,11 +34,11 @@ pub const OPENAI_DEFAULT_MODEL: &str = "gpt-4o-mini";
 #[derive(Debug, Clone)]
 pub struct OpenAiLlm {
     config: OpenAiConfig,
-    client: reqwest::Client,
+    client: EgressClient,
 }
 
 impl OpenAiLlm {
-    pub fn new(config: OpenAiConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: OpenAiConfig, client: EgressClient) -> Self {
         Self { config, client }
     }
 
@@ -94,7 +95,7 @@ impl LlmProvider for OpenAiLlm {
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, ProviderError> {
         let url = format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'));
-        let mut http = self.client.post(url).header("accept", "text/event-stream").json(&self.body(request));
+        let mut http = self.client.post(&url)?.header("accept", "text/event-stream").json(&self.body(request));
         if let Some(key) = &self.config.api_key {
             http = http.bearer_auth(key.expose());
         }

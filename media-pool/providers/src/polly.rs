@@ -1,7 +1,7 @@
 //! AWS Polly through aws-sdk-polly: SynthesizeSpeech with `OutputFormat::Pcm`, which is raw
 //! signed 16-bit little-endian mono at 8 or 16 kHz; other rates are resampled from 16 kHz.
 
-use crate::tts::{AudioChunk, AudioStream, Pcm16Decoder, TtsProvider, TtsRequest};
+use crate::tts::{max_audio_bytes, AudioChunk, AudioStream, Pcm16Decoder, TtsProvider, TtsRequest};
 use crate::wav::resample;
 use crate::ProviderError;
 use async_trait::async_trait;
@@ -107,26 +107,32 @@ impl TtsProvider for PollyTts {
             .await
             .map_err(|e| classify(&e))?;
         let body = output.audio_stream;
+        let limit = max_audio_bytes(source_rate);
         let stream = futures::stream::unfold(
-            (body, Pcm16Decoder::default(), false),
-            move |(mut body, mut decoder, done)| async move {
+            (body, Pcm16Decoder::default(), 0usize, false),
+            move |(mut body, mut decoder, mut seen, done)| async move {
                 if done {
                     return None;
                 }
                 loop {
                     match body.next().await {
                         Some(Ok(bytes)) => {
+                            seen = seen.saturating_add(bytes.len());
+                            if seen > limit {
+                                let error = ProviderError::BadResponse(format!("more than {limit} bytes of audio"));
+                                return Some((Err(error), (body, decoder, seen, true)));
+                            }
                             let samples = decoder.push(&bytes);
                             if samples.is_empty() {
                                 continue;
                             }
                             let chunk =
                                 AudioChunk { sample_rate: wanted, samples: resample(&samples, source_rate, wanted) };
-                            return Some((Ok(chunk), (body, decoder, false)));
+                            return Some((Ok(chunk), (body, decoder, seen, false)));
                         }
                         Some(Err(e)) => {
                             let error = ProviderError::Connection(crate::error::error_chain(&e));
-                            return Some((Err(error), (body, decoder, true)));
+                            return Some((Err(error), (body, decoder, seen, true)));
                         }
                         None => return None,
                     }

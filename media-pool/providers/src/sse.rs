@@ -8,6 +8,11 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use std::collections::VecDeque;
 
+/// The longest line, and the most `data` one event may gather. Provider events are a few
+/// hundred bytes (one token, one tool-argument fragment); a server sending a line without end
+/// is failing, and must not grow the worker's memory.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
     /// `message` when the server sent no `event:` line.
@@ -40,11 +45,16 @@ impl SseParser {
                     let line = std::mem::take(&mut self.buffer);
                     let line = String::from_utf8(line)
                         .map_err(|_| ProviderError::BadResponse("event stream is not UTF-8".into()))?;
-                    if let Some(event) = self.line(&line) {
+                    if let Some(event) = self.line(&line)? {
                         events.push(event);
                     }
                 }
-                _ => self.buffer.push(byte),
+                _ => {
+                    if self.buffer.len() >= MAX_EVENT_BYTES {
+                        return Err(too_long());
+                    }
+                    self.buffer.push(byte);
+                }
             }
         }
         Ok(events)
@@ -55,19 +65,20 @@ impl SseParser {
         !self.buffer.is_empty() || self.data.is_some()
     }
 
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
+    fn line(&mut self, line: &str) -> Result<Option<SseEvent>, ProviderError> {
         if line.is_empty() {
             let data = self.data.take();
             let event = self.event.take();
-            return data.map(|data| SseEvent { event: event.unwrap_or_else(|| "message".into()), data });
+            return Ok(data.map(|data| SseEvent { event: event.unwrap_or_else(|| "message".into()), data }));
         }
         if line.starts_with(':') {
-            return None;
+            return Ok(None);
         }
         let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
         match field {
             "event" => self.event = Some(value.to_owned()),
             "data" => match &mut self.data {
+                Some(data) if data.len() + 1 + value.len() > MAX_EVENT_BYTES => return Err(too_long()),
                 Some(data) => {
                     data.push('\n');
                     data.push_str(value);
@@ -76,8 +87,12 @@ impl SseParser {
             },
             _ => {}
         }
-        None
+        Ok(None)
     }
+}
+
+fn too_long() -> ProviderError {
+    ProviderError::BadResponse(format!("an event-stream line or event is longer than {MAX_EVENT_BYTES} bytes"))
 }
 
 /// The events of a response body, in order; a body that ends inside an event or a transport
@@ -191,6 +206,22 @@ mod tests {
         for piece in 1..input.len() {
             assert_eq!(parse_in_pieces(input.as_bytes(), piece), expected, "piece size {piece}");
         }
+    }
+
+    #[test]
+    fn a_line_without_end_is_an_error_not_memory() {
+        let mut parser = SseParser::default();
+        let piece = vec![b'x'; 16 * 1024];
+        parser.push(b"data: ").unwrap();
+        let outcome: Result<Vec<()>, ProviderError> = (0..8).map(|_| parser.push(&piece).map(|_| ())).collect();
+        assert!(matches!(outcome, Err(ProviderError::BadResponse(ref m)) if m.contains("longer than")), "{outcome:?}");
+        assert!(parser.buffer.len() <= MAX_EVENT_BYTES);
+        // Many lines of one event add up the same way.
+        let mut parser = SseParser::default();
+        let line = format!("data: {}\n", "y".repeat(1_000));
+        let outcome: Result<Vec<()>, ProviderError> =
+            (0..70).map(|_| parser.push(line.as_bytes()).map(|_| ())).collect();
+        assert!(outcome.is_err());
     }
 
     #[test]

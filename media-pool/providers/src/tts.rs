@@ -22,6 +22,17 @@ pub struct AudioChunk {
 
 pub type AudioStream = BoxStream<'static, Result<AudioChunk, ProviderError>>;
 
+/// The most audio one request may bring back. Requests are sentence chunks (DESIGN.md §4:
+/// a sentence, or about 40 characters), a greeting (at most 1,000 characters, about a
+/// minute spoken) or a prompt, so two minutes is far beyond any honest answer; a provider
+/// that sends more is failing, and the caller must not hold it in memory.
+pub const MAX_AUDIO_SECS_PER_REQUEST: usize = 120;
+
+/// [`MAX_AUDIO_SECS_PER_REQUEST`] of PCM16 mono at `sample_rate`, in bytes (3.84 MB at 16 kHz).
+pub fn max_audio_bytes(sample_rate: u32) -> usize {
+    MAX_AUDIO_SECS_PER_REQUEST * sample_rate as usize * 2
+}
+
 #[async_trait]
 pub trait TtsProvider: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;

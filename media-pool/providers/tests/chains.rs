@@ -52,7 +52,7 @@ async fn setup(configure: impl FnOnce(&mut Scenario)) -> (SimulatorHandle, Agent
     let sim = Simulator::start(scenario).await.unwrap();
     let agent = agent(&sim);
     assert_eq!(agent.credential_names(), ["sim-key"]);
-    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    let ctx = BuildContext::with_egress(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]), loopback());
     let chains = build_chains(&agent, &ctx).await;
     (sim, chains)
 }
@@ -96,6 +96,11 @@ async fn platform_keys_never_go_to_a_custom_endpoint() {
             ("tts", 0, "a custom endpoint needs one of the organisation's own credentials"),
         ]
     );
+}
+
+/// The simulator listens on loopback, which only an operator can allow.
+fn loopback() -> golos_egress::EgressAllowlist {
+    golos_egress::EgressAllowlist::parse("127.0.0.1/32").unwrap()
 }
 
 fn request() -> LlmRequest {
@@ -191,7 +196,7 @@ async fn a_chain_without_a_canned_tier_reports_exhaustion_for_the_apology() {
     .await;
     let mut agent = agent(&sim);
     agent.providers.llm.truncate(2);
-    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    let ctx = BuildContext::with_egress(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]), loopback());
     chains.llm = build_chains(&agent, &ctx).await.llm;
     let exhausted = chains.llm.stream(&request()).await.unwrap_err();
     let reasons: Vec<_> = exhausted.attempts.iter().map(|a| (a.provider.as_str(), a.outcome.clone())).collect();
@@ -300,10 +305,37 @@ async fn when_every_model_and_cloud_voice_is_down_the_caller_hears_a_spoken_apol
     .await;
     let mut agent = agent(&sim);
     agent.providers.llm.truncate(2);
-    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    let ctx = BuildContext::with_egress(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]), loopback());
     chains.llm = build_chains(&agent, &ctx).await.llm;
     assert!(chains.llm.stream(&request()).await.is_err());
     let (samples, source) = golos_providers::apology_audio(&chains.tts, "en-US", 8_000).await;
     assert_eq!(source, golos_providers::ApologySource::Spoken("espeak-ng".into()));
     assert!(samples.len() > 8_000 && samples.iter().any(|s| s.unsigned_abs() > 1_000));
+}
+
+/// Without the operator allowing loopback, every cloud tier pointed at the simulator is refused
+/// by the egress policy before a connection: the chains fall through to the local tiers, no
+/// breaker opens (configuration, not an outage), and the simulator sees no request.
+#[tokio::test(start_paused = true)]
+async fn endpoints_the_egress_policy_refuses_fall_through_without_a_request() {
+    let sim = Simulator::start(Scenario::default()).await.unwrap();
+    let ctx = BuildContext::new(HashMap::from([("sim-key".to_owned(), SecretString::new(KEY))]));
+    let chains = build_chains(&agent(&sim), &ctx).await;
+    let stream = chains.llm.stream(&request()).await.unwrap();
+    assert_eq!(stream.provider, "canned");
+    assert_eq!(stream.attempts.len(), 3, "{:?}", stream.attempts);
+    for attempt in &stream.attempts {
+        assert!(
+            matches!(&attempt.outcome, AttemptOutcome::Failed(ProviderError::Forbidden(m)) if m.contains("loopback")),
+            "{attempt:?}"
+        );
+    }
+    let exhausted = chains.stt.open(&SttConfig::new("ru-RU", 8_000)).await.unwrap_err();
+    assert!(
+        matches!(&exhausted.attempts[0].outcome, AttemptOutcome::Failed(ProviderError::Forbidden(m)) if m.contains("loopback")),
+        "{exhausted:?}"
+    );
+    for provider in [Provider::OpenAi, Provider::Anthropic, Provider::Deepgram] {
+        assert_eq!(sim.request_count(provider), 0, "{provider:?}");
+    }
 }

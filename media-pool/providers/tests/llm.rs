@@ -15,6 +15,11 @@ use golos_simulator::{
 use serde_json::json;
 use std::time::Duration;
 
+/// The simulator listens on loopback, which only an operator can allow.
+fn loopback_http() -> golos_egress::net::EgressClient {
+    golos_providers::build::provider_http(golos_egress::EgressAllowlist::parse("127.0.0.1/32").unwrap())
+}
+
 const KEY: &str = "sk-test-key";
 
 fn openai(sim: &SimulatorHandle) -> OpenAiLlm {
@@ -25,7 +30,7 @@ fn openai(sim: &SimulatorHandle) -> OpenAiLlm {
             api_key: Some(SecretString::new(KEY)),
             model: "gpt-4o-mini".into(),
         },
-        reqwest::Client::new(),
+        loopback_http(),
     )
 }
 
@@ -37,7 +42,7 @@ fn anthropic(sim: &SimulatorHandle) -> AnthropicLlm {
             api_key: SecretString::new(KEY),
             model: "claude-3-5-haiku-latest".into(),
         },
-        reqwest::Client::new(),
+        loopback_http(),
     )
 }
 

@@ -95,8 +95,13 @@ async fn deepgram_sim(configure: impl FnOnce(&mut Scenario)) -> SimulatorHandle 
     Simulator::start(scenario).await.unwrap()
 }
 
+/// The simulator listens on loopback, which only an operator can allow.
+fn loopback() -> std::sync::Arc<golos_egress::EgressAllowlist> {
+    std::sync::Arc::new(golos_egress::EgressAllowlist::parse("127.0.0.1/32").unwrap())
+}
+
 fn deepgram(sim: &SimulatorHandle) -> DeepgramStt {
-    DeepgramStt::new(DeepgramConfig::new(sim.deepgram_ws_url(), SecretString::new(KEY)))
+    DeepgramStt::new(DeepgramConfig::new(sim.deepgram_ws_url(), SecretString::new(KEY)), loopback())
 }
 
 /// `speech_ms` of a loud square wave then `silence_ms` of zeros: what the simulator hears as
@@ -162,7 +167,8 @@ async fn deepgram_handshake_failures_are_classified_and_keep_the_key_out() {
     let sim = deepgram_sim(|s| s.deepgram.faults = vec![FaultRule::first(1, Fault::rate_limited(3))]).await;
     let config = SttConfig::new("en-US", 16_000);
     assert!(matches!(deepgram(&sim).open(&config).await.unwrap_err(), ProviderError::RateLimited { .. }));
-    let wrong = DeepgramStt::new(DeepgramConfig::new(sim.deepgram_ws_url(), SecretString::new("wrong-key")));
+    let wrong =
+        DeepgramStt::new(DeepgramConfig::new(sim.deepgram_ws_url(), SecretString::new("wrong-key")), loopback());
     let error = wrong.open(&config).await.unwrap_err();
     assert_eq!(error, ProviderError::Auth { status: 401 });
     assert!(!format!("{error:?} {wrong:?}").contains("wrong-key"));

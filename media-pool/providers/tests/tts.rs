@@ -12,6 +12,11 @@ use golos_providers::{wav, ProviderError, TtsProvider, TtsRequest};
 use golos_simulator::{Fault, FaultRule, Provider, Scenario, Simulator, SimulatorHandle};
 use std::time::Duration;
 
+/// The simulator listens on loopback, which only an operator can allow.
+fn loopback_http() -> golos_egress::net::EgressClient {
+    golos_providers::build::provider_http(golos_egress::EgressAllowlist::parse("127.0.0.1/32").unwrap())
+}
+
 const KEY: &str = "xi-test-key";
 
 fn request(text: &str, sample_rate: u32) -> TtsRequest {
@@ -56,7 +61,7 @@ fn elevenlabs(sim: &SimulatorHandle) -> ElevenLabsTts {
             voice_id: "21m00Tcm4TlvDq8ikWAM".into(),
             model_id: "eleven_multilingual_v2".into(),
         },
-        reqwest::Client::new(),
+        loopback_http(),
     )
 }
 
@@ -68,7 +73,7 @@ fn google(sim: &SimulatorHandle) -> GoogleTts {
             api_key: SecretString::new(KEY),
             voice_name: Some("ru-RU-Wavenet-A".into()),
         },
-        reqwest::Client::new(),
+        loopback_http(),
     )
 }
 

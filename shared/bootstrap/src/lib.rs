@@ -110,7 +110,9 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
 
 /// `ControlConfig` from the environment, for every binary: `GOLOS_YOOKASSA_API_URL`,
 /// `GOLOS_YOOKASSA_ALLOWED_IPS` (comma-separated networks; replaces the published list),
-/// `GOLOS_LEASE_TTL_MS`. Unset variables keep the defaults.
+/// `GOLOS_LEASE_TTL_MS`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
+/// API validates agents against and the worker connects under). Unset variables keep the
+/// defaults.
 pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<ControlConfig> {
     let mut config = ControlConfig { trust_forwarded_for, ..ControlConfig::default() };
     if let Ok(url) = std::env::var("GOLOS_YOOKASSA_API_URL") {
@@ -120,6 +122,9 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
         config.yookassa.allowed_networks = golos_control::yookassa::parse_networks(&list)
             .map_err(|e| anyhow::anyhow!("GOLOS_YOOKASSA_ALLOWED_IPS: {e}"))?;
     }
+    if let Ok(list) = std::env::var("GOLOS_EGRESS_ALLOW") {
+        config.egress = golos_egress::EgressAllowlist::parse(&list).context("GOLOS_EGRESS_ALLOW")?;
+    }
     if let Ok(ttl) = std::env::var("GOLOS_LEASE_TTL_MS") {
         config.lease_ttl_ms =
             ttl.parse().ok().filter(|ms| *ms >= 1_000).context("GOLOS_LEASE_TTL_MS: milliseconds, at least 1000")?;
@@ -128,11 +133,15 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
 }
 
 /// The platform's own keys, each with one job, and the prefix of a generated value.
-const GENERATED_SECRETS: [(&str, &str); 3] =
-    [(PEPPER_SECRET, ""), (CALL_TOKEN_KEY_SECRET, ""), (OPERATOR_KEY_SECRET, "gop_")];
+const GENERATED_SECRETS: [(&str, &str); 4] = [
+    (PEPPER_SECRET, ""),
+    (CALL_TOKEN_KEY_SECRET, ""),
+    (golos_control::tool_signing::TOOL_SIGNING_SECRET, ""),
+    (OPERATOR_KEY_SECRET, "gop_"),
+];
 
 /// The embedded default must work out of the box: on first start it creates the pepper, the
-/// call-token key and an operator key as 0600 files, and says where the operator key is
+/// call-token key, the tool-signing key and an operator key as 0600 files, and says where the operator key is
 /// (never the key itself).
 async fn bootstrap_local_secrets(platform: &golos_local::LocalPlatform) -> anyhow::Result<()> {
     let secrets = platform.secrets();

@@ -4,6 +4,7 @@
 
 use crate::plans::Quotas;
 use crate::PhoneNumber;
+use golos_egress::{EgressAllowlist, EgressError, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -237,9 +238,17 @@ impl AgentConfig {
         self.validate_with(&Quotas::DEFAULT)
     }
 
-    /// Every problem at once, so a client can fix them in one go.
+    /// Validates against `quotas` and no operator egress exceptions.
     pub fn validate_with(&self, quotas: &Quotas) -> Result<(), Vec<ValidationIssue>> {
-        let mut issues = Issues::default();
+        self.validate_for(quotas, &EgressAllowlist::none())
+    }
+
+    /// Every problem at once, so a client can fix them in one go. URLs are held to the egress
+    /// policy as far as it can be known without connecting (golos_egress::check_url): scheme,
+    /// no credentials in the URL, no IP literal of a forbidden class unless `egress` allows
+    /// it. What a name resolves to is checked when the call connects.
+    pub fn validate_for(&self, quotas: &Quotas, egress: &EgressAllowlist) -> Result<(), Vec<ValidationIssue>> {
+        let mut issues = Issues { egress, found: Vec::new() };
         issues.text("name", &self.name, MAX_NAME_CHARS);
         issues.text("system_prompt", &self.system_prompt, MAX_PROMPT_CHARS);
         if let Some(greeting) = &self.greeting {
@@ -329,11 +338,7 @@ impl AgentConfig {
                 } else if let Err(reason) = check_parameters_schema(parameters) {
                     issues.push(format!("{at}.parameters"), "invalid_json_schema", reason);
                 }
-                if url.chars().count() > MAX_URL_CHARS {
-                    issues.push(format!("{at}.url"), "too_long", format!("at most {MAX_URL_CHARS} characters"));
-                } else if !is_allowed_tool_url(url) {
-                    issues.push(format!("{at}.url"), "invalid_url", "must be https:// (http:// only for localhost)");
-                }
+                issues.url(&format!("{at}.url"), url, Protocol::Http);
                 if *timeout_ms == 0 || *timeout_ms > MAX_TOOL_TIMEOUT_MS {
                     issues.push(format!("{at}.timeout_ms"), "out_of_range", "must be 1..=30000");
                 }
@@ -342,12 +347,28 @@ impl AgentConfig {
     }
 }
 
-#[derive(Default)]
-struct Issues(Vec<ValidationIssue>);
+struct Issues<'a> {
+    egress: &'a EgressAllowlist,
+    found: Vec<ValidationIssue>,
+}
 
-impl Issues {
+impl Issues<'_> {
     fn push(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
-        self.0.push(ValidationIssue { field: field.into(), code, message: message.into() });
+        self.found.push(ValidationIssue { field: field.into(), code, message: message.into() });
+    }
+
+    fn url(&mut self, field: &str, url: &str, protocol: Protocol) {
+        if url.chars().count() > MAX_URL_CHARS {
+            return self.push(field, "too_long", format!("at most {MAX_URL_CHARS} characters"));
+        }
+        if let Err(error) = golos_egress::check_url(url, protocol, self.egress) {
+            let code = match error {
+                EgressError::Forbidden { .. } | EgressError::PortNotAllowed { .. } => "forbidden_destination",
+                EgressError::Userinfo => "userinfo_not_allowed",
+                _ => "invalid_url",
+            };
+            self.push(field, code, error.to_string());
+        }
     }
 
     fn text(&mut self, field: &str, value: &str, max_chars: usize) {
@@ -373,19 +394,7 @@ impl Issues {
                 self.text(&format!("{field}[{i}].model"), model, 200);
             }
             if let Some(endpoint) = &tier.endpoint {
-                if endpoint.chars().count() > MAX_URL_CHARS {
-                    self.push(
-                        format!("{field}[{i}].endpoint"),
-                        "too_long",
-                        format!("at most {MAX_URL_CHARS} characters"),
-                    );
-                } else if !(endpoint.starts_with("https://")
-                    || endpoint.starts_with("http://")
-                    || endpoint.starts_with("wss://")
-                    || endpoint.starts_with("ws://"))
-                {
-                    self.push(format!("{field}[{i}].endpoint"), "invalid_url", "must be an http(s) or ws(s) URL");
-                }
+                self.url(&format!("{field}[{i}].endpoint"), endpoint, Protocol::Any);
             }
             if let Some(name) = &tier.credentials_secret {
                 if !crate::credentials::is_credential_name(name) {
@@ -400,10 +409,10 @@ impl Issues {
     }
 
     fn finish(self) -> Result<(), Vec<ValidationIssue>> {
-        if self.0.is_empty() {
+        if self.found.is_empty() {
             Ok(())
         } else {
-            Err(self.0)
+            Err(self.found)
         }
     }
 }
@@ -420,16 +429,6 @@ fn is_language_tag(tag: &str) -> bool {
 
 fn is_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn is_allowed_tool_url(url: &str) -> bool {
-    if let Some(rest) = url.strip_prefix("https://") {
-        return !rest.is_empty() && !rest.starts_with('/');
-    }
-    url.strip_prefix("http://").is_some_and(|rest| {
-        let host = rest.split(['/', ':']).next().unwrap_or_default();
-        matches!(host, "localhost" | "127.0.0.1" | "[")
-    })
 }
 
 const JSON_SCHEMA_TYPES: [&str; 7] = ["object", "array", "string", "number", "integer", "boolean", "null"];
@@ -553,6 +552,51 @@ mod tests {
         ] {
             assert!(fields.contains(&expected), "{expected:?} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn urls_are_held_to_the_egress_policy() {
+        let mut agent = cafe_agent();
+        let tool = |url: &str| ToolSpec::Function {
+            name: format!("t{}", url.len()),
+            description: "d".into(),
+            parameters: json!({"type": "object"}),
+            url: url.into(),
+            timeout_ms: 1_000,
+        };
+        agent.tools = vec![
+            tool("http://[::ffff:127.0.0.1]:8080/"),
+            tool("https://169.254.169.254/latest/meta-data/"),
+            tool("https://user:pw@hooks.example/"),
+            tool("ftp://hooks.example/"),
+            tool("http://localhost:8080/hook"),
+        ];
+        agent.providers.llm[0].endpoint = Some("https://[fd00:ec2::254]/v1".into());
+        agent.providers.stt[0].endpoint = Some("ws://127.0.0.1:9000".into());
+        let issues = agent.validate().unwrap_err();
+        let found: Vec<(&str, &str)> = issues.iter().map(|i| (i.field.as_str(), i.code)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("providers.llm[0].endpoint", "forbidden_destination"),
+                ("providers.stt[0].endpoint", "forbidden_destination"),
+                ("tools[0].url", "forbidden_destination"),
+                ("tools[1].url", "forbidden_destination"),
+                ("tools[2].url", "userinfo_not_allowed"),
+                ("tools[3].url", "invalid_url"),
+                ("tools[4].url", "invalid_url"),
+            ],
+            "{issues:?}"
+        );
+        // What the operator allows is accepted, over plain text too; the mapped form of an
+        // allowed address is still not that address.
+        let allow = EgressAllowlist::parse("127.0.0.1/32,localhost:8080").unwrap();
+        let issues = agent.validate_for(&Quotas::DEFAULT, &allow).unwrap_err();
+        let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["providers.llm[0].endpoint", "tools[0].url", "tools[1].url", "tools[2].url", "tools[3].url"]
+        );
     }
 
     #[test]

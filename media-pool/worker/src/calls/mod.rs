@@ -117,6 +117,8 @@ pub struct LiveCalls {
     worker: Worker,
     pool: Arc<ShardPool>,
     providers: BuildContext,
+    /// The platform's tool-signing secret, read once on the first call (`None`: not set).
+    tool_signing: Arc<tokio::sync::OnceCell<Option<golos_ports::SecretString>>>,
     config: LiveConfig,
     runtime: tokio::runtime::Handle,
     connections: ConnectionLimiter,
@@ -136,8 +138,10 @@ impl LiveCalls {
     /// `shards` engine threads (one per core is right); must be called inside the runtime
     /// that will run the calls' I/O.
     pub fn new(state: ControlState, worker: Worker, shards: usize, config: LiveConfig) -> Self {
-        let mut providers = BuildContext::new(HashMap::new());
-        providers.http = state.http.clone();
+        // Providers and function tools connect under the operator's egress exceptions, read
+        // with the API's configuration (GOLOS_EGRESS_ALLOW), so what an agent was validated
+        // against is what its calls connect under.
+        let mut providers = BuildContext::with_egress(HashMap::new(), state.config.egress.clone());
         providers.clips_dir.clone_from(&config.clips_dir);
         if let Ok(region) = std::env::var("AWS_REGION") {
             providers.aws_region = region;
@@ -149,6 +153,7 @@ impl LiveCalls {
             pool: Arc::new(ShardPool::with_audio_queue(shards, golos_shard::AUDIO_QUEUE_FRAMES, &worker.shards)),
             worker,
             providers,
+            tool_signing: Arc::default(),
             config,
             runtime: tokio::runtime::Handle::current(),
             connections,
@@ -523,6 +528,23 @@ impl LiveCalls {
         }
     }
 
+    /// The org's key for signing its function-tool requests (docs/api.md, "Function tools").
+    async fn tool_signer(&self, org: &OrgId) -> Option<golos_control::tool_signing::OrgSigningKey> {
+        let platform = self
+            .tool_signing
+            .get_or_init(|| async {
+                match self.state.secrets.get(golos_control::tool_signing::TOOL_SIGNING_SECRET).await {
+                    Ok(secret) => Some(secret),
+                    Err(error) => {
+                        tracing::warn!(%error, "no tool-signing-key secret: function-tool requests go unsigned");
+                        None
+                    }
+                }
+            })
+            .await;
+        platform.as_ref().map(|secret| golos_control::tool_signing::OrgSigningKey::derive(secret, org))
+    }
+
     /// The agent's chains with its org's credentials and, for tiers at a provider's default
     /// endpoint without one, the platform's keys. Agent settings never name a platform
     /// secret: credentials come only from the org's own store.
@@ -551,6 +573,7 @@ impl LiveCalls {
             return;
         }
         let chains = Arc::new(self.chains_for(&pending.org_id, &pending.agent).await);
+        let tool_signer = self.tool_signer(&pending.org_id).await;
         let started_at = self.state.clock.now();
         let started = CallStarted {
             call_id: link.call_id.clone(),
@@ -598,7 +621,8 @@ impl LiveCalls {
             stt_audio,
             link: Arc::clone(&link),
             metrics: Arc::clone(&self.worker.call_metrics),
-            http: self.state.http.clone(),
+            http: self.providers.http.clone(),
+            tool_signer,
             on_closed,
             on_snapshot,
         };

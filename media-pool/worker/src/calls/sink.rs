@@ -11,8 +11,11 @@ use crate::metrics::CallMetrics;
 use futures::StreamExt;
 use golos_audio::vad::{EnergyVad, Vad};
 use golos_call::{Clip, Command, Event, Frame, HangupReason, Input, Output, RequestId, Role, TurnMetrics};
+use golos_control::tool_signing::{self, OrgSigningKey};
 use golos_domain::agent::{AgentConfig, ToolSpec};
 use golos_domain::events::TranscriptTurn;
+use golos_egress::net::EgressClient;
+use golos_egress::EgressError;
 use golos_providers::{AgentChains, LlmEvent, LlmRequest, Message, ToolDefinition, TtsRequest};
 use golos_shard::{CallHandle, CallSink, Feed, OwnedInput};
 use golos_transports::golos::{AgentState, ServerMessage, Speaker, WireTurnMetrics};
@@ -24,6 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 pub const PIPELINE_RATE: u32 = 16_000;
+/// The most a function tool may answer. A tool's answer goes into the LLM's context, where a
+/// few kilobytes is already a lot; past this the call gets a tool error, not the memory growth.
+pub const MAX_TOOL_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// What a call's sink needs from the worker.
 pub(crate) struct SinkParts {
@@ -35,7 +41,11 @@ pub(crate) struct SinkParts {
     pub stt_audio: mpsc::Sender<Vec<i16>>,
     pub link: Arc<CallLink>,
     pub metrics: Arc<CallMetrics>,
-    pub http: reqwest::Client,
+    /// Function tools are called through the egress policy.
+    pub http: EgressClient,
+    /// The org's key for signing function-tool requests (none if the platform has no
+    /// `tool-signing-key`, which the worker warns about).
+    pub tool_signer: Option<OrgSigningKey>,
     /// Called once with the call's report when the engine ends.
     pub on_closed: Box<dyn FnOnce(CallReport) + Send>,
     /// Called after each turn with the engine's snapshot.
@@ -252,18 +262,16 @@ impl WorkerSink {
             return;
         };
         let http = self.parts.http.clone();
+        let signer = self.parts.tool_signer.clone();
         let call = self.parts.link.call_id.to_string();
         let task = self.parts.runtime.spawn(async move {
             let arguments: serde_json::Value = serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null);
+            let message_id = format!("{call}_{call_id}");
             let body =
                 serde_json::json!({"call_id": call, "tool_call_id": call_id, "name": name, "arguments": arguments});
-            let result = match http.post(&url).timeout(timeout).json(&body).send().await {
-                Ok(response) if response.status().is_success() => {
-                    response.text().await.map_err(|e| format!("reading the tool's answer: {e}"))
-                }
-                Ok(response) => Err(format!("the tool answered HTTP {}", response.status().as_u16())),
-                Err(error) => Err(format!("the tool could not be reached: {error}")),
-            };
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let tool = ToolRequest { url: &url, timeout, message_id: &message_id, body, signer: signer.as_ref() };
+            let result = call_function_tool(&http, tool).await;
             handle.input(OwnedInput::ToolResult { call_id, result });
         });
         self.tools.push(task.abort_handle());
@@ -343,6 +351,60 @@ impl WorkerSink {
         self.send(SessionOutput::Event(ServerMessage::TurnMetrics(wire)));
         // What a reconnect resumes from (DESIGN.md §4).
         (self.parts.on_snapshot)(call.engine().snapshot(call.now()));
+    }
+}
+
+/// One function-tool request: where, how long it may take, and its signed body.
+struct ToolRequest<'a> {
+    url: &'a str,
+    timeout: Duration,
+    /// `webhook-id`: unique per tool call.
+    message_id: &'a str,
+    body: Vec<u8>,
+    signer: Option<&'a OrgSigningKey>,
+}
+
+/// POSTs a function tool's arguments and reads its answer, capped and timed out. The error is
+/// what the LLM reads as the tool's result, so it starts with a stable code.
+async fn call_function_tool(http: &EgressClient, tool: ToolRequest<'_>) -> Result<String, String> {
+    let ToolRequest { url, timeout, message_id, body, signer } = tool;
+    let refused = |error: &EgressError| format!("destination_forbidden: {error}");
+    let mut request = http
+        .post(url)
+        .map_err(|e| refused(&e))?
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(signer) = signer {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        request = request
+            .header(tool_signing::ID_HEADER, message_id)
+            .header(tool_signing::TIMESTAMP_HEADER, timestamp)
+            .header(tool_signing::SIGNATURE_HEADER, signer.sign(message_id, timestamp, &body));
+    }
+    let response = match request.body(body).send().await {
+        Ok(response) => response,
+        Err(error) => {
+            return Err(match golos_egress::net::egress_error_of(&error) {
+                Some(policy) if policy.is_refusal() => refused(policy),
+                _ if error.is_timeout() => format!("tool_timed_out: no answer within {} ms", timeout.as_millis()),
+                _ => format!("tool_unreachable: {}", error.without_url()),
+            });
+        }
+    };
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("tool_http_error: the tool answered HTTP {}", status.as_u16()));
+    }
+    // The request's timeout covers reading the body too: a slow trickle ends like silence.
+    match golos_egress::net::read_capped(response, MAX_TOOL_RESPONSE_BYTES).await {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(EgressError::TooLarge { limit }) => {
+            Err(format!("tool_response_too_large: the tool's answer is over {limit} bytes"))
+        }
+        Err(EgressError::Timeout(_)) => Err(format!("tool_timed_out: no answer within {} ms", timeout.as_millis())),
+        Err(error) => Err(format!("tool_unreachable: {error}")),
     }
 }
 
