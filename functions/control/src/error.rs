@@ -74,7 +74,16 @@ impl From<PortError> for ApiError {
                 "version_mismatch",
                 format!("If-Match was version {expected}, the current version is {actual}"),
             ),
-            PortError::ConditionFailed { reason } => Self::new(StatusCode::CONFLICT, "condition_failed", reason),
+            // Adapters' reasons carry store internals (AWS or SQLite text): they go to the log,
+            // under the request's id, and the client gets a stable code and plain words.
+            PortError::ConditionFailed { reason } => {
+                tracing::warn!(%reason, "a conditional write failed");
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "condition_failed",
+                    "the request conflicts with the resource's current state",
+                )
+            }
             PortError::QuotaExceeded { quota, limit } => {
                 Self::new(StatusCode::FORBIDDEN, "quota_exceeded", format!("quota {quota} reached (limit {limit})"))
             }
@@ -89,7 +98,14 @@ impl From<PortError> for ApiError {
                     )
                 }
             }
-            PortError::Invalid { reason } => Self::bad_request("invalid_request", reason),
+            PortError::Invalid { reason } if reason.contains("cursor") => {
+                tracing::info!(%reason, "a malformed page cursor");
+                Self::bad_request("invalid_cursor", "cursor must be a next_cursor this API returned")
+            }
+            PortError::Invalid { reason } => {
+                tracing::warn!(%reason, "the store refused a request");
+                Self::bad_request("invalid_request", "the request could not be stored as sent")
+            }
             other => Self::internal(other),
         }
     }

@@ -182,6 +182,21 @@ async fn authenticate_inner(state: &ControlState, request: &mut Request) -> Resu
         }
     }
     let now = state.clock.now();
+    // An address that keeps failing is answered 429 before any key is looked at, so keys
+    // cannot be guessed at the rate of the network; its own good keys wait out the window too.
+    let failures =
+        state.stores.counters.count(&auth_failures_key(&context.client_ip), AUTH_FAILURE_WINDOW_MS, now).await?;
+    if failures >= u64::from(state.config.auth_failures_per_ip_per_minute) {
+        ControlMetrics::incr(&state.metrics.rate_limited_total);
+        let retry_after =
+            u64::try_from((AUTH_FAILURE_WINDOW_MS - now.as_millis().rem_euclid(AUTH_FAILURE_WINDOW_MS) + 999) / 1000)
+                .unwrap_or(1);
+        tracing::warn!(client_ip = %context.client_ip, failures, "authentication throttled for this address");
+        return Err(ApiError {
+            code: "auth_throttled",
+            ..ApiError::rate_limited(retry_after, "too many failed authentications from this address; wait and retry")
+        });
+    }
     let Some(token) = header_str(request.headers(), API_KEY_HEADER).map(str::to_owned) else {
         return Err(auth_failed(state, &context, "missing X-API-Key header").await);
     };
@@ -210,8 +225,21 @@ async fn authenticate_inner(state: &ControlState, request: &mut Request) -> Resu
     Ok(())
 }
 
+/// Failed authentications are counted per client address in fixed windows of a minute.
+const AUTH_FAILURE_WINDOW_MS: i64 = 60_000;
+
+fn auth_failures_key(client_ip: &str) -> String {
+    format!("auth-fail:{client_ip}")
+}
+
 async fn auth_failed(state: &ControlState, context: &RequestContext, reason: &'static str) -> ApiError {
     ControlMetrics::incr(&state.metrics.auth_failures_total);
+    let now = state.clock.now();
+    if let Err(err) =
+        state.stores.counters.hit(&auth_failures_key(&context.client_ip), AUTH_FAILURE_WINDOW_MS, now).await
+    {
+        tracing::warn!(error = %err, "could not count a failed authentication for its address");
+    }
     let alert_at = u64::from(golos_domain::plans::Quotas::DEFAULT.failed_auth_alert_per_hour);
     match state.stores.counters.hit("auth-failures", 3_600_000, state.clock.now()).await {
         Ok(count) if count == alert_at => {

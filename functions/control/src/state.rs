@@ -37,6 +37,9 @@ pub struct ControlConfig {
     /// The operator's exceptions to the egress policy (`GOLOS_EGRESS_ALLOW`): agents may name
     /// these destinations in tool URLs and provider endpoints.
     pub egress: golos_egress::EgressAllowlist,
+    /// Failed authentications one client address may make in a minute; after that its
+    /// requests are answered `429 auth_throttled` until the minute ends.
+    pub auth_failures_per_ip_per_minute: u32,
 }
 
 impl Default for ControlConfig {
@@ -49,6 +52,7 @@ impl Default for ControlConfig {
             yookassa: YookassaConfig::default(),
             lease_ttl_ms: 30_000,
             hold_stale_after_ms: 15_000,
+            auth_failures_per_ip_per_minute: 20,
             egress: golos_egress::EgressAllowlist::none(),
         }
     }

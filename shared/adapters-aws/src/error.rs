@@ -71,7 +71,9 @@ pub(crate) fn classify(operation: &str, status: u16, code: &str, message: &str) 
         return PortError::Throttled { reason };
     }
     if code.contains("NotFound") || code == "NonExistentQueue" {
-        return PortError::NotFound { what: reason };
+        // `what` reaches API answers ("… not found"): AWS's own message stays in the logs.
+        tracing::debug!(%reason, "AWS resource not found");
+        return PortError::NotFound { what: format!("the resource of {operation}") };
     }
     if code == "ConditionalCheckFailedException" {
         return PortError::ConditionFailed { reason };

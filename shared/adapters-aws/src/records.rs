@@ -195,4 +195,16 @@ impl Counters for DynamoCounters {
         let attrs = out.attributes.unwrap_or_default();
         get_n_opt(&attrs, "count")?.ok_or_else(|| PortError::corrupt("counter update returned no count"))
     }
+
+    async fn count(&self, key_: &str, window_ms: i64, now: Timestamp) -> Result<u64> {
+        if window_ms <= 0 {
+            return Err(PortError::invalid("counter window must be positive"));
+        }
+        let window = now.as_millis().div_euclid(window_ms);
+        let item = self.0.get(format!("COUNTER#{key_}#{window}"), "META").await?;
+        Ok(match item {
+            Some(item) => get_n_opt(&item, "count")?.unwrap_or(0),
+            None => 0,
+        })
+    }
 }

@@ -949,4 +949,21 @@ impl Counters for SqliteStores {
             })
             .await
     }
+
+    async fn count(&self, key: &str, window_ms: i64, now: Timestamp) -> Result<u64> {
+        if window_ms <= 0 {
+            return Err(PortError::invalid("counter window must be positive"));
+        }
+        let key = key.to_owned();
+        let window_start = now.as_millis().div_euclid(window_ms) * window_ms;
+        self.db
+            .read(move |c| {
+                let count: Option<i64> = c
+                    .prepare_cached("SELECT count FROM counters WHERE key = ?1 AND window_start = ?2")
+                    .and_then(|mut s| s.query_row(params![key, window_start], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                Ok(count.map_or(0, |c| c as u64))
+            })
+            .await
+    }
 }

@@ -142,6 +142,8 @@ pub trait Counters: Send + Sync + Debug {
     /// Adds one to `key`'s counter in the window of `window_ms` containing `now` and returns
     /// the new count, atomically.
     async fn hit(&self, key: &str, window_ms: i64, now: Timestamp) -> Result<u64>;
+    /// `key`'s count in the window containing `now`, without adding to it (0 if none).
+    async fn count(&self, key: &str, window_ms: i64, now: Timestamp) -> Result<u64>;
 }
 
 /// The stores of one deployment, wired once at start-up and shared by every handler.

@@ -353,6 +353,27 @@ pub async fn org_updates_do_not_undo_each_other(app: &TestApp) {
     assert_eq!(after.body["name"], "Кафе «Лютик»");
 }
 
+/// Guessing keys from one address stops at the failure limit: its next requests, even with
+/// a good key, wait for the window to end.
+pub async fn failed_authentication_is_throttled_per_address(app: &TestApp) {
+    let (_, admin) = app.org_with_admin().await;
+    let limit = app.state.config.auth_failures_per_ip_per_minute;
+    for i in 0..limit {
+        let guess = format!("gk_{:032x}_guessedsecret0000{i}", u128::from(i));
+        assert_eq!(app.get("/v1/agents", &guess).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let throttled = app.get("/v1/agents", &admin).await;
+    assert_eq!((throttled.status, throttled.code()), (StatusCode::TOO_MANY_REQUESTS, "auth_throttled"));
+    assert!(throttled.header("retry-after").is_some());
+    // Another address (behind the trusted proxy of this deployment) is not held back.
+    let other = app.call(Method::GET, "/v1/agents", Some(&admin), None, &[("X-Forwarded-For", "203.0.113.9")]).await;
+    if app.state.config.trust_forwarded_for {
+        assert_eq!(other.status, StatusCode::OK);
+    }
+    app.clock.advance_millis(60_000);
+    assert_eq!(app.get("/v1/agents", &admin).await.status, StatusCode::OK, "the next minute starts afresh");
+}
+
 /// Provider credentials: write-only, per org, and the only thing an agent tier can name.
 pub async fn provider_credentials(app: &TestApp) {
     let (_, admin) = app.org_with_admin().await;

@@ -5,7 +5,7 @@ macro_rules! api_tests {
         $crate::api_tests!(@each $make;
             walkthrough_org_key_agent, etag_and_if_match, validation_and_agent_quotas, authentication,
             key_lifecycle, every_route_enforces_the_rbac_matrix, rate_limits_per_key_and_org,
-            idempotent_posts, idempotency_cannot_leak, org_updates_do_not_undo_each_other, provider_credentials, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi,
+            idempotent_posts, idempotency_cannot_leak, failed_authentication_is_throttled_per_address, org_updates_do_not_undo_each_other, provider_credentials, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi,
             call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper);
     };
     (@each $make:expr; $($name:ident),+) => {

@@ -324,7 +324,17 @@ fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal { code, message: message.into() }
 }
 
+/// A store or queue failed: the peer learns that it may retry, the log learns what failed
+/// (store text never goes to a peer).
+fn unavailable(error: &dyn std::fmt::Display) -> Refusal {
+    tracing::warn!(%error, "a call could not be set up; the platform is unavailable");
+    refusal(codes::UNAVAILABLE, "the platform is unavailable; try again shortly")
+}
+
 fn auth_refusal(error: &CallAuthError) -> Refusal {
+    if let CallAuthError::Unavailable(_) = error {
+        return unavailable(error);
+    }
     let code = match error {
         CallAuthError::Unauthorized | CallAuthError::OrgDisabled => codes::UNAUTHORIZED,
         CallAuthError::AgentNotFound => codes::AGENT_NOT_FOUND,
@@ -388,7 +398,7 @@ impl CallSession for WorkerSession {
             call_id: call_id.clone(),
             priority: DEFAULT_PRIORITY,
         };
-        let first = admission::admit(state, &request).await.map_err(|e| refusal(codes::UNAVAILABLE, e.to_string()))?;
+        let first = admission::admit(state, &request).await.map_err(|e| unavailable(&e))?;
         let pending = Pending {
             org_id: org.id.clone(),
             agent_id: agent.id.clone(),
@@ -450,7 +460,7 @@ async fn load_resume(
         .contexts
         .get(&previous, state.clock.now())
         .await
-        .map_err(|e| refusal(codes::UNAVAILABLE, e.to_string()))?
+        .map_err(|e| unavailable(&e))?
         .ok_or_else(not_found)?;
     let stored: StoredContext = serde_json::from_slice(&bytes).map_err(|_| not_found())?;
     if &stored.org_id != org || &stored.agent_id != agent {

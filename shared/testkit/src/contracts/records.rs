@@ -76,7 +76,12 @@ pub async fn counters_are_atomic_per_window(h: &impl Harness) {
     sorted.sort_unstable();
     assert_eq!(sorted, (1..=50).collect::<Vec<u64>>(), "each hit sees a distinct count");
     assert_eq!(counters.hit(&key, 60_000, T0.plus_secs(59)).await.unwrap(), 51, "same window");
+    assert_eq!(counters.count(&key, 60_000, T0.plus_secs(30)).await.unwrap(), 51, "count reads without adding");
+    assert_eq!(counters.count(&key, 60_000, T0.plus_secs(30)).await.unwrap(), 51);
     assert_eq!(counters.hit(&key, 60_000, T0.plus_secs(60)).await.unwrap(), 1, "the next window starts at one");
+    assert_eq!(counters.count(&key, 60_000, T0.plus_secs(61)).await.unwrap(), 1);
+    let unseen = format!("rl:{}", fixtures::key_id());
+    assert_eq!(counters.count(&unseen, 60_000, T0).await.unwrap(), 0, "no hits, no count");
     assert_eq!(counters.hit("another", 60_000, T0).await.unwrap(), 1);
 }
 
