@@ -47,7 +47,7 @@ use utoipa::{Modify, OpenApi};
         agents::create, agents::list, agents::get, agents::update, agents::delete, call_tokens::create,
         credentials::put, credentials::list, credentials::delete,
         tool_signing::secret,
-        numbers::assign, numbers::list, numbers::release, numbers::route,
+        numbers::grant, numbers::revoke, numbers::assign, numbers::list, numbers::release, numbers::route,
         calls::list, calls::get,
         billing::balance, billing::ledger, billing::usage,
         audit_log::list,
@@ -131,6 +131,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/orgs", post(orgs::create).get(orgs::list))
         .route("/orgs/{org_id}", get(orgs::get).patch(orgs::update))
         .route("/orgs/{org_id}/api-keys", post(orgs::create_key_for_org))
+        .route("/orgs/{org_id}/numbers", post(numbers::grant))
+        .route("/orgs/{org_id}/numbers/{number}", axum::routing::delete(numbers::revoke))
         .route("/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/api-keys/{key_id}", axum::routing::delete(api_keys::revoke))
         .route("/api-keys/{key_id}/rotate", post(api_keys::rotate))

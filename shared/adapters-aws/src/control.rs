@@ -1,16 +1,18 @@
-//! Control-plane stores beyond the foundation: phone numbers (`NUMBER#<e164> / META`, listed
-//! per org through gsi1 `ORG#o#NUMBERS`), call records (`ORG#o / CALLREC#c`, newest first
+//! Control-plane stores beyond the foundation: phone numbers granted to orgs and their routing
+//! (`NUMBER#<e164> / META`, listed per org through gsi1 `ORG#o#NUMBERS`), call records (`ORG#o / CALLREC#c`, newest first
 //! through gsi1 `ORG#o#CALLS` by padded `started_at`) and the audit log
 //! (`ORG#o / AUDIT#<padded at>#<padded write time>#<random>`, newest first) and provider
 //! credentials (`ORG#o / CRED#<name>`, the value as a KMS envelope).
 
 use crate::directory::org_pk;
-use crate::dynamo::{get_b, get_json, get_n, get_s, key, n, names, padded, s, to_json, values, Item, Table, GSI1};
+use crate::dynamo::{
+    get_b, get_json, get_n, get_n_opt, get_s, key, n, names, padded, s, to_json, values, Item, Table, GSI1,
+};
 use crate::error::sdk_error;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
     AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
@@ -22,52 +24,69 @@ fn number_pk(number: &PhoneNumber) -> String {
 }
 
 fn assignment_from(item: &Item) -> Result<NumberAssignment> {
+    // Items written before grants existed carry `assigned_at` and a routed agent: they count
+    // as granted to their org since then, so no data migration is needed.
+    let granted_at = match get_n_opt(item, "granted_at")? {
+        Some(at) => at,
+        None => get_n(item, "assigned_at")?,
+    };
+    let agent_id = match item.get("agent_id") {
+        Some(AttributeValue::S(agent)) => Some(AgentId::parse(agent)?),
+        _ => None,
+    };
     Ok(NumberAssignment {
         number: PhoneNumber::parse(get_s(item, "number")?)
             .map_err(|e| PortError::corrupt(format!("stored number: {e}")))?,
         org_id: OrgId::parse(get_s(item, "org_id")?)?,
-        agent_id: AgentId::parse(get_s(item, "agent_id")?)?,
-        assigned_at: Timestamp::from_millis(get_n(item, "assigned_at")?),
+        agent_id,
+        granted_at: Timestamp::from_millis(granted_at),
     })
 }
 
+fn returned_assignment(attributes: Option<&Item>) -> Result<NumberAssignment> {
+    assignment_from(attributes.ok_or_else(|| PortError::corrupt("UpdateItem returned no attributes"))?)
+}
+
+/// `NUMBER#<e164> / META` holds the grant and the routing together, so every write is one
+/// conditional write on the number with the holding org as the condition.
 #[derive(Debug, Clone)]
 pub(crate) struct DynamoNumbers(pub Table);
 
 #[async_trait]
 impl NumberStore for DynamoNumbers {
-    async fn assign(&self, assignment: &NumberAssignment) -> Result<()> {
-        let e164 = assignment.number.expose_e164();
-        let mut item = key(number_pk(&assignment.number), "META");
-        item.extend([
-            ("gsi1pk".to_owned(), s(format!("{}#NUMBERS", org_pk(&assignment.org_id)))),
-            ("gsi1sk".to_owned(), s(&e164)),
-            ("number".to_owned(), s(e164)),
-            ("org_id".to_owned(), s(assignment.org_id.as_str())),
-            ("agent_id".to_owned(), s(assignment.agent_id.as_str())),
-            ("assigned_at".to_owned(), n(assignment.assigned_at.as_millis())),
-        ]);
+    async fn grant(&self, org: &OrgId, number: &PhoneNumber, at: Timestamp) -> Result<NumberAssignment> {
+        let e164 = number.expose_e164();
         let result = self
             .0
             .client
-            .put_item()
+            .update_item()
             .table_name(&*self.0.name)
-            .set_item(Some(item))
+            .set_key(Some(key(number_pk(number), "META")))
+            .update_expression(
+                "SET #number = :number, #org_id = :org, #gsi1pk = :gsi1pk, #gsi1sk = :number, \
+                 #granted_at = if_not_exists(#granted_at, :at)",
+            )
             .condition_expression("attribute_not_exists(#pk) OR #org_id = :org")
-            .set_expression_attribute_names(Some(names(&["pk", "org_id"])))
-            .set_expression_attribute_values(Some(values([(":org", s(assignment.org_id.as_str()))])))
+            .set_expression_attribute_names(Some(names(&["pk", "number", "org_id", "gsi1pk", "gsi1sk", "granted_at"])))
+            .set_expression_attribute_values(Some(values([
+                (":number", s(&e164)),
+                (":org", s(org.as_str())),
+                (":gsi1pk", s(format!("{}#NUMBERS", org_pk(org)))),
+                (":at", n(at.as_millis())),
+            ])))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => returned_assignment(out.attributes()),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(PortError::AlreadyExists { what: format!("number {}", assignment.number) })
+                Err(PortError::AlreadyExists { what: format!("number {number}") })
             }
-            Err(e) => Err(sdk_error("PutItem", &e)),
+            Err(e) => Err(sdk_error("UpdateItem", &e)),
         }
     }
 
-    async fn release(&self, org: &OrgId, number: &PhoneNumber) -> Result<()> {
+    async fn revoke(&self, org: &OrgId, number: &PhoneNumber) -> Result<()> {
         let result = self
             .0
             .client
@@ -88,8 +107,40 @@ impl NumberStore for DynamoNumbers {
         }
     }
 
+    async fn assign(&self, org: &OrgId, number: &PhoneNumber, agent: Option<&AgentId>) -> Result<NumberAssignment> {
+        let mut request = self
+            .0
+            .client
+            .update_item()
+            .table_name(&*self.0.name)
+            .set_key(Some(key(number_pk(number), "META")))
+            .condition_expression("#org_id = :org")
+            .return_values(ReturnValue::AllNew);
+        request = match agent {
+            Some(agent) => request
+                .update_expression("SET #agent_id = :agent")
+                .set_expression_attribute_names(Some(names(&["org_id", "agent_id"])))
+                .set_expression_attribute_values(Some(values([
+                    (":org", s(org.as_str())),
+                    (":agent", s(agent.as_str())),
+                ]))),
+            None => request
+                .update_expression("REMOVE #agent_id")
+                .set_expression_attribute_names(Some(names(&["org_id", "agent_id"])))
+                .set_expression_attribute_values(Some(values([(":org", s(org.as_str()))]))),
+        };
+        match request.send().await {
+            Ok(out) => returned_assignment(out.attributes()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Err(PortError::not_found(format!("number {number}")))
+            }
+            Err(e) => Err(sdk_error("UpdateItem", &e)),
+        }
+    }
+
     async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>> {
-        self.0.get(number_pk(number), "META").await?.map(|item| assignment_from(&item)).transpose()
+        let found = self.0.get(number_pk(number), "META").await?.map(|item| assignment_from(&item)).transpose()?;
+        Ok(found.filter(|n| n.agent_id.is_some()))
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>> {
@@ -261,5 +312,31 @@ impl CredentialStore for DynamoCredentials {
             }
             Err(e) => Err(sdk_error("DeleteItem", &e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(fields: &[(&str, AttributeValue)]) -> Item {
+        fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    }
+
+    #[test]
+    fn numbers_routed_before_grants_existed_count_as_granted() {
+        let legacy = item(&[
+            ("number", s("+74951234567")),
+            ("org_id", s("org_a")),
+            ("agent_id", s("agt_a")),
+            ("assigned_at", n(5)),
+        ]);
+        let decoded = assignment_from(&legacy).unwrap();
+        assert_eq!(
+            (decoded.org_id.as_str(), decoded.agent_id.as_ref().map(AgentId::as_str), decoded.granted_at),
+            ("org_a", Some("agt_a"), Timestamp::from_millis(5))
+        );
+        let granted = item(&[("number", s("+74951234567")), ("org_id", s("org_a")), ("granted_at", n(7))]);
+        assert_eq!(assignment_from(&granted).unwrap().agent_id, None);
     }
 }

@@ -16,7 +16,7 @@
 //! | `IDEM#scope` | `KEY#k` | an `Idempotency-Key` record (ttl) |
 //! | `CALL#c` | `CTX` | conversation snapshot (ttl) |
 //! | `COUNTER#key#window` | `META` | fixed-window counter (ttl) |
-//! | `NUMBER#<e164>` | `META` | phone number routing (gsi1 `ORG#o#NUMBERS` / number) |
+//! | `NUMBER#<e164>` | `META` | a number granted to an org and its routing to an agent, if any (gsi1 `ORG#o#NUMBERS` / number) |
 //! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id) |
 //! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
 //! | `ORG#o` | `CRED#<name>` | a provider credential (value as a KMS envelope) |

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use golos_aws::{AwsConfig, AwsPlatform};
-use golos_ports::{Crypto, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use golos_testkit::moto::unique_name;
 use golos_testkit::{Harness, Scale};
 use std::sync::Arc;
@@ -33,6 +33,10 @@ async fn harness() -> AwsHarness {
 impl Harness for AwsHarness {
     fn stores(&self) -> Stores {
         self.platform.stores()
+    }
+
+    fn numbers(&self) -> Arc<dyn NumberStore> {
+        self.platform.numbers()
     }
 
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue> {

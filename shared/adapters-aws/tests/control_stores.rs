@@ -1,10 +1,8 @@
-//! The control-plane stores (numbers, calls, audit) and SQS details, against moto.
+//! The control-plane stores (calls, audit; numbers are in the shared contracts) and SQS details, against moto.
 
 use golos_aws::{AwsConfig, AwsPlatform};
 use golos_domain::{PhoneNumber, Timestamp};
-use golos_ports::{
-    AuditEntry, CallDirection, CallRecord, CallStatus, NumberAssignment, PageRequest, PortError, QueueConfig,
-};
+use golos_ports::{AuditEntry, CallDirection, CallRecord, CallStatus, PageRequest, PortError, QueueConfig};
 use golos_testkit::fixtures::{self, T0};
 use golos_testkit::moto::unique_name;
 use std::time::Duration;
@@ -22,37 +20,6 @@ async fn platform() -> AwsPlatform {
     .unwrap();
     platform.provision().await.unwrap();
     platform
-}
-
-#[tokio::test]
-async fn numbers_belong_to_one_org() {
-    let p = platform().await;
-    let numbers = p.numbers();
-    let (org, other) = (fixtures::org_id(), fixtures::org_id());
-    let number = PhoneNumber::parse("+7 916 123-45-67").unwrap();
-    let assignment = NumberAssignment {
-        number: number.clone(),
-        org_id: org.clone(),
-        agent_id: fixtures::agent_id(),
-        assigned_at: T0,
-    };
-    numbers.assign(&assignment).await.unwrap();
-    // Moving within the org is allowed; another org is refused.
-    let moved = NumberAssignment { agent_id: fixtures::agent_id(), ..assignment.clone() };
-    numbers.assign(&moved).await.unwrap();
-    let stolen = NumberAssignment { org_id: other.clone(), ..assignment.clone() };
-    assert!(matches!(numbers.assign(&stolen).await, Err(PortError::AlreadyExists { .. })));
-    assert_eq!(numbers.route(&number).await.unwrap(), Some(moved.clone()));
-    let second = NumberAssignment { number: PhoneNumber::parse("+74951234567").unwrap(), ..assignment.clone() };
-    numbers.assign(&second).await.unwrap();
-    let first_page = numbers.list(&org, &PageRequest::first(1)).await.unwrap();
-    assert_eq!(first_page.items, vec![second.clone()], "ordered by number");
-    let rest = numbers.list(&org, &PageRequest::after(first_page.next_cursor.unwrap(), 1)).await.unwrap();
-    assert_eq!((rest.items, rest.next_cursor), (vec![moved], None));
-    assert!(matches!(numbers.release(&other, &number).await, Err(PortError::NotFound { .. })));
-    numbers.release(&org, &number).await.unwrap();
-    assert_eq!(numbers.route(&number).await.unwrap(), None);
-    assert!(matches!(numbers.release(&org, &number).await, Err(PortError::NotFound { .. })));
 }
 
 #[tokio::test]

@@ -8,9 +8,11 @@ use golos_ports::{
     AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
     PortError, ProviderCredential, Result,
 };
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-type NumberRow = (String, String, String, i64);
+type NumberRow = (String, String, Option<String>, i64);
+
+const NUMBER_COLUMNS: &str = "number, org_id, agent_id, granted_at";
 
 fn number_row(r: &Row<'_>) -> rusqlite::Result<NumberRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -20,39 +22,43 @@ fn decode_number((number, org, agent, at): NumberRow) -> Result<NumberAssignment
     Ok(NumberAssignment {
         number: PhoneNumber::parse(&number).map_err(|e| PortError::corrupt(format!("stored number: {e}")))?,
         org_id: parse_id(&org, OrgId::parse)?,
-        agent_id: parse_id(&agent, AgentId::parse)?,
-        assigned_at: Timestamp::from_millis(at),
+        agent_id: agent.map(|a| parse_id(&a, AgentId::parse)).transpose()?,
+        granted_at: Timestamp::from_millis(at),
     })
 }
 
+fn number_by_e164(c: &Connection, number: &str) -> Result<Option<NumberAssignment>> {
+    let row = c
+        .prepare_cached(&format!("SELECT {NUMBER_COLUMNS} FROM numbers WHERE number = ?1"))
+        .and_then(|mut s| s.query_row([number], number_row).optional())
+        .map_err(sql)?;
+    row.map(decode_number).transpose()
+}
+
+// Every write runs on the single writer connection inside its transaction, so the check of
+// the holding org and the write that follows cannot interleave with another org's write.
 #[async_trait]
 impl NumberStore for SqliteStores {
-    async fn assign(&self, assignment: &NumberAssignment) -> Result<()> {
-        let a = assignment.clone();
+    async fn grant(&self, org: &OrgId, number: &PhoneNumber, at: Timestamp) -> Result<NumberAssignment> {
+        let (org, number) = (org.clone(), number.clone());
         self.db
             .write(move |c| {
-                let number = a.number.expose_e164();
-                let owner: Option<String> = c
-                    .prepare_cached("SELECT org_id FROM numbers WHERE number = ?1")
-                    .and_then(|mut s| s.query_row([&number], |r| r.get(0)).optional())
-                    .map_err(sql)?;
-                if owner.is_some_and(|o| o != a.org_id.as_str()) {
-                    return Err(PortError::AlreadyExists { what: format!("number {}", a.number) });
-                }
+                let e164 = number.expose_e164();
                 c.prepare_cached(
-                    "INSERT OR REPLACE INTO numbers (number, org_id, agent_id, assigned_at)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO numbers (number, org_id, agent_id, granted_at) VALUES (?1, ?2, NULL, ?3)
+                     ON CONFLICT (number) DO NOTHING",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![number, a.org_id.as_str(), a.agent_id.as_str(), a.assigned_at.as_millis()])
-                })
+                .and_then(|mut s| s.execute(params![e164, org.as_str(), at.as_millis()]))
                 .map_err(sql)?;
-                Ok(())
+                match number_by_e164(c, &e164)? {
+                    Some(held) if held.org_id == org => Ok(held),
+                    _ => Err(PortError::AlreadyExists { what: format!("number {number}") }),
+                }
             })
             .await
     }
 
-    async fn release(&self, org: &OrgId, number: &PhoneNumber) -> Result<()> {
+    async fn revoke(&self, org: &OrgId, number: &PhoneNumber) -> Result<()> {
         let (org, number) = (org.clone(), number.clone());
         self.db
             .write(move |c| {
@@ -68,17 +74,26 @@ impl NumberStore for SqliteStores {
             .await
     }
 
-    async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>> {
-        let number = number.expose_e164();
+    async fn assign(&self, org: &OrgId, number: &PhoneNumber, agent: Option<&AgentId>) -> Result<NumberAssignment> {
+        let (org, number, agent) = (org.clone(), number.clone(), agent.cloned());
         self.db
-            .read(move |c| {
-                let row = c
-                    .prepare_cached("SELECT number, org_id, agent_id, assigned_at FROM numbers WHERE number = ?1")
-                    .and_then(|mut s| s.query_row([number], number_row).optional())
+            .write(move |c| {
+                let e164 = number.expose_e164();
+                let changed = c
+                    .prepare_cached("UPDATE numbers SET agent_id = ?3 WHERE number = ?1 AND org_id = ?2")
+                    .and_then(|mut s| s.execute(params![e164, org.as_str(), agent.as_ref().map(AgentId::as_str)]))
                     .map_err(sql)?;
-                row.map(decode_number).transpose()
+                if changed == 0 {
+                    return Err(PortError::not_found(format!("number {number}")));
+                }
+                number_by_e164(c, &e164)?.ok_or_else(|| PortError::not_found(format!("number {number}")))
             })
             .await
+    }
+
+    async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>> {
+        let number = number.expose_e164();
+        self.db.read(move |c| Ok(number_by_e164(c, &number)?.filter(|n| n.agent_id.is_some()))).await
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>> {
@@ -89,8 +104,10 @@ impl NumberStore for SqliteStores {
             .read(move |c| {
                 let rows = collect(
                     c,
-                    "SELECT number, org_id, agent_id, assigned_at FROM numbers
-                     WHERE org_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
+                    &format!(
+                        "SELECT {NUMBER_COLUMNS} FROM numbers
+                         WHERE org_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
+                    ),
                     params![org.as_str(), after, limit + 1],
                     number_row,
                 )?;

@@ -141,6 +141,22 @@ CREATE TABLE provider_credentials (
     r"
 ALTER TABLE orgs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 ",
+    // 4: numbers are granted to an org by the operator before the org routes them; the
+    // agent becomes optional (granted, not routed). Numbers already routed stay granted to
+    // the org that routed them.
+    r"
+CREATE TABLE numbers_v3 (
+    number     TEXT PRIMARY KEY,
+    org_id     TEXT NOT NULL,
+    agent_id   TEXT,
+    granted_at INTEGER NOT NULL
+);
+INSERT INTO numbers_v3 (number, org_id, agent_id, granted_at)
+    SELECT number, org_id, agent_id, assigned_at FROM numbers;
+DROP TABLE numbers;
+ALTER TABLE numbers_v3 RENAME TO numbers;
+CREATE INDEX numbers_by_org ON numbers (org_id, number);
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {
@@ -160,4 +176,37 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {
         tracing::info!(version, "sqlite schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routed_numbers_stay_granted_to_their_org_after_migration_4() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (index, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(&format!("{sql}\nPRAGMA user_version = {};", index + 1)).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO numbers (number, org_id, agent_id, assigned_at) VALUES ('+74951234567', 'org_a', 'agt_a', 5)",
+            [],
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let row: (String, String, Option<String>, i64) = conn
+            .query_row("SELECT number, org_id, agent_id, granted_at FROM numbers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(row, ("+74951234567".into(), "org_a".into(), Some("agt_a".into()), 5));
+        // Granted, not routed, is now representable.
+        conn.execute(
+            "INSERT INTO numbers (number, org_id, agent_id, granted_at) VALUES ('+74950000000', 'org_a', NULL, 6)",
+            [],
+        )
+        .unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 4);
+    }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use golos_local::LocalPlatform;
-use golos_ports::{Crypto, ManualClock, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{Crypto, ManualClock, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use golos_testkit::{fixtures::T0, Harness, Scale};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,10 @@ fn make_harness() -> LocalHarness {
 impl Harness for LocalHarness {
     fn stores(&self) -> Stores {
         self.platform.stores()
+    }
+
+    fn numbers(&self) -> Arc<dyn NumberStore> {
+        self.platform.numbers()
     }
 
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue> {

@@ -8,25 +8,36 @@ use golos_domain::{AgentId, CallId, Kopecks, OrgId, PhoneNumber, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
-/// A phone number routed to an agent. A number belongs to at most one org.
+/// A phone number the operator granted to an org, and the agent the org routes it to.
+///
+/// One record per number, grant and routing together: the number is the business's identity
+/// on a trunk, so it belongs to at most one org, and a single record lets every write be one
+/// conditional write on the number (no cross-record transaction), with the org as the
+/// condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NumberAssignment {
     pub number: PhoneNumber,
     pub org_id: OrgId,
-    pub agent_id: AgentId,
-    pub assigned_at: Timestamp,
+    /// The agent answering calls to the number; `None` while it is granted but not routed.
+    pub agent_id: Option<AgentId>,
+    pub granted_at: Timestamp,
 }
 
 #[async_trait]
 pub trait NumberStore: Send + Sync + Debug {
-    /// Routes `number` to the agent. Re-assigning within the same org moves it; a number
-    /// held by another org is `AlreadyExists`.
-    async fn assign(&self, assignment: &NumberAssignment) -> Result<()>;
-    /// Frees the number if `org` holds it; `NotFound` otherwise.
-    async fn release(&self, org: &OrgId, number: &PhoneNumber) -> Result<()>;
-    /// Inbound routing: which org and agent answer calls to `number`.
+    /// Grants `number` to `org` (an operator decision). Granting it again to the same org
+    /// changes nothing and answers the stored record (routing kept); a number granted to
+    /// another org is `AlreadyExists`. Atomic: of orgs racing for one number exactly one wins.
+    async fn grant(&self, org: &OrgId, number: &PhoneNumber, at: Timestamp) -> Result<NumberAssignment>;
+    /// Withdraws the grant, and the routing with it; `NotFound` unless granted to `org`.
+    async fn revoke(&self, org: &OrgId, number: &PhoneNumber) -> Result<()>;
+    /// Routes a number granted to `org` to `agent`, or un-routes it (`None`), keeping the
+    /// grant. `NotFound` unless the number is granted to `org`, whoever else may hold it.
+    async fn assign(&self, org: &OrgId, number: &PhoneNumber, agent: Option<&AgentId>) -> Result<NumberAssignment>;
+    /// Inbound routing: the org and agent answering calls to `number`. Only a number both
+    /// granted and routed is found, so `agent_id` is always `Some`.
     async fn route(&self, number: &PhoneNumber) -> Result<Option<NumberAssignment>>;
-    /// An org's numbers, ordered by number.
+    /// An org's granted numbers, routed or not, ordered by number.
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>>;
 }
 

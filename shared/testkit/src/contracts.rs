@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod directory;
 pub mod leases;
 pub mod ledger;
+pub mod numbers;
 pub mod queue;
 pub mod records;
 
@@ -28,6 +29,11 @@ macro_rules! contract_tests {
             leases::agent_limit_and_idempotent_acquire,
             leases::release_is_idempotent,
             leases::expired_leases_are_swept_and_slots_reused,
+            numbers::numbers_are_granted_to_one_org,
+            numbers::routing_requires_a_grant,
+            numbers::revoking_removes_the_routing,
+            numbers::numbers_list_per_org_in_order,
+            numbers::concurrent_grants_of_one_number_have_one_winner,
             records::idempotency_records,
             records::context_snapshots_expire,
             records::counters_are_atomic_per_window,

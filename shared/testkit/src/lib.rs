@@ -11,7 +11,7 @@ pub mod moto;
 pub mod yookassa;
 
 use async_trait::async_trait;
-use golos_ports::{Crypto, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ impl Scale {
 #[async_trait]
 pub trait Harness: Send + Sync {
     fn stores(&self) -> Stores;
+    fn numbers(&self) -> Arc<dyn NumberStore>;
     /// A new queue (and its dead-letter queue) unique to this harness.
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue>;
     fn crypto(&self) -> Arc<dyn Crypto>;

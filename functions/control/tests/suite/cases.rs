@@ -444,29 +444,86 @@ pub async fn provider_credentials(app: &TestApp) {
 pub async fn numbers_and_routing(app: &TestApp) {
     let (org_id, admin) = app.org_with_admin().await;
     let agent = app.create_agent(&admin, "reception").await.body["id"].as_str().unwrap().to_owned();
-    let assigned =
-        app.call(Method::PUT, "/v1/numbers/+74951234567", Some(&admin), Some(&json!({"agent_id": agent})), &[]).await;
+    let route = |key: &str, number: &str, agent: &str| {
+        let (key, path, body) = (key.to_owned(), format!("/v1/numbers/{number}"), json!({"agent_id": agent}));
+        async move { app.call(Method::PUT, &path, Some(&key), Some(&body), &[]).await }
+    };
+    // Not granted yet: the admin cannot route it.
+    let ungranted = route(&admin, "+74951234567", &agent).await;
+    assert_eq!((ungranted.status, ungranted.code()), (StatusCode::NOT_FOUND, "number_not_granted"));
+    // Only the operator grants; idempotently for the same org.
+    let grant_path = format!("/v1/orgs/{org_id}/numbers");
+    let by_admin = app.post(&grant_path, &admin, &json!({"number": "+74951234567"})).await;
+    assert_eq!((by_admin.status, by_admin.code()), (StatusCode::FORBIDDEN, "operator_only"));
+    for _ in 0..2 {
+        let granted = app.post(&grant_path, OPERATOR_TOKEN, &json!({"number": "+74951234567"})).await;
+        assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+        assert_eq!((granted.body["org_id"].as_str(), &granted.body["agent_id"]), (Some(org_id.as_str()), &Value::Null));
+    }
+    assert_eq!(app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await.status, StatusCode::NOT_FOUND, "not routed");
+    let listed = app.get("/v1/numbers", &admin).await;
+    assert_eq!(
+        (&listed.body["items"][0]["number"], &listed.body["items"][0]["agent_id"]),
+        (&json!("+74951234567"), &Value::Null)
+    );
+    // The admin routes it; inbound routing finds it.
+    let assigned = route(&admin, "+74951234567", &agent).await;
     assert_eq!(assigned.status, StatusCode::OK, "{:?}", assigned.body);
     let routed = app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await;
     assert_eq!(
         (routed.body["org_id"].as_str(), routed.body["agent_id"].as_str()),
         (Some(org_id.as_str()), Some(agent.as_str()))
     );
-    assert_eq!(app.get("/v1/numbers", &admin).await.body["items"][0]["number"], "+74951234567");
-    let (_, other) = app.org_with_admin().await;
+    assert_eq!(app.get("/v1/numbers", &admin).await.body["items"][0]["agent_id"], agent.as_str());
+    // Another org can neither take the grant nor route the number, and is not told who holds it.
+    let (other_org, other) = app.org_with_admin().await;
     let other_agent = app.create_agent(&other, "x").await.body["id"].as_str().unwrap().to_owned();
-    let taken = app
-        .call(Method::PUT, "/v1/numbers/+74951234567", Some(&other), Some(&json!({"agent_id": other_agent})), &[])
-        .await;
+    let taken =
+        app.post(&format!("/v1/orgs/{other_org}/numbers"), OPERATOR_TOKEN, &json!({"number": "+74951234567"})).await;
     assert_eq!((taken.status, taken.code()), (StatusCode::CONFLICT, "number_taken"));
-    let bad =
-        app.call(Method::PUT, "/v1/numbers/84951234567", Some(&admin), Some(&json!({"agent_id": agent})), &[]).await;
+    let squat = route(&other, "+74951234567", &other_agent).await;
+    assert_eq!((squat.status, squat.code()), (StatusCode::NOT_FOUND, "number_not_granted"));
+    let never_granted = route(&other, "+74959999999", &other_agent).await;
+    assert_eq!(
+        (never_granted.status, &never_granted.body["code"], &never_granted.body["detail"]),
+        (squat.status, &squat.body["code"], &squat.body["detail"]),
+        "a number held by another org looks like a free one"
+    );
+    let unroute_other = app.call(Method::DELETE, "/v1/numbers/+74951234567", Some(&other), None, &[]).await;
+    assert_eq!((unroute_other.status, unroute_other.code()), (StatusCode::NOT_FOUND, "number_not_granted"));
+    let bad = route(&admin, "84951234567", &agent).await;
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_phone_number"));
+    // Un-routing keeps the grant; revoking removes it and frees the number.
     assert_eq!(
         app.call(Method::DELETE, "/v1/numbers/+74951234567", Some(&admin), None, &[]).await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/v1/numbers", &admin).await.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(route(&admin, "+74951234567", &agent).await.status, StatusCode::OK);
+    let revoke_path = format!("/v1/orgs/{org_id}/numbers/+74951234567");
+    assert_eq!(
+        app.call(Method::DELETE, &revoke_path, Some(&admin), None, &[]).await.status,
+        StatusCode::FORBIDDEN,
+        "only the operator revokes"
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &revoke_path, Some(OPERATOR_TOKEN), None, &[]).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/v1/routing/+74951234567", OPERATOR_TOKEN).await.status, StatusCode::NOT_FOUND);
+    assert!(app.get("/v1/numbers", &admin).await.body["items"].as_array().unwrap().is_empty());
+    let again = app.call(Method::DELETE, &revoke_path, Some(OPERATOR_TOKEN), None, &[]).await;
+    assert_eq!((again.status, again.code()), (StatusCode::NOT_FOUND, "number_not_granted"));
+    let regranted =
+        app.post(&format!("/v1/orgs/{other_org}/numbers"), OPERATOR_TOKEN, &json!({"number": "+74951234567"})).await;
+    assert_eq!(regranted.status, StatusCode::CREATED);
+    // Every step is in the audit log, the number masked.
+    let audit = app.get("/v1/audit-log", &admin).await.body.to_string();
+    for action in ["number.grant", "number.route", "number.unroute", "number.revoke"] {
+        assert!(audit.contains(action), "{action} missing from {audit}");
+    }
+    assert!(audit.contains("+7*****4567") && !audit.contains("+74951234567"), "{audit}");
 }
 
 pub async fn calls_billing_usage_and_audit(app: &TestApp) {
