@@ -57,14 +57,12 @@ impl RunningGolos {
 
     /// A plain HTTP/1.1 GET; returns the status code and the body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        (status, body)
+        get_from(self.addr, path, "")
+    }
+
+    /// A GET as the operator (`Authorization: Bearer <operator key>`, as Prometheus scrapes).
+    pub fn get_as_operator(&self, path: &str) -> (u16, String) {
+        get_from(self.addr, path, &format!("Authorization: Bearer {}\r\n", self.operator_key()))
     }
 
     /// `http://<addr>`.
@@ -109,6 +107,19 @@ impl Drop for RunningGolos {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 GET to `addr` with `extra_headers` (each ending in CRLF); returns the
+/// status code and the body.
+pub fn get_from(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 /// A secret golos keeps in its data directory (`<data>/secrets/<name>`).

@@ -53,7 +53,7 @@ fn ready_answers_200_while_taking_calls() {
 fn metrics_parse_and_carry_the_names_from_the_reviews() {
     let golos = RunningGolos::start(&[]);
     assert_eq!(golos.get("/health").0, 200, "one API request, so a counter moves");
-    let (status, body) = golos.get("/metrics");
+    let (status, body) = golos.get_as_operator("/metrics");
     assert_eq!(status, 200, "{body}");
     let families = parse_with_prometheus_client(&body);
     // The Python client names counter families without `_total`; samples keep it.
@@ -110,4 +110,33 @@ fn sigterm_without_live_calls_exits_0_without_waiting_for_the_drain_time() {
     let status = golos.terminate();
     assert!(status.success(), "{status:?}");
     assert!(asked.elapsed() < std::time::Duration::from_secs(60), "exited after {:?}", asked.elapsed());
+}
+
+/// `/metrics` is the operator's: on the public listener only with the operator key; with an
+/// operator listener, only there (and `/ready` with it), gone from the public one.
+#[test]
+fn metrics_are_for_the_operator_only() {
+    let golos = RunningGolos::start(&[]);
+    assert_eq!(golos.get("/metrics").0, 401, "no key");
+    let wrong = golos_tests::get_from(golos.addr, "/metrics", "Authorization: Bearer gop_not-the-key\r\n");
+    assert_eq!(wrong.0, 401, "a wrong key");
+    assert_eq!(golos.get_as_operator("/metrics").0, 200);
+    assert_eq!(golos.get("/ready").0, 200, "a load balancer's probe needs no key");
+
+    let ops_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let golos = RunningGolos::start(&[("GOLOS_OPS_LISTEN", &ops_addr.to_string())]);
+    assert_eq!(golos.get_as_operator("/metrics").0, 404, "not on the public listener, even with the key");
+    assert_eq!(golos.get("/ready").0, 404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(ops_addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the operator listener never came up");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, body) = golos_tests::get_from(ops_addr, "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("concurrent_calls_active"), "{body}");
+    assert_eq!(golos_tests::get_from(ops_addr, "/ready", "").0, 200);
 }

@@ -101,7 +101,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// One sample of `/metrics` (a counter or an unlabelled gauge), 0 if absent.
 fn metric(golos: &RunningGolos, name: &str) -> u64 {
-    let (status, body) = golos.get("/metrics");
+    let (status, body) = golos.get_as_operator("/metrics");
     assert_eq!(status, 200);
     body.lines()
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
@@ -359,7 +359,7 @@ async fn connection_caps_answer_503_before_the_upgrade_and_idle_sockets_are_clos
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(metric(&golos, "golos_ws_start_timeouts_total") >= 20);
-    let (_, page) = golos.get("/metrics");
+    let (_, page) = golos.get_as_operator("/metrics");
     assert!(page.contains("golos_ws_connections_refused_total{cap=\"per_ip\"} 1"), "{page}");
 
     let small = start_golos(&[("GOLOS_WS_MAX_CONNECTIONS", "3")]);

@@ -52,8 +52,19 @@ impl Worker {
     }
 }
 
-/// `/ready` and `/metrics`. Outside the control plane's middleware on purpose: probes and
-/// scrapes are neither API requests to count nor callers to rate-limit.
+/// Where the operator's routes (`/ready`, `/metrics`) are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsRoutes {
+    /// On a listener of their own (`GOLOS_OPS_LISTEN`), open to whoever reaches it: the
+    /// operator's network. The public listener does not serve them at all.
+    OwnListener,
+    /// On the public listener: `/ready` open (a load balancer's probe sends no key, and it
+    /// says only ready or draining), `/metrics` only with the operator key.
+    PublicWithOperatorKey,
+}
+
+/// `/ready` and `/metrics`, open. Outside the control plane's middleware on purpose: probes
+/// and scrapes are neither API requests to count nor callers to rate-limit.
 pub fn router(worker: Worker) -> Router {
     Router::new()
         .route("/ready", get(|State(worker): State<Worker>| async move { lifecycle::ready_response(&worker.registry) }))
@@ -66,10 +77,47 @@ pub fn router(worker: Worker) -> Router {
         .with_state(worker)
 }
 
-/// Everything `golos serve` answers over HTTP: the control plane, the worker's routes and,
-/// with `calls`, the live-call endpoints (`/ws/calls`, `/ws/twilio`, `/talk`).
-pub fn app(state: ControlState, worker: Worker, calls: Option<calls::LiveCalls>) -> Router {
-    let app = golos_control::router(state).merge(router(worker));
+/// `/ready` open and `/metrics` behind the operator key (`Authorization: Bearer <key>`, as
+/// Prometheus sends it, or `X-API-Key`), for a worker without an operator listener.
+fn public_ops_router(worker: Worker, state: &ControlState) -> Router {
+    let state = state.clone();
+    Router::new()
+        .route("/ready", get(|State(worker): State<Worker>| async move { lifecycle::ready_response(&worker.registry) }))
+        .route(
+            "/metrics",
+            get(move |State(worker): State<Worker>, headers: axum::http::HeaderMap| async move {
+                if !is_operator(&state, &headers) {
+                    return golos_control::ApiError::unauthorized(
+                        "/metrics needs the operator key (Authorization: Bearer …), or scrape the operator listener",
+                    )
+                    .into_response();
+                }
+                ([(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], worker.render_metrics()).into_response()
+            }),
+        )
+        .with_state(worker)
+}
+
+fn is_operator(state: &ControlState, headers: &axum::http::HeaderMap) -> bool {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    match (presented, state.operator_key_hash.as_deref()) {
+        (Some(token), Some(hash)) => golos_control::keys::verify(&state.pepper, token.trim(), hash),
+        _ => false,
+    }
+}
+
+/// Everything `golos serve` answers over HTTP on its public listener: the control plane, the
+/// operator's routes unless they have their own listener, and, with `calls`, the live-call
+/// endpoints (`/ws/calls`, `/ws/twilio`, `/talk`).
+pub fn app(state: ControlState, worker: Worker, calls: Option<calls::LiveCalls>, ops: OpsRoutes) -> Router {
+    let mut app = golos_control::router(state.clone());
+    if ops == OpsRoutes::PublicWithOperatorKey {
+        app = app.merge(public_ops_router(worker, &state));
+    }
     match calls {
         Some(calls) => app.merge(calls.router()),
         None => app,

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, env = "GOLOS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// A second listener for the operator's routes (`/ready`, `/metrics`), e.g.
+    /// 10.0.0.5:9464 on the private network; they then leave the public listener. Without
+    /// it, `/metrics` on the public listener needs the operator key.
+    #[arg(long, env = "GOLOS_OPS_LISTEN")]
+    ops_listen: Option<SocketAddr>,
     /// Where the embedded backend keeps its database, key file and secrets.
     #[arg(long, env = "GOLOS_DATA_DIR", default_value = ".golos")]
     pub data_dir: PathBuf,
@@ -155,10 +160,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ))
         },
     );
-    let app = golos::app(state.clone(), worker.clone(), Some(live));
+    let ops =
+        if args.ops_listen.is_some() { golos::OpsRoutes::OwnListener } else { golos::OpsRoutes::PublicWithOperatorKey };
+    let app = golos::app(state.clone(), worker.clone(), Some(live), ops);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // The operator listener lives as long as the process: `/ready` must say `draining` to the
+    // orchestrator until the very end.
+    if let Some(ops_addr) = args.ops_listen {
+        let ops_listener =
+            tokio::net::TcpListener::bind(ops_addr).await.with_context(|| format!("binding {ops_addr}"))?;
+        tracing::info!(addr = %ops_listener.local_addr()?, "operator routes (/ready, /metrics) on their own listener");
+        let ops_app = golos::router(worker.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(ops_listener, ops_app).await {
+                tracing::error!(%error, "the operator listener failed");
+            }
+        });
+    }
     let shutdown = shutdown_signal()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
