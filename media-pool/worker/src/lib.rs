@@ -114,9 +114,10 @@ fn is_operator(state: &ControlState, headers: &axum::http::HeaderMap) -> bool {
 /// operator's routes unless they have their own listener, and, with `calls`, the live-call
 /// endpoints (`/ws/calls`, `/ws/twilio`, `/talk`).
 pub fn app(state: ControlState, worker: Worker, calls: Option<calls::LiveCalls>, ops: OpsRoutes) -> Router {
-    let mut app = golos_control::router(state.clone());
-    if ops == OpsRoutes::PublicWithOperatorKey {
-        app = app.merge(public_ops_router(worker, &state));
+    let ops_router = (ops == OpsRoutes::PublicWithOperatorKey).then(|| public_ops_router(worker, &state));
+    let mut app = golos_control::router(state);
+    if let Some(ops_router) = ops_router {
+        app = app.merge(ops_router);
     }
     match calls {
         Some(calls) => app.merge(calls.router()),
