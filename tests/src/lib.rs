@@ -32,9 +32,18 @@ impl RunningGolos {
 
     /// Starts over an existing data directory (a restart, or secrets put there beforehand).
     pub fn start_in(data_dir: tempfile::TempDir, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with_backend(data_dir, "local", extra_env)
+    }
+
+    /// Starts `golos serve --backend aws`, configured by `extra_env` (`GOLOS_AWS_*`, …).
+    pub fn start_aws(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with_backend(tempfile::tempdir().expect("tempdir"), "aws", extra_env)
+    }
+
+    fn start_with_backend(data_dir: tempfile::TempDir, backend: &str, extra_env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(golos_binary());
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", "local", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--backend", backend, "--data-dir"])
             .arg(data_dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
