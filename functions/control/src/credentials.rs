@@ -91,6 +91,8 @@ pub async fn store(
         ));
     }
     let existing = state.stores.credentials.get(org, name).await?;
+    // Counted, not held atomically like the agent quota: two creations racing at the limit
+    // can end one over it, which costs a few bytes of store, not a tenant's isolation.
     if existing.is_none() {
         let limit = u32::try_from(MAX_CREDENTIALS_PER_ORG).unwrap_or(u32::MAX).min(PageRequest::MAX_LIMIT);
         let held = state.stores.credentials.list(org, &PageRequest::first(limit)).await?.items.len();

@@ -98,8 +98,7 @@ impl From<PortError> for ApiError {
                     )
                 }
             }
-            PortError::Invalid { reason } if reason.contains("cursor") => {
-                tracing::info!(%reason, "a malformed page cursor");
+            PortError::BadCursor { .. } => {
                 Self::bad_request("invalid_cursor", "cursor must be a next_cursor this API returned")
             }
             PortError::Invalid { reason } => {

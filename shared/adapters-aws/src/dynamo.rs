@@ -299,7 +299,7 @@ fn encode_cursor(item: &Item) -> String {
 }
 
 fn decode_cursor(cursor: &str, with_index: bool) -> Result<Item> {
-    let bad = || PortError::invalid("malformed page cursor");
+    let bad = || PortError::bad_cursor("page");
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let keys: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| bad())?;
     if !keys.contains_key("pk") || !keys.contains_key("sk") {

@@ -173,8 +173,8 @@ impl CallStore for SqliteStores {
         let (before_at, before_id) = match &page.cursor {
             None => (i64::MAX, String::new()),
             Some(cursor) => {
-                let (at, id) = cursor.split_once(':').ok_or_else(|| PortError::invalid("malformed calls cursor"))?;
-                let at = at.parse::<i64>().map_err(|_| PortError::invalid("malformed calls cursor"))?;
+                let (at, id) = cursor.split_once(':').ok_or_else(|| PortError::bad_cursor("calls"))?;
+                let at = at.parse::<i64>().map_err(|_| PortError::bad_cursor("calls"))?;
                 (at, id.to_owned())
             }
         };
@@ -220,7 +220,7 @@ impl AuditLog for SqliteStores {
         let limit = page.clamped_limit();
         let before = match &page.cursor {
             None => i64::MAX,
-            Some(cursor) => cursor.parse::<i64>().map_err(|_| PortError::invalid("malformed audit cursor"))?,
+            Some(cursor) => cursor.parse::<i64>().map_err(|_| PortError::bad_cursor("audit"))?,
         };
         let org = org.clone();
         self.db

@@ -586,7 +586,7 @@ impl Ledger for SqliteStores {
         let limit = page.clamped_limit();
         let before = match &page.cursor {
             None => i64::MAX,
-            Some(cursor) => cursor.parse::<i64>().map_err(|_| PortError::invalid("malformed ledger cursor"))?,
+            Some(cursor) => cursor.parse::<i64>().map_err(|_| PortError::bad_cursor("ledger"))?,
         };
         let org = org.clone();
         self.db

@@ -26,6 +26,9 @@ pub enum PortError {
     /// The backend could not be reached or failed; the operation may be retried.
     #[error("unavailable: {reason}")]
     Unavailable { reason: String },
+    /// A page cursor the store did not hand out (or one from another listing).
+    #[error("malformed {listing} cursor")]
+    BadCursor { listing: &'static str },
     /// The request itself is wrong; retrying will not help.
     #[error("invalid: {reason}")]
     Invalid { reason: String },
@@ -50,6 +53,10 @@ impl PortError {
 
     pub fn invalid(reason: impl std::fmt::Display) -> Self {
         Self::Invalid { reason: reason.to_string() }
+    }
+
+    pub const fn bad_cursor(listing: &'static str) -> Self {
+        Self::BadCursor { listing }
     }
 
     pub fn corrupt(reason: impl std::fmt::Display) -> Self {

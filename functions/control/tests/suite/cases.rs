@@ -438,6 +438,9 @@ pub async fn provider_credentials(app: &TestApp) {
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     let audit = app.get("/v1/audit-log", &admin).await.body.to_string();
     assert!(audit.contains("provider_credential.put") && audit.contains("provider_credential.delete"), "{audit}");
+    // A cursor the store never handed out is the client's mistake, in words of the API's.
+    let garbage = app.get("/v1/audit-log?cursor=not-a-cursor", &admin).await;
+    assert_eq!((garbage.status, garbage.code()), (StatusCode::BAD_REQUEST, "invalid_cursor"), "{:?}", garbage.body);
     assert!(!audit.contains("sk-other"));
 }
 
