@@ -474,7 +474,7 @@ async fn sigterm_drains_a_live_call_then_ends_it_as_forced_shutdown() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // The signal is handled asynchronously: wait until the worker says it is draining.
     let until = Instant::now() + WAIT;
-    while golos.get("/ready").0 != 503 {
+    while tokio::task::block_in_place(|| golos.get("/ready").0) != 503 {
         assert!(Instant::now() < until, "the worker never reported draining");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
