@@ -874,3 +874,96 @@ async fn assert_signed(customer: &Customer, headers: &[(String, String)], body: 
     assert_eq!(sent["name"], "firehose");
     assert_eq!(sent["arguments"], json!({"q": "hours"}));
 }
+
+/// The org's balance as its admin reads it.
+async fn balance_of(customer: &Customer) -> i64 {
+    customer.get("/v1/balance").await["balance_kopecks"].as_i64().expect("balance")
+}
+
+/// Issue #15: 2 minutes and a kopeck (1,201 kopecks at 600 a minute) admit three concurrent
+/// calls; the first heartbeat (every second under a 3 s lease) finds three started minutes
+/// run up against it, and every call hears the goodbye and ends `balance_exhausted`. The org
+/// ends less than one minute per live call below its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_calls_end_politely_when_the_balance_runs_out() {
+    let golos = start_golos(&[("GOLOS_LEASE_TTL_MS", "3000")]);
+    let customer = Customer::new(&golos, 2 * 600 + 1).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    let mut callers = Vec::new();
+    for _ in 0..3 {
+        let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+        caller.until("started", |c| c.event("started").is_some() || c.ended().is_some()).await;
+        assert!(caller.ended().is_none(), "admitted: {:?}", caller.events);
+        callers.push(caller);
+    }
+    let mut fourth = Caller::start(&golos, start_message(&agent, &token)).await;
+    fourth.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(fourth.event("error").unwrap()["code"], "no_balance", "{:?}", fourth.events);
+
+    for caller in &mut callers {
+        caller.until("the end", |c| c.ended().is_some()).await;
+        assert_eq!(caller.ended().as_deref(), Some("balance_exhausted"), "{:?}", caller.events);
+        // Goodbyes are prompts, not conversation, so they are heard but not transcribed: the
+        // greeting is at most 1.5 s (75 frames); with the goodbye (about 4 s) it is far more.
+        assert!(caller.audio_frames > 150, "the goodbye was heard: {} frames", caller.audio_frames);
+    }
+    for caller in &callers {
+        let record = customer.billed_call(&caller.call_id()).await;
+        assert_eq!(record["end_reason"], "balance_exhausted", "{record}");
+        assert_eq!(record["cost_kopecks"], 600, "{record}");
+    }
+    let balance = balance_of(&customer).await;
+    assert_eq!(balance, 1_201 - 3 * 600);
+    assert!(balance >= -3 * 600, "at most one minute per live call below the limit");
+}
+
+/// Issue #15: a worker `kill -9`ed mid-call bills nothing itself; restarted on the same data,
+/// its sweeper ends the call from its last heartbeat (`worker_lost`) within lease TTL + sweep
+/// interval, once; the call's own `call.ended` posted afterwards changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_call_is_billed_once_by_the_sweeper() {
+    let env = [("GOLOS_LEASE_TTL_MS", "3000"), ("GOLOS_SWEEP_INTERVAL_MS", "500")];
+    let golos = start_golos(&env);
+    let customer = Customer::new(&golos, 10_000).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+    let call_id = caller.call_id();
+    // Wait for a few heartbeats, so the call has run up a known stretch.
+    let started = Instant::now();
+    caller.until("a few seconds of call", |_| started.elapsed() > Duration::from_secs(4)).await;
+    let data = golos.crash();
+    drop(caller);
+
+    let mut env = vec![("GOLOS_SECRET_PAYMENTS_HMAC_TEST", PAYMENT_SECRET), SIMULATORS_ALLOWED];
+    env.extend_from_slice(&[("GOLOS_LEASE_TTL_MS", "3000"), ("GOLOS_SWEEP_INTERVAL_MS", "500")]);
+    let golos = RunningGolos::start_in(data, &env);
+    let customer = customer_of(&golos, &customer);
+    let until = Instant::now() + WAIT;
+    let record = loop {
+        let record = customer.get(&format!("/v1/calls/{call_id}")).await;
+        if record["status"] == "ended" {
+            break record;
+        }
+        assert!(Instant::now() < until, "the lost call was never billed: {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["end_reason"], "worker_lost", "{record}");
+    assert_eq!(record["cost_kopecks"], 600, "billed to its last heartbeat: {record}");
+    assert!(record["duration_secs"].as_u64().unwrap() >= 3, "{record}");
+    assert_eq!(balance_of(&customer).await, 10_000 - 600);
+
+    // The worker's own end turns up late (say it sat in a queue): nothing moves.
+    let late = json!({"type": "call.ended", "call_id": call_id, "org_id": customer.org_id, "agent_id": agent,
+        "direction": "web", "started_at": 0, "ended_at": 90_000, "duration_secs": 90,
+        "end_reason": "caller_hangup", "transcript": [], "metrics": {}});
+    let (status, queued) = customer.post("/v1/call-events", &golos.operator_key(), &late).await;
+    assert_eq!(status, 202, "{queued}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(balance_of(&customer).await, 10_000 - 600, "billed once");
+    let ledger = customer.get("/v1/ledger").await;
+    let debits = ledger["items"].as_array().unwrap().iter().filter(|e| e["type"] == "call_debit").count();
+    assert_eq!(debits, 1, "{ledger}");
+}

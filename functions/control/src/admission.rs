@@ -2,8 +2,10 @@
 //! org's `max_concurrent_calls` and the agent's limit, after checking that the org has money
 //! and minutes left. Over a concurrency limit the caller is held in a hold queue with a
 //! position instead of being refused; a held call asks again (the media pool does so every
-//! second while it plays "please hold") and keeps its place. Heartbeats extend a lease; a
-//! sweeper frees the leases of workers that stopped heartbeating; release is idempotent.
+//! second while it plays "please hold") and keeps its place. Heartbeats extend a lease and
+//! re-check the org's spending, so live calls end when money or minutes run out (issue #15);
+//! the sweeper ends and bills the calls of workers that stopped heartbeating, then frees
+//! their slots; release is idempotent.
 //!
 //! The media pool calls these functions in-process; operators' other components use the
 //! same functions over HTTP (`/v1/admissions`).
@@ -14,8 +16,10 @@ use crate::middleware::Caller;
 use crate::state::ControlState;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use golos_domain::{AgentId, CallId, OrgId, Timestamp};
-use golos_ports::{AcquireOutcome, Lease, LeaseRequest, PortError, ReleaseOutcome};
+use golos_domain::billing::{started_minutes, Spending, SpendingLimit};
+use golos_domain::events::{WebhookEvent, WebhookEventType};
+use golos_domain::{AgentId, CallId, Kopecks, OrgId, Timestamp};
+use golos_ports::{AcquireOutcome, Lease, LeaseRequest, Org, PortError, ReleaseOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -192,11 +196,12 @@ pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<A
     if !agent.config.enabled {
         return reject(RejectReason::AgentDisabled);
     }
-    if !state.stores.ledger.balance(&org.id).await?.is_positive() {
-        return reject(RejectReason::NoBalance);
-    }
-    if state.stores.ledger.usage_minutes(&org.id, now.year_month()).await? >= org.quotas.monthly_minutes {
-        return reject(RejectReason::MinutesExhausted);
+    // What the org's other live calls have run up counts against its money and minutes, so
+    // a kopeck cannot start a hundred calls (docs/billing.md, "How far a balance can go").
+    match spending(state, &org, Some(&request.call_id), now).await?.admits() {
+        Ok(()) => {}
+        Err(SpendingLimit::Balance) => return reject(RejectReason::NoBalance),
+        Err(SpendingLimit::MonthlyMinutes) => return reject(RejectReason::MinutesExhausted),
     }
     let org_limit = org.quotas.max_concurrent_calls;
     let agent_limit = org.quotas.max_concurrent_calls_per_agent.min(agent.config.limits.max_concurrent_calls);
@@ -227,9 +232,93 @@ pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<A
     Ok(Admission::Wait { position, reason, limit })
 }
 
-/// Extends the call's lease by the lease TTL. `NotFound` once it was released or swept.
-pub async fn heartbeat(state: &ControlState, org: &OrgId, call: &CallId) -> Result<Lease, PortError> {
-    state.stores.leases.heartbeat(org, call, state.config.lease_ttl_ms, state.clock.now()).await
+/// The org's money and minutes at `now`, with the started minutes of its live calls (all
+/// but `except`, the call asking).
+pub async fn spending(
+    state: &ControlState,
+    org: &Org,
+    except: Option<&CallId>,
+    now: Timestamp,
+) -> Result<Spending, PortError> {
+    let balance = state.stores.ledger.balance(&org.id).await?;
+    let used_minutes = state.stores.ledger.usage_minutes(&org.id, now.year_month()).await?;
+    let live_minutes = state
+        .stores
+        .leases
+        .list(&org.id)
+        .await?
+        .iter()
+        .filter(|lease| Some(&lease.call_id) != except)
+        .map(|lease| started_minutes(now.as_millis().saturating_sub(lease.acquired_at.as_millis())))
+        .sum();
+    Ok(Spending {
+        balance,
+        credit_limit: org.quotas.credit_limit,
+        rate_per_minute: org.quotas.rate_per_minute,
+        used_minutes,
+        monthly_minutes: org.quotas.monthly_minutes,
+        live_minutes,
+    })
+}
+
+/// A heartbeat's answer: the extended lease, and whether the call must now end politely
+/// because its org ran out of money or minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub lease: Lease,
+    pub end: Option<SpendingLimit>,
+}
+
+/// Extends the call's lease by the lease TTL and re-checks the org's spending (each live
+/// call heartbeats at least every 20 s). `NotFound` once the lease was released or swept:
+/// the sweeper has billed the call as lost, and its worker must end it.
+pub async fn heartbeat(state: &ControlState, org: &OrgId, call: &CallId) -> Result<Heartbeat, PortError> {
+    let now = state.clock.now();
+    let lease = state.stores.leases.heartbeat(org, call, state.config.lease_ttl_ms, now).await?;
+    // A failed check keeps the call: ending calls because a read failed would turn a store
+    // hiccup into dropped calls, and the next heartbeat checks again.
+    let end = match check_live_spending(state, org, now).await {
+        Ok(end) => end,
+        Err(error) => {
+            tracing::warn!(%org, %call, %error, "could not re-check the org's spending; the call goes on");
+            None
+        }
+    };
+    Ok(Heartbeat { lease, end })
+}
+
+async fn check_live_spending(
+    state: &ControlState,
+    org: &OrgId,
+    now: Timestamp,
+) -> Result<Option<SpendingLimit>, PortError> {
+    let Some(org) = state.stores.orgs.get(org).await? else { return Ok(None) };
+    let spending = spending(state, &org, None, now).await?;
+    let threshold = crate::call_events::balance_low_threshold(&org);
+    if spending.available() < threshold {
+        warn_balance_low(state, &org, spending.available(), threshold, now).await;
+    }
+    Ok(spending.sustains().err())
+}
+
+/// `balance.low` while calls are live, before they run into the limit: once per org and day
+/// from heartbeats (a shared counter keeps the other heartbeats quiet), with the event id
+/// the call-ended path uses, so a receiver sees one per day either way.
+async fn warn_balance_low(state: &ControlState, org: &Org, available: Kopecks, threshold: Kopecks, now: Timestamp) {
+    let day = now.to_string().get(..10).unwrap_or_default().replace('-', "");
+    let counter = format!("balance-low:{}:{day}", org.id);
+    match state.stores.counters.hit(&counter, 86_400_000, now).await {
+        Ok(1) => {}
+        Ok(_) => return,
+        Err(error) => return tracing::warn!(org = %org.id, %error, "could not count balance.low warnings"),
+    }
+    let data = serde_json::json!({"balance_kopecks": available.get(), "threshold_kopecks": threshold.get(),
+        "live_calls": true});
+    let subject = format!("{}_{day}", org.id);
+    let event = WebhookEvent::new(WebhookEventType::BalanceLow, &subject, org.id.clone(), now, data);
+    if let Err(error) = crate::call_events::emit(state, event).await {
+        tracing::warn!(org = %org.id, %error, "could not queue balance.low");
+    }
 }
 
 /// Frees the call's slot (and its place in line, if it was held). Idempotent.
@@ -238,20 +327,34 @@ pub async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result
     state.stores.leases.release(org, call).await
 }
 
-/// Frees every lease whose worker stopped heartbeating; returns how many.
+/// Ends the calls whose worker stopped heartbeating, billed once from their last heartbeat
+/// (`worker_lost`), then releases their slots; relays what workers left in the outbox.
+/// Returns how many calls it ended.
 pub async fn sweep(state: &ControlState) -> Result<usize, PortError> {
     let mut swept = 0;
     loop {
-        let batch = state.stores.leases.sweep_expired(state.clock.now(), 100).await?;
+        let batch = state.stores.leases.expired(state.clock.now(), 100).await?;
+        let mut ended = 0;
         for lease in &batch {
-            tracing::warn!(org = %lease.org_id, call = %lease.call_id, "lease expired without heartbeat; slot freed");
+            tracing::warn!(org = %lease.org_id, call = %lease.call_id, "lease expired without heartbeat; billing the call as lost");
+            match crate::call_events::end_lost_call(state, lease).await {
+                Ok(()) => ended += 1,
+                Err(error) => tracing::error!(org = %lease.org_id, call = %lease.call_id, %error,
+                    "could not end a lost call; the next sweep tries again"),
+            }
         }
-        swept += batch.len();
-        state.metrics.leases_swept_total.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if batch.len() < 100 {
-            return Ok(swept);
+        swept += ended;
+        state.metrics.leases_swept_total.fetch_add(ended as u64, std::sync::atomic::Ordering::Relaxed);
+        // A full batch that made progress may have more behind it; one that made none would
+        // only fail again now.
+        if batch.len() < 100 || ended == 0 {
+            break;
         }
     }
+    if let Err(error) = crate::call_events::relay_outbox(state, crate::call_events::OUTBOX_RELAY_AFTER).await {
+        tracing::warn!(%error, "could not relay the call-event outbox; the next sweep tries again");
+    }
+    Ok(swept)
 }
 
 /// Runs `sweep` every `interval` until `shutdown` resolves (the local stand-in for the
@@ -322,6 +425,19 @@ pub struct LeaseBody {
 pub struct LeaseView {
     pub call_id: String,
     pub lease_expires_at: String,
+    /// Present when the call must end now: `balance_exhausted` (the org's balance, less what
+    /// its live calls have run up, is below its credit limit) or `minutes_exhausted`. Say a
+    /// goodbye and end the call with this reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+/// The `end_reason` of a call ended by a spending limit.
+pub const fn limit_end_reason(limit: SpendingLimit) -> &'static str {
+    match limit {
+        SpendingLimit::Balance => "balance_exhausted",
+        SpendingLimit::MonthlyMinutes => "minutes_exhausted",
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -409,11 +525,15 @@ pub async fn heartbeat_http(
     caller.require_operator()?;
     let call = parse("call_id", &call_id, CallId::parse)?;
     let org = parse("org_id", &body.org_id, OrgId::parse)?;
-    let lease = heartbeat(&state, &org, &call).await.map_err(|e| match e {
+    let beat = heartbeat(&state, &org, &call).await.map_err(|e| match e {
         PortError::NotFound { .. } => ApiError::not_found(format!("lease of call {call}")),
         other => other.into(),
     })?;
-    Ok(Json(LeaseView { call_id: call.to_string(), lease_expires_at: lease.expires_at.to_string() }))
+    Ok(Json(LeaseView {
+        call_id: call.to_string(),
+        lease_expires_at: beat.lease.expires_at.to_string(),
+        end_reason: beat.end.map(|limit| limit_end_reason(limit).to_owned()),
+    }))
 }
 
 /// Release a call's lease or its place in line (operator). Idempotent.

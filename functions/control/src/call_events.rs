@@ -14,8 +14,10 @@ use crate::calls::transcript_context;
 use crate::state::{ControlMetrics, ControlState};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
 use golos_domain::events::{CallEnded, CallEvent, CallStarted, WebhookEvent, WebhookEventType};
-use golos_domain::{Kopecks, PhoneNumber};
-use golos_ports::{ApplyOutcome, CallDirection, CallRecord, CallStatus, Org, PortError, Queue, QueueMessage};
+use golos_domain::{Kopecks, PhoneNumber, Timestamp};
+use golos_ports::{
+    ApplyOutcome, CallDirection, CallRecord, CallStatus, Lease, Org, OutboxEntry, PortError, Queue, QueueMessage,
+};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -117,7 +119,7 @@ pub fn balance_low_threshold(org: &Org) -> Kopecks {
     )
 }
 
-async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded) -> Result<Processed, PortError> {
+pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded) -> Result<Processed, PortError> {
     let debit = LedgerEventKind::call_debit(ended.call_id.clone(), ended.duration_secs, org.quotas.rate_per_minute)
         .map_err(|e| PortError::invalid(e.to_string()))?;
     // Minutes count in the month the call ended, whenever the event is processed.
@@ -188,6 +190,131 @@ async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded) -> Result
     tracing::info!(org = %org.id, call = %ended.call_id, cost = %cost, ?processed, "call ended");
     Ok(processed)
 }
+
+// ---- the outbox: a call's events survive the worker and the queue ----
+
+/// How old an outbox entry must be before a relay (the sweeper) sends it: the worker that
+/// wrote it sends it itself at once; this only picks up what a dead worker or a queue outage
+/// left behind.
+pub const OUTBOX_RELAY_AFTER: Duration = Duration::from_secs(30);
+/// How often the worker tries the queue itself before leaving an event to the relay.
+const DIRECT_SEND_ATTEMPTS: u32 = 3;
+
+fn outbox_id(event: &CallEvent) -> String {
+    let kind = match event {
+        CallEvent::Started(_) => "call.started",
+        CallEvent::Ended(_) => "call.ended",
+    };
+    format!("{kind}:{}", event.call_id())
+}
+
+/// Makes a call event durable, then queues it. Returns once the event is in the outbox (the
+/// store is retried, with backoff up to 5 s, for as long as it takes: until then nothing
+/// else of the call is released, so a worker that dies here leaves a lease the sweeper
+/// bills). The queue is tried a few times; if it is down, the entry stays in the outbox and
+/// the relay (`relay_outbox`, run by the sweeper) delivers it later. Never dropped.
+pub async fn publish(state: &ControlState, event: &CallEvent) -> Result<(), PortError> {
+    let body = serde_json::to_string(event).map_err(PortError::invalid)?;
+    let entry = OutboxEntry { id: outbox_id(event), body, created_at: state.clock.now() };
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        match state.stores.outbox.put(&entry).await {
+            Ok(_) => break,
+            Err(error) => {
+                attempt += 1;
+                if attempt == 10 {
+                    tracing::error!(alert = "call_event_outbox_failing", %error, call = %event.call_id(),
+                        "a call event cannot be written to the outbox; still retrying");
+                } else {
+                    tracing::warn!(%error, attempt, call = %event.call_id(), "could not write a call event to the outbox; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    for attempt in 0..DIRECT_SEND_ATTEMPTS {
+        match state.queues.call_events.send(&entry.body, Duration::ZERO).await {
+            Ok(_) => {
+                if let Err(error) = state.stores.outbox.delete(&entry.id).await {
+                    // Sent twice at worst: the consumer is idempotent.
+                    tracing::warn!(%error, "a queued call event stays in the outbox; the relay will send it again");
+                }
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, call = %event.call_id(), "could not queue a call event; retrying");
+                tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            }
+        }
+    }
+    tracing::warn!(call = %event.call_id(), "the call-events queue is unavailable; the event waits in the outbox for the relay");
+    Ok(())
+}
+
+/// Queues every outbox entry older than `older_than`, removing each once the queue took it.
+/// Stops at the first failed send (the queue is down: the next run goes on). Returns how
+/// many it relayed.
+pub async fn relay_outbox(state: &ControlState, older_than: Duration) -> Result<usize, PortError> {
+    let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    let before = Timestamp::from_millis(state.clock.now().as_millis().saturating_sub(age));
+    let mut relayed = 0;
+    loop {
+        let entries = state.stores.outbox.pending(before, 100).await?;
+        for entry in &entries {
+            state.queues.call_events.send(&entry.body, Duration::ZERO).await?;
+            state.stores.outbox.delete(&entry.id).await?;
+            relayed += 1;
+            tracing::info!(entry = %entry.id, "relayed a call event left in the outbox");
+        }
+        if entries.len() < 100 {
+            return Ok(relayed);
+        }
+    }
+}
+
+/// Ends a call whose worker stopped heartbeating (its lease expired): billed once, as if it
+/// ended at its last heartbeat, with `end_reason` `worker_lost`, through the same path as a
+/// worker's own `call.ended` (which, arriving later, then changes nothing: the debit's key
+/// is the call id and an ended record is never overwritten). The lease is released last.
+pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), PortError> {
+    let Some(org) = state.stores.orgs.get(&lease.org_id).await? else {
+        // Nothing to bill: the slot must not stay held forever.
+        state.stores.leases.release(&lease.org_id, &lease.call_id).await?;
+        return Ok(());
+    };
+    let last_heartbeat = Timestamp::from_millis(
+        lease.expires_at.as_millis().saturating_sub(state.config.lease_ttl_ms).max(lease.acquired_at.as_millis()),
+    );
+    let record = state.calls.get(&org.id, &lease.call_id).await?;
+    let started_at = record.as_ref().map_or(lease.acquired_at, |r| r.started_at).min(last_heartbeat);
+    let direction = record
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r.direction).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "web".to_owned());
+    let duration_ms = last_heartbeat.as_millis().saturating_sub(started_at.as_millis());
+    let ended = CallEnded {
+        call_id: lease.call_id.clone(),
+        org_id: org.id.clone(),
+        agent_id: lease.agent_id.clone(),
+        direction,
+        from: None,
+        to: None,
+        started_at,
+        ended_at: last_heartbeat,
+        duration_secs: u64::try_from(duration_ms).unwrap_or(0).div_ceil(1000),
+        end_reason: WORKER_LOST.to_owned(),
+        transcript: Vec::new(),
+        metrics: json!({"recovered_by": "sweeper", "lease_expired_at": lease.expires_at.to_string()}),
+    };
+    call_ended(state, &org, ended).await?;
+    Ok(())
+}
+
+/// The `end_reason` of a call billed by the sweeper after its worker died.
+pub const WORKER_LOST: &str = "worker_lost";
 
 /// Queues a customer webhook for the webhooks consumer.
 pub async fn emit(state: &ControlState, event: WebhookEvent) -> Result<(), PortError> {

@@ -34,6 +34,8 @@ pub struct ControlConfig {
     pub lease_ttl_ms: i64,
     /// How long a held caller keeps its place in the hold queue without asking again.
     pub hold_stale_after_ms: i64,
+    /// How often a long-lived process runs the sweeper (lost calls billed, outbox relayed).
+    pub sweep_interval_ms: u64,
     /// The operator's exceptions to the egress policy (`GOLOS_EGRESS_ALLOW`): agents may name
     /// these destinations in tool URLs and provider endpoints.
     pub egress: golos_egress::EgressAllowlist,
@@ -52,6 +54,7 @@ impl Default for ControlConfig {
             yookassa: YookassaConfig::default(),
             lease_ttl_ms: 30_000,
             hold_stale_after_ms: 15_000,
+            sweep_interval_ms: 10_000,
             auth_failures_per_ip_per_minute: 20,
             egress: golos_egress::EgressAllowlist::none(),
         }

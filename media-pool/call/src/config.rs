@@ -50,6 +50,9 @@ pub struct CallConfig {
     pub max_duration_goodbye: String,
     /// Said by `end_call`.
     pub goodbye: String,
+    /// Said when the platform ends the call (`Input::EndPolitely`: no money or minutes left).
+    /// Neutral on purpose: the caller is the business's customer, not the account holder.
+    pub limit_goodbye: String,
     /// Said when the LLM fails for good (after the provider chain's fallbacks).
     pub apology: String,
     /// How long the pre-recorded apology clip plays (the engine treats it as agent speech).
@@ -132,6 +135,8 @@ impl Default for CallConfig {
             max_call_duration: Duration::from_secs(1_800),
             max_duration_goodbye: "Время разговора истекло. Спасибо за звонок, до свидания!".to_owned(),
             goodbye: "Спасибо за звонок, до свидания!".to_owned(),
+            limit_goodbye: "К сожалению, мы вынуждены завершить разговор. Пожалуйста, перезвоните позже. До свидания!"
+                .to_owned(),
             apology: "Извините, у нас технические неполадки. Попробуйте, пожалуйста, позже.".to_owned(),
             apology_clip_duration: Duration::from_secs(4),
             goodbye_max: Duration::from_secs(10),
@@ -186,6 +191,7 @@ impl CallConfig {
             silence_goodbye: "It seems we got disconnected. Goodbye!".to_owned(),
             max_duration_goodbye: "We have reached the time limit of this call. Thank you, goodbye!".to_owned(),
             goodbye: "Thank you for calling, goodbye!".to_owned(),
+            limit_goodbye: "Sorry, we have to end this call now. Please call back later. Goodbye!".to_owned(),
             apology: "Sorry, we are having technical difficulties. Please try again later.".to_owned(),
             escalation_message: "Let me connect you with a colleague.".to_owned(),
             transfer_message: "Transferring your call.".to_owned(),

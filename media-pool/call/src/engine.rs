@@ -371,6 +371,10 @@ impl CallEngine {
                 self.ended = true;
                 self.emit_call_ended(now);
             }
+            Input::EndPolitely { reason } => {
+                let goodbye = self.config.limit_goodbye.clone();
+                self.end_politely(&goodbye, reason, now);
+            }
         }
     }
 

@@ -80,6 +80,11 @@ pub enum Input<'a> {
     },
     /// The caller (or the transport) ended the call.
     Hangup,
+    /// The platform ends the call (its org ran out of money or minutes): the agent stops,
+    /// says `CallConfig::limit_goodbye`, then hangs up with `reason`.
+    EndPolitely {
+        reason: HangupReason,
+    },
 }
 
 impl Input<'_> {
@@ -155,7 +160,7 @@ pub enum Clip {
     Apology,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HangupReason {
     /// The LLM called `end_call`.
     AgentEnded,
@@ -164,6 +169,12 @@ pub enum HangupReason {
     MaxDuration,
     /// LLM and TTS both failed; the apology clip was played.
     Failure,
+    /// The org's balance, less what its live calls ran up, went below its credit limit.
+    BalanceExhausted,
+    /// The org's monthly minutes are used up.
+    MinutesExhausted,
+    /// The platform lost track of the call (its lease was swept and billed).
+    LeaseLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,6 +94,7 @@ pub enum OwnedInput {
     Dtmf { digit: char },
     ToolResult { call_id: String, result: Result<String, String> },
     Hangup,
+    EndPolitely { reason: golos_call::HangupReason },
 }
 
 impl OwnedInput {
@@ -117,6 +118,7 @@ impl OwnedInput {
                 Input::ToolResult { call_id, result: result.as_ref().map(String::as_str).map_err(String::as_str) }
             }
             Self::Hangup => Input::Hangup,
+            Self::EndPolitely { reason } => Input::EndPolitely { reason: *reason },
         }
     }
 }

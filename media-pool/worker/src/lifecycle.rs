@@ -35,10 +35,17 @@ pub enum EndReason {
     Failed,
     /// The worker's drain time ran out.
     ForcedShutdown,
+    /// The org's balance, less what its live calls ran up, went below its credit limit.
+    BalanceExhausted,
+    /// The org's monthly minutes ran out.
+    MinutesExhausted,
+    /// The call's lease was swept (heartbeats failed for a whole lease TTL): the control
+    /// plane already billed it as `worker_lost`, so the worker ends it.
+    LeaseLost,
 }
 
 impl EndReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::CallerHangup,
         Self::AgentHangup,
         Self::SilenceTimeout,
@@ -46,6 +53,9 @@ impl EndReason {
         Self::Transfer,
         Self::Failed,
         Self::ForcedShutdown,
+        Self::BalanceExhausted,
+        Self::MinutesExhausted,
+        Self::LeaseLost,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -57,6 +67,9 @@ impl EndReason {
             Self::Transfer => "transfer",
             Self::Failed => "failed",
             Self::ForcedShutdown => "forced_shutdown",
+            Self::BalanceExhausted => "balance_exhausted",
+            Self::MinutesExhausted => "minutes_exhausted",
+            Self::LeaseLost => "lease_lost",
         }
     }
 

@@ -141,8 +141,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::time::Duration::from_millis(50),
         stop(),
     ));
-    let sweeper =
-        tokio::spawn(golos_control::admission::run_sweeper(state.clone(), std::time::Duration::from_secs(10), stop()));
+    let sweep_every = std::time::Duration::from_millis(state.config.sweep_interval_ms);
+    let sweeper = tokio::spawn(golos_control::admission::run_sweeper(state.clone(), sweep_every, stop()));
     let worker = golos::Worker::new(std::sync::Arc::clone(&state.metrics));
     // Names this process in `call.shutdown_initiated` (its event ids derive from it).
     let worker_id = format!("wrk_{}", state.ids.new_suffix());

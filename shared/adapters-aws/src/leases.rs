@@ -195,10 +195,10 @@ impl Leases for DynamoLeases {
         })
     }
 
-    async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>> {
-        let mut swept = Vec::new();
+    async fn expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>> {
+        let mut expired = Vec::new();
         let mut start = None;
-        while swept.len() < max {
+        while expired.len() < max {
             let out = self
                 .0
                 .client
@@ -222,13 +222,16 @@ impl Leases for DynamoLeases {
                 .await
                 .map_err(|e| sdk_error("Query", &e))?;
             for item in out.items.unwrap_or_default() {
-                if swept.len() >= max {
+                if expired.len() >= max {
                     break;
                 }
-                let lease = lease_from(&item)?;
-                if let Some(released) = self.release_lease(&lease, Some(now)).await? {
-                    tracing::info!(org = %released.org_id, call = %released.call_id, "swept expired lease");
-                    swept.push(released);
+                // The index is eventually consistent: re-read, so a lease just heartbeated
+                // (or released) is not reported.
+                let listed = lease_from(&item)?;
+                if let Some(lease) = self.read(&listed.org_id, &listed.call_id).await? {
+                    if lease.expires_at < now {
+                        expired.push(lease);
+                    }
                 }
             }
             match out.last_evaluated_key {
@@ -236,7 +239,34 @@ impl Leases for DynamoLeases {
                 None => break,
             }
         }
-        Ok(swept)
+        Ok(expired)
+    }
+
+    async fn list(&self, org: &OrgId) -> Result<Vec<Lease>> {
+        let mut leases = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .0
+                .client
+                .query()
+                .table_name(&*self.0.name)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .set_expression_attribute_names(Some(names(&["pk", "sk"])))
+                .set_expression_attribute_values(Some(values([(":pk", s(org_pk(org))), (":prefix", s("LEASE#"))])))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                leases.push(lease_from(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(leases),
+            }
+        }
     }
 
     async fn active(&self, org: &OrgId, agent: Option<&AgentId>) -> Result<u32> {

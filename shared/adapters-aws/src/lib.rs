@@ -40,6 +40,7 @@ mod error;
 mod kms;
 mod leases;
 mod ledger;
+mod outbox;
 mod records;
 mod sqs;
 
@@ -275,6 +276,7 @@ impl AwsPlatform {
             contexts: Arc::new(records::DynamoContexts(t())),
             counters: Arc::new(records::DynamoCounters(t())),
             credentials: Arc::new(control::DynamoCredentials(t())),
+            outbox: Arc::new(outbox::DynamoOutbox(t())),
         }
     }
 

@@ -99,6 +99,7 @@ impl LocalPlatform {
             leases: store.clone(),
             idempotency: store.clone(),
             credentials: store.clone(),
+            outbox: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

@@ -746,10 +746,10 @@ impl Leases for SqliteStores {
             .await
     }
 
-    async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>> {
+    async fn expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>> {
         let max = max.min(10_000) as i64;
         self.db
-            .write(move |c| {
+            .read(move |c| {
                 let rows = collect(
                     c,
                     &format!(
@@ -759,13 +759,22 @@ impl Leases for SqliteStores {
                     params![now.as_millis(), max],
                     lease_row,
                 )?;
-                let leases = rows.into_iter().map(decode_lease).collect::<Result<Vec<_>>>()?;
-                let mut delete =
-                    c.prepare_cached("DELETE FROM leases WHERE org_id = ?1 AND call_id = ?2").map_err(sql)?;
-                for lease in &leases {
-                    delete.execute([lease.org_id.as_str(), lease.call_id.as_str()]).map_err(sql)?;
-                }
-                Ok(leases)
+                rows.into_iter().map(decode_lease).collect::<Result<Vec<_>>>()
+            })
+            .await
+    }
+
+    async fn list(&self, org: &OrgId) -> Result<Vec<Lease>> {
+        let org = org.clone();
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE org_id = ?1 ORDER BY call_id"),
+                    params![org.as_str()],
+                    lease_row,
+                )?;
+                rows.into_iter().map(decode_lease).collect::<Result<Vec<_>>>()
             })
             .await
     }
@@ -963,6 +972,54 @@ impl Counters for SqliteStores {
                     .and_then(|mut s| s.query_row(params![key, window_start], |r| r.get(0)).optional())
                     .map_err(sql)?;
                 Ok(count.map_or(0, |c| c as u64))
+            })
+            .await
+    }
+}
+
+// ---------------------------------------------------------------- outbox
+
+#[async_trait]
+impl golos_ports::Outbox for SqliteStores {
+    async fn put(&self, entry: &golos_ports::OutboxEntry) -> Result<bool> {
+        let entry = entry.clone();
+        self.db
+            .write(move |c| {
+                let written = c
+                    .prepare_cached("INSERT OR IGNORE INTO outbox (id, body, created_at) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![entry.id, entry.body, entry.created_at.as_millis()]))
+                    .map_err(sql)?;
+                Ok(written == 1)
+            })
+            .await
+    }
+
+    async fn pending(&self, before: Timestamp, max: usize) -> Result<Vec<golos_ports::OutboxEntry>> {
+        let max = max.min(10_000) as i64;
+        self.db
+            .read(move |c| {
+                collect(
+                    c,
+                    "SELECT id, body, created_at FROM outbox WHERE created_at < ?1 ORDER BY created_at, id LIMIT ?2",
+                    params![before.as_millis(), max],
+                    |r| {
+                        Ok(golos_ports::OutboxEntry {
+                            id: r.get(0)?,
+                            body: r.get(1)?,
+                            created_at: Timestamp::from_millis(r.get(2)?),
+                        })
+                    },
+                )
+            })
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM outbox WHERE id = ?1").and_then(|mut s| s.execute([id])).map_err(sql)?;
+                Ok(())
             })
             .await
     }

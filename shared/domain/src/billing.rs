@@ -21,6 +21,84 @@ pub fn call_cost(duration_secs: u64, rate_per_minute: Kopecks) -> Result<Kopecks
     rate_per_minute.checked_mul(minutes)
 }
 
+/// Which prepaid limit a call ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendingLimit {
+    /// The balance, less what live calls have run up, went below the org's credit limit.
+    Balance,
+    /// The month's included minutes are used up.
+    MonthlyMinutes,
+}
+
+/// An org's money and minutes as admission and heartbeats see them.
+///
+/// The bound it enforces: live calls are billed by started minutes, each heartbeat (at least
+/// once a minute) counts every live call's started minutes against the balance, and a call
+/// ends once that drops below the credit limit. So an org goes at most one billing minute
+/// per live call below its limit (the minute each call was in when the check saw it), as long
+/// as a heartbeat plus the goodbye takes less than a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spending {
+    pub balance: Kopecks,
+    /// How far below zero the org may go (an org setting, 0 by default): the floor is `-credit_limit`.
+    pub credit_limit: Kopecks,
+    pub rate_per_minute: Kopecks,
+    /// Minutes already billed this month.
+    pub used_minutes: u64,
+    pub monthly_minutes: u64,
+    /// Started minutes of every live call of the org, summed.
+    pub live_minutes: u64,
+}
+
+impl Spending {
+    /// What the org's live calls have run up so far.
+    pub fn live_cost(&self) -> Kopecks {
+        let minutes = i64::try_from(self.live_minutes).unwrap_or(i64::MAX);
+        self.rate_per_minute.checked_mul(minutes).unwrap_or(Kopecks::new(i64::MAX))
+    }
+
+    /// The balance less what live calls have run up, saturating.
+    pub fn available(&self) -> Kopecks {
+        Kopecks::new(self.balance.get().saturating_sub(self.live_cost().get()))
+    }
+
+    fn floor(&self) -> i64 {
+        self.credit_limit.get().saturating_neg()
+    }
+
+    /// Whether a new call may start: some money above the floor and some minutes left, after
+    /// what the live calls have run up.
+    pub fn admits(&self) -> Result<(), SpendingLimit> {
+        if self.available().get() <= self.floor() {
+            return Err(SpendingLimit::Balance);
+        }
+        if self.used_minutes.saturating_add(self.live_minutes) >= self.monthly_minutes {
+            return Err(SpendingLimit::MonthlyMinutes);
+        }
+        Ok(())
+    }
+
+    /// Whether the live calls may go on: each is in a minute it will be billed for; they end
+    /// once that puts the org below its floor, or past its month's minutes.
+    pub fn sustains(&self) -> Result<(), SpendingLimit> {
+        if self.available().get() < self.floor() {
+            return Err(SpendingLimit::Balance);
+        }
+        if self.used_minutes.saturating_add(self.live_minutes) > self.monthly_minutes {
+            return Err(SpendingLimit::MonthlyMinutes);
+        }
+        Ok(())
+    }
+}
+
+/// Started minutes of a call that has been live for `elapsed_ms` (at least one: a call that
+/// was answered is billed its first minute).
+pub fn started_minutes(elapsed_ms: i64) -> u64 {
+    let secs = u64::try_from(elapsed_ms.max(0)).unwrap_or(0).div_ceil(1000);
+    billable_minutes(secs).max(1)
+}
+
 /// A payment provider whose notifications credit balances.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,6 +200,76 @@ impl LedgerEventKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn spending(balance: i64, live_minutes: u64) -> Spending {
+        Spending {
+            balance: Kopecks::new(balance),
+            credit_limit: Kopecks::ZERO,
+            rate_per_minute: Kopecks::new(100),
+            used_minutes: 0,
+            monthly_minutes: 1_000,
+            live_minutes,
+        }
+    }
+
+    #[test]
+    fn admission_counts_what_live_calls_have_run_up() {
+        assert_eq!(spending(0, 0).admits(), Err(SpendingLimit::Balance), "nothing to spend");
+        assert_eq!(spending(1, 0).admits(), Ok(()), "a kopeck admits one call");
+        assert_eq!(spending(1, 1).admits(), Err(SpendingLimit::Balance), "not a second while the first runs");
+        assert_eq!(spending(201, 2).admits(), Ok(()));
+        let owing = Spending { credit_limit: Kopecks::new(500), ..spending(-400, 0) };
+        assert_eq!(owing.admits(), Ok(()), "a credit limit lets the balance go below zero");
+        assert_eq!(Spending { live_minutes: 1, ..owing }.admits(), Err(SpendingLimit::Balance));
+        let month = Spending { used_minutes: 999, ..spending(10_000, 0) };
+        assert_eq!(month.admits(), Ok(()));
+        assert_eq!(Spending { live_minutes: 1, ..month }.admits(), Err(SpendingLimit::MonthlyMinutes));
+    }
+
+    #[test]
+    fn live_calls_end_once_their_started_minutes_pass_the_floor() {
+        // Three calls on 2 minutes and a kopeck: they are in their first minute, 300 owed.
+        assert_eq!(spending(201, 3).sustains(), Err(SpendingLimit::Balance));
+        assert_eq!(spending(300, 3).sustains(), Ok(()), "exactly paid for: the minute goes on");
+        assert_eq!(Spending { used_minutes: 999, ..spending(10_000, 1) }.sustains(), Ok(()), "the last minute");
+        assert_eq!(
+            Spending { used_minutes: 999, ..spending(10_000, 2) }.sustains(),
+            Err(SpendingLimit::MonthlyMinutes)
+        );
+        assert_eq!(started_minutes(0), 1);
+        assert_eq!(started_minutes(60_000), 1);
+        assert_eq!(started_minutes(60_001), 2);
+        assert_eq!(started_minutes(-5), 1, "a clock that went back still bills the minute");
+    }
+
+    proptest! {
+        /// However calls are admitted and checked, an org ends at most one minute per live
+        /// call below its floor when every call is checked once per minute.
+        #[test]
+        fn the_overdraft_is_at_most_a_minute_per_live_call(
+            balance in 0i64..5_000, credit in 0i64..2_000, rate in 1i64..500, calls in 1u64..20,
+        ) {
+            let base = Spending {
+                balance: Kopecks::new(balance),
+                credit_limit: Kopecks::new(credit),
+                rate_per_minute: Kopecks::new(rate),
+                used_minutes: 0,
+                monthly_minutes: u64::MAX,
+                live_minutes: 0,
+            };
+            // Admit as many as the org allows (at most `calls`), then run minute by minute.
+            let mut live = 0u64;
+            while live < calls && (Spending { live_minutes: live, ..base }).admits().is_ok() {
+                live += 1;
+            }
+            let mut minutes = live; // each admitted call is in its first minute
+            while live > 0 && (Spending { live_minutes: minutes, ..base }).sustains().is_ok() {
+                minutes += live;
+            }
+            let billed = i64::try_from(minutes).unwrap() * rate;
+            prop_assert!(balance - billed >= -credit - i64::try_from(live).unwrap() * rate);
+        }
+    }
 
     #[test]
     fn every_started_minute_is_billed() {

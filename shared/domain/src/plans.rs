@@ -75,6 +75,9 @@ pub struct Quotas {
     pub api_requests_per_minute_per_org: u32,
     pub monthly_minutes: u64,
     pub rate_per_minute: Kopecks,
+    /// How far below zero the balance may go before calls are refused and live calls end
+    /// (`balance_exhausted`); 0 by default, so a prepaid org stops at zero. Set by the operator.
+    pub credit_limit: Kopecks,
     /// Failed webhook deliveries within an hour after which an endpoint is disabled.
     pub webhook_failures_per_hour_before_disable: u32,
     /// Failed authentications per hour that raise an alert.
@@ -91,6 +94,7 @@ impl Quotas {
         api_requests_per_minute_per_org: 1000,
         monthly_minutes: Plan::Start.monthly_minutes(),
         rate_per_minute: Plan::Start.rate_per_minute(),
+        credit_limit: Kopecks::ZERO,
         webhook_failures_per_hour_before_disable: 10,
         failed_auth_alert_per_hour: 100,
     };
@@ -112,6 +116,9 @@ impl Quotas {
         }
         if self.rate_per_minute.is_negative() {
             return Err(DomainError::Invalid("rate_per_minute must not be negative".into()));
+        }
+        if self.credit_limit.is_negative() {
+            return Err(DomainError::Invalid("credit_limit must not be negative".into()));
         }
         Ok(())
     }

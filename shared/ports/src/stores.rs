@@ -100,8 +100,12 @@ pub trait Leases: Send + Sync + Debug {
     async fn heartbeat(&self, org: &OrgId, call: &CallId, ttl_ms: i64, now: Timestamp) -> Result<Lease>;
     /// Frees the slot. Idempotent: a second release answers `NotHeld`.
     async fn release(&self, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome>;
-    /// Releases up to `max` leases that expired before `now`; returns them.
-    async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>>;
+    /// Up to `max` leases that expired before `now`, oldest expiry first, still held: the
+    /// sweeper bills each (its worker stopped heartbeating) before it releases it.
+    async fn expired(&self, now: Timestamp, max: usize) -> Result<Vec<Lease>>;
+    /// Every lease the org holds (at most its concurrency limit): what its live calls are
+    /// running up.
+    async fn list(&self, org: &OrgId) -> Result<Vec<Lease>>;
     /// Slots held by the org, or by one of its agents.
     async fn active(&self, org: &OrgId, agent: Option<&AgentId>) -> Result<u32>;
 }
@@ -158,6 +162,7 @@ pub struct Stores {
     pub contexts: Arc<dyn ContextStore>,
     pub counters: Arc<dyn Counters>,
     pub credentials: Arc<dyn crate::control::CredentialStore>,
+    pub outbox: Arc<dyn crate::outbox::Outbox>,
 }
 
 /// A health check of one dependency, for `/health`.

@@ -38,6 +38,7 @@ macro_rules! contract_tests {
             records::context_snapshots_expire,
             records::counters_are_atomic_per_window,
             records::provider_credentials_per_org,
+            records::outbox_entries_are_written_once_and_listed_by_age,
             queue::send_receive_delete,
             queue::unacknowledged_message_reappears_after_visibility_timeout,
             queue::delayed_message_is_invisible_until_due,

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod spending;
 #[macro_use]
 pub mod macros;
 

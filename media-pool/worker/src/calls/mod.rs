@@ -11,8 +11,10 @@
 //!    shard through the call's handle; the engine's audio and events go to the transport;
 //! 5. after each turn the conversation is snapshotted (`CALL#c / CTX`, 5 minutes), so a
 //!    client that reconnects with `call_id` resumes it;
-//! 6. when the engine ends, `call.ended` (transcript, per-turn metrics, quality) is queued for
-//!    billing, the lease released, and the registration dropped.
+//! 6. every heartbeat re-checks the org's money and minutes; when they run out the agent says a
+//!    goodbye and the call ends `balance_exhausted` / `minutes_exhausted`;
+//! 7. when the engine ends, `call.ended` (transcript, per-turn metrics, quality) is written to
+//!    the outbox and queued for billing, then the lease released and the registration dropped.
 
 pub mod sink;
 
@@ -26,11 +28,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Extension;
 use axum::Router;
+use golos_call::HangupReason;
 use golos_call::{CallConfig, Snapshot};
 use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason, DEFAULT_PRIORITY};
 use golos_control::call_tokens::{self, CallAuthError};
 use golos_control::ControlState;
 use golos_domain::agent::AgentConfig;
+use golos_domain::billing::SpendingLimit;
 use golos_domain::events::{CallEnded, CallEvent, CallStarted, TranscriptTurn};
 use golos_domain::{AgentId, CallId, OrgId, Timestamp};
 use golos_providers::{build_chains, AgentChains, BuildContext, SttConfig, SttEvent, TtsRequest};
@@ -101,7 +105,9 @@ impl LiveConfig {
         Self {
             hold_poll: Duration::from_secs(2),
             hold_max: Duration::from_secs(300),
-            heartbeat_every: lease_ttl / 3,
+            // Two chances before the lease lapses, and at least three re-checks of the org's
+            // spending a minute (the overdraft bound of docs/billing.md needs one a minute).
+            heartbeat_every: (lease_ttl / 3).min(Duration::from_secs(20)),
             clips_dir: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -594,7 +600,9 @@ impl LiveCalls {
             to: None,
             started_at,
         };
-        self.queue_event(&CallEvent::Started(started)).await;
+        if let Err(error) = golos_control::call_events::publish(&self.state, &CallEvent::Started(started)).await {
+            tracing::error!(%error, "call.started could not be serialised");
+        }
 
         let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
         let config = Arc::new(CallConfig::from_agent(&pending.agent));
@@ -670,6 +678,9 @@ impl LiveCalls {
         })
     }
 
+    /// Keeps the call's lease and ends the call when the control plane says so: its org ran
+    /// out of money or minutes (the agent says a goodbye first), or its lease is gone (the
+    /// sweeper billed it as lost after heartbeats failed for a whole TTL).
     async fn heartbeat(self, org: OrgId, link: Arc<CallLink>) {
         let mut every = tokio::time::interval(self.config.heartbeat_every);
         every.tick().await;
@@ -678,30 +689,35 @@ impl LiveCalls {
                 () = link.wait_ended() => return,
                 _ = every.tick() => {}
             }
-            if let Err(error) = admission::heartbeat(&self.state, &org, &link.call_id).await {
-                tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
-            }
-        }
-    }
-
-    async fn queue_event(&self, event: &CallEvent) {
-        let body = match serde_json::to_string(event) {
-            Ok(body) => body,
-            Err(error) => return tracing::error!(%error, "a call event did not serialise"),
-        };
-        // The queue is the billing path: retry a short outage rather than lose a call.
-        for attempt in 0..5u32 {
-            match self.state.queues.call_events.send(&body, Duration::ZERO).await {
-                Ok(_) => return,
+            let end = match admission::heartbeat(&self.state, &org, &link.call_id).await {
+                Ok(beat) => match beat.end {
+                    Some(SpendingLimit::Balance) => HangupReason::BalanceExhausted,
+                    Some(SpendingLimit::MonthlyMinutes) => HangupReason::MinutesExhausted,
+                    None => continue,
+                },
+                Err(golos_ports::PortError::NotFound { .. }) => HangupReason::LeaseLost,
                 Err(error) => {
-                    tracing::warn!(%error, attempt, "could not queue a call event; retrying");
-                    tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+                    tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
+                    continue;
                 }
+            };
+            tracing::info!(call = %link.call_id, reason = ?end, "ending the call at the control plane's request");
+            if let Some(handle) = link.handle.get() {
+                handle.input(OwnedInput::EndPolitely { reason: end });
             }
+            // The engine hangs up after its goodbye (at most `goodbye_max`); if it does not,
+            // the call is ended regardless.
+            tokio::select! {
+                () = link.wait_ended() => {}
+                () = tokio::time::sleep(POLITE_END_BACKSTOP) => link.request_end(sink::end_reason(end)),
+            }
+            return;
         }
-        tracing::error!(alert = "call_event_lost", "a call event could not be queued after 5 attempts");
     }
 }
+
+/// How long a call asked to end politely may take over its goodbye before it is cut.
+const POLITE_END_BACKSTOP: Duration = Duration::from_secs(15);
 
 /// Ends a call's bookkeeping once its engine has ended.
 struct Finisher {
@@ -741,13 +757,17 @@ impl Finisher {
                 "metadata": metadata,
             }),
         };
-        calls.queue_event(&CallEvent::Ended(ended)).await;
+        // Durable before anything is released: from here the call is billed even if this
+        // worker dies, and until here its lease (which the sweeper would bill) is still held.
+        if let Err(error) = golos_control::call_events::publish(&calls.state, &CallEvent::Ended(ended)).await {
+            tracing::error!(alert = "call_event_lost", %error, "call.ended could not be serialised");
+        }
         if let Err(error) = admission::release(&calls.state, &org_id, &link.call_id).await {
             // The sweeper frees it when the lease lapses.
             tracing::warn!(%error, "could not release the call's lease");
         }
         calls.worker.call_metrics.call_ended(report.duration, report.reason);
-        // Last: a drain that sees the registry empty has every call.ended queued.
+        // Last: a drain that sees the registry empty has every call.ended in the outbox.
         drop(registration);
     }
 }

@@ -430,12 +430,15 @@ fn provider_message(message: golos_call::Message) -> Message {
     }
 }
 
-pub(crate) fn end_reason(reason: &HangupReason) -> EndReason {
+pub(crate) const fn end_reason(reason: HangupReason) -> EndReason {
     match reason {
         HangupReason::AgentEnded => EndReason::AgentHangup,
         HangupReason::SilenceTimeout => EndReason::SilenceTimeout,
         HangupReason::MaxDuration => EndReason::MaxDuration,
         HangupReason::Failure => EndReason::Failed,
+        HangupReason::BalanceExhausted => EndReason::BalanceExhausted,
+        HangupReason::MinutesExhausted => EndReason::MinutesExhausted,
+        HangupReason::LeaseLost => EndReason::LeaseLost,
     }
 }
 
@@ -455,7 +458,7 @@ impl CallSink for WorkerSink {
             Output::PlayClip(Clip::Apology) => self.play_apology(),
             Output::Event(event) => self.event(event, call),
             Output::Hangup { reason } => {
-                let reason = end_reason(&reason);
+                let reason = end_reason(reason);
                 self.engine_reason.get_or_insert(reason);
                 self.parts.link.request_end(reason);
             }
@@ -533,8 +536,8 @@ mod tests {
 
     #[test]
     fn engine_hangups_map_to_end_reasons() {
-        assert_eq!(end_reason(&HangupReason::AgentEnded), EndReason::AgentHangup);
-        assert_eq!(end_reason(&HangupReason::MaxDuration), EndReason::MaxDuration);
-        assert_eq!(end_reason(&HangupReason::Failure), EndReason::Failed);
+        assert_eq!(end_reason(HangupReason::AgentEnded), EndReason::AgentHangup);
+        assert_eq!(end_reason(HangupReason::MaxDuration), EndReason::MaxDuration);
+        assert_eq!(end_reason(HangupReason::Failure), EndReason::Failed);
     }
 }

@@ -104,14 +104,32 @@ pub async fn expired_leases_are_swept_and_slots_reused(h: &impl Harness) {
         AcquireOutcome::AgentLimitReached { limit: 2 },
         "an expired lease holds its slot until swept"
     );
-    assert!(leases.sweep_expired(T0.plus_secs(29), 100).await.unwrap().is_empty(), "nothing expired yet");
-    let swept = leases.sweep_expired(T0.plus_secs(31), 100).await.unwrap();
-    assert_eq!(swept.iter().map(|l| &l.call_id).collect::<Vec<_>>(), vec![&stale.call_id]);
-    assert!(leases.sweep_expired(T0.plus_secs(31), 100).await.unwrap().is_empty(), "sweeping twice frees once");
+    let of_org = |list: Vec<golos_ports::Lease>| {
+        list.into_iter().filter(|l| l.org_id == org).map(|l| l.call_id).collect::<Vec<_>>()
+    };
+    assert!(of_org(leases.expired(T0.plus_secs(29), 100).await.unwrap()).is_empty(), "nothing expired yet");
+    let expired = of_org(leases.expired(T0.plus_secs(31), 100).await.unwrap());
+    assert_eq!(expired, vec![stale.call_id.clone()]);
+    assert_eq!(
+        of_org(leases.expired(T0.plus_secs(31), 100).await.unwrap()),
+        expired,
+        "listing is not releasing: the sweeper bills the lease first"
+    );
+    let mut listed = of_org(leases.list(&org).await.unwrap());
+    listed.sort();
+    let mut both = vec![stale.call_id.clone(), alive.call_id.clone()];
+    both.sort();
+    assert_eq!(listed, both, "the org's live calls, expired or not");
+    assert!(matches!(leases.release(&org, &stale.call_id).await.unwrap(), ReleaseOutcome::Released(_)));
+    assert!(of_org(leases.expired(T0.plus_secs(31), 100).await.unwrap()).is_empty(), "released once");
     assert_eq!(leases.active(&org, None).await.unwrap(), 1);
     assert!(matches!(
         leases.acquire(&request(&org, &agent, 2, 2), T0.plus_secs(31)).await.unwrap(),
         AcquireOutcome::Granted(_)
     ));
-    assert_eq!(leases.release(&org, &stale.call_id).await.unwrap(), ReleaseOutcome::NotHeld, "a swept lease is gone");
+    assert_eq!(
+        leases.release(&org, &stale.call_id).await.unwrap(),
+        ReleaseOutcome::NotHeld,
+        "a released lease is gone"
+    );
 }

@@ -2,6 +2,7 @@
 
 use crate::fixtures::{self, T0};
 use crate::Harness;
+use golos_domain::Timestamp;
 use golos_ports::{IdempotencyBegin, StoredResponse};
 use std::sync::Arc;
 
@@ -122,4 +123,29 @@ pub async fn provider_credentials_per_org(h: &impl Harness) {
     assert_eq!(store.get(&org, "openai").await.unwrap(), None);
     assert!(matches!(store.delete(&org, "openai").await, Err(PortError::NotFound { .. })));
     assert!(store.get(&other, "openai").await.unwrap().is_some(), "the other org's credential stays");
+}
+
+/// The outbox keeps one entry per id, lists what is older than a moment oldest first, and
+/// forgets an entry once deleted.
+pub async fn outbox_entries_are_written_once_and_listed_by_age(h: &impl Harness) {
+    let outbox = h.stores().outbox;
+    let tag = fixtures::call_id();
+    let entry = |n: u32, at: Timestamp| golos_ports::OutboxEntry {
+        id: format!("call.ended:{tag}_{n}"),
+        body: format!("{{\"n\":{n}}}"),
+        created_at: at,
+    };
+    assert!(outbox.put(&entry(2, T0.plus_secs(2))).await.unwrap());
+    assert!(outbox.put(&entry(1, T0.plus_secs(1))).await.unwrap());
+    let again = golos_ports::OutboxEntry { body: "{\"n\":\"changed\"}".to_owned(), ..entry(1, T0.plus_secs(9)) };
+    assert!(!outbox.put(&again).await.unwrap(), "a second write of one fact keeps the first");
+    let ours = |list: Vec<golos_ports::OutboxEntry>| {
+        list.into_iter().filter(|e| e.id.contains(tag.as_str())).collect::<Vec<_>>()
+    };
+    let pending = ours(outbox.pending(T0.plus_secs(10), 100).await.unwrap());
+    assert_eq!(pending, vec![entry(1, T0.plus_secs(1)), entry(2, T0.plus_secs(2))], "oldest first, first body kept");
+    assert_eq!(ours(outbox.pending(T0.plus_secs(2), 100).await.unwrap()), vec![entry(1, T0.plus_secs(1))]);
+    outbox.delete(&entry(1, T0).id).await.unwrap();
+    outbox.delete(&entry(1, T0).id).await.unwrap();
+    assert_eq!(ours(outbox.pending(T0.plus_secs(10), 100).await.unwrap()), vec![entry(2, T0.plus_secs(2))]);
 }
