@@ -600,9 +600,14 @@ impl LiveCalls {
             to: None,
             started_at,
         };
-        if let Err(error) = golos_control::call_events::publish(&self.state, &CallEvent::Started(started)).await {
-            tracing::error!(%error, "call.started could not be serialised");
-        }
+        // In the background: the caller must not wait on the store, and the start is not what
+        // bills the call (its end is; a late start never reopens an ended record).
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = golos_control::call_events::publish(&state, &CallEvent::Started(started)).await {
+                tracing::error!(%error, "call.started could not be serialised");
+            }
+        });
 
         let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
         let config = Arc::new(CallConfig::from_agent(&pending.agent));
