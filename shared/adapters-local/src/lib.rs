@@ -8,6 +8,7 @@
 mod control;
 mod crypto;
 mod db;
+mod hold;
 mod queue;
 mod schema;
 mod secrets;
@@ -99,6 +100,7 @@ impl LocalPlatform {
             leases: store.clone(),
             idempotency: store.clone(),
             credentials: store.clone(),
+            hold: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

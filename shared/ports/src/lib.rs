@@ -8,6 +8,7 @@ pub mod clock;
 pub mod control;
 pub mod crypto;
 pub mod error;
+pub mod hold;
 pub mod queue;
 pub mod records;
 pub mod secrets;
@@ -20,6 +21,7 @@ pub use control::{
 };
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;
+pub use hold::{HoldQueue, HoldReason, HoldRequest, Waiter};
 pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
 #[allow(clippy::wildcard_imports)]
 pub use records::*;

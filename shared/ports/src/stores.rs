@@ -158,6 +158,8 @@ pub struct Stores {
     pub contexts: Arc<dyn ContextStore>,
     pub counters: Arc<dyn Counters>,
     pub credentials: Arc<dyn crate::control::CredentialStore>,
+    /// Callers waiting for a concurrency slot, one line per org for the whole pool.
+    pub hold: Arc<dyn crate::hold::HoldQueue>,
 }
 
 /// A health check of one dependency, for `/health`.
