@@ -118,7 +118,11 @@ impl Customer {
     }
 
     async fn agent(&self, max_concurrent_calls: u32, stt: &Value) -> String {
-        let agent = json!({
+        self.agent_with_priority(max_concurrent_calls, stt, None).await
+    }
+
+    async fn agent_with_priority(&self, max_concurrent_calls: u32, stt: &Value, priority: Option<u8>) -> String {
+        let mut agent = json!({
             "name": "Café host",
             "system_prompt": "You are the host of a café.",
             "greeting": "Hello, how can I help?",
@@ -131,6 +135,9 @@ impl Customer {
             "limits": {"max_concurrent_calls": max_concurrent_calls, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
             "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": stt}
         });
+        if let Some(priority) = priority {
+            agent["priority"] = json!(priority);
+        }
         let (status, agent) = self.post("/v1/agents", &self.key, &agent).await;
         assert_eq!(status, 201, "{agent}");
         agent["id"].as_str().unwrap().to_owned()
@@ -383,7 +390,7 @@ async fn calls_are_refused_without_balance_or_with_a_bad_token() {
 async fn a_caller_over_the_agent_limit_is_held_then_connected() {
     let golos = start_golos(&[]);
     let customer = Customer::new(&golos, 10_000).await;
-    let agent = customer.cafe_agent(1).await;
+    let agent = customer.agent_with_priority(1, &json!([{"kind": "pocketsphinx"}]), Some(9)).await;
     let token = customer.call_token(&agent).await;
     let mut first = Caller::start(&golos, start_message(&agent, &token)).await;
     first.until("the greeting", |c| c.said("assistant", "how can i help")).await;
@@ -392,6 +399,11 @@ async fn a_caller_over_the_agent_limit_is_held_then_connected() {
     second.until("the hold prompt", |c| c.audio_frames > 25).await;
     assert!(second.transcript.is_empty(), "a held caller is not greeted yet: {:?}", second.transcript);
     assert!(second.ended().is_none());
+    // The held call waits with its agent's priority (9): a priority-8 caller lines up behind it.
+    let body = json!({"org_id": customer.org_id, "agent_id": agent, "call_id": "call_behind", "priority": 8});
+    let (status, behind) = customer.post("/v1/admissions", &golos.operator_key(), &body).await;
+    assert_eq!(status, 200, "{behind}");
+    assert_eq!((behind["decision"].as_str(), behind["position"].as_u64()), (Some("wait"), Some(2)), "{behind}");
 
     first.hang_up().await;
     second.until("the greeting after the hold", |c| c.said("assistant", "how can i help")).await;

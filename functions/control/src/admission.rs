@@ -1,11 +1,16 @@
 //! Admission (issue #4): before a call is answered it takes a lease, atomically against the
 //! org's `max_concurrent_calls` and the agent's limit, after checking that the org has money
-//! and minutes left. Over a concurrency limit the caller is held in a hold queue with a
-//! position instead of being refused; a held call asks again (the media pool does so every
+//! and minutes left. Over a concurrency limit the caller is held in the org's hold queue with
+//! a position instead of being refused; a held call asks again (the media pool does so every
 //! second while it plays "please hold") and keeps its place. Heartbeats extend a lease and
 //! re-check the org's spending, so live calls end when money or minutes run out (issue #15);
 //! the sweeper ends and bills the calls of workers that stopped heartbeating, then frees
 //! their slots; release is idempotent.
+//!
+//! The hold queue is in the store (`HoldQueue`), so every worker of a pool sees one line:
+//! higher priority first, then arrival; a newcomer never takes a slot someone is waiting
+//! for; a caller that stops asking for `hold_stale_after_ms` is forgotten; at most
+//! `hold_max_waiters_per_org` callers wait per org.
 //!
 //! The media pool calls these functions in-process; operators' other components use the
 //! same functions over HTTP (`/v1/admissions`).
@@ -19,15 +24,12 @@ use axum::{Extension, Json};
 use golos_domain::billing::{started_minutes, Spending, SpendingLimit};
 use golos_domain::events::{WebhookEvent, WebhookEventType};
 use golos_domain::{AgentId, CallId, Kopecks, OrgId, Timestamp};
+use golos_ports::hold::{self, HoldReason, HoldRequest, Waiter};
 use golos_ports::{AcquireOutcome, Lease, LeaseRequest, Org, PortError, ReleaseOutcome};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use utoipa::ToSchema;
 
-/// Default priority of a call in the hold queue; higher is served first.
-pub const DEFAULT_PRIORITY: u8 = 5;
-pub const MAX_PRIORITY: u8 = 9;
+pub use golos_ports::hold::{DEFAULT_PRIORITY, MAX_PRIORITY};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionRequest {
@@ -45,6 +47,24 @@ pub enum WaitReason {
     AgentLimit,
 }
 
+impl From<HoldReason> for WaitReason {
+    fn from(reason: HoldReason) -> Self {
+        match reason {
+            HoldReason::OrgLimit => Self::OrgLimit,
+            HoldReason::AgentLimit => Self::AgentLimit,
+        }
+    }
+}
+
+impl From<WaitReason> for HoldReason {
+    fn from(reason: WaitReason) -> Self {
+        match reason {
+            WaitReason::OrgLimit => Self::OrgLimit,
+            WaitReason::AgentLimit => Self::AgentLimit,
+        }
+    }
+}
+
 /// Why a call is refused outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -55,6 +75,8 @@ pub enum RejectReason {
     AgentDisabled,
     NoBalance,
     MinutesExhausted,
+    /// Over a concurrency limit with `hold_max_waiters_per_org` callers already in line.
+    HoldQueueFull,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,144 +95,82 @@ pub enum Admission {
     },
 }
 
-/// The order of the hold queue: higher priority first, then first come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    inverted_priority: u8,
-    arrival: u64,
+/// Forgets the call's place in the org's hold queue (it was admitted elsewhere, hung up,
+/// was refused or ended): the one way a place is given up. Best effort: a place that could
+/// not be removed lapses after `hold_stale_after_ms` anyway, so a failure is only logged.
+pub async fn leave_line(state: &ControlState, org: &OrgId, call: &CallId) {
+    if let Err(error) = state.stores.hold.leave(org, call).await {
+        tracing::warn!(%org, %call, %error, "could not leave the hold queue; the place lapses when stale");
+    }
 }
 
-#[derive(Debug, Clone)]
-struct Waiter {
-    call: CallId,
-    agent: AgentId,
-    rank: Rank,
+/// Puts the call in line (or refreshes its place) and answers its position among `line`.
+async fn wait(
+    state: &ControlState,
+    request: &AdmissionRequest,
+    line: &[Waiter],
     reason: WaitReason,
-    last_seen: Timestamp,
-}
-
-impl Waiter {
-    /// Whether this waiter must be served before a call to `agent`: one waiting on the org's
-    /// limit blocks every agent of the org, one waiting on an agent's limit only that agent.
-    fn blocks(&self, agent: &AgentId) -> bool {
-        self.reason == WaitReason::OrgLimit || &self.agent == agent
-    }
-}
-
-/// Higher priority sorts first; out-of-range priorities count as the highest.
-const fn inverted(priority: u8) -> u8 {
-    MAX_PRIORITY.saturating_sub(priority)
-}
-
-/// Callers waiting for a slot, per org, in this process. A waiter that stops asking is
-/// forgotten after `hold_stale_after_ms`, so a caller who hung up does not block the line.
-#[derive(Debug, Default)]
-pub struct HoldQueue {
-    orgs: Mutex<HashMap<OrgId, Vec<Waiter>>>,
-    arrivals: std::sync::atomic::AtomicU64,
-}
-
-impl HoldQueue {
-    fn next_arrival(&self) -> u64 {
-        self.arrivals.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Whether waiters ahead of `call` block it, and on which limit: the org's if any of
-    /// them waits for the org, else the agent's. `None`: it may try to take a slot.
-    fn blocked_by(&self, request: &AdmissionRequest, now: Timestamp, stale_after_ms: i64) -> Option<WaitReason> {
-        let mut orgs = self.orgs.lock().expect("hold queue lock");
-        let waiters = orgs.get_mut(&request.org_id)?;
-        waiters.retain(|w| w.last_seen.plus_millis(stale_after_ms) > now);
-        let own = waiters.iter().find(|w| w.call == request.call_id).map(|w| w.rank);
-        let own = own.unwrap_or(Rank { inverted_priority: inverted(request.priority), arrival: u64::MAX });
-        let ahead =
-            || waiters.iter().filter(|w| w.call != request.call_id && w.rank < own && w.blocks(&request.agent_id));
-        if ahead().any(|w| w.reason == WaitReason::OrgLimit) {
-            Some(WaitReason::OrgLimit)
-        } else {
-            ahead().next().map(|_| WaitReason::AgentLimit)
+    limit: u32,
+) -> Result<Admission, PortError> {
+    let hold_request = HoldRequest {
+        org_id: request.org_id.clone(),
+        agent_id: request.agent_id.clone(),
+        call_id: request.call_id.clone(),
+        priority: request.priority,
+        reason: reason.into(),
+    };
+    let config = &state.config;
+    let stored = state
+        .stores
+        .hold
+        .hold(&hold_request, state.clock.now(), config.hold_stale_after_ms, config.hold_max_waiters_per_org)
+        .await;
+    match stored {
+        Ok(waiter) => Ok(Admission::Wait { position: hold::position(line, &waiter), reason, limit }),
+        Err(PortError::QuotaExceeded { .. }) => {
+            tracing::warn!(org = %request.org_id, call = %request.call_id, "hold queue full; call refused");
+            Ok(Admission::Rejected { reason: RejectReason::HoldQueueFull })
         }
-    }
-
-    /// Puts the call in line (or refreshes its place) and returns its 1-based position.
-    fn hold(&self, request: &AdmissionRequest, reason: WaitReason, now: Timestamp) -> u32 {
-        let arrival = self.next_arrival();
-        let mut orgs = self.orgs.lock().expect("hold queue lock");
-        let waiters = orgs.entry(request.org_id.clone()).or_default();
-        let rank = if let Some(waiter) = waiters.iter_mut().find(|w| w.call == request.call_id) {
-            waiter.last_seen = now;
-            waiter.reason = reason;
-            waiter.rank
-        } else {
-            let rank = Rank { inverted_priority: inverted(request.priority), arrival };
-            waiters.push(Waiter {
-                call: request.call_id.clone(),
-                agent: request.agent_id.clone(),
-                rank,
-                reason,
-                last_seen: now,
-            });
-            rank
-        };
-        1 + waiters.iter().filter(|w| w.call != request.call_id && w.rank < rank && w.blocks(&request.agent_id)).count()
-            as u32
-    }
-
-    /// Forgets the call's place in line (it was admitted elsewhere, hung up, or ended).
-    pub fn remove(&self, org: &OrgId, call: &CallId) {
-        let mut orgs = self.orgs.lock().expect("hold queue lock");
-        if let Some(waiters) = orgs.get_mut(org) {
-            waiters.retain(|w| &w.call != call);
-            if waiters.is_empty() {
-                orgs.remove(org);
-            }
-        }
-    }
-
-    /// Callers held right now (for metrics).
-    pub fn len(&self) -> usize {
-        self.orgs.lock().expect("hold queue lock").values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        Err(other) => Err(other),
     }
 }
 
 /// Decides whether the call may be answered now, must wait, or is refused.
 pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<Admission, PortError> {
     let now = state.clock.now();
-    let reject = |reason| {
+    let reject = |reason| async move {
         // A held call refused now (its agent was disabled, say) must not keep blocking the line.
-        state.hold.remove(&request.org_id, &request.call_id);
+        leave_line(state, &request.org_id, &request.call_id).await;
         tracing::info!(org = %request.org_id, call = %request.call_id, ?reason, "call refused at admission");
         Ok(Admission::Rejected { reason })
     };
-    let Some(org) = state.stores.orgs.get(&request.org_id).await? else { return reject(RejectReason::UnknownOrg) };
+    let Some(org) = state.stores.orgs.get(&request.org_id).await? else {
+        return reject(RejectReason::UnknownOrg).await;
+    };
     if org.disabled {
-        return reject(RejectReason::OrgDisabled);
+        return reject(RejectReason::OrgDisabled).await;
     }
     let Some(agent) = state.stores.agents.get(&request.org_id, &request.agent_id).await? else {
-        return reject(RejectReason::UnknownAgent);
+        return reject(RejectReason::UnknownAgent).await;
     };
     if !agent.config.enabled {
-        return reject(RejectReason::AgentDisabled);
+        return reject(RejectReason::AgentDisabled).await;
     }
     // What the org's other live calls have run up counts against its money and minutes, so
     // a kopeck cannot start a hundred calls (docs/billing.md, "How far a balance can go").
     match spending(state, &org, Some(&request.call_id), now).await?.admits() {
         Ok(()) => {}
-        Err(SpendingLimit::Balance) => return reject(RejectReason::NoBalance),
-        Err(SpendingLimit::MonthlyMinutes) => return reject(RejectReason::MinutesExhausted),
+        Err(SpendingLimit::Balance) => return reject(RejectReason::NoBalance).await,
+        Err(SpendingLimit::MonthlyMinutes) => return reject(RejectReason::MinutesExhausted).await,
     }
     let org_limit = org.quotas.max_concurrent_calls;
     let agent_limit = org.quotas.max_concurrent_calls_per_agent.min(agent.config.limits.max_concurrent_calls);
-    let stale_after = state.config.hold_stale_after_ms;
-    if let Some(reason) = state.hold.blocked_by(request, now, stale_after) {
+    let limit_of = |reason| if reason == WaitReason::OrgLimit { org_limit } else { agent_limit };
+    let line = state.stores.hold.line(&org.id, now, state.config.hold_stale_after_ms).await?;
+    if let Some(reason) = hold::blocked_by(&line, &request.call_id, &request.agent_id, request.priority) {
         // Someone who waited longer (or matters more) is first in line for the next slot.
-        let position = state.hold.hold(request, reason, now);
-        let limit = if reason == WaitReason::OrgLimit { org_limit } else { agent_limit };
-        return Ok(Admission::Wait { position, reason, limit });
+        let reason = WaitReason::from(reason);
+        return wait(state, request, &line, reason, limit_of(reason)).await;
     }
     let lease_request = LeaseRequest {
         org_id: org.id.clone(),
@@ -222,14 +182,15 @@ pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<A
     };
     let (reason, limit) = match state.stores.leases.acquire(&lease_request, now).await? {
         AcquireOutcome::Granted(lease) | AcquireOutcome::AlreadyHeld(lease) => {
-            state.hold.remove(&org.id, &request.call_id);
+            if line.iter().any(|w| w.call_id == request.call_id) {
+                leave_line(state, &org.id, &request.call_id).await;
+            }
             return Ok(Admission::Admitted { lease });
         }
         AcquireOutcome::OrgLimitReached { limit } => (WaitReason::OrgLimit, limit),
         AcquireOutcome::AgentLimitReached { limit } => (WaitReason::AgentLimit, limit),
     };
-    let position = state.hold.hold(request, reason, now);
-    Ok(Admission::Wait { position, reason, limit })
+    wait(state, request, &line, reason, limit).await
 }
 
 /// The org's money and minutes at `now`, with the started minutes of its live calls (all
@@ -323,7 +284,7 @@ async fn warn_balance_low(state: &ControlState, org: &Org, available: Kopecks, t
 
 /// Frees the call's slot (and its place in line, if it was held). Idempotent.
 pub async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome, PortError> {
-    state.hold.remove(org, call);
+    leave_line(state, org, call).await;
     state.stores.leases.release(org, call).await
 }
 
@@ -408,7 +369,7 @@ pub struct AdmissionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u32>,
     /// Wait: `org_limit` or `agent_limit`. Rejected: `no_balance`, `minutes_exhausted`,
-    /// `agent_disabled`, `org_disabled`, `unknown_agent`, `unknown_org`.
+    /// `agent_disabled`, `org_disabled`, `unknown_agent`, `unknown_org`, `hold_queue_full`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

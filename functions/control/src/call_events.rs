@@ -125,7 +125,7 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     // Minutes count in the month the call ended, whenever the event is processed.
     let outcome = state.stores.ledger.apply(&org.id, &debit, ended.ended_at).await?;
     let cost = outcome.entry().delta.checked_neg().map_err(|e| PortError::invalid(e.to_string()))?;
-    state.hold.remove(&org.id, &ended.call_id);
+    crate::admission::leave_line(state, &org.id, &ended.call_id).await;
     state.stores.leases.release(&org.id, &ended.call_id).await?;
 
     let transcript = if ended.transcript.is_empty() {

@@ -1,6 +1,5 @@
 //! What every handler shares: the stores, secrets, clock and configuration.
 
-use crate::admission::HoldQueue;
 use crate::yookassa::YookassaConfig;
 use golos_ports::{
     AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, Queue, SecretString, Secrets, Stores,
@@ -36,6 +35,8 @@ pub struct ControlConfig {
     pub hold_stale_after_ms: i64,
     /// How often a long-lived process runs the sweeper (lost calls billed, outbox relayed).
     pub sweep_interval_ms: u64,
+    /// Most callers one org may have in its hold queue; more are refused `hold_queue_full`.
+    pub hold_max_waiters_per_org: u32,
     /// The operator's exceptions to the egress policy (`GOLOS_EGRESS_ALLOW`): agents may name
     /// these destinations in tool URLs and provider endpoints.
     pub egress: golos_egress::EgressAllowlist,
@@ -55,6 +56,7 @@ impl Default for ControlConfig {
             lease_ttl_ms: 30_000,
             hold_stale_after_ms: 15_000,
             sweep_interval_ms: 10_000,
+            hold_max_waiters_per_org: 100,
             auth_failures_per_ip_per_minute: 20,
             egress: golos_egress::EgressAllowlist::none(),
         }
@@ -106,8 +108,6 @@ pub struct ControlState {
     pub queues: EventQueues,
     /// Outbound HTTP (confirming payments with providers).
     pub http: reqwest::Client,
-    /// Callers waiting for a concurrency slot, in this process.
-    pub hold: Arc<HoldQueue>,
 }
 
 /// The queues between the media pool, the control plane and customers.

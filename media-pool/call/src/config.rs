@@ -241,6 +241,7 @@ mod tests {
             ],
             faq: Vec::new(),
             limits: AgentLimits { max_concurrent_calls: 10, max_call_duration_secs: 600, silence_timeout_secs: 45 },
+            priority: golos_domain::agent::DEFAULT_PRIORITY,
             enabled: true,
         }
     }

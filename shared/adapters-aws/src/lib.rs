@@ -13,6 +13,7 @@
 //! | `ORG#o` | `LEDGER#<idem-key>` | one event (gsi1 `ORG#o#LEDGER` / padded applied_at + key) |
 //! | `ORG#o` | `BALANCE` / `USAGE#yyyymm` | `balance`, `minutes` |
 //! | `ORG#o` | `LEASE#<call>` | a call slot (gsi1 `LEASES` / padded expires_at, for the sweeper) |
+//! | `ORG#o` | `HOLD#<call>` / `HOLDS` / `HOLDSEQ` | a caller in the hold queue; the org's `waiting` count; its arrival `seq` |
 //! | `IDEM#scope` | `KEY#k` | an `Idempotency-Key` record (ttl) |
 //! | `CALL#c` | `CTX` | conversation snapshot (ttl) |
 //! | `COUNTER#key#window` | `META` | fixed-window counter (ttl) |
@@ -37,6 +38,7 @@ mod control;
 mod directory;
 mod dynamo;
 mod error;
+mod hold;
 mod kms;
 mod leases;
 mod ledger;
@@ -277,6 +279,7 @@ impl AwsPlatform {
             counters: Arc::new(records::DynamoCounters(t())),
             credentials: Arc::new(control::DynamoCredentials(t())),
             outbox: Arc::new(outbox::DynamoOutbox(t())),
+            hold: Arc::new(hold::DynamoHoldQueue(t())),
         }
     }
 

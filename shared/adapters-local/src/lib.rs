@@ -8,6 +8,7 @@
 mod control;
 mod crypto;
 mod db;
+mod hold;
 mod queue;
 mod schema;
 mod secrets;
@@ -100,6 +101,7 @@ impl LocalPlatform {
             idempotency: store.clone(),
             credentials: store.clone(),
             outbox: store.clone(),
+            hold: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

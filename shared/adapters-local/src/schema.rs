@@ -166,6 +166,26 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_by_age ON outbox (created_at, id);
 ",
+    // 6: the hold queue, shared by every process on the database (it lived in one process's
+    // memory). `arrival` is assigned at a call's first hold from the org's `hold_arrivals`
+    // sequence and never changes.
+    r"
+CREATE TABLE hold_queue (
+    org_id    TEXT NOT NULL,
+    call_id   TEXT NOT NULL,
+    agent_id  TEXT NOT NULL,
+    priority  INTEGER NOT NULL,
+    arrival   INTEGER NOT NULL,
+    reason    TEXT NOT NULL,
+    since     INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (org_id, call_id)
+) WITHOUT ROWID;
+CREATE TABLE hold_arrivals (
+    org_id TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL
+);
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

@@ -104,13 +104,12 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         health_checks: Arc::new(vec![health]),
         queues,
         http: reqwest::Client::builder().build().context("building the HTTP client")?,
-        hold: Arc::default(),
     })
 }
 
 /// `ControlConfig` from the environment, for every binary: `GOLOS_YOOKASSA_API_URL`,
 /// `GOLOS_YOOKASSA_ALLOWED_IPS` (comma-separated networks; replaces the published list),
-/// `GOLOS_LEASE_TTL_MS`, `GOLOS_SWEEP_INTERVAL_MS`, `GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
+/// `GOLOS_LEASE_TTL_MS`, `GOLOS_SWEEP_INTERVAL_MS`, `GOLOS_HOLD_MAX_WAITERS_PER_ORG`, `GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
 /// API validates agents against and the worker connects under). Unset variables keep the
 /// defaults.
 pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<ControlConfig> {
@@ -135,6 +134,10 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
             .ok()
             .filter(|ms| *ms >= 100)
             .context("GOLOS_SWEEP_INTERVAL_MS: milliseconds, at least 100")?;
+    }
+    if let Ok(max) = std::env::var("GOLOS_HOLD_MAX_WAITERS_PER_ORG") {
+        config.hold_max_waiters_per_org =
+            max.parse().ok().context("GOLOS_HOLD_MAX_WAITERS_PER_ORG: a whole number (0: no hold queue)")?;
     }
     if let Ok(limit) = std::env::var("GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE") {
         config.auth_failures_per_ip_per_minute = limit

@@ -45,8 +45,20 @@ pub struct AgentConfig {
     pub faq: Vec<FaqEntry>,
     #[serde(default)]
     pub limits: AgentLimits,
+    /// The place of this agent's callers in the org's hold queue when every line is busy:
+    /// 0..=9, higher first; equal priorities are served in arrival order.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+}
+
+/// Priority of an agent's callers in the hold queue unless the agent sets one.
+pub const DEFAULT_PRIORITY: u8 = 5;
+pub const MAX_PRIORITY: u8 = 9;
+
+const fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
 }
 
 const fn enabled_by_default() -> bool {
@@ -298,6 +310,9 @@ impl AgentConfig {
         if !(5..=600).contains(&limits.silence_timeout_secs) {
             issues.push("limits.silence_timeout_secs", "out_of_range", "must be 5..=600");
         }
+        if self.priority > MAX_PRIORITY {
+            issues.push("priority", "out_of_range", format!("must be 0..={MAX_PRIORITY}"));
+        }
         if serde_json::to_vec(self).map_or(true, |json| json.len() > MAX_AGENT_JSON_BYTES) {
             issues.push(
                 "agent",
@@ -516,6 +531,7 @@ mod tests {
                 questions: vec!["когда вы открыты".into()], answer: "С девяти до девяти.".into()
             }],
             limits: AgentLimits::default(),
+            priority: DEFAULT_PRIORITY,
             enabled: true,
         }
     }
@@ -643,7 +659,7 @@ mod tests {
                          language in prop::sample::select(vec!["ru-RU", "en-US", "ru", "kk-KZ"]),
                          tools in proptest::collection::btree_map("[a-z]{1,6}", function_tool(), 0..20),
                          builtins in proptest::sample::subsequence(vec![ToolSpec::EndCall, ToolSpec::SendDtmf, ToolSpec::EscalateToHuman], 0..=3),
-                         concurrency in 1u32..=10, duration in 10u32..=14_400, silence in 5u32..=600, enabled in any::<bool>()) -> AgentConfig {
+                         concurrency in 1u32..=10, duration in 10u32..=14_400, silence in 5u32..=600, priority in 0u8..=9, enabled in any::<bool>()) -> AgentConfig {
             let mut all_tools: Vec<ToolSpec> = tools.into_iter().map(|(suffix, tool)| match tool {
                 ToolSpec::Function { name, description, parameters, url, timeout_ms } => ToolSpec::Function { name: format!("{name}_{suffix}"), description, parameters, url, timeout_ms },
                 other => other,
@@ -657,6 +673,7 @@ mod tests {
                 tools: all_tools,
                 faq: vec![FaqEntry { questions: vec!["q".into()], answer: "a".into() }],
                 limits: AgentLimits { max_concurrent_calls: concurrency, max_call_duration_secs: duration, silence_timeout_secs: silence },
+                priority,
                 enabled,
             }
         }
@@ -673,13 +690,14 @@ mod tests {
         }
 
         #[test]
-        fn breaking_one_field_is_reported_on_that_field(agent in valid_agent(), which in 0usize..5) {
+        fn breaking_one_field_is_reported_on_that_field(agent in valid_agent(), which in 0usize..6) {
             let mut broken = agent;
             let field = match which {
                 0 => { broken.name = String::new(); "name" }
                 1 => { broken.language = "RU_ru".into(); "language" }
                 2 => { broken.providers.tts.clear(); "providers.tts" }
                 3 => { broken.limits.max_concurrent_calls = 11; "limits.max_concurrent_calls" }
+                4 => { broken.priority = 10; "priority" }
                 _ => { broken.system_prompt = "я".repeat(MAX_PROMPT_CHARS + 1); "system_prompt" }
             };
             let issues = broken.validate().unwrap_err();

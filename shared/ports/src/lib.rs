@@ -9,6 +9,7 @@ pub mod control;
 pub mod crypto;
 pub mod error;
 pub mod outbox;
+pub mod hold;
 pub mod queue;
 pub mod records;
 pub mod secrets;
@@ -22,6 +23,7 @@ pub use control::{
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;
 pub use outbox::{Outbox, OutboxEntry};
+pub use hold::{HoldQueue, HoldReason, HoldRequest, Waiter};
 pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
 #[allow(clippy::wildcard_imports)]
 pub use records::*;

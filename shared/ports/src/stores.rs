@@ -163,6 +163,8 @@ pub struct Stores {
     pub counters: Arc<dyn Counters>,
     pub credentials: Arc<dyn crate::control::CredentialStore>,
     pub outbox: Arc<dyn crate::outbox::Outbox>,
+    /// Callers waiting for a concurrency slot, one line per org for the whole pool.
+    pub hold: Arc<dyn crate::hold::HoldQueue>,
 }
 
 /// A health check of one dependency, for `/health`.

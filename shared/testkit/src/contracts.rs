@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod directory;
+pub mod hold;
 pub mod leases;
 pub mod ledger;
 pub mod numbers;
@@ -29,6 +30,11 @@ macro_rules! contract_tests {
             leases::agent_limit_and_idempotent_acquire,
             leases::release_is_idempotent,
             leases::expired_leases_are_swept_and_slots_reused,
+            hold::hold_orders_by_priority_then_arrival,
+            hold::hold_forgets_waiters_that_stop_asking,
+            hold::hold_blocks_by_org_and_agent_limits,
+            hold::hold_queue_is_bounded_per_org,
+            hold::concurrent_holds_get_distinct_places,
             numbers::numbers_are_granted_to_one_org,
             numbers::routing_requires_a_grant,
             numbers::revoking_removes_the_routing,

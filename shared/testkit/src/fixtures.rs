@@ -54,6 +54,7 @@ pub fn agent_config(name: &str) -> AgentConfig {
         tools: vec![ToolSpec::EndCall],
         faq: vec![FaqEntry { questions: vec!["when are you open".into()], answer: "From nine to nine.".into() }],
         limits: AgentLimits::default(),
+        priority: golos_domain::agent::DEFAULT_PRIORITY,
         enabled: true,
     }
 }

@@ -867,3 +867,34 @@ pub async fn admission_leases_hold_queue_and_sweeper(app: &TestApp) {
     let member = app.post("/v1/admissions", &admin, &json!({"org_id": org_id, "agent_id": a})).await;
     assert_eq!((member.status, member.code()), (StatusCode::FORBIDDEN, "operator_only"));
 }
+
+/// The hold queue is bounded per org: once `hold_max_waiters_per_org` callers wait, a newcomer
+/// is refused `hold_queue_full`, while those in line keep their places.
+pub async fn admission_hold_queue_is_bounded(app: &TestApp) {
+    let (org_id, admin) = app.org_with_admin().await;
+    let org = OrgId::parse(&org_id).unwrap();
+    let agent = app.create_agent(&admin, "a").await.body["id"].as_str().unwrap().to_owned();
+    credit(app, &org, "p1", 100_000).await;
+    let quotas = json!({"quotas": {"max_concurrent_calls": 1, "max_concurrent_calls_per_agent": 1}});
+    let patched =
+        app.call(Method::PATCH, &format!("/v1/orgs/{org_id}"), Some(OPERATOR_TOKEN), Some(&quotas), &[]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+    assert_eq!(admit(app, &org_id, &agent, "call_in", 5).await["decision"], "admitted");
+    let cap = app.state.config.hold_max_waiters_per_org;
+    for i in 1..=cap {
+        let held = admit(app, &org_id, &agent, &format!("call_w{i}"), 5).await;
+        assert_eq!((held["decision"].as_str(), held["position"].as_u64()), (Some("wait"), Some(u64::from(i))));
+    }
+    let refused = admit(app, &org_id, &agent, "call_late", 9).await;
+    assert_eq!(
+        (refused["decision"].as_str(), refused["reason"].as_str()),
+        (Some("rejected"), Some("hold_queue_full")),
+        "{refused:?}"
+    );
+    assert_eq!(admit(app, &org_id, &agent, "call_w1", 5).await["position"], 1, "a waiter keeps its place");
+    // A caller leaving makes room.
+    let left = app.post("/v1/admissions/call_w2/release", OPERATOR_TOKEN, &json!({"org_id": org_id})).await;
+    assert_eq!(left.status, StatusCode::OK);
+    let late = admit(app, &org_id, &agent, "call_late", 9).await;
+    assert_eq!((late["decision"].as_str(), late["position"].as_u64()), (Some("wait"), Some(1)), "{late:?}");
+}

@@ -6,7 +6,8 @@ macro_rules! api_tests {
             walkthrough_org_key_agent, etag_and_if_match, validation_and_agent_quotas, authentication,
             key_lifecycle, every_route_enforces_the_rbac_matrix, rate_limits_per_key_and_org,
             idempotent_posts, idempotency_cannot_leak, failed_authentication_is_throttled_per_address, org_updates_do_not_undo_each_other, provider_credentials, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi,
-            call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper);
+            call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper,
+            admission_hold_queue_is_bounded);
         $crate::api_tests!(@spending $make;
             spending_is_bounded_while_calls_run, lost_workers_are_billed_once, call_ends_survive_a_queue_outage);
     };

@@ -89,7 +89,6 @@ pub async fn spawn_app_with(backend: Backend, config: ControlConfig) -> TestApp 
         health_checks: Arc::new(vec![backend.health]),
         queues: backend.queues,
         http: reqwest::Client::new(),
-        hold: Arc::default(),
     };
     let app = golos_control::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

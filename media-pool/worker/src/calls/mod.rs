@@ -30,7 +30,7 @@ use axum::Extension;
 use axum::Router;
 use golos_call::HangupReason;
 use golos_call::{CallConfig, Snapshot};
-use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason, DEFAULT_PRIORITY};
+use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason};
 use golos_control::call_tokens::{self, CallAuthError};
 use golos_control::ControlState;
 use golos_domain::agent::AgentConfig;
@@ -357,6 +357,9 @@ fn reject_refusal(reason: RejectReason) -> Refusal {
         RejectReason::OrgDisabled => (codes::UNAUTHORIZED, "this organisation is disabled"),
         RejectReason::UnknownOrg => (codes::UNAUTHORIZED, "no such organisation"),
         RejectReason::UnknownAgent => (codes::AGENT_NOT_FOUND, "no such agent"),
+        RejectReason::HoldQueueFull => {
+            ("hold_queue_full", "all lines are busy and the queue is full; call again later")
+        }
     };
     refusal(code, message)
 }
@@ -402,7 +405,9 @@ impl CallSession for WorkerSession {
             org_id: org.id.clone(),
             agent_id: agent.id.clone(),
             call_id: call_id.clone(),
-            priority: DEFAULT_PRIORITY,
+            // The agent's priority: numbers carry no settings of their own, so a call to a
+            // number is held with the priority of the agent it routes to.
+            priority: agent.config.priority,
         };
         let first = admission::admit(state, &request).await.map_err(|e| unavailable(&e))?;
         let pending = Pending {
@@ -492,13 +497,13 @@ impl LiveCalls {
         loop {
             tokio::select! {
                 () = link.wait_ended() => {
-                    self.state.hold.remove(&request.org_id, &request.call_id);
+                    admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
                     return;
                 }
                 () = tokio::time::sleep(self.config.hold_poll) => {}
             }
             if tokio::time::Instant::now() >= give_up {
-                self.state.hold.remove(&request.org_id, &request.call_id);
+                admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
                 let _ = link.outputs.try_send(SessionOutput::End { reason: "hold_timeout".into() });
                 return;
             }
