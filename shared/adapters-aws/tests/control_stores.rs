@@ -42,16 +42,18 @@ async fn calls_newest_first_with_transcripts_and_audit_log() {
         cost: None,
         transcript,
         metrics: serde_json::json!({"turns": i}),
+        expires_at: None,
+        erased: None,
     };
     let mut written = Vec::new();
     for i in 0..3 {
         let call = record(i, (i == 1).then(|| vec![0, 1, 2, 255]));
-        calls.put(&call).await.unwrap();
+        calls.record_start(&call).await.unwrap();
         written.push(call);
     }
     written[0].status = CallStatus::Ended;
     written[0].ended_at = Some(T0.plus_secs(90));
-    calls.put(&written[0]).await.unwrap();
+    calls.record_end(&written[0]).await.unwrap();
     assert_eq!(calls.get(&org, &written[0].id).await.unwrap().as_ref(), Some(&written[0]));
     assert_eq!(calls.get(&org, &written[1].id).await.unwrap().as_ref(), Some(&written[1]));
     let mut seen = Vec::new();
