@@ -6,7 +6,9 @@ macro_rules! api_tests {
             walkthrough_org_key_agent, etag_and_if_match, validation_and_agent_quotas, authentication,
             key_lifecycle, every_route_enforces_the_rbac_matrix, rate_limits_per_key_and_org,
             idempotent_posts, idempotency_cannot_leak, failed_authentication_is_throttled_per_address, org_updates_do_not_undo_each_other, provider_credentials, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi,
-            call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper);
+            call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper,
+            started_and_ended_race_in_both_orders, transcripts_never_cross_a_queue_in_plaintext,
+            erasure_removes_a_callers_data_from_the_store, retention_is_per_org_and_swept);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
