@@ -183,12 +183,12 @@ impl CallStore for SqliteStores {
         }
         let call = call.clone();
         self.db
-            .write(move |c| match call_by_id(c, &call.org_id, &call.id)? {
-                Some(stored) => Ok(CallWrite::Unchanged(stored)),
-                None => {
-                    write_call(c, &call)?;
-                    Ok(CallWrite::Written(call))
+            .write(move |c| {
+                if let Some(stored) = call_by_id(c, &call.org_id, &call.id)? {
+                    return Ok(CallWrite::Unchanged(stored));
                 }
+                write_call(c, &call)?;
+                Ok(CallWrite::Written(call))
             })
             .await
     }

@@ -948,7 +948,9 @@ pub async fn started_and_ended_race_in_both_orders(app: &TestApp) {
         let end = sealed_end(app, &org_id, &agent, &id, &said).await;
         let (a, b, c) =
             tokio::join!(process(&app.state, &start), process(&app.state, &end), process(&app.state, &start));
-        (a.unwrap(), b.unwrap(), c.unwrap());
+        for result in [a, b, c] {
+            result.unwrap();
+        }
         let stored = app.state.calls.get(&org, &CallId::parse(&id).unwrap()).await.unwrap().unwrap();
         assert_eq!(stored.status, CallStatus::Ended, "{id}");
         assert_eq!(stored.from, Some(PhoneNumber::parse("+79161234567").unwrap()), "the end keeps the start's number");
