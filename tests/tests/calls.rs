@@ -328,6 +328,16 @@ async fn a_web_call_is_answered_heard_billed_and_resumable() {
     let detail = &record["transcript"];
     assert!(detail.to_string().contains("eight in the morning"), "the stored transcript: {detail}");
 
+    // The snapshot is sealed under the org and the call: another organisation's caller
+    // naming this call id is refused as if it did not exist, and the snapshot stays.
+    let stranger = Customer::new(&golos, 10_000).await;
+    let stranger_agent = stranger.cafe_agent(10).await;
+    let mut theft = start_message(&stranger_agent, &stranger.call_token(&stranger_agent).await);
+    theft["call_id"] = json!(first_call);
+    let mut thief = Caller::start(&golos, theft).await;
+    thief.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(thief.event("error").unwrap()["code"], "call_not_found");
+
     // Reconnecting within 5 minutes resumes the conversation: no second greeting.
     let mut resume = start_message(&agent, &token);
     resume["call_id"] = json!(first_call);

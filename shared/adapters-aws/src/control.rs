@@ -217,9 +217,14 @@ fn unchanged_since(
         None => ("attribute_not_exists(#pk)".to_owned(), names(&["pk"]), None),
         Some(stored) => {
             let erased = if stored.erased.is_some() { "attribute_exists" } else { "attribute_not_exists" };
+            // Items written before `status` was an attribute of its own have none: the first
+            // conditional write gives them one.
             (
-                format!("#status = :status AND {erased}(#erased_at)"),
-                names(&["status", "erased_at"]),
+                format!(
+                    "attribute_exists(#pk) AND (#status = :status OR attribute_not_exists(#status)) \
+                     AND {erased}(#erased_at)"
+                ),
+                names(&["pk", "status", "erased_at"]),
                 Some(values([(":status", s(status_name(stored.status)))])),
             )
         }
