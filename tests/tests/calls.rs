@@ -335,6 +335,16 @@ async fn a_web_call_is_answered_heard_billed_and_resumable() {
     let detail = &record["transcript"];
     assert!(detail.to_string().contains("eight in the morning"), "the stored transcript: {detail}");
 
+    // The snapshot is sealed under the org and the call: another organisation's caller
+    // naming this call id is refused as if it did not exist, and the snapshot stays.
+    let stranger = Customer::new(&golos, 10_000).await;
+    let stranger_agent = stranger.cafe_agent(10).await;
+    let mut theft = start_message(&stranger_agent, &stranger.call_token(&stranger_agent).await);
+    theft["call_id"] = json!(first_call);
+    let mut thief = Caller::start(&golos, theft).await;
+    thief.until("the refusal", |c| c.ended().is_some()).await;
+    assert_eq!(thief.event("error").unwrap()["code"], "call_not_found");
+
     // Reconnecting within 5 minutes resumes the conversation: no second greeting.
     let mut resume = start_message(&agent, &token);
     resume["call_id"] = json!(first_call);
@@ -976,6 +986,8 @@ async fn a_worker_killed_mid_call_is_billed_once_by_the_sweeper() {
     assert_eq!(status, 202, "{queued}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(balance_of(&customer).await, 10_000 - 600, "billed once");
+    let kept = customer.get(&format!("/v1/calls/{call_id}")).await;
+    assert_eq!(kept["end_reason"], "worker_lost", "an ended record is never overwritten: {kept}");
     let ledger = customer.get("/v1/ledger").await;
     let debits = ledger["items"].as_array().unwrap().iter().filter(|e| e["type"] == "call_debit").count();
     assert_eq!(debits, 1, "{ledger}");

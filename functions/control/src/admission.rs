@@ -328,12 +328,19 @@ pub async fn run_sweeper(
     tokio::pin!(shutdown);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention_due = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticker.tick() => {
                 if let Err(err) = sweep(&state).await {
                     tracing::error!(error = %err, "lease sweep failed; retrying at the next tick");
+                }
+                if tokio::time::Instant::now() >= retention_due {
+                    retention_due += crate::retention::SWEEP_EVERY;
+                    if let Err(err) = crate::retention::sweep(&state).await {
+                        tracing::error!(error = %err, "retention sweep failed; retrying at the next");
+                    }
                 }
             }
         }

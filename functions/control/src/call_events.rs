@@ -1,7 +1,9 @@
 //! The `call-events` consumer (issue #4): `call.started` / `call.ended` from the media pool.
 //! A call's end debits `ceil(duration_s/60) * rate` once per call id (the ledger's
 //! idempotency key `call:<id>`), adds its minutes to the month's usage in the same step,
-//! releases the call's lease, stores the call record with its encrypted transcript, and
+//! releases the call's lease, records the call's start and end by conditional writes (an
+//! ended record is never overwritten, see `CallStore`) with the transcript envelope the event
+//! carries (sealed by the worker, inline or by reference: `transcripts`), and
 //! queues customer webhooks: `call.started`, `call.ended`, and `balance.low` /
 //! `quota.exceeded` while the org is below its balance threshold or over its minutes (ids
 //! per org and day / month, so a receiver sees one per period).
@@ -10,10 +12,12 @@
 //! nothing and re-queues webhooks under the same deterministic event ids. The Lambda
 //! (`functions/call-events`) and the local consumer (`run_consumer`) call the same `process`.
 
-use crate::calls::transcript_context;
 use crate::state::{ControlMetrics, ControlState};
+use crate::{retention, transcripts};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
-use golos_domain::events::{CallEnded, CallEvent, CallStarted, WebhookEvent, WebhookEventType};
+use golos_domain::events::{
+    CallEnded, CallEvent, CallStarted, SealedTranscript, Transcript, WebhookEvent, WebhookEventType,
+};
 use golos_domain::{Kopecks, PhoneNumber, Timestamp};
 use golos_ports::{
     ApplyOutcome, CallDirection, CallRecord, CallStatus, Lease, Org, OutboxEntry, PortError, Queue, QueueMessage,
@@ -74,27 +78,26 @@ fn number(raw: Option<&String>) -> Option<PhoneNumber> {
 }
 
 async fn call_started(state: &ControlState, org: &Org, started: CallStarted) -> Result<Processed, PortError> {
-    let existing = state.calls.get(&org.id, &started.call_id).await?;
-    // A redelivered start must not turn an ended call back into a live one.
-    if existing.as_ref().is_none_or(|call| call.status == CallStatus::InProgress) {
-        let record = CallRecord {
-            id: started.call_id.clone(),
-            org_id: org.id.clone(),
-            agent_id: started.agent_id.clone(),
-            direction: direction(&started.direction)?,
-            from: number(started.from.as_ref()),
-            to: number(started.to.as_ref()),
-            status: CallStatus::InProgress,
-            started_at: started.started_at,
-            ended_at: None,
-            duration_secs: None,
-            end_reason: None,
-            cost: None,
-            transcript: None,
-            metrics: json!({}),
-        };
-        state.calls.put(&record).await?;
-    }
+    // Created only if absent: a redelivered or late start never reopens an ended call.
+    let record = CallRecord {
+        id: started.call_id.clone(),
+        org_id: org.id.clone(),
+        agent_id: started.agent_id.clone(),
+        direction: direction(&started.direction)?,
+        from: number(started.from.as_ref()),
+        to: number(started.to.as_ref()),
+        status: CallStatus::InProgress,
+        started_at: started.started_at,
+        ended_at: None,
+        duration_secs: None,
+        end_reason: None,
+        cost: None,
+        transcript: None,
+        metrics: json!({}),
+        expires_at: Some(retention::expiry(org, started.started_at)),
+        erased: None,
+    };
+    state.calls.record_start(&record).await?;
     let data = json!({"call_id": started.call_id, "agent_id": started.agent_id, "direction": started.direction,
         "started_at": started.started_at.to_string()});
     emit(
@@ -128,12 +131,7 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     crate::admission::leave_line(state, &org.id, &ended.call_id).await;
     state.stores.leases.release(&org.id, &ended.call_id).await?;
 
-    let transcript = if ended.transcript.is_empty() {
-        None
-    } else {
-        let plain = serde_json::to_vec(&ended.transcript).map_err(PortError::invalid)?;
-        Some(state.crypto.encrypt(&plain, &transcript_context(&org.id)).await?.to_bytes())
-    };
+    let transcript = transcripts::envelope_of(state, &ended).await?;
     let record = CallRecord {
         id: ended.call_id.clone(),
         org_id: org.id.clone(),
@@ -149,8 +147,12 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
         cost: Some(cost),
         transcript,
         metrics: ended.metrics.clone(),
+        expires_at: Some(retention::expiry(org, ended.ended_at)),
+        erased: None,
     };
-    state.calls.put(&record).await?;
+    // Written only over a live or absent record; a replay answers the stored end, whose
+    // transcript the webhook then refers to (none if it was erased meanwhile).
+    let stored = state.calls.record_end(&record).await?.into_record();
 
     // Threshold events go first: they are small, and must not depend on the larger
     // call.ended message being accepted. Their ids are per org and period, so re-emitting
@@ -179,10 +181,16 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     let data = json!({"call_id": ended.call_id, "agent_id": ended.agent_id, "direction": ended.direction,
         "started_at": ended.started_at.to_string(), "ended_at": ended.ended_at.to_string(),
         "duration_secs": ended.duration_secs, "billed_minutes": billable_minutes(ended.duration_secs),
-        "cost_kopecks": cost.get(), "end_reason": ended.end_reason, "transcript": ended.transcript,
-        "metrics": ended.metrics});
+        "cost_kopecks": cost.get(), "end_reason": ended.end_reason,
+        "transcript": transcripts::for_webhook(stored.transcript.as_deref()), "metrics": stored.metrics});
     let subject = ended.call_id.as_str();
     emit(state, WebhookEvent::new(WebhookEventType::CallEnded, subject, org.id.clone(), ended.ended_at, data)).await?;
+    if matches!(ended.transcript, Some(Transcript::Sealed(SealedTranscript::Blob))) {
+        // Recorded and announced: the blob has served its event (it would expire anyway).
+        if let Err(error) = state.calls.delete_transcript_blob(&org.id, &ended.call_id).await {
+            tracing::warn!(%error, call = %ended.call_id, "could not delete a consumed transcript blob; it expires");
+        }
+    }
     let processed = match outcome {
         ApplyOutcome::Applied(_) => Processed::Debited,
         ApplyOutcome::Duplicate(_) => Processed::AlreadyDebited,
@@ -306,7 +314,7 @@ pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), Po
         ended_at: last_heartbeat,
         duration_secs: u64::try_from(duration_ms).unwrap_or(0).div_ceil(1000),
         end_reason: WORKER_LOST.to_owned(),
-        transcript: Vec::new(),
+        transcript: None,
         metrics: json!({"recovered_by": "sweeper", "lease_expired_at": lease.expires_at.to_string()}),
     };
     call_ended(state, &org, ended).await?;
@@ -412,7 +420,7 @@ pub struct QueuedEvent {
 /// Queue a `call.started` / `call.ended` event (operator): how media workers that do not
 /// share this process, or other call sources, report calls. Processed like every queued event.
 #[utoipa::path(post, path = "/v1/call-events", tag = "admission",
-    request_body(content = Object, description = "a call event: {\"type\": \"call.started\" | \"call.ended\", \"call_id\", \"org_id\", \"agent_id\", \"direction\", \"started_at\" (ms), and for call.ended \"ended_at\", \"duration_secs\", \"end_reason\", \"transcript\", \"metrics\"}"),
+    request_body(content = Object, description = "a call event: {\"type\": \"call.started\" | \"call.ended\", \"call_id\", \"org_id\", \"agent_id\", \"direction\", \"started_at\" (ms), and for call.ended \"ended_at\", \"duration_secs\", \"end_reason\", \"transcript\" (plaintext turns [{role, text, at_ms}], sealed here before queueing, or a sealed transcript), \"metrics\"}"),
     responses((status = 202, body = QueuedEvent), (status = 400, description = "not a call event"), (status = 403, description = "not the operator")))]
 pub async fn enqueue_http(
     axum::extract::State(state): axum::extract::State<ControlState>,
@@ -420,12 +428,19 @@ pub async fn enqueue_http(
     body: axum::body::Bytes,
 ) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<QueuedEvent>)> {
     caller.require_operator()?;
-    let event: CallEvent = serde_json::from_slice(&body)
-        .map_err(|e| crate::error::ApiError::bad_request("invalid_call_event", e.to_string()))?;
-    if let CallEvent::Ended(ended) = &event {
+    // serde's message may quote a value (a caller's number): say only where it failed.
+    let mut event: CallEvent = serde_json::from_slice(&body).map_err(|e| {
+        crate::error::ApiError::bad_request(
+            "invalid_call_event",
+            format!("not a call event: {:?} error at line {} column {}", e.classify(), e.line(), e.column()),
+        )
+    })?;
+    if let CallEvent::Ended(ended) = &mut event {
         if ended.ended_at < ended.started_at {
             return Err(crate::error::ApiError::bad_request("invalid_call_event", "ended_at is before started_at"));
         }
+        // Plaintext turns arrive over TLS; only their envelope is queued.
+        transcripts::seal_plain(&state, ended).await?;
     }
     let body = serde_json::to_string(&event).map_err(crate::error::ApiError::internal)?;
     let message_id = state.queues.call_events.send(&body, Duration::ZERO).await?;

@@ -9,13 +9,20 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
 use golos_domain::{CallId, OrgId};
-use golos_ports::{CallRecord, EncryptionContext, Envelope};
+use golos_ports::{CallRecord, EncryptionContext};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 /// The encryption context of a call transcript: bound to the org and the purpose.
 pub fn transcript_context(org: &OrgId) -> EncryptionContext {
     EncryptionContext::new([("org", org.as_str()), ("purpose", "transcript")])
+}
+
+/// The encryption context of a call's conversation snapshot (what a reconnect resumes):
+/// bound to the org and the call, so a snapshot read back under another org or for another
+/// call does not decrypt.
+pub fn snapshot_context(org: &OrgId, call: &CallId) -> EncryptionContext {
+    EncryptionContext::new([("org", org.as_str()), ("call", call.as_str()), ("purpose", "snapshot")])
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,16 +47,21 @@ pub struct CallView {
     pub transcript: Option<serde_json::Value>,
     #[schema(value_type = Object)]
     pub metrics: serde_json::Value,
+    /// When the call's personal data was erased (its transcript and metrics are gone, its
+    /// numbers only masked); absent for calls not erased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<String>,
 }
 
 fn view(call: CallRecord, transcript: Option<serde_json::Value>) -> CallView {
     let enum_name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let erased = call.erased.clone();
     CallView {
         id: call.id.to_string(),
         agent_id: call.agent_id.to_string(),
         direction: enum_name(serde_json::to_value(call.direction).unwrap_or_default()),
-        from: call.from.map(|n| n.masked()),
-        to: call.to.map(|n| n.masked()),
+        from: call.from.map(|n| n.masked()).or_else(|| erased.as_ref().and_then(|e| e.from_masked.clone())),
+        to: call.to.map(|n| n.masked()).or_else(|| erased.as_ref().and_then(|e| e.to_masked.clone())),
         status: enum_name(serde_json::to_value(call.status).unwrap_or_default()),
         started_at: call.started_at.to_string(),
         ended_at: call.ended_at.map(|t| t.to_string()),
@@ -58,6 +70,7 @@ fn view(call: CallRecord, transcript: Option<serde_json::Value>) -> CallView {
         cost_kopecks: call.cost.map(golos_domain::Kopecks::get),
         transcript,
         metrics: call.metrics,
+        erased_at: erased.map(|e| e.at.to_string()),
     }
 }
 
@@ -91,9 +104,8 @@ pub async fn get(
     let mut call = state.calls.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("call {id}")))?;
     let transcript = match call.transcript.take() {
         Some(bytes) => {
-            let envelope = Envelope::from_bytes(&bytes)?;
-            let plain = state.crypto.decrypt(&envelope, &transcript_context(&org.id)).await?;
-            Some(serde_json::from_slice(&plain).map_err(ApiError::internal)?)
+            let json = crate::transcripts::open_json(&state, &org.id, &bytes).await?;
+            Some(serde_json::from_slice(&json).map_err(ApiError::internal)?)
         }
         None => Some(serde_json::json!([])),
     };

@@ -16,6 +16,7 @@ pub mod call_tokens;
 pub mod calls;
 pub mod common;
 pub mod credentials;
+pub mod erasure;
 pub mod error;
 pub mod health;
 pub mod keys;
@@ -23,9 +24,11 @@ pub mod middleware;
 pub mod numbers;
 pub mod orgs;
 pub mod reconcile;
+pub mod retention;
 pub mod signed_payments;
 pub mod state;
 pub mod tool_signing;
+pub mod transcripts;
 pub mod yookassa;
 
 use axum::routing::{get, post, put};
@@ -48,7 +51,7 @@ use utoipa::{Modify, OpenApi};
         credentials::put, credentials::list, credentials::delete,
         tool_signing::secret,
         numbers::grant, numbers::revoke, numbers::assign, numbers::list, numbers::release, numbers::route,
-        calls::list, calls::get,
+        calls::list, calls::get, erasure::erase_call, erasure::erase_by_number,
         billing::balance, billing::ledger, billing::usage,
         audit_log::list,
         signed_payments::receive, yookassa::receive,
@@ -146,7 +149,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/numbers/{number}", put(numbers::assign).delete(numbers::release))
         .route("/routing/{number}", get(numbers::route))
         .route("/calls", get(calls::list))
-        .route("/calls/{call_id}", get(calls::get))
+        .route("/calls/{call_id}", get(calls::get).delete(erasure::erase_call))
+        .route("/erasures", post(erasure::erase_by_number))
         .route("/balance", get(billing::balance))
         .route("/ledger", get(billing::ledger))
         .route("/usage", get(billing::usage))

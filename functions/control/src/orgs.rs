@@ -117,6 +117,7 @@ fn check_settings(settings: &serde_json::Value) -> ApiResult<()> {
     if !settings.is_object() || settings.to_string().len() > 16 * 1024 {
         return Err(ApiError::bad_request("invalid_settings", "settings must be a JSON object under 16 KiB"));
     }
+    crate::retention::validate(settings).map_err(|reason| ApiError::bad_request("invalid_settings", reason))?;
     Ok(())
 }
 

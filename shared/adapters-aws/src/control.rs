@@ -15,9 +15,10 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
-    AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
-    PortError, ProviderCredential, Result,
+    AuditEntry, AuditLog, CallRecord, CallStatus, CallStore, CallWrite, CredentialStore, NumberAssignment, NumberStore,
+    Page, PageRequest, PortError, ProviderCredential, Result,
 };
+use std::collections::HashMap;
 
 fn number_pk(number: &PhoneNumber) -> String {
     format!("NUMBER#{}", number.expose_e164())
@@ -153,6 +154,11 @@ impl NumberStore for DynamoNumbers {
 #[derive(Debug, Clone)]
 pub(crate) struct DynamoCalls(pub Table);
 
+const CALL_PREFIX: &str = "CALLREC#";
+const BLOB_PREFIX: &str = "CALLBLOB#";
+/// Conditional writes of one record that lost to another writer are retried this often.
+const CALL_WRITE_ATTEMPTS: usize = 8;
+
 fn call_from(item: &Item) -> Result<CallRecord> {
     let mut record: CallRecord = get_json(item, "data")?;
     record.transcript = match item.get("transcript") {
@@ -162,21 +168,227 @@ fn call_from(item: &Item) -> Result<CallRecord> {
     Ok(record)
 }
 
+fn status_name(status: CallStatus) -> &'static str {
+    match status {
+        CallStatus::InProgress => "in_progress",
+        CallStatus::Ended => "ended",
+        CallStatus::Failed => "failed",
+    }
+}
+
+/// Seconds for the DynamoDB TTL attribute: DynamoDB deletes the item within about two days
+/// after this (reads of the record before then still find it).
+fn ttl_secs(at: Timestamp) -> i64 {
+    at.as_secs() + 1
+}
+
+/// The item of a record. `status` and `erased_at` are attributes of their own, so
+/// conditions can test them; the rest is the JSON `data` and the encrypted `transcript`.
+fn call_item(call: &CallRecord) -> Result<Item> {
+    let pk = org_pk(&call.org_id);
+    let mut item = key(&pk, format!("{CALL_PREFIX}{}", call.id));
+    let mut data = call.clone();
+    let transcript = data.transcript.take();
+    item.extend([
+        ("gsi1pk".to_owned(), s(format!("{pk}#CALLS"))),
+        ("gsi1sk".to_owned(), s(format!("{}#{}", padded(call.started_at.as_millis()), call.id))),
+        ("data".to_owned(), s(to_json(&data)?)),
+        ("status".to_owned(), s(status_name(call.status))),
+    ]);
+    if let Some(transcript) = transcript {
+        item.insert("transcript".to_owned(), AttributeValue::B(Blob::new(transcript)));
+    }
+    if let Some(erasure) = &call.erased {
+        item.insert("erased_at".to_owned(), n(erasure.at.as_millis()));
+    }
+    if let Some(expires_at) = call.expires_at {
+        item.insert("ttl".to_owned(), n(ttl_secs(expires_at)));
+    }
+    Ok(item)
+}
+
+/// The condition under which a write over `stored` (as it was read) still holds: the item
+/// is absent, or still in the status and erasure state that was read.
+/// (DynamoDB refuses expression names or values that the expression does not use.)
+fn unchanged_since(
+    stored: Option<&CallRecord>,
+) -> (String, HashMap<String, String>, Option<HashMap<String, AttributeValue>>) {
+    match stored {
+        None => ("attribute_not_exists(#pk)".to_owned(), names(&["pk"]), None),
+        Some(stored) => {
+            let erased = if stored.erased.is_some() { "attribute_exists" } else { "attribute_not_exists" };
+            // Items written before `status` was an attribute of its own have none: the first
+            // conditional write gives them one.
+            (
+                format!(
+                    "attribute_exists(#pk) AND (#status = :status OR attribute_not_exists(#status)) \
+                     AND {erased}(#erased_at)"
+                ),
+                names(&["pk", "status", "erased_at"]),
+                Some(values([(":status", s(status_name(stored.status)))])),
+            )
+        }
+    }
+}
+
+impl DynamoCalls {
+    async fn read(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
+        self.0.get(org_pk(org), format!("{CALL_PREFIX}{call}")).await?.map(|item| call_from(&item)).transpose()
+    }
+
+    /// Writes `call` if the stored record is still as `stored`; `false` if it changed.
+    async fn put_if_unchanged(&self, call: &CallRecord, stored: Option<&CallRecord>) -> Result<bool> {
+        let (condition, names_, values_) = unchanged_since(stored);
+        let result = self
+            .0
+            .client
+            .put_item()
+            .table_name(&*self.0.name)
+            .set_item(Some(call_item(call)?))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names_))
+            .set_expression_attribute_values(values_)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(sdk_error("PutItem", &e)),
+        }
+    }
+}
+
 #[async_trait]
 impl CallStore for DynamoCalls {
-    async fn put(&self, call: &CallRecord) -> Result<()> {
-        let pk = org_pk(&call.org_id);
-        let mut item = key(&pk, format!("CALLREC#{}", call.id));
-        let mut data = call.clone();
-        let transcript = data.transcript.take();
-        item.extend([
-            ("gsi1pk".to_owned(), s(format!("{pk}#CALLS"))),
-            ("gsi1sk".to_owned(), s(format!("{}#{}", padded(call.started_at.as_millis()), call.id))),
-            ("data".to_owned(), s(to_json(&data)?)),
-        ]);
-        if let Some(transcript) = transcript {
-            item.insert("transcript".to_owned(), AttributeValue::B(Blob::new(transcript)));
+    async fn record_start(&self, call: &CallRecord) -> Result<CallWrite> {
+        if call.status != CallStatus::InProgress {
+            return Err(PortError::invalid("a call's start must be in_progress"));
         }
+        for _ in 0..CALL_WRITE_ATTEMPTS {
+            if self.put_if_unchanged(call, None).await? {
+                return Ok(CallWrite::Written(call.clone()));
+            }
+            // Deleted again between the failed condition and this read (retention): retry.
+            if let Some(stored) = self.read(&call.org_id, &call.id).await? {
+                return Ok(CallWrite::Unchanged(stored));
+            }
+        }
+        Err(PortError::unavailable(format!("call record {} kept changing", call.id)))
+    }
+
+    async fn record_end(&self, call: &CallRecord) -> Result<CallWrite> {
+        if !call.is_final() {
+            return Err(PortError::invalid("a call's end must be ended or failed"));
+        }
+        for _ in 0..CALL_WRITE_ATTEMPTS {
+            let stored = self.read(&call.org_id, &call.id).await?;
+            let Some(merged) = CallRecord::merge_end(stored.as_ref(), call) else {
+                return Ok(CallWrite::Unchanged(stored.ok_or_else(|| PortError::corrupt("call vanished"))?));
+            };
+            if self.put_if_unchanged(&merged, stored.as_ref()).await? {
+                return Ok(CallWrite::Written(merged));
+            }
+        }
+        Err(PortError::unavailable(format!("call record {} kept changing", call.id)))
+    }
+
+    async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
+        self.read(org, call).await
+    }
+
+    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>> {
+        let partition = format!("{}#CALLS", org_pk(org));
+        let raw = self.0.page(Some(GSI1), &partition, None, false, page).await?;
+        Ok(Page { items: raw.items.iter().map(call_from).collect::<Result<_>>()?, next_cursor: raw.next_cursor })
+    }
+
+    async fn erase(&self, org: &OrgId, call: &CallId, at: Timestamp) -> Result<CallRecord> {
+        self.delete_transcript_blob(org, call).await?;
+        for _ in 0..CALL_WRITE_ATTEMPTS {
+            let stored = self.read(org, call).await?.ok_or_else(|| PortError::not_found(format!("call {call}")))?;
+            if stored.erased.is_some() {
+                return Ok(stored);
+            }
+            let erased = stored.clone().erased_at(at);
+            if self.put_if_unchanged(&erased, Some(&stored)).await? {
+                return Ok(erased);
+            }
+        }
+        Err(PortError::unavailable(format!("call record {call} kept changing")))
+    }
+
+    async fn find_by_number(&self, org: &OrgId, number: &PhoneNumber, page: &PageRequest) -> Result<Page<CallRecord>> {
+        // The org's records are read and filtered on the number as it appears in `data`
+        // (quoted, so a longer number with the same prefix does not match), then checked
+        // exactly here. Erasures are rare; this reads the org's calls once per erasure.
+        let limit = page.clamped_limit() as usize;
+        let pk = org_pk(org);
+        let mut start = match &page.cursor {
+            Some(cursor) => {
+                let id = CallId::parse(cursor).map_err(|_| PortError::bad_cursor("calls by number"))?;
+                Some(key(&pk, format!("{CALL_PREFIX}{id}")))
+            }
+            None => None,
+        };
+        let needle = format!("\"{}\"", number.expose_e164());
+        let mut items = Vec::new();
+        loop {
+            let out = self
+                .0
+                .client
+                .query()
+                .table_name(&*self.0.name)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .filter_expression("contains(#data, :number) AND attribute_not_exists(#erased_at)")
+                .set_expression_attribute_names(Some(names(&["pk", "sk", "data", "erased_at"])))
+                .set_expression_attribute_values(Some(values([
+                    (":pk", s(&pk)),
+                    (":prefix", s(CALL_PREFIX)),
+                    (":number", s(&needle)),
+                ])))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                let call = call_from(&item)?;
+                if call.involves(number) && call.erased.is_none() {
+                    items.push(call);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) if items.len() <= limit => start = Some(next),
+                _ => break,
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| c.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn delete_expired(&self, _now: Timestamp, _max: usize) -> Result<Vec<(OrgId, CallId)>> {
+        // Records and transcript blobs carry the table's TTL attribute: DynamoDB deletes them.
+        Ok(Vec::new())
+    }
+
+    async fn put_transcript_blob(
+        &self,
+        org: &OrgId,
+        call: &CallId,
+        envelope: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let mut item = key(org_pk(org), format!("{BLOB_PREFIX}{call}"));
+        item.extend([
+            ("envelope".to_owned(), AttributeValue::B(Blob::new(envelope.to_vec()))),
+            ("expires_at".to_owned(), n(expires_at.as_millis())),
+            ("ttl".to_owned(), n(ttl_secs(expires_at))),
+        ]);
         self.0
             .client
             .put_item()
@@ -188,14 +400,18 @@ impl CallStore for DynamoCalls {
         Ok(())
     }
 
-    async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
-        self.0.get(org_pk(org), format!("CALLREC#{call}")).await?.map(|item| call_from(&item)).transpose()
+    async fn transcript_blob(&self, org: &OrgId, call: &CallId, now: Timestamp) -> Result<Option<Vec<u8>>> {
+        let Some(item) = self.0.get(org_pk(org), format!("{BLOB_PREFIX}{call}")).await? else {
+            return Ok(None);
+        };
+        if get_n::<i64>(&item, "expires_at")? <= now.as_millis() {
+            return Ok(None);
+        }
+        get_b(&item, "envelope").map(Some)
     }
 
-    async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>> {
-        let partition = format!("{}#CALLS", org_pk(org));
-        let raw = self.0.page(Some(GSI1), &partition, None, false, page).await?;
-        Ok(Page { items: raw.items.iter().map(call_from).collect::<Result<_>>()?, next_cursor: raw.next_cursor })
+    async fn delete_transcript_blob(&self, org: &OrgId, call: &CallId) -> Result<()> {
+        self.0.delete(org_pk(org), format!("{BLOB_PREFIX}{call}")).await
     }
 }
 

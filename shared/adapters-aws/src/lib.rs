@@ -18,7 +18,8 @@
 //! | `CALL#c` | `CTX` | conversation snapshot (ttl) |
 //! | `COUNTER#key#window` | `META` | fixed-window counter (ttl) |
 //! | `NUMBER#<e164>` | `META` | a number granted to an org and its routing to an agent, if any (gsi1 `ORG#o#NUMBERS` / number) |
-//! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id) |
+//! | `ORG#o` | `CALLREC#c` | call record (gsi1 `ORG#o#CALLS` / padded started_at + id; `status`, `erased_at` for conditions; ttl: the org's retention) |
+//! | `ORG#o` | `CALLBLOB#c` | an encrypted transcript too large for a queue message (ttl) |
 //! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
 //! | `ORG#o` | `CRED#<name>` | a provider credential (value as a KMS envelope) |
 //!

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use golos_aws::{AwsConfig, AwsPlatform};
-use golos_ports::{Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{CallStore, Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use golos_testkit::moto::unique_name;
 use golos_testkit::{Harness, Scale};
 use std::sync::Arc;
@@ -37,6 +37,10 @@ impl Harness for AwsHarness {
 
     fn numbers(&self) -> Arc<dyn NumberStore> {
         self.platform.numbers()
+    }
+
+    fn calls(&self) -> Arc<dyn CallStore> {
+        self.platform.calls()
     }
 
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue> {

@@ -42,16 +42,18 @@ async fn calls_newest_first_with_transcripts_and_audit_log() {
         cost: None,
         transcript,
         metrics: serde_json::json!({"turns": i}),
+        expires_at: None,
+        erased: None,
     };
     let mut written = Vec::new();
     for i in 0..3 {
         let call = record(i, (i == 1).then(|| vec![0, 1, 2, 255]));
-        calls.put(&call).await.unwrap();
+        calls.record_start(&call).await.unwrap();
         written.push(call);
     }
     written[0].status = CallStatus::Ended;
     written[0].ended_at = Some(T0.plus_secs(90));
-    calls.put(&written[0]).await.unwrap();
+    calls.record_end(&written[0]).await.unwrap();
     assert_eq!(calls.get(&org, &written[0].id).await.unwrap().as_ref(), Some(&written[0]));
     assert_eq!(calls.get(&org, &written[1].id).await.unwrap().as_ref(), Some(&written[1]));
     let mut seen = Vec::new();
@@ -140,4 +142,75 @@ async fn kms_itself_enforces_the_encryption_context() {
         Err(PortError::Corrupt { reason }) => assert!(reason.contains("KMS"), "{reason}"),
         other => panic!("a wrong context must be Corrupt, got {other:?}"),
     }
+}
+
+/// Records written by the previous version (a plain `PutItem`, no `status` attribute) still
+/// take their end and an erasure: the conditions accept a missing `status` once.
+#[tokio::test]
+async fn records_written_before_status_was_an_attribute_still_end_and_erase() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use golos_ports::CallWrite;
+    let table = unique_name("golos");
+    let mut p = AwsPlatform::connect(AwsConfig {
+        region: "us-east-1".to_owned(),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
+        table_name: table.clone(),
+        queue_prefix: unique_name("golos"),
+        kms_key_id: None,
+        secrets_prefix: unique_name("golos"),
+    })
+    .await
+    .unwrap();
+    p.provision().await.unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(golos_testkit::moto::endpoint())
+        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let (org, agent) = (fixtures::org_id(), fixtures::agent_id());
+    let legacy = |call: &golos_domain::CallId, status: CallStatus| CallRecord {
+        id: call.clone(),
+        org_id: org.clone(),
+        agent_id: agent.clone(),
+        direction: CallDirection::Inbound,
+        from: Some(PhoneNumber::parse("+79161234567").unwrap()),
+        to: None,
+        status,
+        started_at: T0,
+        ended_at: None,
+        duration_secs: None,
+        end_reason: None,
+        cost: None,
+        transcript: None,
+        metrics: serde_json::json!({}),
+        expires_at: None,
+        erased: None,
+    };
+    let (live, done) = (fixtures::call_id(), fixtures::call_id());
+    for (call, status) in [(&live, CallStatus::InProgress), (&done, CallStatus::Ended)] {
+        let s = |v: String| AttributeValue::S(v);
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", s(format!("ORG#{org}")))
+            .item("sk", s(format!("CALLREC#{call}")))
+            .item("gsi1pk", s(format!("ORG#{org}#CALLS")))
+            .item("gsi1sk", s(format!("{:020}#{call}", T0.as_millis())))
+            .item("data", s(serde_json::to_string(&legacy(call, status)).unwrap()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let calls = p.calls();
+    let end = CallRecord { status: CallStatus::Ended, from: None, ..legacy(&live, CallStatus::Ended) };
+    let written = calls.record_end(&end).await.unwrap();
+    assert!(
+        matches!(&written, CallWrite::Written(r) if r.status == CallStatus::Ended && r.from.is_some()),
+        "{written:?}"
+    );
+    assert!(!calls.record_end(&end).await.unwrap().written(), "now a replay");
+    let erased = calls.erase(&org, &done, T0.plus_secs(5)).await.unwrap();
+    assert_eq!((erased.from, erased.erased.map(|e| e.at)), (None, Some(T0.plus_secs(5))));
 }

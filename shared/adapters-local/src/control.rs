@@ -5,8 +5,8 @@ use crate::stores::{collect, from_json, page_of, parse_id, to_json, SqliteStores
 use async_trait::async_trait;
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
-    AuditEntry, AuditLog, CallRecord, CallStore, CredentialStore, NumberAssignment, NumberStore, Page, PageRequest,
-    PortError, ProviderCredential, Result,
+    AuditEntry, AuditLog, CallRecord, CallStatus, CallStore, CallWrite, CredentialStore, NumberAssignment, NumberStore,
+    Page, PageRequest, PortError, ProviderCredential, Result,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -124,47 +124,97 @@ fn decode_call((json, transcript): (String, Option<Vec<u8>>)) -> Result<CallReco
     Ok(call)
 }
 
+const CALL_COLUMNS: &str = "record_json, transcript";
+
+fn call_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<Vec<u8>>)> {
+    Ok((r.get(0)?, r.get(1)?))
+}
+
+fn call_by_id(c: &Connection, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
+    let row = c
+        .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE org_id = ?1 AND id = ?2"))
+        .and_then(|mut s| s.query_row([org.as_str(), call.as_str()], call_row).optional())
+        .map_err(sql)?;
+    row.map(decode_call).transpose()
+}
+
+/// Inserts or replaces the row; only ever called inside a write job, after the state
+/// machine decided that this write is allowed.
+fn write_call(c: &Connection, call: &CallRecord) -> Result<()> {
+    let mut record = call.clone();
+    // The transcript is an encrypted blob: stored as bytes, not as a JSON number array.
+    let transcript = record.transcript.take();
+    let json = to_json(&record)?;
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO calls
+           (org_id, id, started_at, record_json, transcript, from_number, to_number, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            call.org_id.as_str(),
+            call.id.as_str(),
+            call.started_at.as_millis(),
+            json,
+            transcript,
+            call.from.as_ref().map(PhoneNumber::expose_e164),
+            call.to.as_ref().map(PhoneNumber::expose_e164),
+            call.expires_at.map(Timestamp::as_millis),
+        ])
+    })
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn delete_blob(c: &Connection, org: &str, call: &str) -> Result<()> {
+    c.prepare_cached("DELETE FROM call_transcript_blobs WHERE org_id = ?1 AND call_id = ?2")
+        .and_then(|mut s| s.execute([org, call]))
+        .map_err(sql)?;
+    Ok(())
+}
+
+// Each method's read-decide-write runs as one job of the single writer, inside its own
+// savepoint: no other write can come between the read and the write.
 #[async_trait]
 impl CallStore for SqliteStores {
-    async fn put(&self, call: &CallRecord) -> Result<()> {
-        let mut call = call.clone();
-        // The transcript is an encrypted blob: stored as bytes, not as a JSON number array.
-        let transcript = call.transcript.take();
-        let json = to_json(&call)?;
+    async fn record_start(&self, call: &CallRecord) -> Result<CallWrite> {
+        if call.status != CallStatus::InProgress {
+            return Err(PortError::invalid("a call's start must be in_progress"));
+        }
+        let call = call.clone();
         self.db
             .write(move |c| {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO calls (org_id, id, started_at, record_json, transcript)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        call.org_id.as_str(),
-                        call.id.as_str(),
-                        call.started_at.as_millis(),
-                        json,
-                        transcript
-                    ])
-                })
-                .map_err(sql)?;
-                Ok(())
+                if let Some(stored) = call_by_id(c, &call.org_id, &call.id)? {
+                    return Ok(CallWrite::Unchanged(stored));
+                }
+                write_call(c, &call)?;
+                Ok(CallWrite::Written(call))
+            })
+            .await
+    }
+
+    async fn record_end(&self, call: &CallRecord) -> Result<CallWrite> {
+        if !call.is_final() {
+            return Err(PortError::invalid("a call's end must be ended or failed"));
+        }
+        let call = call.clone();
+        self.db
+            .write(move |c| {
+                let stored = call_by_id(c, &call.org_id, &call.id)?;
+                match CallRecord::merge_end(stored.as_ref(), &call) {
+                    Some(merged) => {
+                        write_call(c, &merged)?;
+                        Ok(CallWrite::Written(merged))
+                    }
+                    None => Ok(CallWrite::Unchanged(stored.ok_or_else(|| PortError::corrupt("call vanished"))?)),
+                }
             })
             .await
     }
 
     async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>> {
         let (org, call) = (org.clone(), call.clone());
-        self.db
-            .read(move |c| {
-                let row = c
-                    .prepare_cached("SELECT record_json, transcript FROM calls WHERE org_id = ?1 AND id = ?2")
-                    .and_then(|mut s| {
-                        s.query_row([org.as_str(), call.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-                    })
-                    .map_err(sql)?;
-                row.map(decode_call).transpose()
-            })
-            .await
+        self.db.read(move |c| call_by_id(c, &org, &call)).await
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>> {
@@ -183,21 +233,128 @@ impl CallStore for SqliteStores {
             .read(move |c| {
                 let rows = collect(
                     c,
-                    "SELECT record_json, transcript FROM calls WHERE org_id = ?1
-                     AND (started_at < ?2 OR (started_at = ?2 AND id < ?3))
-                     ORDER BY started_at DESC, id DESC LIMIT ?4",
+                    &format!(
+                        "SELECT {CALL_COLUMNS} FROM calls WHERE org_id = ?1
+                         AND (started_at < ?2 OR (started_at = ?2 AND id < ?3))
+                         ORDER BY started_at DESC, id DESC LIMIT ?4"
+                    ),
                     params![
                         org.as_str(),
                         before_at,
                         if before_at == i64::MAX { "\u{10ffff}" } else { before_id.as_str() },
                         limit + 1
                     ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    call_row,
                 )?;
                 let items = rows.into_iter().map(decode_call).collect::<Result<Vec<_>>>()?;
                 Ok(page_of(items, limit, |call| format!("{}:{}", call.started_at.as_millis(), call.id)))
             })
             .await
+    }
+
+    async fn erase(&self, org: &OrgId, call: &CallId, at: Timestamp) -> Result<CallRecord> {
+        let (org, call) = (org.clone(), call.clone());
+        self.db
+            .write(move |c| {
+                let stored = call_by_id(c, &org, &call)?.ok_or_else(|| PortError::not_found(format!("call {call}")))?;
+                delete_blob(c, org.as_str(), call.as_str())?;
+                if stored.erased.is_some() {
+                    return Ok(stored);
+                }
+                let erased = stored.erased_at(at);
+                write_call(c, &erased)?;
+                Ok(erased)
+            })
+            .await
+    }
+
+    async fn find_by_number(&self, org: &OrgId, number: &PhoneNumber, page: &PageRequest) -> Result<Page<CallRecord>> {
+        let limit = page.clamped_limit();
+        let after = page.cursor.clone().unwrap_or_default();
+        let (org, e164) = (org.clone(), number.expose_e164());
+        self.db
+            .read(move |c| {
+                let rows = collect(
+                    c,
+                    &format!(
+                        "SELECT {CALL_COLUMNS} FROM calls WHERE org_id = ?1 AND id > ?2
+                         AND (from_number = ?3 OR to_number = ?3) ORDER BY id LIMIT ?4"
+                    ),
+                    params![org.as_str(), after, e164, limit + 1],
+                    call_row,
+                )?;
+                let items = rows.into_iter().map(decode_call).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, limit, |call| call.id.to_string()))
+            })
+            .await
+    }
+
+    async fn delete_expired(&self, now: Timestamp, max: usize) -> Result<Vec<(OrgId, CallId)>> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.db
+            .write(move |c| {
+                let expired = collect(
+                    c,
+                    "SELECT org_id, id FROM calls WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                     ORDER BY expires_at LIMIT ?2",
+                    params![now.as_millis(), max],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                )?;
+                let mut deleted = Vec::with_capacity(expired.len());
+                for (org, call) in expired {
+                    c.prepare_cached("DELETE FROM calls WHERE org_id = ?1 AND id = ?2")
+                        .and_then(|mut s| s.execute([org.as_str(), call.as_str()]))
+                        .map_err(sql)?;
+                    delete_blob(c, &org, &call)?;
+                    deleted.push((parse_id(&org, OrgId::parse)?, parse_id(&call, CallId::parse)?));
+                }
+                c.prepare_cached("DELETE FROM call_transcript_blobs WHERE expires_at <= ?1")
+                    .and_then(|mut s| s.execute([now.as_millis()]))
+                    .map_err(sql)?;
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn put_transcript_blob(
+        &self,
+        org: &OrgId,
+        call: &CallId,
+        envelope: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let (org, call, envelope) = (org.clone(), call.clone(), envelope.to_vec());
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO call_transcript_blobs (org_id, call_id, envelope, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![org.as_str(), call.as_str(), envelope, expires_at.as_millis()]))
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn transcript_blob(&self, org: &OrgId, call: &CallId, now: Timestamp) -> Result<Option<Vec<u8>>> {
+        let (org, call) = (org.clone(), call.clone());
+        self.db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT envelope FROM call_transcript_blobs WHERE org_id = ?1 AND call_id = ?2 AND expires_at > ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![org.as_str(), call.as_str(), now.as_millis()], |r| r.get(0)).optional()
+                })
+                .map_err(sql)
+            })
+            .await
+    }
+
+    async fn delete_transcript_blob(&self, org: &OrgId, call: &CallId) -> Result<()> {
+        let (org, call) = (org.clone(), call.clone());
+        self.db.write(move |c| delete_blob(c, org.as_str(), call.as_str())).await
     }
 }
 

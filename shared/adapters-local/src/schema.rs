@@ -186,6 +186,26 @@ CREATE TABLE hold_arrivals (
     seq    INTEGER NOT NULL
 );
 ",
+    // 7: call records as a state machine with retention and erasure: the parties' numbers
+    // as columns (to find a number's calls), the expiry (for the retention sweeper), and
+    // transcripts too large for a queue message kept encrypted until their event is consumed.
+    r"
+ALTER TABLE calls ADD COLUMN from_number TEXT;
+ALTER TABLE calls ADD COLUMN to_number TEXT;
+ALTER TABLE calls ADD COLUMN expires_at INTEGER;
+UPDATE calls SET from_number = json_extract(record_json, '$.from'), to_number = json_extract(record_json, '$.to');
+CREATE INDEX calls_by_from ON calls (org_id, from_number) WHERE from_number IS NOT NULL;
+CREATE INDEX calls_by_to ON calls (org_id, to_number) WHERE to_number IS NOT NULL;
+CREATE INDEX calls_by_expiry ON calls (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE call_transcript_blobs (
+    org_id     TEXT NOT NULL,
+    call_id    TEXT NOT NULL,
+    envelope   BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX call_transcript_blobs_by_expiry ON call_transcript_blobs (expires_at);
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

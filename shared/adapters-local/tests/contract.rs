@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use golos_local::LocalPlatform;
-use golos_ports::{Crypto, ManualClock, NumberStore, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{CallStore, Crypto, ManualClock, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use golos_testkit::{fixtures::T0, Harness, Scale};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,10 @@ impl Harness for LocalHarness {
 
     fn numbers(&self) -> Arc<dyn NumberStore> {
         self.platform.numbers()
+    }
+
+    fn calls(&self) -> Arc<dyn CallStore> {
+        self.platform.calls()
     }
 
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue> {

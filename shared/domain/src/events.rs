@@ -66,12 +66,37 @@ pub struct CallEnded {
     pub duration_secs: u64,
     /// `caller_hangup`, `agent_hangup`, `silence_timeout`, `forced_shutdown`, `transfer`, …
     pub end_reason: String,
-    /// The conversation turns (encrypted before they are stored).
-    #[serde(default)]
-    pub transcript: Vec<TranscriptTurn>,
+    /// The conversation, sealed before it was queued: a transcript never crosses a queue in
+    /// plaintext. `None` when the call had no turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Transcript>,
     /// Per-turn and call-level latency metrics, as the media pool measured them.
     #[serde(default)]
     pub metrics: serde_json::Value,
+}
+
+/// A call's transcript as an event carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Transcript {
+    /// Envelope-encrypted, in the message or by reference: what every producer queues.
+    Sealed(SealedTranscript),
+    /// Plaintext turns: accepted by `POST /v1/call-events` (over TLS), which seals them before
+    /// queueing, and from events queued by a version that did not seal yet; never queued now.
+    Plain(Vec<TranscriptTurn>),
+}
+
+/// An envelope-encrypted transcript (the JSON turns, under the org's transcript context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stored_in", rename_all = "snake_case")]
+pub enum SealedTranscript {
+    /// In the message itself: the envelope's bytes in standard base64.
+    Message { envelope: String },
+    /// Too large for a queue message (SQS: 256 KiB): the envelope is kept in the store as the
+    /// call's transcript blob, until its expiry (longer than the queue and its DLQ keep a message).
+    Blob,
+    /// (Webhooks) The call record's transcript: read it from the record at delivery.
+    CallRecord,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,10 +175,28 @@ mod tests {
             "started_at":1000,"ended_at":62000,"duration_secs":61,"end_reason":"caller_hangup"}"#;
         let event: CallEvent = serde_json::from_str(json).unwrap();
         let CallEvent::Ended(ended) = &event else { panic!("not ended") };
-        assert_eq!((ended.duration_secs, ended.transcript.len()), (61, 0));
+        assert_eq!((ended.duration_secs, ended.transcript.as_ref()), (61, None));
         let back: CallEvent = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
         assert_eq!(back, event);
         assert!(serde_json::from_str::<CallEvent>(r#"{"type":"call.exploded","call_id":"call_1"}"#).is_err());
+    }
+
+    #[test]
+    fn transcripts_are_sealed_on_the_wire_and_plain_ones_are_still_read() {
+        let base = r#""type":"call.ended","call_id":"call_1","org_id":"org_1","agent_id":"agt_1","direction":"web",
+            "started_at":1000,"ended_at":62000,"duration_secs":61,"end_reason":"caller_hangup""#;
+        let parse = |transcript: &str| -> CallEnded {
+            let event: CallEvent = serde_json::from_str(&format!("{{{base},\"transcript\":{transcript}}}")).unwrap();
+            let CallEvent::Ended(ended) = event else { panic!("not ended") };
+            ended
+        };
+        let inline = parse(r#"{"stored_in":"message","envelope":"AQID"}"#);
+        assert_eq!(inline.transcript, Some(Transcript::Sealed(SealedTranscript::Message { envelope: "AQID".into() })));
+        assert_eq!(parse(r#"{"stored_in":"blob"}"#).transcript, Some(Transcript::Sealed(SealedTranscript::Blob)));
+        let plain = parse(r#"[{"role":"user","text":"Алло","at_ms":5}]"#);
+        assert!(matches!(plain.transcript, Some(Transcript::Plain(turns)) if turns[0].text == "Алло"));
+        let wire = serde_json::to_value(CallEvent::Ended(inline)).unwrap();
+        assert_eq!(wire["transcript"], serde_json::json!({"stored_in": "message", "envelope": "AQID"}));
     }
 
     #[test]

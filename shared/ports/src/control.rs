@@ -59,6 +59,10 @@ pub enum CallStatus {
 
 /// A call as the API shows it. The transcript is stored envelope-encrypted: `transcript`
 /// holds the envelope bytes, which the use-case decrypts for the API.
+///
+/// A record is a small state machine: `in_progress` (written by [`CallStore::record_start`])
+/// → `ended` or `failed` (written by [`CallStore::record_end`]); an ended or failed record
+/// is final, and only [`CallStore::erase`] still changes it (removing its personal data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     pub id: CallId,
@@ -77,15 +81,147 @@ pub struct CallRecord {
     pub transcript: Option<Vec<u8>>,
     /// Per-turn latency metrics as JSON (not sensitive, kept readable for dashboards).
     pub metrics: serde_json::Value,
+    /// When the record is deleted (the org's retention): a DynamoDB TTL, the local sweeper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Set once the call's personal data was erased: the record stays as a billing tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<Erasure>,
 }
 
+/// What is left of an erased call's numbers, and when it was erased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    pub at: Timestamp,
+    /// The numbers as they are shown (`+7*****4567`): enough to tell calls apart on an
+    /// invoice, not enough to call anyone.
+    pub from_masked: Option<String>,
+    pub to_masked: Option<String>,
+}
+
+impl CallRecord {
+    pub const fn is_final(&self) -> bool {
+        matches!(self.status, CallStatus::Ended | CallStatus::Failed)
+    }
+
+    /// Whether `number` is one of the call's parties.
+    pub fn involves(&self, number: &PhoneNumber) -> bool {
+        self.from.as_ref() == Some(number) || self.to.as_ref() == Some(number)
+    }
+
+    /// The record without its personal data: no transcript, no metrics (they carry the
+    /// client's metadata), numbers kept only masked. Erasing again keeps the first time.
+    #[must_use]
+    pub fn erased_at(mut self, at: Timestamp) -> Self {
+        let erasure = match self.erased.take() {
+            Some(done) => Erasure {
+                from_masked: done.from_masked.or_else(|| self.from.as_ref().map(PhoneNumber::masked)),
+                to_masked: done.to_masked.or_else(|| self.to.as_ref().map(PhoneNumber::masked)),
+                ..done
+            },
+            None => Erasure {
+                at,
+                from_masked: self.from.as_ref().map(PhoneNumber::masked),
+                to_masked: self.to.as_ref().map(PhoneNumber::masked),
+            },
+        };
+        self.from = None;
+        self.to = None;
+        self.transcript = None;
+        self.metrics = serde_json::json!({});
+        self.erased = Some(erasure);
+        self
+    }
+
+    /// The state machine of [`CallStore::record_end`], shared by the adapters so both decide
+    /// alike: what to write over `stored` for the end `end`, or `None` when `stored` is
+    /// already final (the end is a replay, or lost a race; nothing is written).
+    ///
+    /// Numbers the end does not carry keep those of the start; an erased in-progress record
+    /// stays erased (the end's personal data is dropped).
+    pub fn merge_end(stored: Option<&Self>, end: &Self) -> Option<Self> {
+        let Some(stored) = stored else {
+            return Some(end.clone());
+        };
+        if stored.is_final() {
+            return None;
+        }
+        let mut merged = end.clone();
+        merged.from = merged.from.or_else(|| stored.from.clone());
+        merged.to = merged.to.or_else(|| stored.to.clone());
+        if let Some(erasure) = &stored.erased {
+            merged.erased = Some(erasure.clone());
+            merged = merged.erased_at(erasure.at);
+        }
+        Some(merged)
+    }
+}
+
+/// What a conditional write of a call record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallWrite {
+    /// The record was written; this is what is stored now.
+    Written(CallRecord),
+    /// Nothing was written (a replay, or the record had moved on): the stored record.
+    Unchanged(CallRecord),
+}
+
+impl CallWrite {
+    pub fn record(&self) -> &CallRecord {
+        match self {
+            Self::Written(r) | Self::Unchanged(r) => r,
+        }
+    }
+
+    pub fn into_record(self) -> CallRecord {
+        match self {
+            Self::Written(r) | Self::Unchanged(r) => r,
+        }
+    }
+
+    pub const fn written(&self) -> bool {
+        matches!(self, Self::Written(_))
+    }
+}
+
+/// Call records, written by conditional writes only (a SQLite transaction, a DynamoDB
+/// `ConditionExpression`), so events arriving late, twice or out of order cannot undo an end.
 #[async_trait]
 pub trait CallStore: Send + Sync + Debug {
-    /// Inserts or replaces the record (calls are written at start and again at the end).
-    async fn put(&self, call: &CallRecord) -> Result<()>;
+    /// Records a call's start: creates the record only if there is none. A replay, or a start
+    /// arriving after the end, writes nothing and answers the stored record. `Invalid` unless
+    /// `call.status` is `in_progress`.
+    async fn record_start(&self, call: &CallRecord) -> Result<CallWrite>;
+    /// Records a call's end: writes only if the record is absent or still `in_progress`
+    /// (see [`CallRecord::merge_end`]); an ended or failed record is never overwritten, and
+    /// the stored one is answered. `Invalid` unless `call.status` is `ended` or `failed`.
+    async fn record_end(&self, call: &CallRecord) -> Result<CallWrite>;
     async fn get(&self, org: &OrgId, call: &CallId) -> Result<Option<CallRecord>>;
     /// Newest first (by `started_at`).
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<CallRecord>>;
+    /// Removes the call's personal data ([`CallRecord::erased_at`]) and keeps the record as a
+    /// tombstone; also deletes its transcript blob. Atomic against a concurrent end (an end
+    /// that comes later stays erased). Erasing again changes nothing. `NotFound` if absent.
+    async fn erase(&self, org: &OrgId, call: &CallId, at: Timestamp) -> Result<CallRecord>;
+    /// The org's calls (erased ones excluded) from or to `number`, in no particular order.
+    async fn find_by_number(&self, org: &OrgId, number: &PhoneNumber, page: &PageRequest) -> Result<Page<CallRecord>>;
+    /// Deletes up to `max` records (and transcript blobs) whose `expires_at` is before
+    /// `now`; returns the calls deleted. Where the store expires items itself (DynamoDB
+    /// TTL) this may find nothing to do.
+    async fn delete_expired(&self, now: Timestamp, max: usize) -> Result<Vec<(OrgId, CallId)>>;
+
+    /// Keeps an envelope-encrypted transcript too large for a queue message under the call,
+    /// until `expires_at` (replaces one kept before).
+    async fn put_transcript_blob(
+        &self,
+        org: &OrgId,
+        call: &CallId,
+        envelope: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// `None` if absent or expired at `now`.
+    async fn transcript_blob(&self, org: &OrgId, call: &CallId, now: Timestamp) -> Result<Option<Vec<u8>>>;
+    async fn delete_transcript_blob(&self, org: &OrgId, call: &CallId) -> Result<()>;
 }
 
 /// Who did what, when, and from where: one line per administrative action.

@@ -17,8 +17,8 @@ pub mod stores;
 
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
 pub use control::{
-    AuditEntry, AuditLog, CallDirection, CallRecord, CallStatus, CallStore, CredentialStore, NumberAssignment,
-    NumberStore, ProviderCredential,
+    AuditEntry, AuditLog, CallDirection, CallRecord, CallStatus, CallStore, CallWrite, CredentialStore, Erasure,
+    NumberAssignment, NumberStore, ProviderCredential,
 };
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;

@@ -1,6 +1,7 @@
 //! The contract suites, one module per port. Every function takes a fresh [`Harness`] and
 //! panics with a message on any deviation from the port's documented semantics.
 
+pub mod calls;
 pub mod crypto;
 pub mod directory;
 pub mod hold;
@@ -50,6 +51,12 @@ macro_rules! contract_tests {
             queue::delayed_message_is_invisible_until_due,
             queue::dead_letters_after_max_receives_and_redrive,
             queue::stale_receipt_does_not_delete_a_redelivery,
+            calls::start_then_end_and_replays_change_nothing,
+            calls::end_before_start_stays_ended,
+            calls::racing_start_and_end_always_end_ended,
+            calls::erasure_keeps_a_tombstone_without_personal_data,
+            calls::expired_records_are_deleted,
+            calls::transcript_blobs_expire_and_are_replaced,
             crypto::envelope_round_trip_and_context_binding,
             crypto::secrets_by_name,
         );

@@ -11,7 +11,7 @@ pub mod moto;
 pub mod yookassa;
 
 use async_trait::async_trait;
-use golos_ports::{Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
+use golos_ports::{CallStore, Crypto, NumberStore, Queue, QueueConfig, Secrets, Stores};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ impl Scale {
 pub trait Harness: Send + Sync {
     fn stores(&self) -> Stores;
     fn numbers(&self) -> Arc<dyn NumberStore>;
+    fn calls(&self) -> Arc<dyn CallStore>;
     /// A new queue (and its dead-letter queue) unique to this harness.
     async fn queue(&self, config: QueueConfig) -> Arc<dyn Queue>;
     fn crypto(&self) -> Arc<dyn Crypto>;

@@ -5,7 +5,7 @@ use golos_control::calls::transcript_context;
 use golos_domain::billing::{LedgerEventKind, PaymentProvider};
 use golos_domain::rbac::{can, Action, Role};
 use golos_domain::{AgentId, CallId, Kopecks, OrgId, PhoneNumber};
-use golos_ports::{CallDirection, CallRecord, CallStatus};
+use golos_ports::{CallDirection, CallRecord, CallStatus, Clock as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -180,6 +180,8 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
             Action::ManageProviderCredentials,
         ),
         (Method::DELETE, "/v1/provider-credentials/missing".into(), None, Action::ManageProviderCredentials),
+        (Method::DELETE, "/v1/calls/call_missing".into(), None, Action::EraseData),
+        (Method::POST, "/v1/erasures".into(), Some(json!({"phone_number": "+79990000000"})), Action::EraseData),
     ];
     for role in Role::ALL {
         let key = if role == Role::Admin { admin.clone() } else { app.key_with_role(&admin, role.as_str()).await };
@@ -566,7 +568,7 @@ pub async fn calls_billing_usage_and_audit(app: &TestApp) {
     let sealed = app.state.crypto.encrypt(transcript.to_string().as_bytes(), &transcript_context(&org)).await.unwrap();
     app.state
         .calls
-        .put(&CallRecord {
+        .record_end(&CallRecord {
             id: call_id,
             org_id: org.clone(),
             agent_id: AgentId::parse(&agent).unwrap(),
@@ -581,6 +583,8 @@ pub async fn calls_billing_usage_and_audit(app: &TestApp) {
             cost: Some(Kopecks::new(1_200)),
             transcript: Some(sealed.to_bytes()),
             metrics: json!({"turns": [{"ttft_ms": 310}]}),
+            expires_at: None,
+            erased: None,
         })
         .await
         .unwrap();
@@ -611,9 +615,17 @@ pub async fn health_and_openapi(app: &TestApp) {
     let spec = app.call(Method::GET, "/openapi.json", None, None, &[]).await;
     assert_eq!(spec.status, StatusCode::OK);
     assert!(spec.body["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/v1/agents", "/v1/agents/{agent_id}", "/v1/api-keys/{key_id}/rotate", "/v1/balance", "/health"] {
+    for path in [
+        "/v1/agents",
+        "/v1/agents/{agent_id}",
+        "/v1/api-keys/{key_id}/rotate",
+        "/v1/balance",
+        "/health",
+        "/v1/erasures",
+    ] {
         assert!(spec.body["paths"].get(path).is_some(), "{path} is documented");
     }
+    assert!(spec.body["paths"]["/v1/calls/{call_id}"].get("delete").is_some(), "DELETE /v1/calls/{{id}} is documented");
     assert_eq!(spec.body["components"]["securitySchemes"]["api_key"]["name"], "X-API-Key");
     let unknown = app.get("/v1/nothing-here", OPERATOR_TOKEN).await;
     assert_eq!(
@@ -897,4 +909,250 @@ pub async fn admission_hold_queue_is_bounded(app: &TestApp) {
     assert_eq!(left.status, StatusCode::OK);
     let late = admit(app, &org_id, &agent, "call_late", 9).await;
     assert_eq!((late["decision"].as_str(), late["position"].as_u64()), (Some("wait"), Some(1)), "{late:?}");
+}
+
+// ---- issue #15: call records as a state machine, sealed transcripts, erasure, retention ----
+
+fn started_event(org: &str, agent: &str, call: &str, from: &str) -> Value {
+    json!({"type": "call.started", "call_id": call, "org_id": org, "agent_id": agent, "direction": "inbound",
+        "from": from, "to": "+74951234567", "started_at": T0.as_millis()})
+}
+
+fn turns(text: &str, count: usize) -> Vec<golos_domain::events::TranscriptTurn> {
+    (0..count)
+        .map(|i| golos_domain::events::TranscriptTurn {
+            role: if i % 2 == 0 { "user".into() } else { "assistant".into() },
+            text: format!("{text} {i}"),
+            at_ms: 1_000 * i as u64,
+        })
+        .collect()
+}
+
+/// A `call.ended` as the worker builds it: sealed before it is serialised.
+async fn sealed_end(
+    app: &TestApp,
+    org: &str,
+    agent: &str,
+    call: &str,
+    said: &[golos_domain::events::TranscriptTurn],
+) -> String {
+    let mut ended = golos_domain::events::CallEnded {
+        call_id: CallId::parse(call).unwrap(),
+        org_id: OrgId::parse(org).unwrap(),
+        agent_id: AgentId::parse(agent).unwrap(),
+        direction: "inbound".into(),
+        from: None,
+        to: None,
+        started_at: T0,
+        ended_at: T0.plus_secs(61),
+        duration_secs: 61,
+        end_reason: "caller_hangup".into(),
+        transcript: None,
+        metrics: json!({"turns": [{"ttft_ms": 310}], "metadata": {"crm_id": "c-1"}}),
+    };
+    golos_control::transcripts::seal_into(&app.state, &mut ended, said).await.unwrap();
+    serde_json::to_string(&golos_domain::events::CallEvent::Ended(ended)).unwrap()
+}
+
+async fn funded_org(app: &TestApp) -> (String, OrgId, String, String) {
+    let (org_id, admin) = app.org_with_admin().await;
+    let org = OrgId::parse(&org_id).unwrap();
+    let agent = app.create_agent(&admin, "agent").await.body["id"].as_str().unwrap().to_owned();
+    credit(app, &org, "p1", 100_000).await;
+    (org_id, org, admin, agent)
+}
+
+pub async fn started_and_ended_race_in_both_orders(app: &TestApp) {
+    use golos_control::call_events::process;
+    let (org_id, org, admin, agent) = funded_org(app).await;
+    // The end before the start: the late start changes nothing.
+    let said = turns("Когда вы открыты?", 2);
+    process(&app.state, &sealed_end(app, &org_id, &agent, "call_late", &said).await).await.unwrap();
+    process(&app.state, &started_event(&org_id, &agent, "call_late", "+79161234567").to_string()).await.unwrap();
+    let call = app.get("/v1/calls/call_late", &admin).await;
+    assert_eq!((call.body["status"].as_str(), call.body["cost_kopecks"].as_i64()), (Some("ended"), Some(1_200)));
+    assert_eq!(call.body["transcript"][0]["text"], "Когда вы открыты? 0");
+    // Both at once, repeatedly: always ended, debited once.
+    for i in 0..6 {
+        let id = format!("call_race{i}");
+        let start = started_event(&org_id, &agent, &id, "+79161234567").to_string();
+        let end = sealed_end(app, &org_id, &agent, &id, &said).await;
+        let (a, b, c) =
+            tokio::join!(process(&app.state, &start), process(&app.state, &end), process(&app.state, &start));
+        for result in [a, b, c] {
+            result.unwrap();
+        }
+        let stored = app.state.calls.get(&org, &CallId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored.status, CallStatus::Ended, "{id}");
+        assert_eq!(stored.from, Some(PhoneNumber::parse("+79161234567").unwrap()), "the end keeps the start's number");
+        assert!(stored.expires_at.is_some(), "retention set");
+    }
+    assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(100_000 - 7 * 1_200));
+}
+
+pub async fn transcripts_never_cross_a_queue_in_plaintext(app: &TestApp) {
+    use golos_control::call_events::process;
+    use golos_control::transcripts::{open_webhook_transcript, INLINE_BUDGET, QUEUE_MESSAGE_LIMIT};
+    let (org_id, org, admin, agent) = funded_org(app).await;
+    let secret = "Мой номер карты 4276";
+    // A small transcript travels inline, sealed.
+    let said = turns(secret, 4);
+    let body = sealed_end(app, &org_id, &agent, "call_small", &said).await;
+    assert!(!body.contains(secret) && body.contains("\"stored_in\":\"message\""), "{body}");
+    process(&app.state, &body).await.unwrap();
+    let call = app.get("/v1/calls/call_small", &admin).await;
+    assert_eq!(call.body["transcript"][3]["text"], format!("{secret} 3"));
+    let hooks = drain(&app.state.queues.webhooks).await;
+    let ended = hooks.iter().find(|w| w["type"] == "call.ended").unwrap();
+    assert!(!ended.to_string().contains(secret), "the webhook is sealed too: {ended}");
+    let call_id = CallId::parse("call_small").unwrap();
+    let opened = open_webhook_transcript(&app.state, &org, &call_id, &ended["data"]["transcript"]).await.unwrap();
+    assert_eq!(opened, Some(said));
+
+    // A long call's transcript would not fit a queue message: it goes by reference.
+    // Sealed transcripts are gzipped first: random text, which does not shrink much, makes
+    // a transcript that still overflows a message (a DynamoDB item holds it).
+    let mut long = turns(secret, 600);
+    for turn in &mut long {
+        let noise: String = (0..16).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+        turn.text = format!("{} {noise}", turn.text);
+    }
+    let body = sealed_end(app, &org_id, &agent, "call_long", &long).await;
+    assert!(body.len() < INLINE_BUDGET && body.len() < QUEUE_MESSAGE_LIMIT, "{} bytes", body.len());
+    assert!(body.contains("\"stored_in\":\"blob\"") && !body.contains(secret));
+    let long_id = CallId::parse("call_long").unwrap();
+    let blob = app.state.calls.transcript_blob(&org, &long_id, app.clock.now()).await.unwrap().expect("blob");
+    assert!(!String::from_utf8_lossy(&blob).contains(secret), "the blob is an envelope");
+    app.state.queues.call_events.send(&body, std::time::Duration::ZERO).await.expect("fits a queue message");
+    let batch = app.state.queues.call_events.receive(10, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(golos_control::call_events::process_batch(&app.state, &batch).await.is_empty());
+    let stored = app.state.calls.get(&org, &long_id).await.unwrap().unwrap();
+    assert_eq!(golos_control::transcripts::open(&app.state, &org, &stored.transcript.unwrap()).await.unwrap(), long);
+    assert_eq!(app.state.calls.transcript_blob(&org, &long_id, app.clock.now()).await.unwrap(), None, "consumed");
+    let hooks = drain(&app.state.queues.webhooks).await;
+    let ended = hooks.iter().find(|w| w["type"] == "call.ended").unwrap();
+    assert_eq!(ended["data"]["transcript"], json!({"stored_in": "call_record"}));
+    let opened = open_webhook_transcript(&app.state, &org, &long_id, &ended["data"]["transcript"]).await.unwrap();
+    assert_eq!(opened.map(|t| t.len()), Some(600));
+    // Redelivered after the blob was consumed: nothing changes, nothing fails.
+    assert_eq!(process(&app.state, &body).await.unwrap(), golos_control::call_events::Processed::AlreadyDebited);
+
+    // Over HTTP the operator may send plaintext turns (TLS); only the envelope is queued.
+    let mut event = ended_event(&org_id, &agent, "call_http", 30);
+    event["transcript"] = json!([{"role": "user", "text": secret, "at_ms": 5}]);
+    let queued = app.post("/v1/call-events", OPERATOR_TOKEN, &event).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{:?}", queued.body);
+    let batch = app.state.queues.call_events.receive(10, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(!batch[0].body.contains(secret), "{}", batch[0].body);
+    assert!(golos_control::call_events::process_batch(&app.state, &batch).await.is_empty());
+    let call = app.get("/v1/calls/call_http", &admin).await;
+    assert_eq!(call.body["transcript"][0]["text"], secret);
+}
+
+pub async fn erasure_removes_a_callers_data_from_the_store(app: &TestApp) {
+    use golos_control::call_events::process;
+    let (org_id, org, admin, agent) = funded_org(app).await;
+    let caller = "+79161234567";
+    let said = turns("Меня зовут Анна", 2);
+    for (call, from) in [("call_e1", caller), ("call_e2", caller), ("call_e3", "+79997654321")] {
+        process(&app.state, &started_event(&org_id, &agent, call, from).to_string()).await.unwrap();
+        process(&app.state, &sealed_end(app, &org_id, &agent, call, &said).await).await.unwrap();
+    }
+    // A live call of the same caller, with a resume snapshot.
+    process(&app.state, &started_event(&org_id, &agent, "call_e4", caller).to_string()).await.unwrap();
+    let live = CallId::parse("call_e4").unwrap();
+    app.state.stores.contexts.put(&live, b"snapshot", T0.plus_secs(300)).await.unwrap();
+    let snapshotted = CallId::parse("call_e1").unwrap();
+    app.state.stores.contexts.put(&snapshotted, b"snapshot", T0.plus_secs(300)).await.unwrap();
+
+    // Admins only.
+    let editor = app.key_with_role(&admin, "editor").await;
+    let refused = app.call(Method::DELETE, "/v1/calls/call_e1", Some(&editor), None, &[]).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "insufficient_role"));
+    let missing = app.call(Method::DELETE, "/v1/calls/call_nope", Some(&admin), None, &[]).await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "not_found"));
+
+    // One call.
+    let erased = app.call(Method::DELETE, "/v1/calls/call_e3", Some(&admin), None, &[]).await;
+    assert_eq!(erased.status, StatusCode::NO_CONTENT, "{:?}", erased.body);
+    let e3 = app.state.calls.get(&org, &CallId::parse("call_e3").unwrap()).await.unwrap().unwrap();
+    assert_eq!((e3.transcript.as_ref(), e3.from.as_ref(), &e3.metrics), (None, None, &json!({})));
+    assert_eq!((e3.status, e3.cost), (CallStatus::Ended, Some(Kopecks::new(1_200))), "a billing tombstone");
+    let shown = app.get("/v1/calls/call_e3", &admin).await;
+    assert_eq!((shown.body["from"].as_str(), shown.body["transcript"].clone()), (Some("+7*****4321"), json!([])));
+    assert!(shown.body["erased_at"].is_string(), "{:?}", shown.body);
+    let again = app.call(Method::DELETE, "/v1/calls/call_e3", Some(&admin), None, &[]).await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+
+    // Every call of a number.
+    let bad = app.post("/v1/erasures", &admin, &json!({"phone_number": "89161234567"})).await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_phone_number"));
+    assert!(!bad.body.to_string().contains("89161234567"), "the refusal does not repeat the number");
+    let done = app.post("/v1/erasures", &admin, &json!({"phone_number": "+7 916 123-45-67"})).await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    assert_eq!(
+        (done.body["erased_calls"].as_u64(), done.body["phone_number"].as_str()),
+        (Some(3), Some("+7*****4567"))
+    );
+    for id in ["call_e1", "call_e2", "call_e4"] {
+        let call = CallId::parse(id).unwrap();
+        let stored = app.state.calls.get(&org, &call).await.unwrap().unwrap();
+        assert!(stored.erased.is_some(), "{id}");
+        assert_eq!(
+            (stored.transcript.as_ref(), stored.from.as_ref(), &stored.metrics),
+            (None, None, &json!({})),
+            "{id}"
+        );
+        assert_eq!(app.state.stores.contexts.get(&call, T0).await.unwrap(), None, "{id}: the snapshot is gone");
+        let raw = format!("{stored:?}");
+        assert!(!raw.contains("9161234567"), "{raw}");
+    }
+    // The live call's end arrives afterwards: billed, but its data stays erased.
+    process(&app.state, &sealed_end(app, &org_id, &agent, "call_e4", &said).await).await.unwrap();
+    let e4 = app.state.calls.get(&org, &live).await.unwrap().unwrap();
+    assert_eq!((e4.status, e4.transcript.as_ref(), e4.cost), (CallStatus::Ended, None, Some(Kopecks::new(1_200))));
+    let repeat = app.post("/v1/erasures", &admin, &json!({"phone_number": caller})).await;
+    assert_eq!(repeat.body["erased_calls"].as_u64(), Some(0));
+
+    let audit = app.get("/v1/audit-log", &admin).await;
+    let entries = audit.body["items"].as_array().unwrap();
+    let erasure = entries.iter().find(|e| e["action"] == "data.erase").expect("audited");
+    assert_eq!(erasure["target"], "+7*****4567");
+    assert!(entries.iter().any(|e| e["action"] == "call.erase" && e["target"] == "call_e3"));
+    assert!(!audit.body.to_string().contains("9161234567"), "the audit log masks the number");
+}
+
+pub async fn retention_is_per_org_and_swept(app: &TestApp) {
+    use golos_control::call_events::process;
+    let (org_id, org, admin, agent) = funded_org(app).await;
+    let path = format!("/v1/orgs/{org_id}");
+    for bad in [json!(0), json!(3651), json!("90"), json!(1.5)] {
+        let reply = app
+            .call(Method::PATCH, &path, Some(&admin), Some(&json!({"settings": {"retention_days": bad}})), &[])
+            .await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_settings"), "{bad}");
+    }
+    // Default: 90 days from the end.
+    process(&app.state, &sealed_end(app, &org_id, &agent, "call_r1", &turns("да", 1)).await).await.unwrap();
+    let r1 = app.state.calls.get(&org, &CallId::parse("call_r1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(r1.expires_at, Some(T0.plus_secs(61 + 90 * 86_400)));
+    let set =
+        app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"settings": {"retention_days": 1}})), &[]).await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    process(&app.state, &sealed_end(app, &org_id, &agent, "call_r2", &turns("да", 1)).await).await.unwrap();
+    let r2_id = CallId::parse("call_r2").unwrap();
+    let r2 = app.state.calls.get(&org, &r2_id).await.unwrap().unwrap();
+    assert_eq!(r2.expires_at, Some(T0.plus_secs(61 + 86_400)));
+
+    app.clock.advance_millis(2 * 86_400_000);
+    let deleted = golos_control::retention::sweep(&app.state).await.unwrap();
+    let local = app.state.health_checks.iter().all(|h| h.name() != "dynamodb");
+    if local {
+        assert_eq!(deleted, 1);
+        assert_eq!(app.state.calls.get(&org, &r2_id).await.unwrap(), None, "swept");
+    } else {
+        assert_eq!(deleted, 0, "DynamoDB's TTL deletes it (the ttl attribute is checked in the adapter's tests)");
+    }
+    assert!(app.state.calls.get(&org, &CallId::parse("call_r1").unwrap()).await.unwrap().is_some());
 }

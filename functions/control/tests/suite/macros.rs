@@ -7,7 +7,9 @@ macro_rules! api_tests {
             key_lifecycle, every_route_enforces_the_rbac_matrix, rate_limits_per_key_and_org,
             idempotent_posts, idempotency_cannot_leak, failed_authentication_is_throttled_per_address, org_updates_do_not_undo_each_other, provider_credentials, numbers_and_routing, calls_billing_usage_and_audit, health_and_openapi,
             call_events_debit_once_and_emit_webhooks, admission_leases_hold_queue_and_sweeper,
-            admission_hold_queue_is_bounded);
+            admission_hold_queue_is_bounded,
+            started_and_ended_race_in_both_orders, transcripts_never_cross_a_queue_in_plaintext,
+            erasure_removes_a_callers_data_from_the_store, retention_is_per_org_and_swept);
         $crate::api_tests!(@spending $make;
             spending_is_bounded_while_calls_run, lost_workers_are_billed_once, call_ends_survive_a_queue_outage);
     };

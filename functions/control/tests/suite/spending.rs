@@ -157,6 +157,8 @@ pub async fn lost_workers_are_billed_once(app: &TestApp) {
     let late = ended(&org_id, &agent, "call_lost", T0.as_millis(), 170, "caller_hangup");
     assert_eq!(process(&app.state, &late).await.unwrap(), Processed::AlreadyDebited);
     assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(97 * RATE));
+    let kept = app.state.calls.get(&org, &call).await.unwrap().expect("recorded");
+    assert_eq!((kept.end_reason.as_deref(), kept.duration_secs), (Some(WORKER_LOST), Some(150)), "never overwritten");
 }
 
 /// The real call-events queue, failing every send while `down` is set: a queue outage.

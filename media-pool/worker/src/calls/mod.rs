@@ -9,12 +9,13 @@
 //!    is queued, and the call's engine starts on a shard with a [`sink::WorkerSink`];
 //! 4. caller audio goes transport → shard (VAD) → STT task; provider events come back to the
 //!    shard through the call's handle; the engine's audio and events go to the transport;
-//! 5. after each turn the conversation is snapshotted (`CALL#c / CTX`, 5 minutes), so a
-//!    client that reconnects with `call_id` resumes it;
+//! 5. after each turn the conversation is snapshotted (`CALL#c / CTX`, 5 minutes, sealed
+//!    under the org and the call), so a client that reconnects with `call_id` resumes it;
 //! 6. every heartbeat re-checks the org's money and minutes; when they run out the agent says a
 //!    goodbye and the call ends `balance_exhausted` / `minutes_exhausted`;
-//! 7. when the engine ends, `call.ended` (transcript, per-turn metrics, quality) is written to
-//!    the outbox and queued for billing, then the lease released and the registration dropped.
+//! 7. when the engine ends, `call.ended` (sealed transcript, per-turn metrics, quality) is
+//!    written to the outbox and queued for billing, then the lease released and the
+//!    registration dropped.
 
 pub mod sink;
 
@@ -32,6 +33,7 @@ use golos_call::HangupReason;
 use golos_call::{CallConfig, Snapshot};
 use golos_control::admission::{self, Admission, AdmissionRequest, RejectReason};
 use golos_control::call_tokens::{self, CallAuthError};
+use golos_control::calls::snapshot_context;
 use golos_control::ControlState;
 use golos_domain::agent::AgentConfig;
 use golos_domain::billing::SpendingLimit;
@@ -473,7 +475,14 @@ async fn load_resume(
         .await
         .map_err(|e| unavailable(&e))?
         .ok_or_else(not_found)?;
-    let stored: StoredContext = serde_json::from_slice(&bytes).map_err(|_| not_found())?;
+    // Sealed under the caller's org and the call: another org's snapshot does not open.
+    let envelope = golos_ports::Envelope::from_bytes(&bytes).map_err(|_| not_found())?;
+    let plain = match state.crypto.decrypt(&envelope, &snapshot_context(org, &previous)).await {
+        Ok(plain) => plain,
+        Err(golos_ports::PortError::Corrupt { .. }) => return Err(not_found()),
+        Err(error) => return Err(unavailable(&error)),
+    };
+    let stored: StoredContext = serde_json::from_slice(&plain).map_err(|_| not_found())?;
     if &stored.org_id != org || &stored.agent_id != agent {
         return Err(not_found());
     }
@@ -673,15 +682,21 @@ impl LiveCalls {
         Arc::new(move |snapshot: Snapshot| {
             let state = state.clone();
             let call = call.clone();
+            let stored_org = org.clone();
             let stored = StoredContext { org_id: org.clone(), agent_id: agent.clone(), snapshot };
             let bytes = match serde_json::to_vec(&stored) {
                 Ok(bytes) => bytes,
                 Err(error) => return tracing::warn!(%error, "could not serialise the call's snapshot"),
             };
             runtime.spawn(async move {
+                // The conversation is personal data: stored only as an envelope.
+                let sealed = match state.crypto.encrypt(&bytes, &snapshot_context(&stored_org, &call)).await {
+                    Ok(envelope) => envelope.to_bytes(),
+                    Err(error) => return tracing::warn!(%error, "could not seal the call's snapshot; a reconnect cannot resume it"),
+                };
                 let window = i64::try_from(RESUME_WINDOW.as_millis()).unwrap_or(i64::MAX);
                 let expires_at = Timestamp::from_millis(state.clock.now().as_millis().saturating_add(window));
-                if let Err(error) = state.stores.contexts.put(&call, &bytes, expires_at).await {
+                if let Err(error) = state.stores.contexts.put(&call, &sealed, expires_at).await {
                     tracing::warn!(%error, "could not store the call's snapshot; a reconnect cannot resume it");
                 }
             });
@@ -759,7 +774,7 @@ impl Finisher {
             ended_at: Timestamp::from_millis(started_at.as_millis().saturating_add(duration_ms)),
             duration_secs: report.duration.as_secs() + u64::from(report.duration.subsec_nanos() > 0),
             end_reason: report.reason.as_str().to_owned(),
-            transcript: report.transcript,
+            transcript: None,
             metrics: serde_json::json!({
                 "turns": report.turns,
                 "quality": report.quality,
@@ -767,6 +782,8 @@ impl Finisher {
                 "metadata": metadata,
             }),
         };
+        let mut ended = ended;
+        seal_transcript(&calls.state, &mut ended, &report.transcript).await;
         // Durable before anything is released: from here the call is billed even if this
         // worker dies, and until here its lease (which the sweeper would bill) is still held.
         if let Err(error) = golos_control::call_events::publish(&calls.state, &CallEvent::Ended(ended)).await {
@@ -780,6 +797,24 @@ impl Finisher {
         // Last: a drain that sees the registry empty has every call.ended in the outbox.
         drop(registration);
     }
+}
+
+/// Seals the call's transcript into its `call.ended` before it is queued or stored anywhere
+/// (inline, or as a transcript blob when the event would not fit a queue message). A crypto
+/// or store failure is retried; after that the call is still reported (billing comes
+/// first) without its transcript: a transcript is never queued in plaintext.
+async fn seal_transcript(state: &ControlState, ended: &mut CallEnded, turns: &[TranscriptTurn]) {
+    for attempt in 0..3u32 {
+        match golos_control::transcripts::seal_into(state, ended, turns).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, attempt, "could not seal the call's transcript; retrying");
+                tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            }
+        }
+    }
+    ended.transcript = None;
+    tracing::error!(alert = "transcript_lost", call = %ended.call_id, "the call's transcript could not be sealed; reported without it");
 }
 
 /// The STT leg: caller frames in, transcripts to the engine.
