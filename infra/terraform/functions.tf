@@ -270,8 +270,6 @@ resource "aws_lambda_function" "scheduled" {
   source_code_hash = filebase64sha256("${var.lambda_package_dir}/${each.value.binary}/bootstrap.zip")
   memory_size      = each.value.memory
   timeout          = each.value.timeout
-  # One run at a time: a slow run is never overlapped by the next one.
-  reserved_concurrent_executions = 1
   environment {
     variables = merge(local.function_environment, {
       GOLOS_RECONCILE_CALL_WINDOW_DAYS = tostring(var.reconcile_call_window_days)
