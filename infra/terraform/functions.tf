@@ -1,7 +1,9 @@
 # The control-plane Lambda functions (issue #4): the API and the payment webhooks behind one
-# API Gateway HTTP API, the call-events consumer on its SQS queue (partial batch failures)
-# and on a schedule (lease sweeper). Packages come from `cargo lambda build --release
-# --output-format zip -p golos-fn-api -p golos-fn-payments -p golos-fn-call-events`
+# API Gateway HTTP API, the call-events consumer on its SQS queue (partial batch failures),
+# and two functions on EventBridge schedules (issue #15): the lease sweeper every minute and
+# reconciliation (balances and call debits) every hour, each with its own least-privilege
+# role. Packages come from `cargo lambda build --release --output-format zip -p golos-fn-api
+# -p golos-fn-payments -p golos-fn-call-events -p golos-fn-sweeper -p golos-fn-reconciliation`
 # (target/lambda/<binary>/bootstrap.zip); see docs/deployment.md.
 
 variable "lambda_package_dir" {
@@ -106,9 +108,9 @@ resource "aws_apigatewayv2_integration" "golos" {
 
 resource "aws_apigatewayv2_route" "golos" {
   for_each = {
-    "ANY /v1/{proxy+}"                  = "api"
-    "GET /health"                       = "api"
-    "GET /openapi.json"                 = "api"
+    "ANY /v1/{proxy+}"                   = "api"
+    "GET /health"                        = "api"
+    "GET /openapi.json"                  = "api"
     "POST /webhooks/payments/{provider}" = "payments"
   }
   api_id    = aws_apigatewayv2_api.golos.id
@@ -125,7 +127,7 @@ resource "aws_lambda_permission" "api_gateway" {
   source_arn    = "${aws_apigatewayv2_api.golos.execution_arn}/*/*"
 }
 
-# --- call-events: the SQS queue, and a schedule for the lease sweeper ---
+# --- call-events: the SQS queue ---
 
 resource "aws_lambda_event_source_mapping" "call_events" {
   event_source_arn                   = aws_sqs_queue.main["call-events"].arn
@@ -135,23 +137,191 @@ resource "aws_lambda_event_source_mapping" "call_events" {
   function_response_types            = ["ReportBatchItemFailures"]
 }
 
-resource "aws_cloudwatch_event_rule" "lease_sweeper" {
-  name                = "${local.prefix}-lease-sweeper"
-  description         = "Frees admission leases of media workers that stopped heartbeating."
-  schedule_expression = "rate(1 minute)"
+# --- Scheduled functions: the lease sweeper and reconciliation ---
+
+variable "reconcile_call_window_days" {
+  description = "Reconciliation checks the debits of calls that started in this many last days."
+  type        = number
+  default     = 7
 }
 
-resource "aws_cloudwatch_event_target" "lease_sweeper" {
-  rule = aws_cloudwatch_event_rule.lease_sweeper.name
-  arn  = aws_lambda_function.golos["call-events"].arn
+variable "scheduled_log_retention_days" {
+  description = "How long the scheduled functions' logs (and their alerts) are kept."
+  type        = number
+  default     = 90
 }
 
-resource "aws_lambda_permission" "lease_sweeper" {
-  statement_id  = "lease-sweeper-schedule"
+locals {
+  scheduled = {
+    sweeper = {
+      binary      = "golos-sweeper"
+      memory      = 256
+      timeout     = 60
+      schedule    = "rate(1 minute)"
+      description = "Frees (and bills) the admission leases of media workers that stopped heartbeating."
+    }
+    reconciliation = {
+      binary      = "golos-reconciliation"
+      memory      = 256
+      timeout     = 900
+      schedule    = "rate(1 hour)"
+      description = "Checks every balance against its ledger and every ended call against its one debit."
+    }
+  }
+  scheduled_policies = {
+    sweeper        = data.aws_iam_policy_document.sweeper.json
+    reconciliation = data.aws_iam_policy_document.reconciliation.json
+  }
+  all_queue_arns = concat([for q in aws_sqs_queue.main : q.arn], [for q in aws_sqs_queue.dead_letter : q.arn])
+}
+
+resource "aws_cloudwatch_log_group" "scheduled" {
+  for_each          = local.scheduled
+  name              = "/aws/lambda/${local.prefix}-${each.key}"
+  retention_in_days = var.scheduled_log_retention_days
+}
+
+# Start-up (golos-bootstrap) reads the platform secrets and looks up both queues; the rest is
+# what each function does.
+data "aws_iam_policy_document" "sweeper" {
+  statement {
+    sid = "Leases"
+    # sweep: the expired leases by gsi1, each freed by a transaction; billing a lost worker's
+    # call (issue #15) applies its debit and ends its call record.
+    actions = [
+      "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+      "dynamodb:TransactWriteItems", "dynamodb:ConditionCheckItem",
+    ]
+    resources = [aws_dynamodb_table.golos.arn, "${aws_dynamodb_table.golos.arn}/index/*"]
+  }
+  statement {
+    sid       = "QueueLookup"
+    actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+    resources = local.all_queue_arns
+  }
+  statement {
+    sid       = "Webhooks"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main["webhooks"].arn]
+  }
+  statement {
+    sid       = "Envelope"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.golos.arn]
+  }
+  statement {
+    sid       = "Secrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:aws:secretsmanager:${var.region}:*:secret:${local.prefix}/*"]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.scheduled["sweeper"].arn}:*"]
+  }
+}
+
+# Reconciliation only reads: balances, ledger entries, organisations and call records.
+data "aws_iam_policy_document" "reconciliation" {
+  statement {
+    sid       = "ReadTable"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.golos.arn, "${aws_dynamodb_table.golos.arn}/index/*"]
+  }
+  statement {
+    sid       = "QueueLookup"
+    actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+    resources = local.all_queue_arns
+  }
+  statement {
+    sid       = "Secrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:aws:secretsmanager:${var.region}:*:secret:${local.prefix}/*"]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.scheduled["reconciliation"].arn}:*"]
+  }
+}
+
+resource "aws_iam_role" "scheduled" {
+  for_each           = local.scheduled
+  name               = "${local.prefix}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "scheduled" {
+  for_each = local.scheduled
+  name     = "${local.prefix}-${each.key}"
+  role     = aws_iam_role.scheduled[each.key].id
+  policy   = local.scheduled_policies[each.key]
+}
+
+resource "aws_lambda_function" "scheduled" {
+  for_each         = local.scheduled
+  function_name    = "${local.prefix}-${each.key}"
+  description      = each.value.description
+  role             = aws_iam_role.scheduled[each.key].arn
+  runtime          = "provided.al2023"
+  architectures    = ["x86_64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_package_dir}/${each.value.binary}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_package_dir}/${each.value.binary}/bootstrap.zip")
+  memory_size      = each.value.memory
+  timeout          = each.value.timeout
+  environment {
+    variables = merge(local.function_environment, {
+      GOLOS_RECONCILE_CALL_WINDOW_DAYS = tostring(var.reconcile_call_window_days)
+    })
+  }
+  depends_on = [aws_cloudwatch_log_group.scheduled, aws_iam_role_policy.scheduled]
+}
+
+resource "aws_cloudwatch_event_rule" "scheduled" {
+  for_each            = local.scheduled
+  name                = "${local.prefix}-${each.key}"
+  description         = each.value.description
+  schedule_expression = each.value.schedule
+}
+
+resource "aws_cloudwatch_event_target" "scheduled" {
+  for_each = local.scheduled
+  rule     = aws_cloudwatch_event_rule.scheduled[each.key].name
+  arn      = aws_lambda_function.scheduled[each.key].arn
+}
+
+resource "aws_lambda_permission" "scheduled" {
+  for_each      = local.scheduled
+  statement_id  = "${each.key}-schedule"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.golos["call-events"].function_name
+  function_name = aws_lambda_function.scheduled[each.key].function_name
   principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.lease_sweeper.arn
+  source_arn    = aws_cloudwatch_event_rule.scheduled[each.key].arn
+}
+
+# Reconciliation publishes its findings as metrics (Embedded Metric Format); anything above
+# zero is an incident (docs/runbook.md, Money).
+resource "aws_cloudwatch_metric_alarm" "reconciliation" {
+  for_each            = toset(["ledger_drift_orgs", "unbilled_calls"])
+  alarm_name          = "${local.prefix}-${each.key}"
+  alarm_description   = "golos reconciliation found ${each.key} > 0; see docs/runbook.md (Money)."
+  namespace           = "golos"
+  metric_name         = each.key
+  dimensions          = { Deployment = aws_dynamodb_table.golos.name }
+  statistic           = "Maximum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic notified by the reconciliation alarms; empty: the alarms only show in CloudWatch."
+  type        = string
+  default     = ""
 }
 
 output "api_url" {

@@ -67,6 +67,7 @@ fn metrics_parse_and_carry_the_names_from_the_reviews() {
         ("calls", "counter"),
         ("concurrent_calls_active", "gauge"),
         ("ledger_drift_orgs", "gauge"),
+        ("unbilled_calls", "gauge"),
         ("golos_worker_draining", "gauge"),
         ("golos_requests", "counter"),
         ("golos_auth_failures", "counter"),

@@ -43,6 +43,8 @@ pub struct ControlConfig {
     /// Failed authentications one client address may make in a minute; after that its
     /// requests are answered `429 auth_throttled` until the minute ends.
     pub auth_failures_per_ip_per_minute: u32,
+    /// Reconciliation checks the debits of calls that started in this many last days.
+    pub reconcile_call_window_days: u32,
 }
 
 impl Default for ControlConfig {
@@ -59,6 +61,7 @@ impl Default for ControlConfig {
             hold_max_waiters_per_org: 100,
             auth_failures_per_ip_per_minute: 20,
             egress: golos_egress::EgressAllowlist::none(),
+            reconcile_call_window_days: crate::reconcile::DEFAULT_CALL_WINDOW_DAYS,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct ControlMetrics {
     /// Organisations whose stored balance differed from their ledger at the last
     /// reconciliation; anything but 0 is an incident.
     pub ledger_drift_orgs: AtomicU64,
+    /// Ended calls without their one debit at the last reconciliation.
+    pub unbilled_calls: AtomicU64,
     pub call_events_processed_total: AtomicU64,
     pub call_events_failed_total: AtomicU64,
     pub leases_swept_total: AtomicU64,

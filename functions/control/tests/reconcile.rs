@@ -68,3 +68,104 @@ async fn drift_is_zero_after_traffic_and_tampering_is_reported() {
         vec![Drift { org: OrgId::parse("org_b").unwrap(), stored: Kopecks::new(stored.get() + 1), recomputed: stored }]
     );
 }
+
+fn call_record(org: &OrgId, id: &str, started_at: Timestamp, cost: Option<i64>) -> golos_ports::CallRecord {
+    let ended = cost.is_some();
+    golos_ports::CallRecord {
+        id: CallId::parse(id).unwrap(),
+        org_id: org.clone(),
+        agent_id: golos_domain::AgentId::parse("agt_rec").unwrap(),
+        direction: golos_ports::CallDirection::Web,
+        from: None,
+        to: None,
+        status: if ended { golos_ports::CallStatus::Ended } else { golos_ports::CallStatus::InProgress },
+        started_at,
+        ended_at: ended.then(|| started_at.plus_secs(61)),
+        duration_secs: ended.then_some(61),
+        end_reason: ended.then(|| "caller_hangup".to_owned()),
+        cost: cost.map(Kopecks::new),
+        transcript: None,
+        metrics: serde_json::json!({}),
+        expires_at: None,
+        erased: None,
+    }
+}
+
+/// Every ended call in the window has its one debit; a missing debit and a debit that
+/// differs from the record's cost are reported; live calls and calls before the window are
+/// not checked.
+async fn calls_are_checked_against_their_debits(stores: &golos_ports::Stores, calls: &dyn golos_ports::CallStore) {
+    let org_id = OrgId::parse("org_calls").unwrap();
+    stores.orgs.create(&org("org_calls")).await.unwrap();
+    let credit = LedgerEventKind::PaymentCredit {
+        provider: PaymentProvider::Yookassa,
+        payment_id: "p-calls".into(),
+        amount: Kopecks::new(100_000),
+    };
+    stores.ledger.apply(&org_id, &credit, T0).await.unwrap();
+    let rate = Kopecks::new(600);
+    let debit = |id: &str| LedgerEventKind::call_debit(CallId::parse(id).unwrap(), 61, rate).unwrap();
+    // Billed: its debit is minus its cost.
+    stores.ledger.apply(&org_id, &debit("call_billed"), T0).await.unwrap();
+    calls.record_end(&call_record(&org_id, "call_billed", T0.plus_secs(10), Some(1_200))).await.unwrap();
+    // Never debited (the bug this check exists for).
+    calls.record_end(&call_record(&org_id, "call_unbilled", T0.plus_secs(20), Some(1_200))).await.unwrap();
+    // Debited for another amount than its record says.
+    stores.ledger.apply(&org_id, &debit("call_mismatch"), T0).await.unwrap();
+    calls.record_end(&call_record(&org_id, "call_mismatch", T0.plus_secs(30), Some(1_800))).await.unwrap();
+    // Live: its debit comes with its end.
+    calls.record_start(&call_record(&org_id, "call_live", T0.plus_secs(40), None)).await.unwrap();
+    // Before the window.
+    calls.record_end(&call_record(&org_id, "call_old", T0.plus_secs(-2 * 86_400), Some(600))).await.unwrap();
+
+    let since = T0.plus_secs(-86_400);
+    let report = golos_control::reconcile::reconcile_calls(stores, calls, since).await.unwrap();
+    assert_eq!(report.calls_checked, 3, "{report:?}");
+    let mut unbilled: Vec<_> = report
+        .unbilled_calls
+        .iter()
+        .map(|c| (c.org.to_string(), c.call.to_string(), c.cost.map(Kopecks::get), c.debited.map(Kopecks::get)))
+        .collect();
+    unbilled.sort();
+    assert_eq!(
+        unbilled,
+        vec![
+            ("org_calls".into(), "call_mismatch".into(), Some(1_800), Some(1_200)),
+            ("org_calls".into(), "call_unbilled".into(), Some(1_200), None),
+        ]
+    );
+
+    // Debiting the missing call clears it; the mismatch stays until someone corrects it.
+    stores.ledger.apply(&org_id, &debit("call_unbilled"), T0).await.unwrap();
+    let report = golos_control::reconcile::reconcile_calls(stores, calls, since).await.unwrap();
+    let left: Vec<_> = report.unbilled_calls.iter().map(|c| c.call.to_string()).collect();
+    assert_eq!(left, vec!["call_mismatch".to_owned()]);
+    // A wider window reaches the old call, which was never debited.
+    let report = golos_control::reconcile::reconcile_calls(stores, calls, T0.plus_secs(-3 * 86_400)).await.unwrap();
+    assert_eq!(report.calls_checked, 4);
+    assert_eq!(report.unbilled_calls.len(), 2);
+}
+
+#[tokio::test]
+async fn ended_calls_have_one_debit_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = golos_local::LocalPlatform::open(dir.path(), Arc::new(SystemClock)).unwrap();
+    calls_are_checked_against_their_debits(&platform.stores(), platform.calls().as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_calls_have_one_debit_on_aws() {
+    let name = golos_testkit::moto::unique_name("golos-rec");
+    let mut platform = golos_aws::AwsPlatform::connect(golos_aws::AwsConfig {
+        region: "us-east-1".into(),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
+        table_name: name.clone(),
+        queue_prefix: name.clone(),
+        kms_key_id: None,
+        secrets_prefix: name,
+    })
+    .await
+    .expect("connect to moto");
+    platform.provision().await.expect("provision");
+    calls_are_checked_against_their_debits(&platform.stores(), platform.calls().as_ref()).await;
+}

@@ -93,12 +93,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Reconcile(args) => {
             let config = golos_bootstrap::control_config_from_env(args.trust_forwarded_for)?;
             let state = golos_bootstrap::control_state(&backend_of(&args), config).await?;
-            let report = golos_control::reconcile::reconcile_all(&state.stores).await?;
+            let report = golos_control::reconcile::reconcile(&state).await?;
             println!("checked {} organisations, {} with drift", report.orgs_checked, report.drifts.len());
             for drift in &report.drifts {
                 println!("  {}: stored {} but entries sum to {}", drift.org, drift.stored, drift.recomputed);
             }
-            if report.drifts.is_empty() {
+            println!("checked {} ended calls, {} not billed once", report.calls_checked, report.unbilled_calls.len());
+            for call in &report.unbilled_calls {
+                let show = |k: Option<golos_domain::Kopecks>| k.map_or_else(|| "none".to_owned(), |k| k.to_string());
+                println!("  {} {}: cost {} but debited {}", call.org, call.call, show(call.cost), show(call.debited));
+            }
+            if report.drifts.is_empty() && report.unbilled_calls.is_empty() {
                 Ok(())
             } else {
                 std::process::exit(1)
@@ -234,17 +239,15 @@ fn backend_of(args: &ServeArgs) -> golos_bootstrap::Backend {
     }
 }
 
-/// Hourly ledger reconciliation in the embedded deployment (in AWS a scheduled Lambda runs
-/// the same `reconcile_all`). Drift is logged as an alert and kept as a metric.
+/// Hourly reconciliation of balances and calls in the embedded deployment (in AWS the
+/// `golos-reconciliation` Lambda runs the same `reconcile` on a schedule). Drift and unbilled
+/// calls are logged as alerts and kept as metrics (`reconcile` sets them).
 async fn reconcile_periodically(state: golos_control::ControlState) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3_600));
     loop {
         every_hour.tick().await;
-        match golos_control::reconcile::reconcile_all(&state.stores).await {
-            Ok(report) => {
-                state.metrics.ledger_drift_orgs.store(report.drifts.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(err) => tracing::warn!(error = %err, "ledger reconciliation could not run"),
+        if let Err(err) = golos_control::reconcile::reconcile(&state).await {
+            tracing::warn!(error = %err, "reconciliation could not run");
         }
     }
 }

@@ -289,6 +289,13 @@ pub fn render(
     );
     sample(
         &mut out,
+        "unbilled_calls",
+        "Ended calls without exactly one matching debit at the last reconciliation; alert on > 0.",
+        "gauge",
+        load(&control.unbilled_calls),
+    );
+    sample(
+        &mut out,
         "concurrent_calls_active",
         "Live calls on this worker.",
         "gauge",

@@ -52,6 +52,7 @@ async fn recorded_values_come_out_as_prometheus_reads_them() {
     ControlMetrics::incr(&control.requests_total);
     ControlMetrics::incr(&control.requests_total);
     control.ledger_drift_orgs.store(1, std::sync::atomic::Ordering::Relaxed);
+    control.unbilled_calls.store(2, std::sync::atomic::Ordering::Relaxed);
     let worker = Worker::new(control);
     let metrics = &worker.call_metrics;
     for ms in [120, 480, 480, 2_500] {
@@ -106,4 +107,5 @@ async fn recorded_values_come_out_as_prometheus_reads_them() {
     assert_eq!(n("golos_worker_draining"), 0);
     assert_eq!(n("golos_requests_total"), 2);
     assert_eq!(n("ledger_drift_orgs"), 1);
+    assert_eq!(n("unbilled_calls"), 2);
 }

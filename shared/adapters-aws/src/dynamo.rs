@@ -15,6 +15,10 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 pub(crate) const GSI1: &str = "gsi1";
 const KEY_ATTRS: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
 const TX_ATTEMPTS: u32 = 12;
+/// Attempts for a cancellation whose reasons are neither conditions nor contention.
+const TX_OTHER_ATTEMPTS: u32 = 3;
+/// Cancellation reasons that are contention: retried the full `TX_ATTEMPTS` times.
+const TX_TRANSIENT: [&str; 4] = ["None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
 
 /// The table and its client; cheap to clone.
 #[derive(Debug, Clone)]
@@ -155,8 +159,13 @@ pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 }
 
 impl Table {
-    /// Runs one `TransactWriteItems`, retrying transaction conflicts (another transaction
-    /// on the same item) with backoff. Condition failures come back as `Cancelled`.
+    /// Runs one `TransactWriteItems`. Condition failures (the only real conflicts) come back
+    /// as `Cancelled`. Every other cancellation is retried here with backoff: transaction
+    /// conflicts (another transaction on the same item) and throttling up to `TX_ATTEMPTS`
+    /// times, any other reason (`ValidationError`, an unknown code) up to
+    /// `TX_OTHER_ATTEMPTS` times; what persists is `Throttled` or `Unavailable`, never
+    /// `Invalid`: the caller answers 503 / leaves the message to be retried, and an event is
+    /// never dead-lettered or refused because the store was busy.
     pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<TxOutcome> {
         let mut delay = Duration::from_millis(5);
         for attempt in 1..=TX_ATTEMPTS {
@@ -164,38 +173,28 @@ impl Table {
             let Err(err) = result else {
                 return Ok(TxOutcome::Committed);
             };
-            if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
-                let codes: Vec<&str> =
-                    cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-                let failed: Vec<bool> = codes.iter().map(|c| *c == "ConditionalCheckFailed").collect();
-                if failed.iter().any(|f| *f) {
-                    return Ok(TxOutcome::Cancelled(failed));
+            match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                    let codes: Vec<&str> =
+                        cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                    let failed: Vec<bool> = codes.iter().map(|c| *c == "ConditionalCheckFailed").collect();
+                    if failed.iter().any(|f| *f) {
+                        return Ok(TxOutcome::Cancelled(failed));
+                    }
+                    let transient = codes.iter().all(|c| TX_TRANSIENT.contains(c));
+                    let limit = if transient { TX_ATTEMPTS } else { TX_OTHER_ATTEMPTS };
+                    if attempt >= limit {
+                        return Err(cancelled_error(&codes));
+                    }
                 }
-                let retryable = codes.is_empty()
-                    || codes.iter().all(|c| {
-                        matches!(
-                            *c,
-                            "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-                        )
-                    });
-                if retryable && attempt < TX_ATTEMPTS {
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                    continue;
-                }
-                if retryable {
-                    return Err(PortError::Throttled { reason: format!("transaction kept conflicting: {codes:?}") });
-                }
-                return Err(PortError::invalid(format!("transaction cancelled: {codes:?}")));
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {}
+                // The SDK has retried throttling and faults of the whole request already.
+                _ => return Err(sdk_error("TransactWriteItems", &err)),
             }
-            if matches!(err.as_service_error(), Some(TransactWriteItemsError::TransactionInProgressException(_)))
-                && attempt < TX_ATTEMPTS
-            {
+            if attempt < TX_ATTEMPTS {
                 tokio::time::sleep(jitter(delay)).await;
                 delay = (delay * 2).min(Duration::from_millis(500));
-                continue;
             }
-            return Err(sdk_error("TransactWriteItems", &err));
         }
         Err(PortError::unavailable("transaction retries exhausted"))
     }
@@ -308,6 +307,25 @@ fn decode_cursor(cursor: &str, with_index: bool) -> Result<Item> {
     Ok(keys.into_iter().filter(|(k, _)| with_index || k == "pk" || k == "sk").map(|(k, v)| (k, s(v))).collect())
 }
 
+/// The error for a transaction still cancelled after its retries: throttling if any reason
+/// was throttling, otherwise unavailable. Reasons other than contention are logged at error:
+/// they mean a request DynamoDB refuses (an item too large, say), which retries will not cure
+/// and an operator must see; the message is retried and, at last, dead-lettered.
+fn cancelled_error(codes: &[&str]) -> PortError {
+    let reason = format!("transaction cancelled: {codes:?}");
+    if codes.iter().any(|c| matches!(*c, "ThrottlingError" | "ProvisionedThroughputExceeded")) {
+        return PortError::Throttled { reason };
+    }
+    if !codes.iter().all(|c| TX_TRANSIENT.contains(c)) {
+        tracing::error!(
+            alert = "store_transaction_refused",
+            ?codes,
+            "DynamoDB kept cancelling a transaction for a reason other than contention"
+        );
+    }
+    PortError::Unavailable { reason }
+}
+
 fn jitter(delay: Duration) -> Duration {
     let nanos = u64::from(uuid::Uuid::new_v4().as_fields().0);
     let max = delay.as_nanos().max(1) as u64;
@@ -317,6 +335,22 @@ fn jitter(delay: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_cancellations_are_retryable() {
+        for codes in [
+            &["ValidationError"][..],
+            &["None", "ThrottlingError"],
+            &["TransactionConflict", "None"],
+            &["ProvisionedThroughputExceeded"],
+            &["ItemCollectionSizeLimitExceeded"],
+        ] {
+            let err = cancelled_error(codes);
+            assert!(err.is_retryable(), "{codes:?}: {err:?}");
+        }
+        assert!(matches!(cancelled_error(&["None", "ThrottlingError"]), PortError::Throttled { .. }));
+        assert!(matches!(cancelled_error(&["ValidationError"]), PortError::Unavailable { .. }));
+    }
 
     #[test]
     fn padded_times_sort_as_numbers() {

@@ -109,7 +109,7 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
 
 /// `ControlConfig` from the environment, for every binary: `GOLOS_YOOKASSA_API_URL`,
 /// `GOLOS_YOOKASSA_ALLOWED_IPS` (comma-separated networks; replaces the published list),
-/// `GOLOS_LEASE_TTL_MS`, `GOLOS_SWEEP_INTERVAL_MS`, `GOLOS_HOLD_MAX_WAITERS_PER_ORG`, `GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
+/// `GOLOS_LEASE_TTL_MS`, `GOLOS_SWEEP_INTERVAL_MS`, `GOLOS_HOLD_MAX_WAITERS_PER_ORG`, `GOLOS_RECONCILE_CALL_WINDOW_DAYS`, `GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
 /// API validates agents against and the worker connects under). Unset variables keep the
 /// defaults.
 pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<ControlConfig> {
@@ -138,6 +138,13 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
     if let Ok(max) = std::env::var("GOLOS_HOLD_MAX_WAITERS_PER_ORG") {
         config.hold_max_waiters_per_org =
             max.parse().ok().context("GOLOS_HOLD_MAX_WAITERS_PER_ORG: a whole number (0: no hold queue)")?;
+    }
+    if let Ok(days) = std::env::var("GOLOS_RECONCILE_CALL_WINDOW_DAYS") {
+        config.reconcile_call_window_days = days
+            .parse()
+            .ok()
+            .filter(|d| (1..=3_650).contains(d))
+            .context("GOLOS_RECONCILE_CALL_WINDOW_DAYS: whole days, 1 to 3650")?;
     }
     if let Ok(limit) = std::env::var("GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE") {
         config.auth_failures_per_ip_per_minute = limit

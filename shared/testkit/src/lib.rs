@@ -5,6 +5,7 @@
 //! holds both adapters to the same semantics.
 
 pub mod contracts;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;
