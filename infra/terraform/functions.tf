@@ -200,9 +200,10 @@ data "aws_iam_policy_document" "sweeper" {
     resources = local.all_queue_arns
   }
   statement {
-    sid       = "Webhooks"
+    # Webhooks of the calls it bills; call-events for the outbox entries it relays.
+    sid       = "Queues"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.main["webhooks"].arn]
+    resources = [aws_sqs_queue.main["webhooks"].arn, aws_sqs_queue.main["call-events"].arn]
   }
   statement {
     sid       = "Envelope"

@@ -4,7 +4,9 @@
 //!
 //! It also checks calls against the ledger: every ended call record (started within a
 //! window, by default the last 7 days) has exactly one debit, the entry `call:<id>`, whose
-//! delta is minus the record's cost. [`reconcile`] runs both; the embedded deployment runs
+//! delta is minus the record's cost; and no lease that expired longer than the sweep grace
+//! ago is still held (the sweeper bills a lost call before freeing its lease, so one still
+//! held is a call nobody billed). [`reconcile`] runs all three; the embedded deployment runs
 //! it hourly, AWS from the `golos-reconciliation` Lambda on an hourly EventBridge schedule.
 
 use crate::state::ControlState;
@@ -29,6 +31,9 @@ pub struct ReconciliationReport {
     pub calls_checked: u64,
     /// Ended calls without their one debit, or whose debit differs from their cost.
     pub unbilled_calls: Vec<UnbilledCall>,
+    /// Leases that expired long enough ago that the sweeper should have billed and freed
+    /// them (it is not running, or keeps failing on them): calls nobody has billed yet.
+    pub unswept_leases: Vec<golos_ports::Lease>,
 }
 
 /// An ended call whose debit is missing or does not match the cost on its record.
@@ -55,9 +60,30 @@ pub async fn reconcile(state: &ControlState) -> Result<ReconciliationReport, Por
     let calls = reconcile_calls(&state.stores, state.calls.as_ref(), since).await?;
     report.calls_checked = calls.calls_checked;
     report.unbilled_calls = calls.unbilled_calls;
+    report.unswept_leases = unswept_leases(state).await?;
     state.metrics.ledger_drift_orgs.store(report.drifts.len() as u64, Ordering::Relaxed);
-    state.metrics.unbilled_calls.store(report.unbilled_calls.len() as u64, Ordering::Relaxed);
+    let unbilled = report.unbilled_calls.len() + report.unswept_leases.len();
+    state.metrics.unbilled_calls.store(unbilled as u64, Ordering::Relaxed);
     Ok(report)
+}
+
+/// How long after its expiry a lease must have been billed by the sweeper: three sweeps of
+/// `golos serve`, and at least three minutes (the AWS sweeper runs once a minute).
+fn sweep_grace_ms(state: &ControlState) -> i64 {
+    i64::try_from(state.config.sweep_interval_ms.saturating_mul(3)).unwrap_or(i64::MAX).max(180_000)
+}
+
+/// Leases whose call nobody billed: expired longer than the sweep grace ago and still held
+/// (the sweeper bills a lost call before it frees its lease). Each is logged at error level
+/// with `alert = "unbilled_call"`.
+pub async fn unswept_leases(state: &ControlState) -> Result<Vec<golos_ports::Lease>, PortError> {
+    let before = Timestamp::from_millis(state.clock.now().as_millis().saturating_sub(sweep_grace_ms(state)));
+    let leases = state.stores.leases.expired(before, 1_000).await?;
+    for lease in &leases {
+        tracing::error!(alert = "unbilled_call", org = %lease.org_id, call = %lease.call_id,
+            expired_at = %lease.expires_at, "a lease expired long ago is still held: the sweeper has not billed its call");
+    }
+    Ok(leases)
 }
 
 /// Checks every ended call record that started at or after `since`, org by org (records are

@@ -38,7 +38,7 @@ async fn handle(state: &golos_control::ControlState, deployment: &str) -> Result
         }]},
         "Deployment": deployment,
         "ledger_drift_orgs": report.drifts.len(),
-        "unbilled_calls": report.unbilled_calls.len(),
+        "unbilled_calls": report.unbilled_calls.len() + report.unswept_leases.len(),
     });
     println!("{emf}");
     let drifts: Vec<Value> =

@@ -103,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
                 let show = |k: Option<golos_domain::Kopecks>| k.map_or_else(|| "none".to_owned(), |k| k.to_string());
                 println!("  {} {}: cost {} but debited {}", call.org, call.call, show(call.cost), show(call.debited));
             }
-            if report.drifts.is_empty() && report.unbilled_calls.is_empty() {
+            println!("{} expired leases nobody billed", report.unswept_leases.len());
+            for lease in &report.unswept_leases {
+                println!("  {} {}: expired at {}", lease.org_id, lease.call_id, lease.expires_at);
+            }
+            if report.drifts.is_empty() && report.unbilled_calls.is_empty() && report.unswept_leases.is_empty() {
                 Ok(())
             } else {
                 std::process::exit(1)

@@ -8,8 +8,8 @@ pub mod clock;
 pub mod control;
 pub mod crypto;
 pub mod error;
-pub mod outbox;
 pub mod hold;
+pub mod outbox;
 pub mod queue;
 pub mod records;
 pub mod secrets;
@@ -22,8 +22,8 @@ pub use control::{
 };
 pub use crypto::{Crypto, EncryptionContext, Envelope};
 pub use error::PortError;
-pub use outbox::{Outbox, OutboxEntry};
 pub use hold::{HoldQueue, HoldReason, HoldRequest, Waiter};
+pub use outbox::{Outbox, OutboxEntry};
 pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
 #[allow(clippy::wildcard_imports)]
 pub use records::*;
