@@ -992,3 +992,85 @@ async fn a_worker_killed_mid_call_is_billed_once_by_the_sweeper() {
     let debits = ledger["items"].as_array().unwrap().iter().filter(|e| e["type"] == "call_debit").count();
     assert_eq!(debits, 1, "{ledger}");
 }
+
+/// Issue #15 on DynamoDB, SQS and KMS (moto): two workers of one pool; the one holding a call
+/// is `kill -9`ed mid-call, and the other worker's sweeper bills the call once from its last
+/// heartbeat (`worker_lost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_call_on_aws_is_billed_once_by_another_worker() {
+    let table = golos_testkit::moto::unique_name("lost");
+    let config = golos_aws::AwsConfig {
+        region: "us-east-1".into(),
+        endpoint_url: Some(golos_testkit::moto::endpoint()),
+        table_name: table.clone(),
+        queue_prefix: table.clone(),
+        kms_key_id: None,
+        secrets_prefix: table,
+    };
+    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
+    platform.provision().await.expect("provision the table and key");
+    let mut env = platform.config().to_env();
+    env.extend(
+        [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("GOLOS_LEASE_TTL_MS", "3000"),
+            ("GOLOS_SWEEP_INTERVAL_MS", "500"),
+            SIMULATORS_ALLOWED,
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let init = Command::new(golos_tests::golos_binary())
+        .args(["init-secrets", "--backend", "aws"])
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("golos init-secrets");
+    assert!(init.status.success(), "{init:?}");
+    let operator = platform.secrets().get("operator-api-key").await.unwrap().expose().to_owned();
+    let (holding, other) = (RunningGolos::start_aws(&env), RunningGolos::start_aws(&env));
+
+    let mut customer =
+        Customer { http: reqwest::Client::new(), base: holding.base_url(), key: String::new(), org_id: String::new() };
+    let (status, org) = customer.post("/v1/orgs", &operator, &json!({"name": "Café"})).await;
+    assert_eq!(status, 201, "{org}");
+    customer.org_id = org["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orgs/{}/api-keys", customer.org_id);
+    let (status, key) = customer.post(&path, &operator, &json!({"name": "owner", "role": "admin"})).await;
+    assert_eq!(status, 201, "{key}");
+    customer.key = key["token"].as_str().unwrap().to_owned();
+    let org_id = golos_domain::OrgId::parse(&customer.org_id).unwrap();
+    let payment = golos_domain::billing::LedgerEventKind::PaymentCredit {
+        provider: golos_domain::billing::PaymentProvider::Signed("test".into()),
+        payment_id: "p-1".into(),
+        amount: golos_domain::Kopecks::new(10_000),
+    };
+    platform.stores().ledger.apply(&org_id, &payment, golos_domain::Timestamp::from_millis(0)).await.unwrap();
+
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    let mut caller = Caller::start(&holding, start_message(&agent, &token)).await;
+    caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+    let call_id = caller.call_id();
+    let started = Instant::now();
+    caller.until("a few seconds of call", |_| started.elapsed() > Duration::from_secs(4)).await;
+    drop(holding.crash());
+    drop(caller);
+
+    let customer = customer_of(&other, &customer);
+    let until = Instant::now() + WAIT;
+    let record = loop {
+        let record = customer.get(&format!("/v1/calls/{call_id}")).await;
+        if record["status"] == "ended" {
+            break record;
+        }
+        assert!(Instant::now() < until, "the lost call was never billed: {record}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(record["end_reason"], "worker_lost", "{record}");
+    assert_eq!(record["cost_kopecks"], 600, "billed to its last heartbeat: {record}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(balance_of(&customer).await, 10_000 - 600, "billed once, though both workers sweep");
+}
