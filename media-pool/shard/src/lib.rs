@@ -1,4 +1,4 @@
-//! The per-core call driver (DESIGN.md §6) and the in-process WORKLOAD simulation.
+//! The per-core call driver (DESIGN.md §6).
 //!
 //! A [`Shard`] owns many calls as plain state: each a [`golos_call::CallEngine`] plus the
 //! [`CallSink`] that carries out its outputs. It keeps one deadline heap for all of them (the
@@ -8,18 +8,10 @@
 //! edges (provider streams, transports) live elsewhere and reach the shard through its one
 //! inbound channel ([`Inbound`], via a [`CallHandle`]). [`ShardPool`] runs one shard per core.
 //!
-//! [`sim`] is the WORKLOAD of `bench/WORKLOAD.md` as a [`CallSink`]: the caller, STT, LLM and
-//! TTS are deadlines in the same heap. [`load`] runs it at N calls and measures; the
-//! `golos-load` binary is its command line. docs/performance.md has the numbers.
-//!
-//! [`ws_load`] drives the same WORKLOAD's [`caller`] against a running worker over the golos
-//! WebSocket protocol (`golos-load ws`), with the provider simulator behind it.
+//! The WORKLOAD simulation and the `golos-load` benchmark that drive it live in `golos-load`
+//! (`media-pool/load`), which no production crate depends on.
 
-pub mod caller;
-pub mod load;
 mod shard;
-pub mod sim;
-pub mod ws_load;
 
 pub use shard::{
     AudioQueue, CallHandle, CallId, CallSink, Clock, Feed, Inbound, OwnedInput, Shard, ShardCounters, ShardPool,

@@ -19,7 +19,7 @@ pub struct CallId(pub u64);
 /// The worker's implementation forwards `Command`s to golos-providers chains running as tasks
 /// on its I/O runtime (their events come back as [`Inbound::Input`]), writes `PlayAudio` to
 /// the call's transport, and publishes events; it usually has no deadlines. The WORKLOAD
-/// simulation ([`crate::sim::SimCall`]) is a sink whose providers and caller are deadlines.
+/// simulation (`golos_load::sim::SimCall`) is a sink whose providers and caller are deadlines.
 ///
 /// Every method runs on the shard's thread, inside its batch: it must not block. Anything slow
 /// goes to another thread or task and comes back through the inbound channel.

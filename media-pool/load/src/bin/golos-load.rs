@@ -15,8 +15,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use golos_shard::load::{run_inprocess, LoadConfig, Report, TABLE_HEADER};
-use golos_shard::ws_load::{run_ws, warm_up, worker_rss_kib, WsConfig, WsReport, WS_TABLE_HEADER};
+use golos_load::load::{run_inprocess, LoadConfig, Report, TABLE_HEADER};
+use golos_load::ws_load::{run_ws, warm_up, worker_rss_kib, WsConfig, WsReport, WS_TABLE_HEADER};
 use std::process::Command;
 use std::time::Duration;
 

@@ -17,8 +17,8 @@
 //!   sink is the transport's write. T_out1 is the turn's first write, T_bot_end the one that
 //!   brings the turn to 192,000 bytes; after the last turn the call hangs up.
 
-use crate::shard::{CallSink, Feed};
 use golos_call::{Command, Event, Frame, Input, Output, RequestId};
+use golos_shard::{CallSink, Feed};
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

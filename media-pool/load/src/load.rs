@@ -1,9 +1,9 @@
 //! One in-process WORKLOAD run (`bench/WORKLOAD.md` §4) on a [`ShardPool`], and what it
 //! measured. The `golos-load` binary is the command line around it.
 
-use crate::shard::{ShardPool, ShardStats};
 use crate::sim::{Recorder, SimCall, SimShared};
 use golos_call::CallConfig;
+use golos_shard::{ShardPool, ShardStats};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
