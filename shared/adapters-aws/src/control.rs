@@ -239,22 +239,7 @@ impl DynamoCalls {
     /// Writes `call` if the stored record is still as `stored`; `false` if it changed.
     async fn put_if_unchanged(&self, call: &CallRecord, stored: Option<&CallRecord>) -> Result<bool> {
         let (condition, names_, values_) = unchanged_since(stored);
-        let result = self
-            .0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(call_item(call)?))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names_))
-            .set_expression_attribute_values(values_)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(sdk_error("PutItem", &e)),
-        }
+        self.0.put_if(call_item(call)?, &condition, names_, values_.unwrap_or_default()).await
     }
 }
 
@@ -389,15 +374,7 @@ impl CallStore for DynamoCalls {
             ("expires_at".to_owned(), n(expires_at.as_millis())),
             ("ttl".to_owned(), n(ttl_secs(expires_at))),
         ]);
-        self.0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", &e))?;
-        Ok(())
+        self.0.put(item).await
     }
 
     async fn transcript_blob(&self, org: &OrgId, call: &CallId, now: Timestamp) -> Result<Option<Vec<u8>>> {
@@ -427,15 +404,7 @@ impl AuditLog for DynamoAudit {
         let sk = format!("AUDIT#{}#{written:039}#{random}", padded(entry.at.as_millis()));
         let mut item = key(org_pk(&entry.org_id), sk);
         item.insert("data".to_owned(), s(to_json(entry)?));
-        self.0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", &e))?;
-        Ok(())
+        self.0.put(item).await
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AuditEntry>> {

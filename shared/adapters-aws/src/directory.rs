@@ -12,6 +12,7 @@ use golos_domain::{AgentId, ApiKeyId, OrgId, Timestamp};
 use golos_ports::{
     AgentRecord, AgentStore, ApiKeyRecord, ApiKeyStore, Org, OrgStore, Page, PageRequest, PortError, Result,
 };
+use std::collections::HashMap;
 
 pub(crate) fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
@@ -63,19 +64,10 @@ impl OrgStore for DynamoOrgs {
             ("created_at".to_owned(), n(org.created_at.as_millis())),
             ("version".to_owned(), n(1)),
         ]);
-        let result = self
-            .0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(PortError::AlreadyExists { what: format!("org {}", org.id) }),
-            Err(e) => Err(sdk_error("PutItem", &e)),
+        if self.0.put_if(item, "attribute_not_exists(pk)", HashMap::new(), HashMap::new()).await? {
+            Ok(())
+        } else {
+            Err(PortError::AlreadyExists { what: format!("org {}", org.id) })
         }
     }
 
@@ -338,21 +330,10 @@ impl ApiKeyStore for DynamoApiKeys {
         if let Some(at) = record.revoked_at {
             item.insert("revoked_at".to_owned(), n(at.as_millis()));
         }
-        let result = self
-            .0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => {
-                Err(PortError::AlreadyExists { what: format!("api key {}", record.id) })
-            }
-            Err(e) => Err(sdk_error("PutItem", &e)),
+        if self.0.put_if(item, "attribute_not_exists(pk)", HashMap::new(), HashMap::new()).await? {
+            Ok(())
+        } else {
+            Err(PortError::AlreadyExists { what: format!("api key {}", record.id) })
         }
     }
 

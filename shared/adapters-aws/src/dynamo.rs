@@ -199,6 +199,49 @@ impl Table {
         Err(PortError::unavailable("transaction retries exhausted"))
     }
 
+    /// Writes `item`, replacing whatever had its key.
+    pub async fn put(&self, item: Item) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// Writes `item` only if `condition` holds (with its `#name`s and `:value`s); `false` when
+    /// it did not, and nothing was written.
+    pub async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        names_: HashMap<String, String>,
+        values_: HashMap<String, AttributeValue>,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names_).filter(|m| !m.is_empty()))
+            .set_expression_attribute_values(Some(values_).filter(|m| !m.is_empty()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e)
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("PutItem", &e)),
+        }
+    }
+
     /// A strongly consistent read of one item.
     pub async fn get(&self, pk: impl Into<String>, sk: impl Into<String>) -> Result<Option<Item>> {
         let out = self

@@ -4,9 +4,9 @@
 use crate::dynamo::{get_n, get_s, key, n, padded, s, values, Item, Table, GSI1};
 use crate::error::sdk_error;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use golos_domain::Timestamp;
 use golos_ports::{Outbox, OutboxEntry, Result};
+use std::collections::HashMap;
 
 const OUTBOX_INDEX: &str = "OUTBOX";
 
@@ -36,20 +36,7 @@ impl Outbox for DynamoOutbox {
             ("body".to_owned(), s(&entry.body)),
             ("created_at".to_owned(), n(entry.created_at.as_millis())),
         ]);
-        let result = self
-            .0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(sdk_error("PutItem", &e)),
-        }
+        self.0.put_if(item, "attribute_not_exists(pk)", HashMap::new(), HashMap::new()).await
     }
 
     async fn pending(&self, before: Timestamp, max: usize) -> Result<Vec<OutboxEntry>> {

@@ -44,21 +44,10 @@ impl IdempotencyStore for DynamoIdempotency {
                 ("expires_at".to_owned(), n(expires_at.as_millis())),
                 ("ttl".to_owned(), n(ttl_secs(expires_at))),
             ]);
-            let result = self
-                .0
-                .client
-                .put_item()
-                .table_name(&*self.0.name)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(#pk) OR #expires_at <= :now")
-                .set_expression_attribute_names(Some(names(&["pk", "expires_at"])))
-                .set_expression_attribute_values(Some(values([(":now", n(now.as_millis()))])))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(IdempotencyBegin::Started),
-                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
-                Err(e) => return Err(sdk_error("PutItem", &e)),
+            let condition = "attribute_not_exists(#pk) OR #expires_at <= :now";
+            let now_value = values([(":now", n(now.as_millis()))]);
+            if self.0.put_if(item, condition, names(&["pk", "expires_at"]), now_value).await? {
+                return Ok(IdempotencyBegin::Started);
             }
             let Some(stored) = self.0.get(format!("IDEM#{scope}"), format!("KEY#{key_}")).await? else {
                 continue; // abandoned meanwhile
@@ -142,15 +131,7 @@ impl ContextStore for DynamoContexts {
             ("expires_at".to_owned(), n(expires_at.as_millis())),
             ("ttl".to_owned(), n(ttl_secs(expires_at))),
         ]);
-        self.0
-            .client
-            .put_item()
-            .table_name(&*self.0.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", &e))?;
-        Ok(())
+        self.0.put(item).await
     }
 
     async fn get(&self, call: &CallId, now: Timestamp) -> Result<Option<Vec<u8>>> {
