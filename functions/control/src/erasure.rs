@@ -85,7 +85,8 @@ pub async fn erase_call(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
-    /// The caller's number in E.164 (`+79161234567`): every call from or to it is erased.
+    /// The caller's number in E.164 (`+` and the country code, then the number): every call from
+    /// or to it is erased.
     pub phone_number: String,
 }
 
@@ -114,7 +115,10 @@ pub async fn erase_by_number(
     let org = caller.member(Action::EraseData)?;
     // The refusal never repeats the number: error details are logged.
     let number = PhoneNumber::parse(&body.phone_number).map_err(|_| {
-        ApiError::bad_request("invalid_phone_number", "phone_number must be an E.164 number such as +79161234567")
+        ApiError::bad_request(
+            "invalid_phone_number",
+            "phone_number must be an E.164 number: + and the country code, then the number",
+        )
     })?;
     let at = state.clock.now();
     let erased = erase_number(&state, &org.id, &number, at).await?;
