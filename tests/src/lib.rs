@@ -135,3 +135,52 @@ pub fn get_from(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, Stri
 pub fn read_secret(data_dir: &Path, name: &str) -> String {
     std::fs::read_to_string(data_dir.join("secrets").join(name)).expect("secret file").trim().to_owned()
 }
+
+/// A deployment on the moto server of `GOLOS_MOTO_ENDPOINT`: its own table, queues, key and
+/// secrets prefix, and the environment `golos --backend aws` reads them from.
+#[derive(Debug)]
+pub struct AwsDeployment {
+    pub env: Vec<(String, String)>,
+    pub platform: golos_aws::AwsPlatform,
+}
+
+impl AwsDeployment {
+    /// Provisions the table, queues and key (named after `name` and a random suffix).
+    pub async fn provision(name: &str) -> Self {
+        let table = golos_testkit::moto::unique_name(name);
+        let config = golos_aws::AwsConfig {
+            region: "us-east-1".into(),
+            endpoint_url: Some(golos_testkit::moto::endpoint()),
+            table_name: table.clone(),
+            queue_prefix: table.clone(),
+            kms_key_id: None,
+            secrets_prefix: table,
+        };
+        let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
+        platform.provision().await.expect("provision the table and key");
+        let mut env = platform.config().to_env();
+        env.extend(
+            [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        Self { env, platform }
+    }
+
+    /// The environment as `RunningGolos::start_aws` takes it.
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    /// Runs `golos init-secrets --backend aws`, as an operator does once, and answers the
+    /// operator key it created.
+    pub async fn init_secrets(&self) -> String {
+        let output = Command::new(golos_binary())
+            .args(["init-secrets", "--backend", "aws"])
+            .envs(self.env())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("golos init-secrets");
+        assert!(output.status.success(), "{output:?}");
+        self.platform.secrets().get("operator-api-key").await.expect("operator key").expose().to_owned()
+    }
+}

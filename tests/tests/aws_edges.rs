@@ -3,33 +3,11 @@
 //! `golos init-secrets --backend aws`, a viewer replaying an admin's key creation, and an
 //! admin's edits racing the operator's disable.
 
-use golos_tests::{golos_binary, RunningGolos};
+use golos_tests::{golos_binary, AwsDeployment, RunningGolos};
 use serde_json::{json, Value};
 
-struct Aws {
-    env: Vec<(String, String)>,
-    platform: golos_aws::AwsPlatform,
-}
-
-async fn provisioned() -> Aws {
-    let table = golos_testkit::moto::unique_name("edges");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
-    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
-    platform.provision().await.expect("provision the table and key");
-    let mut env = platform.config().to_env();
-    env.extend([
-        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
-    ]);
-    Aws { env, platform }
+async fn provisioned() -> AwsDeployment {
+    AwsDeployment::provision("edges").await
 }
 
 async fn call(
@@ -55,7 +33,7 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_backend_keeps_keys_apart_replays_private_and_disables_final() {
     let aws = provisioned().await;
-    let env: Vec<(&str, &str)> = aws.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = aws.env();
 
     // The platform's keys come from golos, once, into Secrets Manager.
     let init = || {

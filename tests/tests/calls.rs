@@ -998,38 +998,13 @@ async fn a_worker_killed_mid_call_is_billed_once_by_the_sweeper() {
 /// heartbeat (`worker_lost`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_call_on_aws_is_billed_once_by_another_worker() {
-    let table = golos_testkit::moto::unique_name("lost");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
-    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
-    platform.provision().await.expect("provision the table and key");
-    let mut env = platform.config().to_env();
-    env.extend(
-        [
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("GOLOS_LEASE_TTL_MS", "3000"),
-            ("GOLOS_SWEEP_INTERVAL_MS", "500"),
-            SIMULATORS_ALLOWED,
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    let mut aws = golos_tests::AwsDeployment::provision("lost").await;
+    let operator = aws.init_secrets().await;
+    aws.env.extend(
+        [("GOLOS_LEASE_TTL_MS", "3000"), ("GOLOS_SWEEP_INTERVAL_MS", "500"), SIMULATORS_ALLOWED]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let init = Command::new(golos_tests::golos_binary())
-        .args(["init-secrets", "--backend", "aws"])
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("golos init-secrets");
-    assert!(init.status.success(), "{init:?}");
-    let operator = platform.secrets().get("operator-api-key").await.unwrap().expose().to_owned();
+    let env = aws.env();
     let (holding, other) = (RunningGolos::start_aws(&env), RunningGolos::start_aws(&env));
 
     let mut customer =
@@ -1047,7 +1022,7 @@ async fn a_worker_killed_mid_call_on_aws_is_billed_once_by_another_worker() {
         payment_id: "p-1".into(),
         amount: golos_domain::Kopecks::new(10_000),
     };
-    platform.stores().ledger.apply(&org_id, &payment, golos_domain::Timestamp::from_millis(0)).await.unwrap();
+    aws.platform.stores().ledger.apply(&org_id, &payment, golos_domain::Timestamp::from_millis(0)).await.unwrap();
 
     let agent = customer.cafe_agent(10).await;
     let token = customer.call_token(&agent).await;

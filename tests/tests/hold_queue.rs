@@ -3,7 +3,7 @@
 //! go ahead, and give a freed slot to the first in line, whichever process it asks, never to
 //! a newcomer.
 
-use golos_tests::{golos_binary, RunningGolos};
+use golos_tests::{AwsDeployment, RunningGolos};
 use serde_json::{json, Value};
 
 async fn post(http: &reqwest::Client, url: String, key: &str, body: &Value) -> (u16, Value) {
@@ -37,32 +37,9 @@ fn wait(position: u64) -> (String, Option<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_one_hold_queue() {
-    let table = golos_testkit::moto::unique_name("hold");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
-    let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
-    platform.provision().await.expect("provision the table and key");
-    let mut env = platform.config().to_env();
-    env.extend([
-        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
-    ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let init = std::process::Command::new(golos_binary())
-        .args(["init-secrets", "--backend", "aws"])
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("golos init-secrets");
-    assert!(init.status.success(), "{init:?}");
-    let operator = platform.secrets().get("operator-api-key").await.unwrap().expose().to_owned();
+    let aws = AwsDeployment::provision("hold").await;
+    let env = aws.env();
+    let operator = aws.init_secrets().await;
 
     // Two workers of one pool: same table, same queues.
     let (a, b) = (RunningGolos::start_aws(&env), RunningGolos::start_aws(&env));
@@ -90,7 +67,7 @@ async fn two_workers_share_one_hold_queue() {
     // Money to take calls with, straight into the shared ledger.
     let credit = golos_testkit::fixtures::credit("p1", 100_000);
     let org_id = golos_domain::OrgId::parse(org.clone()).unwrap();
-    platform.stores().ledger.apply(&org_id, &credit, golos_testkit::fixtures::T0).await.unwrap();
+    aws.platform.stores().ledger.apply(&org_id, &credit, golos_testkit::fixtures::T0).await.unwrap();
     let asker = Asker { http: http.clone(), operator: operator.clone(), org: org.clone(), agent };
 
     // One call takes the only slot.
