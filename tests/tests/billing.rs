@@ -244,7 +244,9 @@ async fn a_crash_mid_stream_loses_and_doubles_nothing() {
             ok
         }
     }))
-    .buffer_unordered(16)
+    // `buffered`, not `buffer_unordered`: the outcomes are zipped with the deliveries below,
+    // so they must come back in the order the deliveries were sent.
+    .buffered(16)
     .collect()
     .await;
     let data_dir = killer.await.expect("killer");
