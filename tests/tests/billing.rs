@@ -6,7 +6,7 @@
 //!   whatever was not acknowledged → the balance is exact.
 
 use futures::StreamExt;
-use golos_control::signed_payments::{sign, SIGNATURE_HEADER};
+use golos_control::payments::{sign, SIGNATURE_HEADER};
 use golos_tests::RunningGolos;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -8,7 +8,7 @@
 //! the test fails, it is never skipped.
 
 use futures::{SinkExt, StreamExt};
-use golos_control::signed_payments::{sign, SIGNATURE_HEADER};
+use golos_control::payments::{sign, SIGNATURE_HEADER};
 use golos_tests::RunningGolos;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

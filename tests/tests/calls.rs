@@ -98,12 +98,12 @@ impl Customer {
             let now =
                 i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
                     .unwrap();
-            let signature = golos_control::signed_payments::sign(PAYMENT_SECRET, now, body.as_bytes());
+            let signature = golos_control::payments::sign(PAYMENT_SECRET, now, body.as_bytes());
             let response = customer
                 .http
                 .post(format!("{}/webhooks/payments/test", customer.base))
                 .header("Content-Type", "application/json")
-                .header(golos_control::signed_payments::SIGNATURE_HEADER, signature)
+                .header(golos_control::payments::SIGNATURE_HEADER, signature)
                 .body(body)
                 .send()
                 .await

@@ -130,12 +130,11 @@ async fn agent_and_token(golos: &RunningGolos) -> (String, String) {
         json!({"event": "payment.succeeded", "id": format!("p-{org_id}"), "org_id": org_id, "amount_kopecks": 10_000})
             .to_string();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let signature =
-        golos_control::signed_payments::sign(PAYMENT_SECRET, i64::try_from(now).unwrap(), payment.as_bytes());
+    let signature = golos_control::payments::sign(PAYMENT_SECRET, i64::try_from(now).unwrap(), payment.as_bytes());
     let response = http
         .post(format!("{base}/webhooks/payments/test"))
         .header("Content-Type", "application/json")
-        .header(golos_control::signed_payments::SIGNATURE_HEADER, signature)
+        .header(golos_control::payments::SIGNATURE_HEADER, signature)
         .body(payment)
         .send()
         .await

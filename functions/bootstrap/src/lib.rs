@@ -118,7 +118,7 @@ pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<Cont
         config.yookassa.api_base = url;
     }
     if let Ok(list) = std::env::var("GOLOS_YOOKASSA_ALLOWED_IPS") {
-        config.yookassa.allowed_networks = golos_control::yookassa::parse_networks(&list)
+        config.yookassa.allowed_networks = golos_control::payments::parse_networks(&list)
             .map_err(|e| anyhow::anyhow!("GOLOS_YOOKASSA_ALLOWED_IPS: {e}"))?;
     }
     if let Ok(list) = std::env::var("GOLOS_EGRESS_ALLOW") {

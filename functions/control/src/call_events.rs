@@ -13,7 +13,7 @@
 //! (`functions/call-events`) and the local consumer (`run_consumer`) call the same `process`.
 
 use crate::state::{ControlMetrics, ControlState};
-use crate::{retention, transcripts};
+use crate::{retention, transcripts, ControlError, ControlResult};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
 use golos_domain::events::{
     CallEnded, CallEvent, CallStarted, SealedTranscript, Transcript, WebhookEvent, WebhookEventType,
@@ -411,38 +411,16 @@ pub async fn run_consumer(
     }
 }
 
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct QueuedEvent {
-    /// The queue message id.
-    pub message_id: String,
-}
-
-/// Queue a `call.started` / `call.ended` event (operator): how media workers that do not
-/// share this process, or other call sources, report calls. Processed like every queued event.
-#[utoipa::path(post, path = "/v1/call-events", tag = "admission",
-    request_body(content = Object, description = "a call event: {\"type\": \"call.started\" | \"call.ended\", \"call_id\", \"org_id\", \"agent_id\", \"direction\", \"started_at\" (ms), and for call.ended \"ended_at\", \"duration_secs\", \"end_reason\", \"transcript\" (plaintext turns [{role, text, at_ms}], sealed here before queueing, or a sealed transcript), \"metrics\"}"),
-    responses((status = 202, body = QueuedEvent), (status = 400, description = "not a call event"), (status = 403, description = "not the operator")))]
-pub async fn enqueue_http(
-    axum::extract::State(state): axum::extract::State<ControlState>,
-    axum::Extension(caller): axum::Extension<crate::middleware::Caller>,
-    body: axum::body::Bytes,
-) -> crate::error::ApiResult<(axum::http::StatusCode, axum::Json<QueuedEvent>)> {
-    caller.require_operator()?;
-    // serde's message may quote a value (a caller's number): say only where it failed.
-    let mut event: CallEvent = serde_json::from_slice(&body).map_err(|e| {
-        crate::error::ApiError::bad_request(
-            "invalid_call_event",
-            format!("not a call event: {:?} error at line {} column {}", e.classify(), e.line(), e.column()),
-        )
-    })?;
+/// Queues a call event reported from outside this process (another media worker, another
+/// call source); a plaintext transcript is sealed before it is queued. Returns the message id.
+pub async fn enqueue(state: &ControlState, mut event: CallEvent) -> ControlResult<String> {
     if let CallEvent::Ended(ended) = &mut event {
         if ended.ended_at < ended.started_at {
-            return Err(crate::error::ApiError::bad_request("invalid_call_event", "ended_at is before started_at"));
+            return Err(ControlError::invalid("invalid_call_event", "ended_at is before started_at"));
         }
         // Plaintext turns arrive over TLS; only their envelope is queued.
-        transcripts::seal_plain(&state, ended).await?;
+        transcripts::seal_plain(state, ended).await?;
     }
-    let body = serde_json::to_string(&event).map_err(crate::error::ApiError::internal)?;
-    let message_id = state.queues.call_events.send(&body, Duration::ZERO).await?;
-    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(QueuedEvent { message_id })))
+    let body = serde_json::to_string(&event).map_err(ControlError::internal)?;
+    Ok(state.queues.call_events.send(&body, Duration::ZERO).await?)
 }

@@ -9,14 +9,10 @@
 //! worker still loads the org and agent, so a disabled org or a deleted agent stops new calls
 //! at once.
 
-use crate::common::{audit, optional_json};
-use crate::error::{ApiError, ApiResult};
+use crate::audit::{self, Actor};
 use crate::keys;
-use crate::middleware::{Caller, RequestContext};
 use crate::state::ControlState;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
+use crate::{ControlError, ControlResult};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use golos_domain::rbac::Action;
@@ -26,7 +22,6 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use utoipa::ToSchema;
 
 pub const CALL_TOKEN_PREFIX: &str = "ct_";
 pub const DEFAULT_TTL_SECS: u32 = 600;
@@ -123,54 +118,36 @@ pub async fn authorize_call(
     Ok((org, agent))
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CallTokenRequest {
-    /// Seconds the token stays valid (default 600, at most 3600). It only has to last until
-    /// the call starts; a call in progress is not cut when it expires.
-    #[serde(default)]
-    pub ttl_secs: Option<u32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CallTokenView {
-    /// Give this to the browser or app; it is the `token` of the WebSocket `start`.
+/// A call token just minted.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
     pub token: String,
-    pub agent_id: String,
-    pub expires_at: String,
+    pub agent_id: AgentId,
+    pub expires_at: Timestamp,
 }
 
-/// Mint a short-lived call token for one agent (admin, editor): what web and mobile clients
-/// present to start a call, so API keys never leave your servers.
-#[utoipa::path(post, path = "/v1/agents/{agent_id}/call-tokens", tag = "agents", params(("agent_id" = String, Path)),
-    request_body(content = CallTokenRequest, description = "optional {\"ttl_secs\": 600}"),
-    responses((status = 201, body = CallTokenView), (status = 404, description = "no such agent"), (status = 422, description = "ttl_secs out of range")))]
-pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(agent_id): Path<String>,
-    body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<CallTokenView>)> {
-    let org = caller.member(Action::PlaceCalls)?;
-    let request: CallTokenRequest = optional_json(&body)?;
-    let id = AgentId::parse(&agent_id).map_err(|_| ApiError::not_found(format!("agent {agent_id}")))?;
-    state.stores.agents.get(&org.id, &id).await?.ok_or_else(|| ApiError::not_found(format!("agent {id}")))?;
-    let ttl = request.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
+/// Mints a token for one of the org's agents, valid for `ttl_secs` (default 600, 1-3600).
+pub async fn issue(
+    state: &ControlState,
+    actor: &Actor,
+    org: &OrgId,
+    agent_id: &str,
+    ttl_secs: Option<u32>,
+) -> ControlResult<IssuedToken> {
+    let id = AgentId::parse(agent_id).map_err(|_| ControlError::not_found(format!("agent {agent_id}")))?;
+    state.stores.agents.get(org, &id).await?.ok_or_else(|| ControlError::not_found(format!("agent {id}")))?;
+    let ttl = ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
     if ttl == 0 || ttl > MAX_TTL_SECS {
-        return Err(ApiError::validation(vec![golos_domain::agent::ValidationIssue {
+        return Err(ControlError::Validation(vec![golos_domain::agent::ValidationIssue {
             field: "ttl_secs".into(),
             code: "out_of_range",
             message: format!("ttl_secs must be 1..={MAX_TTL_SECS}"),
         }]));
     }
     let expires_at = Timestamp::from_millis(state.clock.now().as_millis() + i64::from(ttl) * 1_000);
-    let token = mint(&state.call_token_key, &org.id, &id, expires_at);
-    audit(&state, &caller, &ctx, &org.id, "agent.call_token", id.as_str()).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(CallTokenView { token, agent_id: id.to_string(), expires_at: expires_at.to_string() }),
-    ))
+    let token = mint(&state.call_token_key, org, &id, expires_at);
+    audit::record(state, actor, org, "agent.call_token", id.as_str()).await;
+    Ok(IssuedToken { token, agent_id: id, expires_at })
 }
 
 #[cfg(test)]

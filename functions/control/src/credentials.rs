@@ -4,56 +4,15 @@
 //! key, AES-256-GCM) under a context that binds them to the org and the name, and only the
 //! media worker decrypts them, for the calls of that org.
 
-use crate::common::{audit, JsonBody, ListQuery, QueryParams};
-use crate::error::{ApiError, ApiResult};
-use crate::middleware::{Caller, RequestContext};
+use crate::audit::{self, Actor};
 use crate::state::ControlState;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
+use crate::{ControlError, ControlResult};
 use golos_domain::agent::AgentConfig;
 use golos_domain::credentials::{is_credential_name, is_credential_value, MAX_CREDENTIALS_PER_ORG};
-use golos_domain::rbac::Action;
 use golos_domain::OrgId;
-use golos_ports::{EncryptionContext, Envelope, PageRequest, ProviderCredential, SecretString};
-use serde::{Deserialize, Serialize};
+use golos_ports::{EncryptionContext, Envelope, Page, PageRequest, ProviderCredential, SecretString};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use utoipa::ToSchema;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialValue {
-    /// The provider's key (or credentials document), up to 16 KiB. Never returned.
-    pub value: String,
-}
-
-/// A credential as the API shows it: never its value.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CredentialView {
-    pub name: String,
-    /// The first 16 hex digits of the value's SHA-256: `printf %s "$KEY" | sha256sum | cut -c1-16`.
-    pub fingerprint: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<ProviderCredential> for CredentialView {
-    fn from(c: ProviderCredential) -> Self {
-        Self {
-            name: c.name,
-            fingerprint: c.fingerprint,
-            created_at: c.created_at.to_string(),
-            updated_at: c.updated_at.to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CredentialList {
-    pub items: Vec<CredentialView>,
-    pub next_cursor: Option<String>,
-}
 
 fn encryption_context(org: &OrgId, name: &str) -> EncryptionContext {
     EncryptionContext::new([("org", org.as_str()), ("purpose", "provider-credential"), ("credential", name)])
@@ -68,11 +27,11 @@ pub fn fingerprint(value: &str) -> String {
     })
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+fn check_name(name: &str) -> ControlResult<()> {
     if is_credential_name(name) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_credential_name", "a credential name is 1-64 of [A-Za-z0-9_.-]"))
+        Err(ControlError::invalid("invalid_credential_name", "a credential name is 1-64 of [A-Za-z0-9_.-]"))
     }
 }
 
@@ -82,10 +41,10 @@ pub async fn store(
     org: &OrgId,
     name: &str,
     value: &str,
-) -> ApiResult<(bool, ProviderCredential)> {
+) -> ControlResult<(bool, ProviderCredential)> {
     check_name(name)?;
     if !is_credential_value(value) {
-        return Err(ApiError::bad_request(
+        return Err(ControlError::invalid(
             "invalid_credential_value",
             "the value must be non-empty, at most 16 KiB, without control characters",
         ));
@@ -97,7 +56,7 @@ pub async fn store(
         let limit = u32::try_from(MAX_CREDENTIALS_PER_ORG).unwrap_or(u32::MAX).min(PageRequest::MAX_LIMIT);
         let held = state.stores.credentials.list(org, &PageRequest::first(limit)).await?.items.len();
         if held >= MAX_CREDENTIALS_PER_ORG {
-            return Err(ApiError::forbidden(
+            return Err(ControlError::forbidden(
                 "max_credentials_reached",
                 format!("an organisation holds at most {MAX_CREDENTIALS_PER_ORG} provider credentials"),
             ));
@@ -146,7 +105,7 @@ async fn open(state: &ControlState, org: &OrgId, name: &str) -> Result<Option<Se
 
 /// Every credential an agent's tiers name must exist in its org; the issues point at the
 /// tier, as validation does.
-pub async fn check_agent_credentials(state: &ControlState, org: &OrgId, agent: &AgentConfig) -> ApiResult<()> {
+pub async fn check_agent_credentials(state: &ControlState, org: &OrgId, agent: &AgentConfig) -> ControlResult<()> {
     let mut issues = Vec::new();
     let providers = &agent.providers;
     let tiers = providers
@@ -191,50 +150,31 @@ pub async fn check_agent_credentials(state: &ControlState, org: &OrgId, agent: &
     if issues.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation(issues))
+        Err(ControlError::Validation(issues))
     }
 }
 
-/// Create or replace a provider credential (admin, editor). The value is never shown again.
-#[utoipa::path(put, path = "/v1/provider-credentials/{name}", tag = "provider-credentials", params(("name" = String, Path)), request_body = CredentialValue,
-    responses((status = 201, body = CredentialView, description = "created"), (status = 200, body = CredentialView, description = "replaced")))]
+/// Creates or replaces `name` for an admin or editor; `true` when it was created.
 pub async fn put(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    JsonBody(body): JsonBody<CredentialValue>,
-) -> ApiResult<(StatusCode, Json<CredentialView>)> {
-    let org = caller.member(Action::ManageProviderCredentials)?.id.clone();
-    let (created, credential) = store(&state, &org, &name, &body.value).await?;
-    audit(&state, &caller, &ctx, &org, "provider_credential.put", &credential.name).await;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(credential.into())))
+    state: &ControlState,
+    actor: &Actor,
+    org: &OrgId,
+    name: &str,
+    value: &str,
+) -> ControlResult<(bool, ProviderCredential)> {
+    let stored = store(state, org, name, value).await?;
+    audit::record(state, actor, org, "provider_credential.put", name).await;
+    Ok(stored)
 }
 
-/// List the organisation's provider credentials by name and fingerprint (admin, editor).
-#[utoipa::path(get, path = "/v1/provider-credentials", tag = "provider-credentials", params(ListQuery), responses((status = 200, body = CredentialList)))]
-pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    QueryParams(query): QueryParams<ListQuery>,
-) -> ApiResult<Json<CredentialList>> {
-    let org = caller.member(Action::ReadProviderCredentials)?;
-    let page = state.stores.credentials.list(&org.id, &query.page()?).await?;
-    Ok(Json(CredentialList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+pub async fn list(state: &ControlState, org: &OrgId, page: &PageRequest) -> ControlResult<Page<ProviderCredential>> {
+    Ok(state.stores.credentials.list(org, page).await?)
 }
 
-/// Delete a provider credential (admin, editor). Agents naming it skip that tier from then on.
-#[utoipa::path(delete, path = "/v1/provider-credentials/{name}", tag = "provider-credentials", params(("name" = String, Path)), responses((status = 204), (status = 404)))]
-pub async fn delete(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
-    let org = caller.member(Action::ManageProviderCredentials)?.id.clone();
-    check_name(&name).map_err(|_| ApiError::not_found(format!("provider credential {name}")))?;
-    state.stores.credentials.delete(&org, &name).await?;
-    audit(&state, &caller, &ctx, &org, "provider_credential.delete", &name).await;
-    Ok(StatusCode::NO_CONTENT)
+/// Deletes `name`; agents naming it skip that tier from then on.
+pub async fn delete(state: &ControlState, actor: &Actor, org: &OrgId, name: &str) -> ControlResult<()> {
+    check_name(name).map_err(|_| ControlError::not_found(format!("provider credential {name}")))?;
+    state.stores.credentials.delete(org, name).await?;
+    audit::record(state, actor, org, "provider_credential.delete", name).await;
+    Ok(())
 }

@@ -1,142 +1,73 @@
-//! Errors as RFC 9457 `application/problem+json` with a stable machine-readable `code`.
+//! The use-cases' error: what went wrong in the terms of the control plane. The HTTP layer
+//! (`http::error`) turns it into a problem document; the queue consumers into a retry or a
+//! dead letter.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use golos_domain::agent::ValidationIssue;
 use golos_ports::PortError;
-use serde_json::json;
 
-/// The one error type at this crate's boundary: everything a handler can answer with
-/// besides success.
+/// Everything a use-case can fail with besides success. `code`s are stable, documented and
+/// never reworded: API clients branch on them.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{status} {code}: {detail}")]
-pub struct ApiError {
-    pub status: StatusCode,
-    /// Stable, documented, never reworded: clients branch on it.
-    pub code: &'static str,
-    pub detail: String,
-    pub errors: Vec<ValidationIssue>,
-    pub retry_after_secs: Option<u64>,
+pub enum ControlError {
+    /// A store, queue, key service or secret store failed or refused.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The input breaks a rule.
+    #[error("{code}: {detail}")]
+    Invalid { code: &'static str, detail: String },
+    /// Field-by-field problems with a document (an agent).
+    #[error("{} field(s) are invalid", .0.len())]
+    Validation(Vec<ValidationIssue>),
+    /// Absent, or not the caller's to see (the same answer either way).
+    #[error("{code}: {detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// The caller's role allows the operation but not this use of it.
+    #[error("{code}: {detail}")]
+    Forbidden { code: &'static str, detail: String },
+    /// The request contradicts the resource's current state.
+    #[error("{code}: {detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// Well-formed, but it names something golos will not act on (an unknown org in a
+    /// payment, an event it does not know).
+    #[error("{code}: {detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    /// Not possible now, possible later.
+    #[error("{code}: {detail}")]
+    Unavailable { code: &'static str, detail: String },
+    /// A bug or an impossible state; the detail goes to the log, not to the client.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after_secs: None }
+impl ControlError {
+    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid { code, detail: detail.into() }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    /// `what` not found, with the generic `not_found` code.
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound { code: "not_found", detail: format!("{what} not found") }
     }
 
     pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, detail)
+        Self::Forbidden { code, detail: detail.into() }
     }
 
-    pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict { code, detail: detail.into() }
     }
 
-    pub fn validation(errors: Vec<ValidationIssue>) -> Self {
-        let detail = format!("{} field(s) are invalid", errors.len());
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unprocessable { code, detail: detail.into() }
     }
 
-    pub fn rate_limited(retry_after_secs: u64, detail: impl Into<String>) -> Self {
-        Self {
-            retry_after_secs: Some(retry_after_secs.max(1)),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
-        }
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unavailable { code, detail: detail.into() }
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
-    }
-
-    fn title(&self) -> &'static str {
-        self.status.canonical_reason().unwrap_or("Error")
+        Self::Internal(detail.to_string())
     }
 }
 
-impl From<PortError> for ApiError {
-    fn from(err: PortError) -> Self {
-        match err {
-            PortError::NotFound { what } => Self::not_found(what),
-            PortError::AlreadyExists { what } => {
-                Self::new(StatusCode::CONFLICT, "already_exists", format!("{what} already exists"))
-            }
-            PortError::Conflict { expected, actual } => Self::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
-                format!("If-Match was version {expected}, the current version is {actual}"),
-            ),
-            // Adapters' reasons carry store internals (AWS or SQLite text): they go to the log,
-            // under the request's id, and the client gets a stable code and plain words.
-            PortError::ConditionFailed { reason } => {
-                tracing::warn!(%reason, "a conditional write failed");
-                Self::new(
-                    StatusCode::CONFLICT,
-                    "condition_failed",
-                    "the request conflicts with the resource's current state",
-                )
-            }
-            PortError::QuotaExceeded { quota, limit } => {
-                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", format!("quota {quota} reached (limit {limit})"))
-            }
-            PortError::Throttled { reason } | PortError::Unavailable { reason } => {
-                tracing::warn!(%reason, "store unavailable");
-                Self {
-                    retry_after_secs: Some(1),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "a dependency is unavailable; retry shortly",
-                    )
-                }
-            }
-            PortError::BadCursor { .. } => {
-                Self::bad_request("invalid_cursor", "cursor must be a next_cursor this API returned")
-            }
-            PortError::Invalid { reason } => {
-                tracing::warn!(%reason, "the store refused a request");
-                Self::bad_request("invalid_request", "the request could not be stored as sent")
-            }
-            other => Self::internal(other),
-        }
-    }
-}
-
-impl ApiError {
-    /// The problem document this error is answered with.
-    pub fn body(&self) -> serde_json::Value {
-        let mut body = json!({
-            "type": format!("https://docs.golos.dev/problems/{}", self.code),
-            "title": self.title(),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = json!(self.errors);
-        }
-        body
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = self.body();
-        let mut response = (self.status, body.to_string()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
+pub type ControlResult<T> = Result<T, ControlError>;

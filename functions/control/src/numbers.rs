@@ -1,184 +1,82 @@
 //! Phone numbers: the operator grants a number to an org, the org's admins route it to an
 //! agent, and the inbound routing lookup finds numbers both granted and routed.
 
-use crate::common::{audit, JsonBody, ListQuery, QueryParams};
-use crate::error::{ApiError, ApiResult};
-use crate::middleware::{Caller, RequestContext};
-use crate::orgs::parse_org_id;
+use crate::audit::{self, Actor};
 use crate::state::ControlState;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
-use golos_domain::rbac::Action;
-use golos_domain::{AgentId, PhoneNumber};
-use golos_ports::{NumberAssignment, PortError};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssignNumber {
-    pub agent_id: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantNumber {
-    /// E.164, e.g. `+74951234567`.
-    pub number: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NumberView {
-    /// E.164. A business's own number, so shown in full to its members (never logged).
-    pub number: String,
-    pub org_id: String,
-    /// The agent answering calls to the number; `null` while it is granted but not routed.
-    pub agent_id: Option<String>,
-    pub granted_at: String,
-}
-
-impl From<NumberAssignment> for NumberView {
-    fn from(a: NumberAssignment) -> Self {
-        Self {
-            number: a.number.expose_e164(),
-            org_id: a.org_id.to_string(),
-            agent_id: a.agent_id.map(|agent| agent.to_string()),
-            granted_at: a.granted_at.to_string(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NumberList {
-    pub items: Vec<NumberView>,
-    pub next_cursor: Option<String>,
-}
-
-fn parse_number(raw: &str) -> ApiResult<PhoneNumber> {
-    PhoneNumber::parse(raw).map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))
-}
+use crate::{ControlError, ControlResult};
+use golos_domain::{AgentId, OrgId, PhoneNumber};
+use golos_ports::{NumberAssignment, Page, PageRequest, PortError};
 
 /// Not granted to this org. The same answer whether another org holds the number or nobody
 /// does: which numbers other businesses hold is not a tenant's business.
-fn not_granted(err: PortError) -> ApiError {
+fn not_granted(err: PortError) -> ControlError {
     match err {
-        PortError::NotFound { .. } => {
-            ApiError::new(StatusCode::NOT_FOUND, "number_not_granted", "this number is not granted to the organisation")
-        }
+        PortError::NotFound { .. } => ControlError::NotFound {
+            code: "number_not_granted",
+            detail: "this number is not granted to the organisation".into(),
+        },
         other => other.into(),
     }
 }
 
-/// Grant a number to an organisation (operator): only then can its admins route it. Granting
-/// it again to the same organisation changes nothing.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/numbers", tag = "numbers",
-    params(("org_id" = String, Path)), request_body = GrantNumber,
-    responses((status = 201, body = NumberView), (status = 404, description = "no such organisation"),
-        (status = 409, description = "granted to another organisation")))]
+/// Grants `number` to `org` (which must exist). Granting it again to the same org changes
+/// nothing; another org's number is `Conflict` `number_taken`.
 pub async fn grant(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(org_id): Path<String>,
-    JsonBody(body): JsonBody<GrantNumber>,
-) -> ApiResult<(StatusCode, Json<NumberView>)> {
-    caller.require_operator()?;
-    let org = parse_org_id(&org_id)?;
-    let number = parse_number(&body.number)?;
-    if state.stores.orgs.get(&org).await?.is_none() {
-        return Err(ApiError::not_found(format!("organisation {org}")));
+    state: &ControlState,
+    actor: &Actor,
+    org: &OrgId,
+    number: &PhoneNumber,
+) -> ControlResult<NumberAssignment> {
+    if state.stores.orgs.get(org).await?.is_none() {
+        return Err(ControlError::not_found(format!("organisation {org}")));
     }
-    let granted = state.numbers.grant(&org, &number, state.clock.now()).await.map_err(|e| match e {
+    let granted = state.numbers.grant(org, number, state.clock.now()).await.map_err(|e| match e {
         PortError::AlreadyExists { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "number_taken", "this number is granted to another organisation")
+            ControlError::conflict("number_taken", "this number is granted to another organisation")
         }
         other => other.into(),
     })?;
-    audit(&state, &caller, &ctx, &org, "number.grant", &number.masked()).await;
-    Ok((StatusCode::CREATED, Json(granted.into())))
+    audit::record(state, actor, org, "number.grant", &number.masked()).await;
+    Ok(granted)
 }
 
-/// Revoke an organisation's number (operator), and its routing with it.
-#[utoipa::path(delete, path = "/v1/orgs/{org_id}/numbers/{number}", tag = "numbers",
-    params(("org_id" = String, Path), ("number" = String, Path)),
-    responses((status = 204), (status = 404, description = "not granted to this organisation")))]
-pub async fn revoke(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path((org_id, number)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    caller.require_operator()?;
-    let org = parse_org_id(&org_id)?;
-    let number = parse_number(&number)?;
-    state.numbers.revoke(&org, &number).await.map_err(not_granted)?;
-    audit(&state, &caller, &ctx, &org, "number.revoke", &number.masked()).await;
-    Ok(StatusCode::NO_CONTENT)
+/// Takes the number back from `org`, and its routing with it.
+pub async fn revoke(state: &ControlState, actor: &Actor, org: &OrgId, number: &PhoneNumber) -> ControlResult<()> {
+    state.numbers.revoke(org, number).await.map_err(not_granted)?;
+    audit::record(state, actor, org, "number.revoke", &number.masked()).await;
+    Ok(())
 }
 
-/// Route a number granted to the organisation to an agent (admin). Routing it again moves it
-/// to another agent.
-#[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164, e.g. +7 495 123-45-67 written without spaces")), request_body = AssignNumber,
-    responses((status = 200, body = NumberView), (status = 404, description = "not granted to this organisation")))]
+/// Routes a number granted to `org` to one of its agents (again: to another agent).
 pub async fn assign(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(number): Path<String>,
-    JsonBody(body): JsonBody<AssignNumber>,
-) -> ApiResult<Json<NumberView>> {
-    let org = caller.member(Action::ManageNumbers)?;
-    let number = parse_number(&number)?;
-    let agent_id = AgentId::parse(&body.agent_id)
-        .map_err(|_| ApiError::bad_request("unknown_agent", "agent_id is not an agent of this organisation"))?;
-    if state.stores.agents.get(&org.id, &agent_id).await?.is_none() {
-        return Err(ApiError::bad_request("unknown_agent", "agent_id is not an agent of this organisation"));
+    state: &ControlState,
+    actor: &Actor,
+    org: &OrgId,
+    number: &PhoneNumber,
+    agent_id: &str,
+) -> ControlResult<NumberAssignment> {
+    let unknown = || ControlError::invalid("unknown_agent", "agent_id is not an agent of this organisation");
+    let agent_id = AgentId::parse(agent_id).map_err(|_| unknown())?;
+    if state.stores.agents.get(org, &agent_id).await?.is_none() {
+        return Err(unknown());
     }
-    let routed = state.numbers.assign(&org.id, &number, Some(&agent_id)).await.map_err(not_granted)?;
-    audit(&state, &caller, &ctx, &org.id, "number.route", &number.masked()).await;
-    Ok(Json(routed.into()))
+    let routed = state.numbers.assign(org, number, Some(&agent_id)).await.map_err(not_granted)?;
+    audit::record(state, actor, org, "number.route", &number.masked()).await;
+    Ok(routed)
 }
 
-/// The organisation's numbers, routed or not.
-#[utoipa::path(get, path = "/v1/numbers", tag = "numbers", params(ListQuery), responses((status = 200, body = NumberList)))]
-pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    QueryParams(query): QueryParams<ListQuery>,
-) -> ApiResult<Json<NumberList>> {
-    let org = caller.member(Action::ReadNumbers)?;
-    let page = state.numbers.list(&org.id, &query.page()?).await?;
-    Ok(Json(NumberList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+pub async fn list(state: &ControlState, org: &OrgId, page: &PageRequest) -> ControlResult<Page<NumberAssignment>> {
+    Ok(state.numbers.list(org, page).await?)
 }
 
-/// Un-route a number (admin): calls to it are no longer answered; the grant stays.
-#[utoipa::path(delete, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path)),
-    responses((status = 204), (status = 404, description = "not granted to this organisation")))]
-pub async fn release(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(number): Path<String>,
-) -> ApiResult<StatusCode> {
-    let org = caller.member(Action::ManageNumbers)?;
-    let number = parse_number(&number)?;
-    state.numbers.assign(&org.id, &number, None).await.map_err(not_granted)?;
-    audit(&state, &caller, &ctx, &org.id, "number.unroute", &number.masked()).await;
-    Ok(StatusCode::NO_CONTENT)
+/// Un-routes a number: calls to it are no longer answered; the grant stays.
+pub async fn release(state: &ControlState, actor: &Actor, org: &OrgId, number: &PhoneNumber) -> ControlResult<()> {
+    state.numbers.assign(org, number, None).await.map_err(not_granted)?;
+    audit::record(state, actor, org, "number.unroute", &number.masked()).await;
+    Ok(())
 }
 
-/// Inbound routing (operator): which organisation and agent answer calls to a number. Only a
-/// number both granted and routed is found.
-#[utoipa::path(get, path = "/v1/routing/{number}", tag = "numbers", params(("number" = String, Path)), responses((status = 200, body = NumberView), (status = 404)))]
-pub async fn route(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(number): Path<String>,
-) -> ApiResult<Json<NumberView>> {
-    caller.require_operator()?;
-    let number = parse_number(&number)?;
-    let assignment =
-        state.numbers.route(&number).await?.ok_or_else(|| ApiError::not_found(format!("number {number}")))?;
-    Ok(Json(assignment.into()))
+/// Which org and agent answer calls to `number`: only a number both granted and routed.
+pub async fn route(state: &ControlState, number: &PhoneNumber) -> ControlResult<NumberAssignment> {
+    state.numbers.route(number).await?.ok_or_else(|| ControlError::not_found(format!("number {number}")))
 }

@@ -1,150 +1,66 @@
 //! Organisations: created by the operator; read by members; settings by admins.
 
-use crate::api_keys::{issue_key, CreatedKey, NewKey};
-use crate::common::{audit, JsonBody, ListQuery, QueryParams};
-use crate::error::{ApiError, ApiResult};
-use crate::middleware::{Caller, RequestContext, SecretInResponse};
+use crate::audit::{self, Actor};
 use crate::state::ControlState;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use crate::{ControlError, ControlResult};
 use golos_domain::plans::{Plan, Quotas};
-use golos_domain::rbac::Action;
 use golos_domain::OrgId;
-use golos_ports::Org;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use golos_ports::{Org, Page, PageRequest, PortError};
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOrg {
-    /// Display name, 1-200 characters.
-    pub name: String,
-    /// `trial`, `start` (default), `business` or `enterprise`.
-    pub plan: Option<String>,
-    /// Overrides of the plan's quotas.
-    #[schema(value_type = Option<Object>)]
-    pub quotas: Option<Quotas>,
-    #[schema(value_type = Option<Object>)]
-    pub settings: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateOrg {
-    pub name: Option<String>,
-    /// Operator only.
-    pub plan: Option<String>,
-    /// Operator only.
-    #[schema(value_type = Option<Object>)]
-    pub quotas: Option<Quotas>,
-    /// Operator only.
-    pub disabled: Option<bool>,
-    #[schema(value_type = Option<Object>)]
-    pub settings: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrgView {
-    pub id: String,
-    pub name: String,
-    pub plan: String,
-    #[schema(value_type = Object)]
-    pub quotas: Quotas,
-    #[schema(value_type = Object)]
-    pub settings: serde_json::Value,
-    pub disabled: bool,
-    pub created_at: String,
-    /// Also the `ETag`; send it as `If-Match` to update only what you read.
-    pub version: u64,
-}
-
-impl From<Org> for OrgView {
-    fn from(org: Org) -> Self {
-        Self {
-            id: org.id.to_string(),
-            name: org.name,
-            plan: org.plan.as_str().into(),
-            quotas: org.quotas,
-            settings: org.settings,
-            disabled: org.disabled,
-            created_at: org.created_at.to_string(),
-            version: org.version,
-        }
-    }
-}
-
-fn with_etag(org: Org) -> Response {
-    let etag = format!("\"{}\"", org.version);
-    let mut response = Json(OrgView::from(org)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
-/// How many times a PATCH without `If-Match` re-reads and re-applies its fields when another
-/// edit wins the race; each round is one conditional write, so edits never undo each other.
+/// How many times an update without an expected version re-reads and re-applies its fields
+/// when another edit wins the race; each round is one conditional write, so edits never
+/// undo each other.
 const UPDATE_ATTEMPTS: usize = 20;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrgList {
-    pub items: Vec<OrgView>,
-    pub next_cursor: Option<String>,
+/// A new organisation; what is left out comes from the plan (default `start`).
+#[derive(Debug, Clone, Default)]
+pub struct NewOrg {
+    pub name: String,
+    pub plan: Option<Plan>,
+    pub quotas: Option<Quotas>,
+    pub settings: Option<serde_json::Value>,
 }
 
-fn parse_plan(plan: Option<&str>) -> ApiResult<Option<Plan>> {
-    plan.map(|p| {
-        p.parse::<Plan>().map_err(|_| {
-            ApiError::bad_request(
-                "unknown_plan",
-                format!("unknown plan `{p}`; one of trial, start, business, enterprise"),
-            )
-        })
-    })
-    .transpose()
+/// The fields an update changes; `None` leaves a field as it is. Plan, quotas and the
+/// disabled flag are the operator's (the HTTP layer checks who may send them).
+#[derive(Debug, Clone, Default)]
+pub struct OrgChanges {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub quotas: Option<Quotas>,
+    pub disabled: Option<bool>,
+    pub settings: Option<serde_json::Value>,
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+fn check_name(name: &str) -> ControlResult<()> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request("invalid_name", "name must be 1-200 characters"));
+        return Err(ControlError::invalid("invalid_name", "name must be 1-200 characters"));
     }
     Ok(())
 }
 
-fn check_settings(settings: &serde_json::Value) -> ApiResult<()> {
+fn check_quotas(quotas: &Quotas) -> ControlResult<()> {
+    quotas.validate().map_err(|e| ControlError::invalid("invalid_quotas", e.to_string()))
+}
+
+fn check_settings(settings: &serde_json::Value) -> ControlResult<()> {
     if !settings.is_object() || settings.to_string().len() > 16 * 1024 {
-        return Err(ApiError::bad_request("invalid_settings", "settings must be a JSON object under 16 KiB"));
+        return Err(ControlError::invalid("invalid_settings", "settings must be a JSON object under 16 KiB"));
     }
-    crate::retention::validate(settings).map_err(|reason| ApiError::bad_request("invalid_settings", reason))?;
-    Ok(())
+    crate::retention::validate(settings).map_err(|reason| ControlError::invalid("invalid_settings", reason))
 }
 
-pub fn parse_org_id(raw: &str) -> ApiResult<OrgId> {
-    OrgId::parse(raw).map_err(|_| ApiError::not_found(format!("organisation {raw}")))
-}
-
-/// Create an organisation (operator).
-#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
-    responses((status = 201, body = OrgView), (status = 400, description = "invalid input"), (status = 403, description = "not the operator")))]
-pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    JsonBody(body): JsonBody<CreateOrg>,
-) -> ApiResult<(StatusCode, Json<OrgView>)> {
-    caller.require_operator()?;
-    check_name(&body.name)?;
-    let plan = parse_plan(body.plan.as_deref())?.unwrap_or(Plan::Start);
-    let quotas = body.quotas.unwrap_or_else(|| plan.default_quotas());
-    quotas.validate().map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
-    let settings = body.settings.unwrap_or_else(|| serde_json::json!({}));
+pub async fn create(state: &ControlState, actor: &Actor, new: NewOrg) -> ControlResult<Org> {
+    check_name(&new.name)?;
+    let plan = new.plan.unwrap_or(Plan::Start);
+    let quotas = new.quotas.unwrap_or_else(|| plan.default_quotas());
+    check_quotas(&quotas)?;
+    let settings = new.settings.unwrap_or_else(|| serde_json::json!({}));
     check_settings(&settings)?;
-    let id = OrgId::with_suffix(&state.ids.new_suffix()).map_err(ApiError::internal)?;
+    let id = OrgId::with_suffix(&state.ids.new_suffix()).map_err(ControlError::internal)?;
     let org = Org {
         id: id.clone(),
-        name: body.name,
+        name: new.name,
         plan,
         quotas,
         settings,
@@ -153,90 +69,58 @@ pub async fn create(
         version: 1,
     };
     state.stores.orgs.create(&org).await?;
-    audit(&state, &caller, &ctx, &id, "org.create", id.as_str()).await;
-    Ok((StatusCode::CREATED, Json(org.into())))
+    audit::record(state, actor, &id, "org.create", id.as_str()).await;
+    Ok(org)
 }
 
-/// List organisations (operator).
-#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery), responses((status = 200, body = OrgList)))]
-pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    QueryParams(query): QueryParams<ListQuery>,
-) -> ApiResult<Json<OrgList>> {
-    caller.require_operator()?;
-    let page = state.stores.orgs.list(&query.page()?).await?;
-    Ok(Json(OrgList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+pub async fn list(state: &ControlState, page: &PageRequest) -> ControlResult<Page<Org>> {
+    Ok(state.stores.orgs.list(page).await?)
 }
 
-/// Get an organisation (operator, or a member of it).
-#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path)), responses((status = 200, body = OrgView), (status = 404)))]
-pub async fn get(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(org_id): Path<String>,
-) -> ApiResult<Response> {
-    let id = parse_org_id(&org_id)?;
-    caller.operator_or_member(&id, Action::ReadOrg)?;
-    let org = state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
-    Ok(with_etag(org))
+pub async fn get(state: &ControlState, id: &OrgId) -> ControlResult<Org> {
+    state.stores.orgs.get(id).await?.ok_or_else(|| ControlError::not_found(format!("organisation {id}")))
 }
 
-/// Update an organisation: the operator changes plan, quotas and the disabled flag; an admin
-/// of the org may change its name and settings. Only the fields sent change. With `If-Match`
-/// (the `ETag` of a GET) the update applies only over that version (`412 version_mismatch`
-/// otherwise); without it, the fields are applied over whatever is current, atomically, so
-/// a concurrent edit (an operator's disable, say) is never undone.
-#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path), ("If-Match" = Option<String>, Header)), request_body = UpdateOrg,
-    responses((status = 200, body = OrgView), (status = 412, description = "version_mismatch")))]
+/// Applies `changes`. With `expected` (the version the client read) only over that version
+/// (`Conflict` otherwise); without it, over whatever is current, atomically, so a
+/// concurrent edit (an operator's disable, say) is never undone.
 pub async fn update(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(org_id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateOrg>,
-) -> ApiResult<Response> {
-    let id = parse_org_id(&org_id)?;
-    caller.operator_or_member(&id, Action::UpdateOrgSettings)?;
-    let operator_fields = body.plan.is_some() || body.quotas.is_some() || body.disabled.is_some();
-    if operator_fields {
-        caller.require_operator()?;
-    }
-    let expected = crate::common::if_match(&headers)?;
+    state: &ControlState,
+    actor: &Actor,
+    id: &OrgId,
+    changes: &OrgChanges,
+    expected: Option<u64>,
+) -> ControlResult<Org> {
     for _ in 0..UPDATE_ATTEMPTS {
-        let mut org =
-            state.stores.orgs.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
+        let mut org = get(state, id).await?;
         if let Some(expected) = expected {
             if expected != org.version {
-                return Err(golos_ports::PortError::Conflict { expected, actual: org.version }.into());
+                return Err(PortError::Conflict { expected, actual: org.version }.into());
             }
         }
-        apply_update(&mut org, &body)?;
+        apply(&mut org, changes)?;
         match state.stores.orgs.update(&org).await {
             Ok(version) => {
                 org.version = version;
-                audit(&state, &caller, &ctx, &id, "org.update", id.as_str()).await;
-                return Ok(with_etag(org));
+                audit::record(state, actor, id, "org.update", id.as_str()).await;
+                return Ok(org);
             }
-            Err(conflict @ golos_ports::PortError::Conflict { .. }) if expected.is_some() => {
-                return Err(conflict.into())
-            }
-            Err(golos_ports::PortError::Conflict { .. }) => {}
+            Err(conflict @ PortError::Conflict { .. }) if expected.is_some() => return Err(conflict.into()),
+            Err(PortError::Conflict { .. }) => {}
             Err(other) => return Err(other.into()),
         }
     }
-    Err(ApiError::new(StatusCode::CONFLICT, "concurrent_update", "the organisation kept changing; retry"))
+    Err(ControlError::conflict("concurrent_update", "the organisation kept changing; retry"))
 }
 
-fn apply_update(org: &mut Org, body: &UpdateOrg) -> ApiResult<()> {
-    if let Some(name) = &body.name {
+fn apply(org: &mut Org, changes: &OrgChanges) -> ControlResult<()> {
+    if let Some(name) = &changes.name {
         check_name(name)?;
         org.name.clone_from(name);
     }
-    if let Some(plan) = parse_plan(body.plan.as_deref())? {
+    if let Some(plan) = changes.plan {
         org.plan = plan;
-        if body.quotas.is_none() {
+        if changes.quotas.is_none() {
             org.quotas = Quotas {
                 monthly_minutes: plan.monthly_minutes(),
                 rate_per_minute: plan.rate_per_minute(),
@@ -244,35 +128,16 @@ fn apply_update(org: &mut Org, body: &UpdateOrg) -> ApiResult<()> {
             };
         }
     }
-    if let Some(quotas) = body.quotas {
-        quotas.validate().map_err(|e| ApiError::bad_request("invalid_quotas", e.to_string()))?;
+    if let Some(quotas) = changes.quotas {
+        check_quotas(&quotas)?;
         org.quotas = quotas;
     }
-    if let Some(disabled) = body.disabled {
+    if let Some(disabled) = changes.disabled {
         org.disabled = disabled;
     }
-    if let Some(settings) = &body.settings {
+    if let Some(settings) = &changes.settings {
         check_settings(settings)?;
         org.settings.clone_from(settings);
     }
     Ok(())
-}
-
-/// Issue an API key for an organisation: how the operator hands an org its first admin key.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys", params(("org_id" = String, Path)), request_body = NewKey, responses((status = 201, body = CreatedKey)))]
-pub async fn create_key_for_org(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(org_id): Path<String>,
-    JsonBody(body): JsonBody<NewKey>,
-) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
-    let id = parse_org_id(&org_id)?;
-    caller.operator_or_member(&id, Action::ManageApiKeys)?;
-    if state.stores.orgs.get(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("organisation {id}")));
-    }
-    let created = issue_key(&state, &id, body).await?;
-    audit(&state, &caller, &ctx, &id, "api_key.create", &created.key.id).await;
-    Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }

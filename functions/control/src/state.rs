@@ -1,6 +1,6 @@
 //! What every handler shares: the stores, secrets, clock and configuration.
 
-use crate::yookassa::YookassaConfig;
+use crate::payments::YookassaConfig;
 use golos_ports::{
     AuditLog, CallStore, Clock, Crypto, HealthCheck, Ids, NumberStore, Queue, SecretString, Secrets, Stores,
 };

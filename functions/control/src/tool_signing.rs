@@ -11,19 +11,13 @@
 //! reads it as `whsec_<base64>` from `GET /v1/tool-signing-secret`; Standard Webhooks
 //! libraries take it as it is.
 
-use crate::error::{ApiError, ApiResult};
-use crate::middleware::Caller;
 use crate::state::ControlState;
-use axum::extract::State;
-use axum::{Extension, Json};
+use crate::{ControlError, ControlResult};
 use base64::Engine as _;
-use golos_domain::rbac::Action;
 use golos_domain::OrgId;
 use golos_ports::{PortError, SecretString};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha2::Sha256;
-use utoipa::ToSchema;
 
 /// The platform secret every organisation's key derives from.
 pub const TOOL_SIGNING_SECRET: &str = "tool-signing-key";
@@ -68,32 +62,17 @@ impl OrgSigningKey {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ToolSigningSecret {
-    /// `whsec_<base64>`: verify `webhook-signature` on function-tool requests with it.
-    pub secret: String,
-}
-
-/// The organisation's function-tool signing secret (admin).
-#[utoipa::path(get, path = "/v1/tool-signing-secret", tag = "agents",
-    responses((status = 200, body = ToolSigningSecret), (status = 503, description = "signing_unavailable: the platform has no tool-signing-key")))]
-pub async fn secret(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<ToolSigningSecret>> {
-    let org = caller.member(Action::ManageWebhooks)?;
-    let platform = match state.secrets.get(TOOL_SIGNING_SECRET).await {
-        Ok(secret) => secret,
-        Err(PortError::NotFound { .. }) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "signing_unavailable",
-                "the platform has no tool-signing-key secret; ask the operator",
-            ))
-        }
-        Err(error) => return Err(error.into()),
-    };
-    Ok(Json(ToolSigningSecret { secret: OrgSigningKey::derive(&platform, &org.id).to_whsec() }))
+/// The org's signing key, derived from the platform secret (`Unavailable`
+/// `signing_unavailable` while the platform has none).
+pub async fn org_key(state: &ControlState, org: &OrgId) -> ControlResult<OrgSigningKey> {
+    match state.secrets.get(TOOL_SIGNING_SECRET).await {
+        Ok(platform) => Ok(OrgSigningKey::derive(&platform, org)),
+        Err(PortError::NotFound { .. }) => Err(ControlError::unavailable(
+            "signing_unavailable",
+            "the platform has no tool-signing-key secret; ask the operator",
+        )),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

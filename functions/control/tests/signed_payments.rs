@@ -3,7 +3,7 @@
 
 mod suite;
 
-use golos_control::signed_payments::{sign, SIGNATURE_HEADER};
+use golos_control::payments::{sign, SIGNATURE_HEADER};
 use golos_domain::{Kopecks, OrgId};
 use golos_ports::Clock;
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 
 mod suite;
 
-use golos_control::yookassa::{parse_networks, YookassaConfig};
+use golos_control::payments::{parse_networks, YookassaConfig};
 use golos_control::ControlConfig;
 use golos_domain::{Kopecks, OrgId};
 use golos_testkit::yookassa::{credentials, notification, YookassaApi};

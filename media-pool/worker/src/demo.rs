@@ -249,12 +249,12 @@ async fn top_up(api: &Api, secret: &str, org_id: &str) -> anyhow::Result<()> {
     let body = json!({"event": "payment.succeeded", "id": "demo-top-up-1", "org_id": org_id, "amount_kopecks": TOP_UP_KOPECKS})
         .to_string();
     let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())?;
-    let signature = golos_control::signed_payments::sign(secret, now, body.as_bytes());
+    let signature = golos_control::payments::sign(secret, now, body.as_bytes());
     let response = api
         .http
         .post(format!("{}/webhooks/payments/{PAYMENT_PROVIDER}", api.base))
         .header("Content-Type", "application/json")
-        .header(golos_control::signed_payments::SIGNATURE_HEADER, signature)
+        .header(golos_control::payments::SIGNATURE_HEADER, signature)
         .body(body)
         .send()
         .await?;

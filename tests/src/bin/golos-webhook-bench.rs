@@ -7,7 +7,7 @@
 //! The provider is `bench`; its secret comes from GOLOS_BENCH_SECRET.
 
 use futures::StreamExt;
-use golos_control::signed_payments::{sign, SIGNATURE_HEADER};
+use golos_control::payments::{sign, SIGNATURE_HEADER};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[tokio::main]

@@ -209,7 +209,8 @@ impl LiveCalls {
         upgrade: WebSocketUpgrade,
     ) -> Response {
         let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
-        let client = golos_control::middleware::client_ip_of(headers, peer, self.state.config.trust_forwarded_for);
+        let client =
+            golos_control::http::middleware::client_ip_of(headers, peer, self.state.config.trust_forwarded_for);
         // An address that does not parse (no peer, or a proxy that wrote something else) is
         // counted under one shared key: capped together rather than not at all.
         let client = client.parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -720,7 +721,9 @@ impl LiveCalls {
                     Some(SpendingLimit::MonthlyMinutes) => HangupReason::MinutesExhausted,
                     None => continue,
                 },
-                Err(golos_ports::PortError::NotFound { .. }) => HangupReason::LeaseLost,
+                Err(golos_control::ControlError::Port(golos_ports::PortError::NotFound { .. })) => {
+                    HangupReason::LeaseLost
+                }
                 Err(error) => {
                     tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
                     continue;

@@ -1,8 +1,9 @@
 //! The audit log of administrative actions (admin).
 
-use crate::common::{ListQuery, QueryParams};
-use crate::error::ApiResult;
-use crate::middleware::Caller;
+use super::error::ApiResult;
+use super::extract::{ListQuery, QueryParams};
+use super::middleware::Caller;
+use crate::audit;
 use crate::state::ControlState;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -49,6 +50,6 @@ pub async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<AuditList>> {
     let org = caller.member(Action::ReadAuditLog)?;
-    let page = state.audit.list(&org.id, &query.page()?).await?;
+    let page = audit::list(&state, &org.id, &query.page()?).await?;
     Ok(Json(AuditList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }

@@ -1,26 +1,22 @@
-//! Payment notifications from providers that sign their webhooks (issue #4): HMAC-SHA256
-//! over `<timestamp>.<raw body>` in `X-Golos-Signature: t=<unix seconds>,v1=<hex>`, a
-//! five-minute replay window, a constant-time check, and exactly-once application through
-//! the ledger (idempotency key = provider + payment or refund id).
+//! `/webhooks/payments/*`: payment notifications. Unauthenticated by API key: a signed
+//! provider's HMAC is checked here, YooKassa's source address too; what they report is then
+//! applied (or, for YooKassa, confirmed with its API first) by [`crate::payments`].
 
-use crate::error::{ApiError, ApiResult};
-use crate::middleware::RequestContext;
+use super::error::{ApiError, ApiResult};
+use super::middleware::RequestContext;
+use crate::payments::{self, PaymentOutcome, SignedPayment, REPLAY_WINDOW_SECS, SIGNATURE_HEADER};
 use crate::state::ControlState;
+use crate::ControlError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use golos_domain::billing::{LedgerEventKind, PaymentProvider};
-use golos_domain::{Kopecks, OrgId};
-use golos_ports::{ApplyOutcome, PortError};
+use golos_ports::PortError;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::net::IpAddr;
 use utoipa::ToSchema;
-
-pub const SIGNATURE_HEADER: &str = "x-golos-signature";
-/// How far a signature's timestamp may be from now, either way.
-pub const REPLAY_WINDOW_SECS: i64 = 300;
 
 /// The body a signed provider sends.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -45,18 +41,32 @@ pub struct NotificationOutcome {
     pub key: Option<String>,
 }
 
-/// The secret a provider's webhooks are signed with.
-pub fn secret_name(provider: &str) -> String {
-    format!("payments-hmac-{provider}")
+impl From<PaymentOutcome> for NotificationOutcome {
+    fn from(outcome: PaymentOutcome) -> Self {
+        match outcome {
+            PaymentOutcome::Applied(key) => Self { status: "applied", key: Some(key) },
+            PaymentOutcome::Duplicate(key) => Self { status: "duplicate", key: Some(key) },
+            PaymentOutcome::Ignored => Self { status: "ignored", key: None },
+        }
+    }
 }
 
-/// `t=<secs>,v1=<hex>` for `body` at `timestamp_secs` (what a provider computes).
-pub fn sign(secret: &str, timestamp_secs: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("{timestamp_secs}.").as_bytes());
-    mac.update(body);
-    let hex = crate::keys::hex(&mac.finalize().into_bytes());
-    format!("t={timestamp_secs},v1={hex}")
+/// The notification envelope YooKassa posts.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct YookassaNotification {
+    /// Always `notification`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `payment.succeeded`, `payment.canceled`, `payment.waiting_for_capture`, `refund.succeeded`.
+    pub event: String,
+    /// The payment or refund; only its `id` is used.
+    #[schema(value_type = Object)]
+    pub object: NotifiedObject,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NotifiedObject {
+    pub id: String,
 }
 
 fn parse_signature(header: &str) -> Option<(i64, Vec<u8>)> {
@@ -79,12 +89,20 @@ fn refuse(status: StatusCode, code: &'static str, detail: &str, provider: &str, 
     ApiError::new(status, code, detail)
 }
 
+/// A use-case's refusal, logged with the provider and the sender's address.
+fn refused(error: ControlError, provider: &str, context: &RequestContext) -> ApiError {
+    if !matches!(error, ControlError::Port(_) | ControlError::Unavailable { .. }) {
+        tracing::warn!(provider, client_ip = %context.client_ip, "payment notification refused: {error}");
+    }
+    error.into()
+}
+
 /// Receive a signed payment notification.
 #[utoipa::path(post, path = "/webhooks/payments/{provider}", tag = "payments", security(()),
     params(("provider" = String, Path, description = "provider name, [a-z0-9-]{1,32}"), ("X-Golos-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">")),
     request_body = SignedNotification,
     responses((status = 200, body = NotificationOutcome), (status = 401, description = "bad_signature or stale_signature"), (status = 503, description = "retry later")))]
-pub async fn receive(
+pub async fn receive_signed(
     State(state): State<ControlState>,
     Extension(context): Extension<RequestContext>,
     Path(provider): Path<String>,
@@ -97,7 +115,7 @@ pub async fn receive(
     {
         return Err(ApiError::not_found(format!("payment provider {provider}")));
     }
-    let secret = match state.secrets.get(&secret_name(&provider)).await {
+    let secret = match state.secrets.get(&payments::secret_name(&provider)).await {
         Ok(secret) => secret,
         Err(PortError::NotFound { .. }) => {
             return Err(refuse(
@@ -143,47 +161,68 @@ pub async fn receive(
     }
     let notification: SignedNotification = serde_json::from_slice(&body)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_notification", &e.to_string(), &provider, &context))?;
-    let org = OrgId::parse(&notification.org_id).ok();
-    let org = match org {
-        Some(org) if state.stores.orgs.get(&org).await?.is_some() => org,
-        _ => {
-            return Err(refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_org",
-                "org_id is not an organisation",
-                &provider,
-                &context,
-            ))
-        }
+    let payment = SignedPayment {
+        provider: provider.clone(),
+        event: notification.event,
+        id: notification.id,
+        org_id: notification.org_id,
+        amount_kopecks: notification.amount_kopecks,
     };
-    let (amount, source) = (Kopecks::new(notification.amount_kopecks), PaymentProvider::Signed(provider.clone()));
-    let event = match notification.event.as_str() {
-        "payment.succeeded" => LedgerEventKind::PaymentCredit { provider: source, payment_id: notification.id, amount },
-        "refund.succeeded" => LedgerEventKind::Refund { provider: source, refund_id: notification.id, amount },
-        _ => {
-            return Err(refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_event",
-                "event must be payment.succeeded or refund.succeeded",
-                &provider,
-                &context,
-            ))
-        }
-    };
-    let outcome = state.stores.ledger.apply(&org, &event, state.clock.now()).await.map_err(|e| match e {
-        PortError::Invalid { reason } => {
-            refuse(StatusCode::UNPROCESSABLE_ENTITY, "invalid_notification", &reason, &provider, &context)
-        }
-        other => other.into(),
-    })?;
-    let status = if let ApplyOutcome::Duplicate(_) = outcome { "duplicate" } else { "applied" };
-    tracing::info!(provider, %org, key = %outcome.entry().key, status, "payment notification");
-    Ok(Json(NotificationOutcome { status, key: Some(outcome.entry().key.clone()) }))
+    let outcome = payments::apply_signed(&state, payment).await.map_err(|e| refused(e, &provider, &context))?;
+    if let PaymentOutcome::Applied(key) | PaymentOutcome::Duplicate(key) = &outcome {
+        tracing::info!(provider, key = %key, "payment notification");
+    }
+    Ok(Json(outcome.into()))
+}
+
+/// Receive a YooKassa notification.
+#[utoipa::path(post, path = "/webhooks/payments/yookassa", tag = "payments", security(()),
+    request_body = YookassaNotification,
+    responses((status = 200, body = NotificationOutcome), (status = 403, description = "ip_not_allowed"), (status = 422, description = "the API did not confirm the notification"), (status = 503, description = "YooKassa could not be asked; retry later")))]
+pub async fn receive_yookassa(
+    State(state): State<ControlState>,
+    Extension(context): Extension<RequestContext>,
+    body: Bytes,
+) -> ApiResult<Json<NotificationOutcome>> {
+    let allowed = context
+        .client_ip
+        .parse::<IpAddr>()
+        // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+        .map(|ip| ip.to_canonical())
+        .is_ok_and(|ip| state.config.yookassa.allowed_networks.iter().any(|net| net.contains(&ip)));
+    if !allowed {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            "notifications are accepted only from YooKassa's published addresses",
+            "yookassa",
+            &context,
+        ));
+    }
+    let notification: YookassaNotification = serde_json::from_slice(&body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_notification", &e.to_string(), "yookassa", &context))?;
+    if notification.kind != "notification" || !payments::valid_object_id(&notification.object.id) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_notification",
+            "expected type \"notification\" and an object id",
+            "yookassa",
+            &context,
+        ));
+    }
+    let outcome = payments::confirm_yookassa(&state, &notification.event, notification.object.id)
+        .await
+        .map_err(|e| refused(e, "yookassa", &context))?;
+    if let PaymentOutcome::Applied(key) | PaymentOutcome::Duplicate(key) = &outcome {
+        tracing::info!(provider = "yookassa", key = %key, "payment notification");
+    }
+    Ok(Json(outcome.into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payments::sign;
 
     #[test]
     fn signatures_parse_back() {

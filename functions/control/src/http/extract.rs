@@ -1,13 +1,13 @@
-//! Pieces every resource uses: pagination, audit, JSON bodies with problem+json errors.
+//! Pieces every resource's handlers use: pagination, JSON bodies and queries with
+//! problem+json errors, `If-Match`, the audit actor.
 
-use crate::error::ApiError;
-use crate::middleware::{Caller, RequestContext};
-use crate::state::ControlState;
+use super::error::ApiError;
+use super::middleware::{Caller, RequestContext};
+use crate::audit::Actor;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
-use golos_domain::OrgId;
-use golos_ports::{AuditEntry, PageRequest};
+use golos_ports::PageRequest;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -77,32 +77,9 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// Records an administrative action after it succeeded. If the store refuses the line, the
-/// action has already happened, so failing the request would mislead the client into a
-/// retry; the full entry goes to the error log instead, which is the secondary audit trail.
-pub async fn audit(
-    state: &ControlState,
-    caller: &Caller,
-    context: &RequestContext,
-    org: &OrgId,
-    action: &str,
-    target: &str,
-) {
-    let entry = AuditEntry {
-        org_id: org.clone(),
-        at: state.clock.now(),
-        actor: caller.actor(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        ip: context.client_ip.clone(),
-        request_id: context.request_id.clone(),
-    };
-    match state.audit.append(&entry).await {
-        Ok(()) => tracing::info!(audit = action, target, actor = %entry.actor, "admin action"),
-        Err(err) => {
-            tracing::error!(error = %err, audit = action, target, actor = %entry.actor, org = %org, ip = %entry.ip, request_id = %entry.request_id, "audit log write failed");
-        }
-    }
+/// The audit log's name for the caller of this request.
+pub fn actor(caller: &Caller, context: &RequestContext) -> Actor {
+    Actor { name: caller.actor(), client_ip: context.client_ip.clone(), request_id: context.request_id.clone() }
 }
 
 /// `If-Match: "3"` (or `W/"3"`) → 3: the version of a resource whose `ETag` the client read.

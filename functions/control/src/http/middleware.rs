@@ -1,6 +1,6 @@
 //! Request ids, authentication, roles, rate limits and `Idempotency-Key` replay.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::keys;
 use crate::state::{ControlMetrics, ControlState};
 use axum::body::{to_bytes, Body};
