@@ -5,7 +5,7 @@
 //! - [`playout`]: paced 20 ms output with marks and barge-in `clear`;
 //! - [`jitter`]: inbound reordering and 20 ms reframing;
 //! - [`limits`]: what a peer may make a transport hold or do (rate, connection caps);
-//! - [`ws`]: an axum WebSocket loop that runs a [`ws::CallSession`] over the golos protocol.
+//! - [`ws`]: an axum WebSocket loop that runs a [`ws::CallSession`] over either dialect.
 //!
 //! Codecs and buffers are sans-IO: bytes and instants in, messages and packets out.
 

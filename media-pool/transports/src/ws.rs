@@ -5,7 +5,9 @@
 //! agents, auth or the engine.
 //!
 //! One task per connection runs a single `select!` over the socket, the session's outputs and
-//! the playout deadline, so reads, writes and pacing never race on shared state.
+//! the playout deadline, so reads, writes and pacing never race on shared state. Both dialects
+//! run the same loop: what differs (the start, the codecs, what the peer can be told) is a
+//! private `Wire`, so a limit or a fix to one dialect's loop cannot miss the other's.
 
 use crate::error::TransportError;
 use crate::golos::{self, codes, AudioIn, AudioOut, ClientMessage, ServerMessage};
@@ -223,159 +225,422 @@ impl CallerLimits {
 
 /// Runs the golos protocol on `socket` until the call ends. `pipeline_rate` is the rate of
 /// the frames the session sees and produces.
-pub async fn run<S: CallSession, W: Socket>(mut socket: W, mut session: S, pipeline_rate: u32, edge: &Edge) -> Outcome {
-    let start = match tokio::time::timeout(START_TIMEOUT, first_start(&mut socket)).await {
-        Ok(Ok(start)) => start,
+pub async fn run<S: CallSession, W: Socket>(socket: W, session: S, pipeline_rate: u32, edge: &Edge) -> Outcome {
+    serve::<GolosWire, S, W>(socket, session, pipeline_rate, edge).await
+}
+
+/// Runs the Twilio Media Streams dialect on `socket` (a provider's bidirectional stream)
+/// until the stream stops or the session ends the call. The agent and token come from the
+/// stream's custom parameters `agent_id` and `token` (and `call_id` to resume); the provider's
+/// ids and the other parameters go to [`StartRequest::metadata`]. Twilio has no channel for
+/// transcripts or errors, so [`SessionOutput::Event`]s are dropped and a refused start just
+/// closes the socket (the TwiML after `<Connect>` then runs, or the call ends).
+pub async fn run_twilio<S: CallSession, W: Socket>(socket: W, session: S, pipeline_rate: u32, edge: &Edge) -> Outcome {
+    serve::<TwilioWire, S, W>(socket, session, pipeline_rate, edge).await
+}
+
+/// A caller's message once the call runs, in terms both dialects share.
+enum Event<A> {
+    /// Audio not yet decoded, with how many samples at [`Wire::client_rate`] it carries: the
+    /// rate limit is checked first, so audio over it costs no decoding.
+    Audio {
+        samples: usize,
+        audio: A,
+    },
+    Mark(String),
+    Dtmf(char),
+    /// golos `hangup`, Twilio `stop`.
+    Hangup,
+    /// Nothing for the call: pings, and whatever the dialect ignores.
+    Nothing,
+}
+
+/// What one dialect does differently; [`serve`] is everything they share. A value is one
+/// call's codecs, made from its `start`.
+trait Wire: Sized + Send {
+    /// Its socket limits.
+    const DIALECT: Dialect;
+    /// The close frame's reason when no start came in time; `None` for the error's message.
+    const START_TIMEOUT_REASON: Option<&'static str>;
+    /// An audio message, parsed but not decoded.
+    type Audio: Send;
+
+    /// One message before the call: `Ok(None)` to keep waiting, or a valid start's codecs and
+    /// request.
+    fn start(message: Message, pipeline_rate: u32) -> Result<Option<(Self, StartRequest)>, TransportError>;
+    /// The rate of the caller's audio.
+    fn client_rate(&self) -> u32;
+    fn parse(message: Message) -> Result<Event<Self::Audio>, TransportError>;
+    fn push_audio(&mut self, audio: Self::Audio) -> Result<(), TransportError>;
+    /// The next 20 ms of the caller at the pipeline's rate, once complete.
+    fn pop_frame(&mut self) -> Result<Option<Frame>, TransportError>;
+    /// One 20 ms frame at the pipeline's rate for the caller.
+    fn audio(&mut self, frame: &[i16]) -> Result<Message, TransportError>;
+    fn mark(&self, name: String) -> Message;
+    /// The answer to a barge-in; also forgets the outbound resampler's history so the cut-off
+    /// audio does not ring into the next utterance.
+    fn clear(&mut self) -> Message;
+    /// A golos control message (`started`, events, `error`, `ended`), where the dialect has a
+    /// channel for it.
+    fn say(message: &ServerMessage) -> Option<Message>;
+}
+
+/// The golos protocol: PCM16 binary audio, JSON control messages both ways.
+struct GolosWire {
+    client_rate: u32,
+    audio_in: AudioIn,
+    audio_out: AudioOut,
+}
+
+impl Wire for GolosWire {
+    const DIALECT: Dialect = Dialect::Golos;
+    const START_TIMEOUT_REASON: Option<&'static str> = None;
+    type Audio = Bytes;
+
+    fn start(message: Message, pipeline_rate: u32) -> Result<Option<(Self, StartRequest)>, TransportError> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => return Err(TransportError::Protocol("audio before start")),
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Ok(None),
+        };
+        let ClientMessage::Start { agent_id, token, sample_rate, call_id, metadata } =
+            golos::parse_client_text(text.as_str())?
+        else {
+            return Err(TransportError::Protocol("the first message must be start"));
+        };
+        let wire = Self {
+            client_rate: sample_rate,
+            audio_in: AudioIn::new(sample_rate, pipeline_rate)?,
+            audio_out: AudioOut::new(pipeline_rate, sample_rate)?,
+        };
+        Ok(Some((wire, StartRequest { agent_id, token, sample_rate, call_id, metadata })))
+    }
+
+    fn client_rate(&self) -> u32 {
+        self.client_rate
+    }
+
+    fn parse(message: Message) -> Result<Event<Bytes>, TransportError> {
+        match message {
+            Message::Binary(bytes) => Ok(Event::Audio { samples: bytes.len() / 2, audio: bytes }),
+            Message::Text(text) => match golos::parse_client_text(text.as_str())? {
+                ClientMessage::Start { .. } => Err(TransportError::Protocol("a second start")),
+                ClientMessage::Mark { name } => Ok(Event::Mark(name)),
+                // Validated by the parser: exactly one key.
+                ClientMessage::Dtmf { digit } => Ok(Event::Dtmf(digit.chars().next().unwrap_or('0'))),
+                ClientMessage::Hangup {} => Ok(Event::Hangup),
+            },
+            // Pings are answered by the WebSocket layer; `read` took closes.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(Event::Nothing),
+        }
+    }
+
+    fn push_audio(&mut self, audio: Bytes) -> Result<(), TransportError> {
+        self.audio_in.push(&audio)
+    }
+
+    fn pop_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.audio_in.pop_frame()
+    }
+
+    fn audio(&mut self, frame: &[i16]) -> Result<Message, TransportError> {
+        Ok(Message::Binary(Bytes::from(self.audio_out.encode(frame)?)))
+    }
+
+    fn mark(&self, name: String) -> Message {
+        text(&ServerMessage::Mark { name })
+    }
+
+    fn clear(&mut self) -> Message {
+        // Marks behind the dropped audio are never answered: the client did not get that
+        // audio, so it has nothing to acknowledge.
+        self.audio_out.reset();
+        text(&ServerMessage::Clear)
+    }
+
+    fn say(message: &ServerMessage) -> Option<Message> {
+        Some(text(message))
+    }
+}
+
+/// Twilio Media Streams: base64 μ-law in JSON `media` events, tied to the stream's id.
+struct TwilioWire {
+    audio_in: twilio::AudioIn,
+    audio_out: twilio::AudioOut,
+}
+
+impl Wire for TwilioWire {
+    const DIALECT: Dialect = Dialect::Twilio;
+    const START_TIMEOUT_REASON: Option<&'static str> = Some("no start message in time");
+    type Audio = twilio::Media;
+
+    /// Skips `connected` (and events newer than this code) until `start`.
+    fn start(message: Message, pipeline_rate: u32) -> Result<Option<(Self, StartRequest)>, TransportError> {
+        // Providers send no binary messages; pings are answered by the WebSocket layer.
+        let Message::Text(text) = message else { return Ok(None) };
+        match twilio::parse_inbound(text.as_str()) {
+            Ok(Inbound::Connected { .. }) | Err(TransportError::UnknownType(_)) => Ok(None),
+            Ok(Inbound::Start { start, .. }) => {
+                let (stream_sid, request) = twilio_request(start)?;
+                let audio_in = twilio::AudioIn::new(pipeline_rate)?;
+                let audio_out = twilio::AudioOut::new(stream_sid, pipeline_rate)?;
+                Ok(Some((Self { audio_in, audio_out }, request)))
+            }
+            Ok(_) => Err(TransportError::Protocol("media before start")),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn client_rate(&self) -> u32 {
+        twilio::SAMPLE_RATE
+    }
+
+    fn parse(message: Message) -> Result<Event<twilio::Media>, TransportError> {
+        let Message::Text(text) = message else { return Ok(Event::Nothing) };
+        match twilio::parse_inbound(text.as_str())? {
+            // Base64 carries 3 bytes, 3 μ-law samples, in every 4 characters.
+            Inbound::Media { media, .. } => Ok(Event::Audio { samples: media.payload.len() / 4 * 3, audio: media }),
+            Inbound::Mark { mark, .. } => Ok(Event::Mark(mark.name)),
+            Inbound::Dtmf { dtmf, .. } => golos::validate_dtmf(&dtmf.digit).map(Event::Dtmf),
+            Inbound::Stop { .. } => Ok(Event::Hangup),
+            Inbound::Connected { .. } | Inbound::Start { .. } => Err(TransportError::Protocol("a second start")),
+        }
+    }
+
+    fn push_audio(&mut self, audio: twilio::Media) -> Result<(), TransportError> {
+        self.audio_in.push(&audio)
+    }
+
+    fn pop_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        self.audio_in.pop_frame()
+    }
+
+    fn audio(&mut self, frame: &[i16]) -> Result<Message, TransportError> {
+        Ok(json(&self.audio_out.media(frame)?))
+    }
+
+    fn mark(&self, name: String) -> Message {
+        json(&self.audio_out.mark(name))
+    }
+
+    fn clear(&mut self) -> Message {
+        // Marks already sent are echoed by the provider when it drops their audio; the ones
+        // still queued here were never sent, so nothing was played.
+        json(&self.audio_out.clear())
+    }
+
+    fn say(_: &ServerMessage) -> Option<Message> {
+        None
+    }
+}
+
+/// The one protocol loop: the start, then the call until either side ends it.
+async fn serve<P: Wire, S: CallSession, W: Socket>(
+    mut socket: W,
+    mut session: S,
+    pipeline_rate: u32,
+    edge: &Edge,
+) -> Outcome {
+    let (wire, start) = match tokio::time::timeout(START_TIMEOUT, first_start::<P, W>(&mut socket, pipeline_rate)).await
+    {
+        Ok(Ok(started)) => started,
         Ok(Err(NoStart::Refused(err))) => {
-            refuse(&mut socket, err.code(), &err.to_string()).await;
+            close::<P, W>(&mut socket, Some((err.code(), &err.to_string())), "refused", None).await;
             return Outcome::NotStarted(err.code());
         }
         Ok(Err(NoStart::TooLarge)) => {
-            close_too_large(&mut socket, edge, "refused").await;
+            close_too_large::<P, W>(&mut socket, &edge.counters, "refused").await;
             return Outcome::NotStarted("message_too_large");
         }
         Ok(Err(NoStart::Gone)) => return Outcome::NotStarted("disconnected"),
         Err(_) => {
             EdgeCounters::incr(&edge.counters.start_timeouts);
             let message = format!("no start message within {} s", START_TIMEOUT.as_secs());
-            let error = ServerMessage::Error { code: codes::START_TIMEOUT.to_owned(), message: message.clone() };
-            let _ = send_json(&mut socket, &error).await;
-            let _ = send_json(&mut socket, &ServerMessage::Ended { reason: "refused".into() }).await;
-            close_with(&mut socket, close_code::POLICY, &message).await;
+            let reason = P::START_TIMEOUT_REASON.unwrap_or(&message);
+            let frame = CloseFrame { code: close_code::POLICY, reason: reason.into() };
+            close::<P, W>(&mut socket, Some((codes::START_TIMEOUT, &message)), "refused", Some(frame)).await;
             return Outcome::NotStarted(codes::START_TIMEOUT);
         }
     };
-    let client_rate = start.sample_rate;
-    let (mut audio_in, mut audio_out) =
-        match (AudioIn::new(client_rate, pipeline_rate), AudioOut::new(pipeline_rate, client_rate)) {
-            (Ok(i), Ok(o)) => (i, o),
-            (Err(err), _) | (_, Err(err)) => {
-                refuse(&mut socket, err.code(), &err.to_string()).await;
-                return Outcome::NotStarted(err.code());
-            }
-        };
-    let Admitted { call_id, mut outputs } = match session.on_start(start).await {
+    let Admitted { call_id, outputs } = match session.on_start(start).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            refuse(&mut socket, refusal.code, &refusal.message).await;
+            close::<P, W>(&mut socket, Some((refusal.code, &refusal.message)), "refused", None).await;
             return Outcome::NotStarted(refusal.code);
         }
     };
-    if send_json(&mut socket, &ServerMessage::Started { call_id, sample_rate: client_rate }).await.is_err() {
-        session.on_hangup();
-        return Outcome::ClientGone;
+    if let Some(started) = P::say(&ServerMessage::Started { call_id, sample_rate: wire.client_rate() }) {
+        if send(&mut socket, started).await.is_err() {
+            session.on_hangup();
+            return Outcome::ClientGone;
+        }
+    }
+    let call = Call {
+        socket,
+        session,
+        wire,
+        outputs,
+        outputs_open: true,
+        caller: CallerLimits::new(edge),
+        playout: Playout::new(Instant::now().into_std()),
+        ending: None,
+    };
+    call.run().await
+}
+
+/// Waits for the first message that matters and requires it to be a valid start.
+async fn first_start<P: Wire, W: Socket>(socket: &mut W, pipeline_rate: u32) -> Result<(P, StartRequest), NoStart> {
+    loop {
+        match read(socket).await {
+            Read::Message(message) => {
+                if let Some(started) = P::start(message, pipeline_rate).map_err(NoStart::Refused)? {
+                    return Ok(started);
+                }
+            }
+            Read::TooLarge => return Err(NoStart::TooLarge),
+            Read::Gone => return Err(NoStart::Gone),
+        }
+    }
+}
+
+/// A started call's state, owned by its connection's task.
+struct Call<P, S, W> {
+    socket: W,
+    session: S,
+    wire: P,
+    outputs: mpsc::Receiver<SessionOutput>,
+    outputs_open: bool,
+    caller: CallerLimits,
+    playout: Playout,
+    /// Set once the session ends the call: the queued audio plays out first.
+    ending: Option<String>,
+}
+
+/// Why the caller's side of a call is over.
+enum Gone {
+    /// Closed, reset, broken, or not taking writes (see [`send`]).
+    Broken,
+    TooLarge,
+    HungUp,
+}
+
+impl<P: Wire, S: CallSession, W: Socket> Call<P, S, W> {
+    async fn run(mut self) -> Outcome {
+        loop {
+            if let Some(reason) = &self.ending {
+                if self.playout.is_empty() {
+                    close::<P, W>(&mut self.socket, None, reason, None).await;
+                    return Outcome::Ended(reason.clone());
+                }
+            }
+            let deadline = self.playout.next_deadline().map(Instant::from_std);
+            let turn = tokio::select! {
+                inbound = read(&mut self.socket) => self.on_read(inbound).await,
+                output = self.outputs.recv(), if self.outputs_open => self.on_output(output).await,
+                () = sleep_until(deadline), if deadline.is_some() => self.play().await,
+            };
+            if let Err(gone) = turn {
+                self.session.on_hangup();
+                match gone {
+                    Gone::Broken => {}
+                    Gone::TooLarge => {
+                        close_too_large::<P, W>(&mut self.socket, &self.caller.counters, "message_too_large").await;
+                    }
+                    Gone::HungUp => close::<P, W>(&mut self.socket, None, "hangup", None).await,
+                }
+                return Outcome::ClientGone;
+            }
+        }
     }
 
-    let mut caller = CallerLimits::new(edge);
-    let mut playout = Playout::new(Instant::now().into_std());
-    let mut ending: Option<String> = None;
-    let mut outputs_open = true;
-    loop {
-        if let Some(reason) = &ending {
-            if playout.is_empty() {
-                let _ = send_json(&mut socket, &ServerMessage::Ended { reason: reason.clone() }).await;
-                let _ = send(&mut socket, Message::Close(None)).await;
-                return Outcome::Ended(reason.clone());
+    async fn on_read(&mut self, inbound: Read) -> Result<(), Gone> {
+        let message = match inbound {
+            Read::Message(message) => message,
+            Read::TooLarge => return Err(Gone::TooLarge),
+            Read::Gone => return Err(Gone::Broken),
+        };
+        let result = match P::parse(message) {
+            Ok(Event::Audio { samples, audio }) => {
+                if self.caller.admit_audio(samples, self.wire.client_rate()) {
+                    self.on_audio(audio)
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(Event::Mark(name)) => {
+                self.session.on_mark(name);
+                Ok(())
+            }
+            Ok(Event::Dtmf(digit)) => {
+                if self.caller.admit_dtmf() {
+                    self.session.on_dtmf(digit);
+                }
+                Ok(())
+            }
+            Ok(Event::Hangup) => return Err(Gone::HungUp),
+            Ok(Event::Nothing) => Ok(()),
+            Err(err) => Err(err),
+        };
+        // Bad messages are reported and skipped: one malformed frame should not end a call
+        // the caller is in the middle of.
+        if let Err(err) = result {
+            if let Some(report) = P::say(&ServerMessage::error(&err)) {
+                send(&mut self.socket, report).await?;
+            } else {
+                tracing::debug!(error = %err, code = err.code(), "skipping a message");
             }
         }
-        let deadline = playout.next_deadline().map(Instant::from_std);
-        tokio::select! {
-            inbound = read(&mut socket) => {
-                let message = match inbound {
-                    Read::Message(message) => message,
-                    Read::TooLarge => {
-                        session.on_hangup();
-                        close_too_large(&mut socket, edge, "message_too_large").await;
-                        return Outcome::ClientGone;
-                    }
-                    Read::Gone => {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                };
-                let result = match message {
-                    Message::Binary(bytes) => {
-                        if caller.admit_audio(bytes.len() / 2, client_rate) {
-                            on_binary(&mut session, &mut audio_in, &bytes)
-                        } else {
-                            Ok(())
-                        }
-                    }
-                    Message::Text(text) => match golos::parse_client_text(text.as_str()) {
-                        Ok(ClientMessage::Start { .. }) => Err(TransportError::Protocol("a second start")),
-                        Ok(ClientMessage::Mark { name }) => { session.on_mark(name); Ok(()) }
-                        Ok(ClientMessage::Dtmf { digit }) => {
-                            if caller.admit_dtmf() {
-                                // Validated by the parser: exactly one key.
-                                session.on_dtmf(digit.chars().next().unwrap_or('0'));
-                            }
-                            Ok(())
-                        }
-                        Ok(ClientMessage::Hangup {}) => {
-                            session.on_hangup();
-                            let _ = send_json(&mut socket, &ServerMessage::Ended { reason: "hangup".into() }).await;
-                            let _ = send(&mut socket, Message::Close(None)).await;
-                            return Outcome::ClientGone;
-                        }
-                        Err(err) => Err(err),
-                    },
-                    // Pings are answered by the WebSocket layer; `read` took closes.
-                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
-                };
-                // Bad messages are reported and skipped: one malformed frame should not end a
-                // call the caller is in the middle of.
-                if let Err(err) = result {
-                    if send_json(&mut socket, &ServerMessage::error(&err)).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
+        Ok(())
+    }
+
+    fn on_audio(&mut self, audio: P::Audio) -> Result<(), TransportError> {
+        self.wire.push_audio(audio)?;
+        while let Some(frame) = self.wire.pop_frame()? {
+            self.session.on_audio(frame);
+        }
+        Ok(())
+    }
+
+    async fn on_output(&mut self, output: Option<SessionOutput>) -> Result<(), Gone> {
+        match output {
+            Some(SessionOutput::Audio(frame)) => self.caller.push(&mut self.playout, frame),
+            Some(SessionOutput::Mark(name)) => self.playout.push_mark(name),
+            Some(SessionOutput::Clear) => {
+                self.playout.clear();
+                let clear = self.wire.clear();
+                send(&mut self.socket, clear).await?;
+            }
+            Some(SessionOutput::Event(event)) => {
+                if let Some(event) = P::say(&event) {
+                    send(&mut self.socket, event).await?;
                 }
             }
-            output = outputs.recv(), if outputs_open => match output {
-                Some(SessionOutput::Audio(frame)) => caller.push(&mut playout, frame),
-                Some(SessionOutput::Mark(name)) => playout.push_mark(name),
-                Some(SessionOutput::Clear) => {
-                    // Marks behind the dropped audio are never answered: the client did not
-                    // get that audio, so it has nothing to acknowledge.
-                    playout.clear();
-                    audio_out.reset();
-                    if send_json(&mut socket, &ServerMessage::Clear).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                }
-                Some(SessionOutput::Event(event)) => {
-                    if send_json(&mut socket, &event).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                }
-                Some(SessionOutput::End { reason }) => ending = Some(reason),
-                None => {
-                    outputs_open = false;
-                    ending.get_or_insert_with(|| "ended".into());
-                }
-            },
-            () = sleep_until(deadline), if deadline.is_some() => {
-                let now = Instant::now().into_std();
-                while let Some(packet) = playout.poll(now) {
-                    let message = match packet {
-                        Packet::Audio(frame) => match audio_out.encode(&frame) {
-                            Ok(bytes) => Message::Binary(Bytes::from(bytes)),
-                            Err(err) => {
-                                tracing::warn!(error = %err, "dropping an outbound frame");
-                                continue;
-                            }
-                        },
-                        Packet::Mark(name) => text(&ServerMessage::Mark { name }),
-                    };
-                    if send(&mut socket, message).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                }
+            Some(SessionOutput::End { reason }) => self.ending = Some(reason),
+            None => {
+                self.outputs_open = false;
+                self.ending.get_or_insert_with(|| "ended".into());
             }
         }
+        Ok(())
+    }
+
+    /// Sends what is due on the playout's 20 ms grid.
+    async fn play(&mut self) -> Result<(), Gone> {
+        let now = Instant::now().into_std();
+        while let Some(packet) = self.playout.poll(now) {
+            let message = match packet {
+                Packet::Audio(frame) => match self.wire.audio(&frame) {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "dropping an outbound frame");
+                        continue;
+                    }
+                },
+                Packet::Mark(name) => self.wire.mark(name),
+            };
+            send(&mut self.socket, message).await?;
+        }
+        Ok(())
     }
 }
 
@@ -385,259 +650,59 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn on_binary<S: CallSession>(session: &mut S, audio_in: &mut AudioIn, bytes: &[u8]) -> Result<(), TransportError> {
-    audio_in.push(bytes)?;
-    while let Some(frame) = audio_in.pop_frame()? {
-        session.on_audio(frame);
-    }
-    Ok(())
+/// A frame over the limit: the dialect's farewell (the reading side is mid-frame, the
+/// writing side still works), then close 1009. Whatever the peer still sends is never read:
+/// the connection is dropped right after.
+async fn close_too_large<P: Wire, W: Socket>(socket: &mut W, counters: &EdgeCounters, ended: &str) {
+    EdgeCounters::incr(&counters.oversize_closed);
+    let message = format!("a frame or message exceeds the limit of {} bytes", P::DIALECT.max_message_bytes());
+    let frame = CloseFrame { code: close_code::SIZE, reason: "message too big".into() };
+    close::<P, W>(socket, Some(("message_too_large", &message)), ended, Some(frame)).await;
 }
 
-/// Waits for the first message and requires it to be a valid `start`.
-async fn first_start<W: Socket>(socket: &mut W) -> Result<StartRequest, NoStart> {
-    loop {
-        match read(socket).await {
-            Read::Message(Message::Text(text)) => {
-                return match golos::parse_client_text(text.as_str()).map_err(NoStart::Refused)? {
-                    ClientMessage::Start { agent_id, token, sample_rate, call_id, metadata } => {
-                        Ok(StartRequest { agent_id, token, sample_rate, call_id, metadata })
-                    }
-                    _ => Err(NoStart::Refused(TransportError::Protocol("the first message must be start"))),
-                };
-            }
-            Read::Message(Message::Binary(_)) => {
-                return Err(NoStart::Refused(TransportError::Protocol("audio before start")));
-            }
-            Read::Message(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => {}
-            Read::TooLarge => return Err(NoStart::TooLarge),
-            Read::Gone => return Err(NoStart::Gone),
+/// The end of a connection: `error` (a code and message) and `ended {ended}` where the
+/// dialect can say them, then the close frame. Failed writes are ignored: the socket is
+/// dropped either way.
+async fn close<P: Wire, W: Socket>(
+    socket: &mut W,
+    error: Option<(&str, &str)>,
+    ended: &str,
+    frame: Option<CloseFrame>,
+) {
+    if let Some((code, message)) = error {
+        if let Some(error) = P::say(&ServerMessage::Error { code: code.into(), message: message.into() }) {
+            let _ = send(socket, error).await;
+        } else {
+            // Nowhere to tell the peer why: the log has it.
+            tracing::info!(code, message, "closing a call socket");
         }
     }
-}
-
-async fn refuse<W: Socket>(socket: &mut W, code: &str, message: &str) {
-    let error = ServerMessage::Error { code: code.to_owned(), message: message.to_owned() };
-    let _ = send_json(socket, &error).await;
-    let _ = send_json(socket, &ServerMessage::Ended { reason: "refused".into() }).await;
-    let _ = send(socket, Message::Close(None)).await;
-}
-
-/// A frame over the limit: `error` and `ended` (the reading side is mid-frame, the writing
-/// side still works), then close 1009. Whatever the peer still sends is never read: the
-/// connection is dropped right after.
-async fn close_too_large<W: Socket>(socket: &mut W, edge: &Edge, ended: &str) {
-    EdgeCounters::incr(&edge.counters.oversize_closed);
-    let max = golos::MAX_MESSAGE_BYTES;
-    let error = ServerMessage::Error {
-        code: "message_too_large".into(),
-        message: format!("a frame or message exceeds the limit of {max} bytes"),
-    };
-    let _ = send_json(socket, &error).await;
-    let _ = send_json(socket, &ServerMessage::Ended { reason: ended.into() }).await;
-    close_with(socket, close_code::SIZE, "message too big").await;
-}
-
-async fn close_with<W: Socket>(socket: &mut W, code: u16, reason: &str) {
-    let _ = send(socket, Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    if let Some(ended) = P::say(&ServerMessage::Ended { reason: ended.into() }) {
+        let _ = send(socket, ended).await;
+    }
+    let _ = send(socket, Message::Close(frame)).await;
 }
 
 fn text(message: &ServerMessage) -> Message {
     Message::Text(message.to_json().into())
 }
 
-async fn send_json<W: Socket>(socket: &mut W, message: &ServerMessage) -> Result<(), SendFailed> {
-    send(socket, text(message)).await
+fn json(message: &Outbound) -> Message {
+    Message::Text(message.to_json().into())
 }
-
-/// A write that failed, or that the peer did not take within [`SEND_TIMEOUT`].
-#[derive(Debug)]
-struct SendFailed;
 
 /// Every write to a call socket: a peer that stops reading fills its TCP window and would
 /// hold the connection's task (and its connection place) in `send` for as long as it likes;
 /// after [`SEND_TIMEOUT`] the peer is treated as gone.
-async fn send<W: Socket>(socket: &mut W, message: Message) -> Result<(), SendFailed> {
+async fn send<W: Socket>(socket: &mut W, message: Message) -> Result<(), Gone> {
     match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) | Err(_) => Err(SendFailed),
+        Ok(Err(_)) | Err(_) => Err(Gone::Broken),
     }
 }
 
-/// Runs the Twilio Media Streams dialect on `socket` (a provider's bidirectional stream)
-/// until the stream stops or the session ends the call. The agent and token come from the
-/// stream's custom parameters `agent_id` and `token` (and `call_id` to resume); the provider's
-/// ids and the other parameters go to [`StartRequest::metadata`]. Twilio has no channel for
-/// transcripts or errors, so [`SessionOutput::Event`]s are dropped and a refused start just
-/// closes the socket (the TwiML after `<Connect>` then runs, or the call ends).
-pub async fn run_twilio<S: CallSession, W: Socket>(
-    mut socket: W,
-    mut session: S,
-    pipeline_rate: u32,
-    edge: &Edge,
-) -> Outcome {
-    let start = match tokio::time::timeout(START_TIMEOUT, twilio_start(&mut socket)).await {
-        Ok(Ok(start)) => start,
-        Ok(Err(NoStart::Refused(err))) => {
-            tracing::info!(error = %err, "refusing a media stream");
-            let _ = send(&mut socket, Message::Close(None)).await;
-            return Outcome::NotStarted(err.code());
-        }
-        Ok(Err(NoStart::TooLarge)) => {
-            EdgeCounters::incr(&edge.counters.oversize_closed);
-            close_with(&mut socket, close_code::SIZE, "message too big").await;
-            return Outcome::NotStarted("message_too_large");
-        }
-        Ok(Err(NoStart::Gone)) => return Outcome::NotStarted("disconnected"),
-        Err(_) => {
-            EdgeCounters::incr(&edge.counters.start_timeouts);
-            close_with(&mut socket, close_code::POLICY, "no start message in time").await;
-            return Outcome::NotStarted(codes::START_TIMEOUT);
-        }
-    };
-    let (mut audio_in, mut audio_out) =
-        match (twilio::AudioIn::new(pipeline_rate), twilio::AudioOut::new(start.stream_sid.clone(), pipeline_rate)) {
-            (Ok(i), Ok(o)) => (i, o),
-            (Err(err), _) | (_, Err(err)) => {
-                tracing::warn!(error = %err, "media stream codecs");
-                let _ = send(&mut socket, Message::Close(None)).await;
-                return Outcome::NotStarted(err.code());
-            }
-        };
-    let Admitted { mut outputs, .. } = match session.on_start(start.request).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => {
-            tracing::info!(code = refusal.code, message = %refusal.message, "media stream refused");
-            let _ = send(&mut socket, Message::Close(None)).await;
-            return Outcome::NotStarted(refusal.code);
-        }
-    };
-
-    let mut caller = CallerLimits::new(edge);
-    let mut playout = Playout::new(Instant::now().into_std());
-    let mut ending: Option<String> = None;
-    let mut outputs_open = true;
-    loop {
-        if let Some(reason) = &ending {
-            if playout.is_empty() {
-                let _ = send(&mut socket, Message::Close(None)).await;
-                return Outcome::Ended(reason.clone());
-            }
-        }
-        let deadline = playout.next_deadline().map(Instant::from_std);
-        tokio::select! {
-            inbound = read(&mut socket) => {
-                let text = match inbound {
-                    Read::Message(Message::Text(text)) => text,
-                    // Providers send no binary messages; pings are answered by the WebSocket layer.
-                    Read::Message(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => continue,
-                    Read::TooLarge => {
-                        session.on_hangup();
-                        EdgeCounters::incr(&edge.counters.oversize_closed);
-                        close_with(&mut socket, close_code::SIZE, "message too big").await;
-                        return Outcome::ClientGone;
-                    }
-                    Read::Gone => {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                };
-                let result = match twilio::parse_inbound(text.as_str()) {
-                    Ok(Inbound::Media { media, .. }) => {
-                        // Base64 carries 3 bytes, 3 μ-law samples, in every 4 characters.
-                        if caller.admit_audio(media.payload.len() / 4 * 3, twilio::SAMPLE_RATE) {
-                            on_twilio_media(&mut session, &mut audio_in, &media)
-                        } else {
-                            Ok(())
-                        }
-                    }
-                    Ok(Inbound::Mark { mark, .. }) => {
-                        session.on_mark(mark.name);
-                        Ok(())
-                    }
-                    Ok(Inbound::Dtmf { dtmf, .. }) => golos::validate_dtmf(&dtmf.digit).map(|digit| {
-                        if caller.admit_dtmf() {
-                            session.on_dtmf(digit);
-                        }
-                    }),
-                    Ok(Inbound::Stop { .. }) => {
-                        session.on_hangup();
-                        let _ = send(&mut socket, Message::Close(None)).await;
-                        return Outcome::ClientGone;
-                    }
-                    Ok(Inbound::Connected { .. } | Inbound::Start { .. }) => Err(TransportError::Protocol("a second start")),
-                    Err(err) => Err(err),
-                };
-                // Nowhere to report it: log and skip, the call goes on.
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, code = err.code(), "skipping a media stream message");
-                }
-            }
-            output = outputs.recv(), if outputs_open => match output {
-                Some(SessionOutput::Audio(frame)) => caller.push(&mut playout, frame),
-                Some(SessionOutput::Mark(name)) => playout.push_mark(name),
-                Some(SessionOutput::Clear) => {
-                    // Marks already sent are echoed by the provider when it drops their audio;
-                    // the ones still queued here were never sent, so nothing was played.
-                    playout.clear();
-                    if send(&mut socket, json(&audio_out.clear())).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                }
-                Some(SessionOutput::Event(_)) => {}
-                Some(SessionOutput::End { reason }) => ending = Some(reason),
-                None => {
-                    outputs_open = false;
-                    ending.get_or_insert_with(|| "ended".into());
-                }
-            },
-            () = sleep_until(deadline), if deadline.is_some() => {
-                let now = Instant::now().into_std();
-                while let Some(packet) = playout.poll(now) {
-                    let message = match packet {
-                        Packet::Audio(frame) => match audio_out.media(&frame) {
-                            Ok(media) => json(&media),
-                            Err(err) => {
-                                tracing::warn!(error = %err, "dropping an outbound frame");
-                                continue;
-                            }
-                        },
-                        Packet::Mark(name) => json(&audio_out.mark(name)),
-                    };
-                    if send(&mut socket, message).await.is_err() {
-                        session.on_hangup();
-                        return Outcome::ClientGone;
-                    }
-                }
-            }
-        }
-    }
-}
-
-struct TwilioStart {
-    stream_sid: String,
-    request: StartRequest,
-}
-
-/// Skips `connected` and waits for `start`.
-async fn twilio_start<W: Socket>(socket: &mut W) -> Result<TwilioStart, NoStart> {
-    loop {
-        let text = match read(socket).await {
-            Read::Message(Message::Text(text)) => text,
-            Read::Message(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => continue,
-            Read::TooLarge => return Err(NoStart::TooLarge),
-            Read::Gone => return Err(NoStart::Gone),
-        };
-        match twilio::parse_inbound(text.as_str()) {
-            Ok(Inbound::Connected { .. }) | Err(TransportError::UnknownType(_)) => {}
-            Ok(Inbound::Start { start, .. }) => return twilio_request(start).map_err(NoStart::Refused),
-            Ok(_) => return Err(NoStart::Refused(TransportError::Protocol("media before start"))),
-            Err(err) => return Err(NoStart::Refused(err)),
-        }
-    }
-}
-
-fn twilio_request(start: twilio::StartMeta) -> Result<TwilioStart, TransportError> {
+/// A Twilio `start`'s request and stream id.
+fn twilio_request(start: twilio::StartMeta) -> Result<(String, StartRequest), TransportError> {
     start.media_format.check()?;
     let mut parameters = start.custom_parameters;
     let (Some(agent_id), Some(token)) = (parameters.remove("agent_id"), parameters.remove("token")) else {
@@ -650,24 +715,6 @@ fn twilio_request(start: twilio::StartMeta) -> Result<TwilioStart, TransportErro
     metadata.insert("provider_call_sid".into(), start.call_sid.into());
     metadata.insert("provider_stream_sid".into(), start.stream_sid.clone().into());
     metadata.insert("provider_account_sid".into(), start.account_sid.into());
-    Ok(TwilioStart {
-        stream_sid: start.stream_sid,
-        request: StartRequest { agent_id, token, sample_rate: twilio::SAMPLE_RATE, call_id, metadata: Some(metadata) },
-    })
-}
-
-fn on_twilio_media<S: CallSession>(
-    session: &mut S,
-    audio_in: &mut twilio::AudioIn,
-    media: &twilio::Media,
-) -> Result<(), TransportError> {
-    audio_in.push(media)?;
-    while let Some(frame) = audio_in.pop_frame()? {
-        session.on_audio(frame);
-    }
-    Ok(())
-}
-
-fn json(message: &Outbound) -> Message {
-    Message::Text(message.to_json().into())
+    let request = StartRequest { agent_id, token, sample_rate: twilio::SAMPLE_RATE, call_id, metadata: Some(metadata) };
+    Ok((start.stream_sid, request))
 }
