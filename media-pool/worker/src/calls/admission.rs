@@ -3,8 +3,9 @@
 //! held in line with a spoken prompt until a slot frees; once started, its lease is kept by
 //! heartbeats until the call ends.
 
+use super::hold_prompt::{hold_prompt, HoldPrompt};
 use super::session::{reject_refusal, unavailable};
-use super::sink::{self, PIPELINE_RATE};
+use super::sink;
 use super::{CallLink, LiveCalls};
 use golos_call::{HangupReason, Snapshot};
 use golos_control::admission::{self, Admission, AdmissionRequest};
@@ -12,7 +13,6 @@ use golos_control::ControlState;
 use golos_domain::agent::AgentConfig;
 use golos_domain::billing::SpendingLimit;
 use golos_domain::{AgentId, CallId, OrgId};
-use golos_providers::TtsRequest;
 use golos_shard::OwnedInput;
 use golos_transports::ws::{Refusal, SessionOutput};
 use std::sync::Arc;
@@ -69,8 +69,9 @@ impl LiveCalls {
         direction: &'static str,
         position: u32,
     ) {
-        let prompt = hold_prompt(&pending.agent.language, position);
-        self.play_prompt(&pending, &link, prompt).await;
+        let chains = self.chains_for(&pending.org_id, &pending.agent).await;
+        let text = hold_prompt(&pending.agent.language, position);
+        let prompt = HoldPrompt::speak(&self.pool, &self.runtime, &pending.agent, chains, &link, &text);
         let give_up = tokio::time::Instant::now() + self.config.hold_max;
         loop {
             tokio::select! {
@@ -88,6 +89,7 @@ impl LiveCalls {
             match admission::admit(&self.state, &request).await {
                 Ok(Admission::Admitted { .. }) => {
                     // A clear first: the rest of the hold prompt must not run into the greeting.
+                    prompt.stop().await;
                     let _ = link.outputs.send(SessionOutput::Clear).await;
                     return self.begin(pending, link, direction).await;
                 }
@@ -99,31 +101,14 @@ impl LiveCalls {
                             code: refused.code.to_owned(),
                             message: refused.message,
                         }));
+                    // The transport closes after the audio it holds, and the engine hands it
+                    // the prompt only as it plays: the caller hears the prompt out first.
+                    prompt.played_out(&link).await;
                     let _ = link.outputs.try_send(SessionOutput::End { reason: "rejected".into() });
                     return;
                 }
                 Err(error) => tracing::warn!(%error, "admission failed while holding a caller; asking again"),
             }
-        }
-    }
-
-    async fn play_prompt(&self, pending: &Pending, link: &CallLink, text: String) {
-        let chains = self.chains_for(&pending.org_id, &pending.agent).await;
-        let request = TtsRequest { text, language: pending.agent.language.clone(), sample_rate: PIPELINE_RATE };
-        let Ok(mut stream) = chains.tts.synthesize(&request).await else {
-            tracing::warn!("the hold prompt could not be synthesised; holding in silence");
-            return;
-        };
-        let mut framer = sink::Framer::default();
-        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut stream).await {
-            for frame in framer.push(&chunk.samples) {
-                if link.outputs.send(SessionOutput::Audio(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if let Some(frame) = framer.finish() {
-            let _ = link.outputs.send(SessionOutput::Audio(frame)).await;
         }
     }
 }
@@ -173,12 +158,4 @@ const POLITE_END_BACKSTOP: Duration = Duration::from_secs(15);
 /// Frees the call's slot for the next caller in line.
 pub(super) async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result<(), golos_ports::PortError> {
     admission::release(state, org, call).await.map(drop)
-}
-
-fn hold_prompt(language: &str, position: u32) -> String {
-    if language.to_ascii_lowercase().starts_with("en") {
-        format!("All our lines are busy. Please hold, you are number {position} in line.")
-    } else {
-        format!("Все операторы заняты. Пожалуйста, оставайтесь на линии, вы {position} в очереди.")
-    }
 }

@@ -22,6 +22,7 @@
 
 mod admission;
 mod finish;
+mod hold_prompt;
 mod resume;
 mod session;
 pub mod sink;
