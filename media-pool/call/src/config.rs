@@ -55,7 +55,8 @@ pub struct CallConfig {
     pub limit_goodbye: String,
     /// Said when the LLM fails for good (after the provider chain's fallbacks).
     pub apology: String,
-    /// How long the pre-recorded apology clip plays (the engine treats it as agent speech).
+    /// How long the pre-recorded apology clip plays (the engine treats it as agent speech,
+    /// and paces the clip's audio that arrives within this window).
     pub apology_clip_duration: Duration,
     /// Upper bound on a goodbye's playout before the engine hangs up regardless (10 s).
     pub goodbye_max: Duration,

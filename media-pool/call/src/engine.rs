@@ -19,6 +19,8 @@ enum SegmentKind {
     Speech { message: usize, start: usize },
     /// Filler, repeat/DTMF prompts, goodbyes, apologies: heard, but not part of the context.
     Prompt,
+    /// A pre-recorded clip: its audio comes from the driver, not from a TTS request.
+    Clip,
 }
 
 /// One TTS request and its audio, in playout order.
@@ -87,7 +89,8 @@ struct Response {
     tools_waiting: VecDeque<ToolCall>,
     tools_running: Vec<RunningTool>,
     after: Option<Finish>,
-    /// The apology clip plays until then (TTS failed).
+    /// The apology clip's window (TTS failed): it takes audio until then, and the response
+    /// lasts at least that long, and longer only while audio that came in time still plays.
     clip_until: Option<Instant>,
 }
 
@@ -315,6 +318,8 @@ impl CallEngine {
         }
         if self.resp.clip_until.is_some_and(|t| now >= t) {
             self.resp.clip_until = None;
+            // The clip's window is over: audio that never came is not waited for.
+            self.end_clip(now);
             self.check_done(now);
         }
         if self.silence_deadline().is_some_and(|t| now >= t) {
@@ -375,6 +380,17 @@ impl CallEngine {
                 let goodbye = self.config.limit_goodbye.clone();
                 self.end_politely(&goodbye, reason, now);
             }
+            // After the last words nothing more is said.
+            Input::SayPrompt { text } if !self.resp.final_words => self.say_prompt(text, now),
+            Input::SayPrompt { .. } => {}
+            Input::ClipAudio { frame } => {
+                if let Some(clip) = self.clip_mut() {
+                    clip.received += 1;
+                    clip.frames.push_back(frame);
+                    self.pump_playout(now);
+                }
+            }
+            Input::ClipEnd => self.end_clip(now),
         }
     }
 
@@ -821,7 +837,8 @@ impl CallEngine {
         let mut in_flight = self.resp.segments.iter().filter(|s| s.request.is_some() && !s.ended).count();
         let mut queued = 0;
         for index in 0..self.resp.segments.len() {
-            if self.resp.segments[index].request.is_some() {
+            let segment = &self.resp.segments[index];
+            if segment.request.is_some() || segment.kind == SegmentKind::Clip {
                 continue;
             }
             if in_flight >= self.config.tts_pipeline_depth {
@@ -851,6 +868,20 @@ impl CallEngine {
 
     fn segment_mut(&mut self, request: RequestId) -> Option<&mut Segment> {
         self.resp.segments.iter_mut().find(|s| s.request == Some(request))
+    }
+
+    /// The clip still taking audio, if the response has one.
+    fn clip_mut(&mut self) -> Option<&mut Segment> {
+        self.resp.segments.iter_mut().find(|s| s.kind == SegmentKind::Clip && !s.ended)
+    }
+
+    /// The clip takes no more audio: what it has plays out, then the response can end.
+    fn end_clip(&mut self, now: Instant) {
+        if let Some(clip) = self.clip_mut() {
+            clip.ended = true;
+            self.pump_playout(now);
+            self.check_done(now);
+        }
     }
 
     fn on_tts_audio(&mut self, request: RequestId, frame: Frame, now: Instant) {
@@ -939,6 +970,7 @@ impl CallEngine {
         self.resp.filler_at = None;
         self.emit(Output::FlushPlayout);
         self.emit(Output::PlayClip(Clip::Apology));
+        self.push_segment(SegmentKind::Clip, "");
         self.resp.active = true;
         self.resp.clip_until = Some(now + self.config.apology_clip_duration);
     }
@@ -1076,7 +1108,7 @@ impl CallEngine {
     fn cut_context(&mut self) {
         let cut = self.resp.segments.iter().find_map(|s| match s.kind {
             SegmentKind::Speech { message, start } => Some((message, start + self.heard_prefix(s))),
-            SegmentKind::Prompt => None,
+            SegmentKind::Prompt | SegmentKind::Clip => None,
         });
         // No chunk left: everything chunked was heard; text still in the chunker was not.
         let cut = cut.or_else(|| {

@@ -85,6 +85,17 @@ pub enum Input<'a> {
     EndPolitely {
         reason: HangupReason,
     },
+    /// Speak a fixed prompt that is not part of the conversation (the worker's hold message):
+    /// synthesised and paced like any agent speech, so no other layer plays audio on its own.
+    SayPrompt {
+        text: &'a str,
+    },
+    /// Audio of the clip last asked for with [`Output::PlayClip`], to be paced out like speech.
+    ClipAudio {
+        frame: Frame,
+    },
+    /// The clip's audio is complete.
+    ClipEnd,
 }
 
 impl Input<'_> {
@@ -106,10 +117,15 @@ pub enum Output {
     Command(Command),
     /// Send this frame to the caller now. The engine paces playout itself (one frame per
     /// 20 ms, absolute schedule, reset when idle), so what it has emitted is what was played.
+    /// The engine and not the transport is the pacer because its rules depend on the playout
+    /// clock: barge-in cuts the context to the frames played, the turn metrics and gap counts
+    /// are taken at frame slots, and the barge-in grace counts from the first frame. Every
+    /// sound a caller hears (speech, prompts, clips) therefore goes through it.
     PlayAudio(Frame),
     /// Drop whatever the transport still holds for the caller.
     FlushPlayout,
-    /// Play a pre-recorded clip (TTS itself failed).
+    /// Fetch a pre-recorded clip (TTS itself failed) and hand its audio back with
+    /// [`Input::ClipAudio`] and [`Input::ClipEnd`]; the engine paces it.
     PlayClip(Clip),
     Event(Event),
     Hangup {

@@ -868,6 +868,52 @@ fn a_tts_failure_plays_the_apology_clip() {
     assert_eq!(roles, [Role::User]);
 }
 
+#[test]
+fn the_apology_clip_is_paced_by_the_engine_even_when_its_audio_arrives_at_once() {
+    let mut sim = Sim::workload();
+    sim.tts_fails = true;
+    sim.utterance(1_000, "what are your opening hours");
+    for _ in 0..30 {
+        sim.at(3_200, Ev::ClipAudio);
+    }
+    sim.at(3_200, Ev::ClipEnd);
+    sim.run_until(9_000);
+    let expected: Vec<u64> = (0..30).map(|k| 3_200 + 20 * k).collect();
+    assert_eq!(sim.play_times(), expected);
+    // Audio inside the clip's window does not stretch it: the agent listens again at its end.
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(7_100));
+}
+
+#[test]
+fn a_barge_in_stops_the_apology_clip() {
+    let mut sim = Sim::workload();
+    sim.tts_fails = true;
+    sim.utterance(1_000, "what are your opening hours");
+    for _ in 0..100 {
+        sim.at(3_200, Ev::ClipAudio);
+    }
+    sim.at(3_200, Ev::ClipEnd);
+    sim.at(4_000, Ev::SpeechStarted { at_ms: 4_000 });
+    sim.run_until(9_000);
+    // 500 ms of barge-in grace from the first frame, then 100 ms of speech: nothing after.
+    assert!(sim.play_times().iter().all(|&t| t < 4_100), "{:?}", sim.play_times());
+}
+
+// ---- prompts --------------------------------------------------------------------------------
+
+#[test]
+fn a_fixed_prompt_is_synthesised_and_paced_but_stays_out_of_the_conversation() {
+    let mut sim = Sim::workload();
+    sim.at(1_000, Ev::SayPrompt("please hold the line".to_owned()));
+    sim.run_until(3_000);
+    assert_eq!(sim.tts_requests(), [(1_000, "please hold the line".to_owned())]);
+    let expected: Vec<u64> = (0..40).map(|k| 1_100 + 20 * k).collect();
+    assert_eq!(sim.play_times(), expected);
+    assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(1_880));
+    assert!(sim.engine.context().is_empty());
+    assert!(sim.log.iter().all(|(_, o)| !matches!(o, Output::Event(Event::Transcript { .. }))));
+}
+
 // ---- cost ----------------------------------------------------------------------------------
 
 #[test]

@@ -95,6 +95,9 @@ pub enum OwnedInput {
     ToolResult { call_id: String, result: Result<String, String> },
     Hangup,
     EndPolitely { reason: golos_call::HangupReason },
+    SayPrompt { text: String },
+    ClipAudio { frame: Frame },
+    ClipEnd,
 }
 
 impl OwnedInput {
@@ -119,6 +122,9 @@ impl OwnedInput {
             }
             Self::Hangup => Input::Hangup,
             Self::EndPolitely { reason } => Input::EndPolitely { reason: *reason },
+            Self::SayPrompt { text } => Input::SayPrompt { text },
+            Self::ClipAudio { frame } => Input::ClipAudio { frame: Arc::clone(frame) },
+            Self::ClipEnd => Input::ClipEnd,
         }
     }
 }

@@ -14,8 +14,12 @@ pub use golos_call::workload::WORKLOAD_TOKENS;
 
 #[derive(Debug, Clone)]
 pub enum Ev {
-    SpeechStarted { at_ms: u64 },
-    SpeechStopped { at_ms: u64 },
+    SpeechStarted {
+        at_ms: u64,
+    },
+    SpeechStopped {
+        at_ms: u64,
+    },
     Interim(String),
     Final(String, f32),
     Token(RequestId, String),
@@ -28,6 +32,10 @@ pub enum Ev {
     Dtmf(char),
     ToolResult(String, Result<String, String>),
     Hangup,
+    SayPrompt(String),
+    /// One frame of the clip asked for with `PlayClip` (the harness does not answer it itself).
+    ClipAudio,
+    ClipEnd,
 }
 
 /// What the simulated LLM answers to the next request.
@@ -304,6 +312,9 @@ pub fn input_of<'a>(ev: &'a Ev, t0: Instant, frame: &Frame) -> Input<'a> {
             Input::ToolResult { call_id: id, result: result.as_deref().map_err(String::as_str) }
         }
         Ev::Hangup => Input::Hangup,
+        Ev::SayPrompt(text) => Input::SayPrompt { text },
+        Ev::ClipAudio => Input::ClipAudio { frame: Arc::clone(frame) },
+        Ev::ClipEnd => Input::ClipEnd,
     }
 }
 

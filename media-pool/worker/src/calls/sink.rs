@@ -201,50 +201,19 @@ impl WorkerSink {
     }
 
     fn start_tts(&mut self, request: RequestId, text: &str) {
-        let tts_request = TtsRequest {
-            text: text.to_owned(),
-            language: self.parts.agent.language.clone(),
-            sample_rate: PIPELINE_RATE,
-        };
-        let chains = Arc::clone(&self.parts.chains);
-        let handle = self.parts.handle.clone();
-        let metrics = Arc::clone(&self.parts.metrics);
-        let task = self.parts.runtime.spawn(async move {
-            let asked = Instant::now();
-            let mut stream = match chains.tts.synthesize(&tts_request).await {
-                Ok(stream) => stream,
-                Err(exhausted) => {
-                    handle.input(OwnedInput::TtsError { request, error: exhausted.to_string() });
-                    return;
-                }
-            };
-            let mut framer = Framer::default();
-            let mut first = true;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(chunk) => {
-                        if first {
-                            metrics.observe_tts_latency(asked.elapsed());
-                            first = false;
-                        }
-                        for frame in framer.push(&chunk.samples) {
-                            if !handle.input(OwnedInput::TtsAudio { request, frame }) {
-                                return;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        handle.input(OwnedInput::TtsError { request, error: error.to_string() });
-                        return;
-                    }
-                }
-            }
-            if let Some(frame) = framer.finish() {
-                handle.input(OwnedInput::TtsAudio { request, frame });
-            }
-            handle.input(OwnedInput::TtsEnd { request });
-        });
-        self.tts.insert(request, task.abort_handle());
+        let task = spawn_tts(
+            &self.parts.runtime,
+            &self.parts.chains,
+            &self.parts.handle,
+            TtsRequest {
+                text: text.to_owned(),
+                language: self.parts.agent.language.clone(),
+                sample_rate: PIPELINE_RATE,
+            },
+            request,
+            Some(Arc::clone(&self.parts.metrics)),
+        );
+        self.tts.insert(request, task);
     }
 
     /// A customer function tool: POST the arguments to its URL; the body is the result.
@@ -277,19 +246,22 @@ impl WorkerSink {
         self.tools.push(task.abort_handle());
     }
 
+    /// The clip's audio goes back to the engine, which paces it like speech (and stops it on a
+    /// barge-in).
     fn play_apology(&self) {
         let chains = Arc::clone(&self.parts.chains);
-        let outputs = self.parts.outputs.clone();
+        let handle = self.parts.handle.clone();
         let language = self.parts.agent.language.clone();
         self.parts.runtime.spawn(async move {
             let (samples, _) = golos_providers::apology_audio(&chains.tts, &language, PIPELINE_RATE).await;
             let mut framer = Framer::default();
             let frames = framer.push(&samples).into_iter().chain(framer.finish());
             for frame in frames {
-                if outputs.send(SessionOutput::Audio(frame)).await.is_err() {
+                if !handle.input(OwnedInput::ClipAudio { frame }) {
                     return;
                 }
             }
+            handle.input(OwnedInput::ClipEnd);
         });
     }
 
@@ -352,6 +324,58 @@ impl WorkerSink {
         // What a reconnect resumes from (DESIGN.md §4).
         (self.parts.on_snapshot)(call.engine().snapshot(call.now()));
     }
+}
+
+/// Synthesises one TTS request of the engine on the runtime, its audio back to the engine as
+/// 20 ms frames (the engine paces them out). `metrics`: where the provider's latency counts.
+pub(super) fn spawn_tts(
+    runtime: &tokio::runtime::Handle,
+    chains: &Arc<AgentChains>,
+    handle: &CallHandle,
+    tts_request: TtsRequest,
+    request: RequestId,
+    metrics: Option<Arc<CallMetrics>>,
+) -> AbortHandle {
+    let chains = Arc::clone(chains);
+    let handle = handle.clone();
+    let task = runtime.spawn(async move {
+        let asked = Instant::now();
+        let mut stream = match chains.tts.synthesize(&tts_request).await {
+            Ok(stream) => stream,
+            Err(exhausted) => {
+                handle.input(OwnedInput::TtsError { request, error: exhausted.to_string() });
+                return;
+            }
+        };
+        let mut framer = Framer::default();
+        let mut first = true;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if first {
+                        if let Some(metrics) = &metrics {
+                            metrics.observe_tts_latency(asked.elapsed());
+                        }
+                        first = false;
+                    }
+                    for frame in framer.push(&chunk.samples) {
+                        if !handle.input(OwnedInput::TtsAudio { request, frame }) {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    handle.input(OwnedInput::TtsError { request, error: error.to_string() });
+                    return;
+                }
+            }
+        }
+        if let Some(frame) = framer.finish() {
+            handle.input(OwnedInput::TtsAudio { request, frame });
+        }
+        handle.input(OwnedInput::TtsEnd { request });
+    });
+    task.abort_handle()
 }
 
 /// One function-tool request: where, how long it may take, and its signed body.

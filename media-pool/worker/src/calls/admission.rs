@@ -1,0 +1,167 @@
+//! Admission and hold: every call the worker makes to the control plane's admission
+//! (`admit`, `leave_line`, `heartbeat`, `release`) is here. A call is admitted at once, or
+//! held in line with a spoken prompt until a slot frees; once started, its lease is kept by
+//! heartbeats until the call ends.
+
+use super::hold_prompt::{hold_prompt, HoldPrompt};
+use super::session::{reject_refusal, unavailable};
+use super::sink;
+use super::{CallLink, LiveCalls};
+use golos_call::{HangupReason, Snapshot};
+use golos_control::admission::{self, Admission, AdmissionRequest};
+use golos_control::ControlState;
+use golos_domain::agent::AgentConfig;
+use golos_domain::billing::SpendingLimit;
+use golos_domain::{AgentId, CallId, OrgId};
+use golos_shard::OwnedInput;
+use golos_transports::ws::{Refusal, SessionOutput};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything needed to start the engine once admitted.
+pub(super) struct Pending {
+    pub(super) org_id: OrgId,
+    pub(super) agent_id: AgentId,
+    pub(super) agent: Arc<AgentConfig>,
+    pub(super) resume: Option<(CallId, Snapshot)>,
+    /// The client's `start.metadata` (or a Twilio stream's parameters), kept with the call.
+    pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(super) registration: crate::lifecycle::CallRegistration,
+}
+
+impl LiveCalls {
+    /// Asks for the registered call's lease: an admitted call starts, one over a limit is held
+    /// in line, both off the connection's task so `started` goes out at once.
+    pub(super) async fn admit(
+        self,
+        pending: Pending,
+        link: &Arc<CallLink>,
+        direction: &'static str,
+    ) -> Result<(), Refusal> {
+        let request = AdmissionRequest {
+            org_id: pending.org_id.clone(),
+            agent_id: pending.agent_id.clone(),
+            call_id: link.call_id.clone(),
+            // The agent's priority: numbers carry no settings of their own, so a call to a
+            // number is held with the priority of the agent it routes to.
+            priority: pending.agent.priority,
+        };
+        let first = admission::admit(&self.state, &request).await.map_err(|e| unavailable(&e))?;
+        match first {
+            Admission::Rejected { reason } => return Err(reject_refusal(reason)),
+            Admission::Admitted { .. } => {
+                tokio::spawn(Box::pin(self.begin(pending, Arc::clone(link), direction)));
+            }
+            Admission::Wait { position, .. } => {
+                tokio::spawn(Box::pin(self.hold(request, pending, Arc::clone(link), direction, position)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds the caller with a spoken prompt, asking for a slot every `hold_poll`, until
+    /// admitted, refused, hung up or held for `hold_max`.
+    pub(super) async fn hold(
+        self,
+        request: AdmissionRequest,
+        pending: Pending,
+        link: Arc<CallLink>,
+        direction: &'static str,
+        position: u32,
+    ) {
+        let chains = self.chains_for(&pending.org_id, &pending.agent).await;
+        let text = hold_prompt(&pending.agent.language, position);
+        let prompt = HoldPrompt::speak(&self.pool, &self.runtime, &pending.agent, chains, &link, &text);
+        let give_up = tokio::time::Instant::now() + self.config.hold_max;
+        loop {
+            tokio::select! {
+                () = link.wait_ended() => {
+                    admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
+                    return;
+                }
+                () = tokio::time::sleep(self.config.hold_poll) => {}
+            }
+            if tokio::time::Instant::now() >= give_up {
+                admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
+                let _ = link.outputs.try_send(SessionOutput::End { reason: "hold_timeout".into() });
+                return;
+            }
+            match admission::admit(&self.state, &request).await {
+                Ok(Admission::Admitted { .. }) => {
+                    // A clear first: the rest of the hold prompt must not run into the greeting.
+                    prompt.stop().await;
+                    let _ = link.outputs.send(SessionOutput::Clear).await;
+                    return self.begin(pending, link, direction).await;
+                }
+                Ok(Admission::Wait { .. }) => {}
+                Ok(Admission::Rejected { reason }) => {
+                    let refused = reject_refusal(reason);
+                    let _ =
+                        link.outputs.try_send(SessionOutput::Event(golos_transports::golos::ServerMessage::Error {
+                            code: refused.code.to_owned(),
+                            message: refused.message,
+                        }));
+                    // The transport closes after the audio it holds, and the engine hands it
+                    // the prompt only as it plays: the caller hears the prompt out first.
+                    prompt.played_out(&link).await;
+                    let _ = link.outputs.try_send(SessionOutput::End { reason: "rejected".into() });
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "admission failed while holding a caller; asking again"),
+            }
+        }
+    }
+}
+
+impl LiveCalls {
+    /// Keeps the call's lease and ends the call when the control plane says so: its org ran
+    /// out of money or minutes (the agent says a goodbye first), or its lease is gone (the
+    /// sweeper billed it as lost after heartbeats failed for a whole TTL).
+    pub(super) async fn heartbeat(self, org: OrgId, link: Arc<CallLink>) {
+        let mut every = tokio::time::interval(self.config.heartbeat_every);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                () = link.wait_ended() => return,
+                _ = every.tick() => {}
+            }
+            let end = match admission::heartbeat(&self.state, &org, &link.call_id).await {
+                Ok(beat) => match beat.end {
+                    Some(SpendingLimit::Balance) => HangupReason::BalanceExhausted,
+                    Some(SpendingLimit::MonthlyMinutes) => HangupReason::MinutesExhausted,
+                    None => continue,
+                },
+                Err(golos_control::ControlError::Port(golos_ports::PortError::NotFound { .. })) => {
+                    HangupReason::LeaseLost
+                }
+                Err(error) => {
+                    tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
+                    continue;
+                }
+            };
+            tracing::info!(call = %link.call_id, reason = ?end, "ending the call at the control plane's request");
+            if let Some(handle) = link.handle.get() {
+                handle.input(OwnedInput::EndPolitely { reason: end });
+            }
+            // The engine hangs up after its goodbye (at most `goodbye_max`); if it does not,
+            // the call is ended regardless.
+            tokio::select! {
+                () = link.wait_ended() => {}
+                () = tokio::time::sleep(POLITE_END_BACKSTOP) => link.request_end(sink::end_reason(end)),
+            }
+            return;
+        }
+    }
+}
+
+/// How long a call asked to end politely may take over its goodbye before it is cut.
+const POLITE_END_BACKSTOP: Duration = Duration::from_secs(15);
+
+/// Frees the call's slot for the next caller in line.
+pub(super) async fn release(
+    state: &ControlState,
+    org: &OrgId,
+    call: &CallId,
+) -> Result<(), golos_control::ControlError> {
+    admission::release(state, org, call).await.map(drop)
+}

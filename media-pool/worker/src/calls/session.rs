@@ -1,0 +1,122 @@
+//! One connection's side of a call: the transport's [`CallSession`], which authorises the
+//! caller, registers the call and hands it to admission, then routes the caller's audio and
+//! key presses to the call's engine.
+
+use super::admission::Pending;
+use super::resume::load_resume;
+use super::{CallLink, LiveCalls, OUTPUT_QUEUE};
+use crate::lifecycle::{EndReason, LiveCall, RegisterError};
+use golos_control::admission::RejectReason;
+use golos_control::call_tokens::{self, CallAuthError};
+use golos_domain::CallId;
+use golos_shard::OwnedInput;
+use golos_transports::golos::codes;
+use golos_transports::playout::Frame;
+use golos_transports::ws::{Admitted, CallSession, Refusal, StartRequest};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One connection's side of a call.
+pub(super) struct WorkerSession {
+    pub(super) calls: LiveCalls,
+    pub(super) direction: &'static str,
+    pub(super) link: Option<Arc<CallLink>>,
+}
+
+pub(super) fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+/// A store or queue failed: the peer learns that it may retry, the log learns what failed
+/// (store text never goes to a peer).
+pub(super) fn unavailable(error: &dyn std::fmt::Display) -> Refusal {
+    tracing::warn!(%error, "a call could not be set up; the platform is unavailable");
+    refusal(codes::UNAVAILABLE, "the platform is unavailable; try again shortly")
+}
+
+fn auth_refusal(error: &CallAuthError) -> Refusal {
+    if let CallAuthError::Unavailable(_) = error {
+        return unavailable(error);
+    }
+    let code = match error {
+        CallAuthError::Unauthorized | CallAuthError::OrgDisabled => codes::UNAUTHORIZED,
+        CallAuthError::AgentNotFound => codes::AGENT_NOT_FOUND,
+        CallAuthError::Unavailable(_) => codes::UNAVAILABLE,
+    };
+    refusal(code, error.to_string())
+}
+
+pub(super) fn reject_refusal(reason: RejectReason) -> Refusal {
+    let (code, message) = match reason {
+        RejectReason::NoBalance => ("no_balance", "the organisation's balance is used up; top it up to take calls"),
+        RejectReason::MinutesExhausted => ("minutes_exhausted", "the plan's minutes for this month are used up"),
+        RejectReason::AgentDisabled => ("agent_disabled", "this agent is disabled"),
+        RejectReason::OrgDisabled => (codes::UNAUTHORIZED, "this organisation is disabled"),
+        RejectReason::UnknownOrg => (codes::UNAUTHORIZED, "no such organisation"),
+        RejectReason::UnknownAgent => (codes::AGENT_NOT_FOUND, "no such agent"),
+        RejectReason::HoldQueueFull => {
+            ("hold_queue_full", "all lines are busy and the queue is full; call again later")
+        }
+    };
+    refusal(code, message)
+}
+
+impl CallSession for WorkerSession {
+    async fn on_start(&mut self, start: StartRequest) -> Result<Admitted, Refusal> {
+        let calls = self.calls.clone();
+        let state = &calls.state;
+        let (org, agent) =
+            call_tokens::authorize_call(state, &start.token, &start.agent_id).await.map_err(|e| auth_refusal(&e))?;
+        let resume = match &start.call_id {
+            Some(previous) => Some(load_resume(state, previous, &org.id, &agent.id).await?),
+            None => None,
+        };
+        let call_id =
+            CallId::with_suffix(&state.ids.new_suffix()).map_err(|e| refusal(codes::INTERNAL, e.to_string()))?;
+        let (outputs_tx, outputs) = mpsc::channel(OUTPUT_QUEUE);
+        let link = Arc::new(CallLink::new(call_id.clone(), outputs_tx));
+        let ender_link = Arc::clone(&link);
+        let registration = calls
+            .worker
+            .registry
+            .register_with(
+                LiveCall { org_id: org.id.clone(), agent_id: agent.id.clone(), call_id: call_id.clone() },
+                Some(Arc::new(move |reason| ender_link.request_end(reason))),
+            )
+            .map_err(|e| match e {
+                RegisterError::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
+                other => refusal(codes::INTERNAL, other.to_string()),
+            })?;
+        let pending = Pending {
+            org_id: org.id.clone(),
+            agent_id: agent.id.clone(),
+            agent: Arc::new(agent.config),
+            resume,
+            metadata: start.metadata,
+            registration,
+        };
+        calls.admit(pending, &link, self.direction).await?;
+        self.link = Some(Arc::clone(&link));
+        Ok(Admitted { call_id: call_id.to_string(), outputs })
+    }
+
+    fn on_audio(&mut self, frame: Frame) {
+        if let Some(handle) = self.link.as_ref().and_then(|l| l.handle.get()) {
+            handle.audio(frame);
+        }
+    }
+
+    fn on_mark(&mut self, _name: String) {}
+
+    fn on_dtmf(&mut self, digit: char) {
+        if let Some(handle) = self.link.as_ref().and_then(|l| l.handle.get()) {
+            handle.input(OwnedInput::Dtmf { digit });
+        }
+    }
+
+    fn on_hangup(&mut self) {
+        if let Some(link) = &self.link {
+            link.request_end(EndReason::CallerHangup);
+        }
+    }
+}
