@@ -16,7 +16,7 @@
 //! same functions over HTTP (`http::admission`, `/v1/admissions`).
 
 use crate::state::ControlState;
-use crate::ControlError;
+use crate::{ControlError, ControlResult};
 use golos_domain::billing::{started_minutes, Spending, SpendingLimit};
 use golos_domain::events::{WebhookEvent, WebhookEventType};
 use golos_domain::{AgentId, CallId, Kopecks, OrgId, Timestamp};
@@ -91,12 +91,60 @@ pub enum Admission {
     },
 }
 
-/// Forgets the call's place in the org's hold queue (it was admitted elsewhere, hung up,
-/// was refused or ended): the one way a place is given up. Best effort: a place that could
-/// not be removed lapses after `hold_stale_after_ms` anyway, so a failure is only logged.
-pub async fn leave_line(state: &ControlState, org: &OrgId, call: &CallId) {
+/// Forgets the call's place in the org's hold queue (it was admitted, refused or released):
+/// the one function that gives up a place. Best effort: a place that could not be removed
+/// lapses after `hold_stale_after_ms` anyway, so a failure is only logged.
+async fn leave_line(state: &ControlState, org: &OrgId, call: &CallId) {
     if let Err(error) = state.stores.hold.leave(org, call).await {
         tracing::warn!(%org, %call, %error, "could not leave the hold queue; the place lapses when stale");
+    }
+}
+
+/// Admission as the media pool, the call-events consumer and `/v1/admissions` use it, and
+/// nothing else of the control plane: admit a call (or hold it in line), keep its lease with
+/// heartbeats, learn a held call's place, release. Leases and places in line are released
+/// only here ([`Admissions::release`]): by the worker for a call that never started or a
+/// caller who left the line, by the call-events consumer once a call's end is billed, and
+/// by the sweeper for a call whose worker was lost.
+#[derive(Debug, Clone)]
+pub struct Admissions {
+    state: ControlState,
+}
+
+impl Admissions {
+    pub const fn new(state: ControlState) -> Self {
+        Self { state }
+    }
+
+    /// Whether the call may be answered now, must wait (asking again with the same call id
+    /// keeps its place), or is refused.
+    pub async fn admit(&self, request: &AdmissionRequest) -> ControlResult<Admission> {
+        admit(&self.state, request).await
+    }
+
+    /// Extends the call's lease and re-checks its org's spending; `NotFound` once the lease
+    /// is gone (released, or swept and billed as lost).
+    pub async fn heartbeat(&self, org: &OrgId, call: &CallId) -> ControlResult<Heartbeat> {
+        heartbeat(&self.state, org, call).await
+    }
+
+    /// How often a live call heartbeats: a third of the lease TTL, at most 20 s (the
+    /// spending re-check must run at least every minute).
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        let ttl = u64::try_from(self.state.config.lease_ttl_ms).unwrap_or(30_000);
+        std::time::Duration::from_millis(ttl / 3).min(std::time::Duration::from_secs(20))
+    }
+
+    /// A held call's place in its org's line (1 is next), `None` when it is not in line.
+    pub async fn hold_position(&self, org: &OrgId, call: &CallId) -> ControlResult<Option<u32>> {
+        let state = &self.state;
+        let line = state.stores.hold.line(org, state.clock.now(), state.config.hold_stale_after_ms).await?;
+        Ok(line.iter().find(|waiter| &waiter.call_id == call).map(|waiter| hold::position(&line, waiter)))
+    }
+
+    /// Frees the call's slot and its place in line. Idempotent.
+    pub async fn release(&self, org: &OrgId, call: &CallId) -> ControlResult<ReleaseOutcome> {
+        release(&self.state, org, call).await
     }
 }
 
@@ -132,7 +180,7 @@ async fn wait(
 }
 
 /// Decides whether the call may be answered now, must wait, or is refused.
-pub async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<Admission, ControlError> {
+pub(crate) async fn admit(state: &ControlState, request: &AdmissionRequest) -> Result<Admission, ControlError> {
     let now = state.clock.now();
     let reject = |reason| async move {
         // A held call refused now (its agent was disabled, say) must not keep blocking the line.
@@ -229,7 +277,7 @@ pub struct Heartbeat {
 /// Extends the call's lease by the lease TTL and re-checks the org's spending (each live
 /// call heartbeats at least every 20 s). `NotFound` once the lease was released or swept:
 /// the sweeper has billed the call as lost, and its worker must end it.
-pub async fn heartbeat(state: &ControlState, org: &OrgId, call: &CallId) -> Result<Heartbeat, ControlError> {
+pub(crate) async fn heartbeat(state: &ControlState, org: &OrgId, call: &CallId) -> Result<Heartbeat, ControlError> {
     let now = state.clock.now();
     let lease = state.stores.leases.heartbeat(org, call, state.config.lease_ttl_ms, now).await?;
     // A failed check keeps the call: ending calls because a read failed would turn a store
@@ -278,8 +326,9 @@ async fn warn_balance_low(state: &ControlState, org: &Org, available: Kopecks, t
     }
 }
 
-/// Frees the call's slot (and its place in line, if it was held). Idempotent.
-pub async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome, ControlError> {
+/// Frees the call's slot and its place in line, if it was held: the one function that
+/// releases a lease. Idempotent.
+pub(crate) async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result<ReleaseOutcome, ControlError> {
     leave_line(state, org, call).await;
     Ok(state.stores.leases.release(org, call).await?)
 }
@@ -289,10 +338,18 @@ pub async fn release(state: &ControlState, org: &OrgId, call: &CallId) -> Result
 /// Returns how many calls it ended.
 pub async fn sweep(state: &ControlState) -> Result<usize, ControlError> {
     let mut swept = 0;
+    // A call whose `call.ended` is still in the outbox (the queue was down) ended on its
+    // worker: relayed, its own event bills it and frees its slot. Billed here as lost, it
+    // would be billed to its last heartbeat with the wrong reason.
+    let unsent_ends: std::collections::HashSet<String> =
+        state.stores.outbox.pending(state.clock.now(), 1_000).await?.into_iter().map(|entry| entry.id).collect();
     loop {
         let batch = state.stores.leases.expired(state.clock.now(), 100).await?;
         let mut ended = 0;
         for lease in &batch {
+            if unsent_ends.contains(&crate::call_events::ended_outbox_id(&lease.call_id)) {
+                continue;
+            }
             tracing::warn!(org = %lease.org_id, call = %lease.call_id, "lease expired without heartbeat; billing the call as lost");
             match crate::call_events::end_lost_call(state, lease).await {
                 Ok(()) => ended += 1,

@@ -128,8 +128,9 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     // Minutes count in the month the call ended, whenever the event is processed.
     let outcome = state.stores.ledger.apply(&org.id, &debit, ended.ended_at).await?;
     let cost = outcome.entry().delta.checked_neg().map_err(|e| PortError::invalid(e.to_string()))?;
-    crate::admission::leave_line(state, &org.id, &ended.call_id).await;
-    state.stores.leases.release(&org.id, &ended.call_id).await?;
+    // Released here, once the debit is in: until then the call's run-up counts against
+    // its org's spending as a live lease, so no moment exists in which it counts nowhere.
+    release_slot(state, &org.id, &ended.call_id).await?;
 
     let transcript = transcripts::envelope_of(state, &ended).await?;
     let record = CallRecord {
@@ -208,12 +209,16 @@ pub const OUTBOX_RELAY_AFTER: Duration = Duration::from_secs(30);
 /// How often the worker tries the queue itself before leaving an event to the relay.
 const DIRECT_SEND_ATTEMPTS: u32 = 3;
 
+/// The outbox id of a call's `call.ended`.
+pub(crate) fn ended_outbox_id(call: &golos_domain::CallId) -> String {
+    format!("call.ended:{call}")
+}
+
 fn outbox_id(event: &CallEvent) -> String {
-    let kind = match event {
-        CallEvent::Started(_) => "call.started",
-        CallEvent::Ended(_) => "call.ended",
-    };
-    format!("{kind}:{}", event.call_id())
+    match event {
+        CallEvent::Started(_) => format!("call.started:{}", event.call_id()),
+        CallEvent::Ended(_) => ended_outbox_id(event.call_id()),
+    }
 }
 
 /// Makes a call event durable, then queues it. Returns once the event is in the outbox (the
@@ -289,7 +294,7 @@ pub async fn relay_outbox(state: &ControlState, older_than: Duration) -> Result<
 pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), PortError> {
     let Some(org) = state.stores.orgs.get(&lease.org_id).await? else {
         // Nothing to bill: the slot must not stay held forever.
-        state.stores.leases.release(&lease.org_id, &lease.call_id).await?;
+        release_slot(state, &lease.org_id, &lease.call_id).await?;
         return Ok(());
     };
     let last_heartbeat = Timestamp::from_millis(
@@ -319,6 +324,19 @@ pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), Po
     };
     call_ended(state, &org, ended).await?;
     Ok(())
+}
+
+/// Releases through admission, the one place leases and places in line are released.
+async fn release_slot(
+    state: &ControlState,
+    org: &golos_domain::OrgId,
+    call: &golos_domain::CallId,
+) -> Result<(), PortError> {
+    match crate::admission::release(state, org, call).await {
+        Ok(_) => Ok(()),
+        Err(ControlError::Port(error)) => Err(error),
+        Err(other) => Err(PortError::unavailable(other.to_string())),
+    }
 }
 
 /// The `end_reason` of a call billed by the sweeper after its worker died.

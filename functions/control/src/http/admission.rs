@@ -4,9 +4,7 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use super::middleware::Caller;
-use crate::admission::{
-    admit, heartbeat, limit_end_reason, release, Admission, AdmissionRequest, DEFAULT_PRIORITY, MAX_PRIORITY,
-};
+use crate::admission::{limit_end_reason, Admission, AdmissionRequest, Admissions, DEFAULT_PRIORITY, MAX_PRIORITY};
 use crate::state::ControlState;
 use crate::ControlError;
 use axum::extract::{Path, State};
@@ -119,10 +117,11 @@ pub async fn admit_http(
         reason: None,
         limit: None,
     };
-    match admit(&state, &request).await? {
+    let admissions = Admissions::new(state);
+    match admissions.admit(&request).await? {
         Admission::Admitted { lease } => {
             view.lease_expires_at = Some(lease.expires_at.to_string());
-            view.heartbeat_interval_ms = Some(state.config.lease_ttl_ms / 3);
+            view.heartbeat_interval_ms = i64::try_from(admissions.heartbeat_interval().as_millis()).ok();
         }
         Admission::Wait { position, reason, limit } => {
             view.decision = "wait";
@@ -152,7 +151,7 @@ pub async fn heartbeat_http(
     caller.require_operator()?;
     let call = parse("call_id", &call_id, CallId::parse)?;
     let org = parse("org_id", &body.org_id, OrgId::parse)?;
-    let beat = heartbeat(&state, &org, &call).await.map_err(|e| match e {
+    let beat = Admissions::new(state).heartbeat(&org, &call).await.map_err(|e| match e {
         ControlError::Port(PortError::NotFound { .. }) => ApiError::not_found(format!("lease of call {call}")),
         other => other.into(),
     })?;
@@ -176,6 +175,6 @@ pub async fn release_http(
     caller.require_operator()?;
     let call = parse("call_id", &call_id, CallId::parse)?;
     let org = parse("org_id", &body.org_id, OrgId::parse)?;
-    let released = matches!(release(&state, &org, &call).await?, ReleaseOutcome::Released(_));
+    let released = matches!(Admissions::new(state).release(&org, &call).await?, ReleaseOutcome::Released(_));
     Ok(Json(ReleaseView { call_id: call.to_string(), released }))
 }

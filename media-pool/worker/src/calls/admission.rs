@@ -1,15 +1,17 @@
-//! Admission and hold: every call the worker makes to the control plane's admission
-//! (`admit`, `leave_line`, `heartbeat`, `release`) is here. A call is admitted at once, or
-//! held in line with a spoken prompt until a slot frees; once started, its lease is kept by
-//! heartbeats until the call ends.
+//! Admission and hold: everything the worker asks of the control plane's admission, through
+//! its narrow interface (`golos_control::admission::Admissions`: admit, heartbeat, release).
+//! A call is admitted at once, or held in line with a spoken prompt until a slot frees; once
+//! started, its lease is kept by heartbeats until the call ends. The worker releases a slot
+//! only for a call that never started or a caller who left the line: a call that ran is
+//! released by the call-events consumer once its end is billed, so its cost never drops out
+//! of its org's spending between the two.
 
 use super::hold_prompt::{hold_prompt, HoldPrompt};
 use super::session::{reject_refusal, unavailable};
 use super::sink;
 use super::{CallLink, LiveCalls};
 use golos_call::{HangupReason, Snapshot};
-use golos_control::admission::{self, Admission, AdmissionRequest};
-use golos_control::ControlState;
+use golos_control::admission::{Admission, AdmissionRequest};
 use golos_domain::agent::AgentConfig;
 use golos_domain::billing::SpendingLimit;
 use golos_domain::{AgentId, CallId, OrgId};
@@ -46,7 +48,7 @@ impl LiveCalls {
             // number is held with the priority of the agent it routes to.
             priority: pending.agent.priority,
         };
-        let first = admission::admit(&self.state, &request).await.map_err(|e| unavailable(&e))?;
+        let first = self.admissions.admit(&request).await.map_err(|e| unavailable(&e))?;
         match first {
             Admission::Rejected { reason } => return Err(reject_refusal(reason)),
             Admission::Admitted { .. } => {
@@ -76,17 +78,17 @@ impl LiveCalls {
         loop {
             tokio::select! {
                 () = link.wait_ended() => {
-                    admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
+                    self.leave(&request.org_id, &request.call_id).await;
                     return;
                 }
                 () = tokio::time::sleep(self.config.hold_poll) => {}
             }
             if tokio::time::Instant::now() >= give_up {
-                admission::leave_line(&self.state, &request.org_id, &request.call_id).await;
+                self.leave(&request.org_id, &request.call_id).await;
                 let _ = link.outputs.try_send(SessionOutput::End { reason: "hold_timeout".into() });
                 return;
             }
-            match admission::admit(&self.state, &request).await {
+            match self.admissions.admit(&request).await {
                 Ok(Admission::Admitted { .. }) => {
                     // A clear first: the rest of the hold prompt must not run into the greeting.
                     prompt.stop().await;
@@ -125,7 +127,7 @@ impl LiveCalls {
                 () = link.wait_ended() => return,
                 _ = every.tick() => {}
             }
-            let end = match admission::heartbeat(&self.state, &org, &link.call_id).await {
+            let end = match self.admissions.heartbeat(&org, &link.call_id).await {
                 Ok(beat) => match beat.end {
                     Some(SpendingLimit::Balance) => HangupReason::BalanceExhausted,
                     Some(SpendingLimit::MonthlyMinutes) => HangupReason::MinutesExhausted,
@@ -157,11 +159,13 @@ impl LiveCalls {
 /// How long a call asked to end politely may take over its goodbye before it is cut.
 const POLITE_END_BACKSTOP: Duration = Duration::from_secs(15);
 
-/// Frees the call's slot for the next caller in line.
-pub(super) async fn release(
-    state: &ControlState,
-    org: &OrgId,
-    call: &CallId,
-) -> Result<(), golos_control::ControlError> {
-    admission::release(state, org, call).await.map(drop)
+impl LiveCalls {
+    /// Gives up the call's slot or place in line: it never started (hung up while being
+    /// admitted) or its caller left the line. Best effort: a slot left behind lapses with its
+    /// lease, a place when it goes stale.
+    pub(super) async fn leave(&self, org: &OrgId, call: &CallId) {
+        if let Err(error) = self.admissions.release(org, call).await {
+            tracing::warn!(%error, %call, "could not release the call's slot; it lapses with its lease");
+        }
+    }
 }

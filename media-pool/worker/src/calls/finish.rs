@@ -1,7 +1,6 @@
 //! Ending a call: `call.ended` (sealed transcript, per-turn metrics, quality) durable in the
 //! outbox before the lease is released and the registration dropped.
 
-use super::admission::release;
 use super::{CallLink, CallReport, LiveCalls};
 use golos_control::ControlState;
 use golos_domain::events::{CallEnded, CallEvent, TranscriptTurn};
@@ -49,14 +48,11 @@ impl Finisher {
         };
         let mut ended = ended;
         seal_transcript(&calls.state, &mut ended, &report.transcript).await;
-        // Durable before anything is released: from here the call is billed even if this
-        // worker dies, and until here its lease (which the sweeper would bill) is still held.
+        // Durable before the call is forgotten here: from now on it is billed even if this
+        // worker dies. Its lease (which the sweeper would bill) is released by the
+        // call-events consumer once this event's debit is in, not by the worker.
         if let Err(error) = golos_control::call_events::publish(&calls.state, &CallEvent::Ended(ended)).await {
             tracing::error!(alert = "call_event_lost", %error, "call.ended could not be serialised");
-        }
-        if let Err(error) = release(&calls.state, &org_id, &link.call_id).await {
-            // The sweeper frees it when the lease lapses.
-            tracing::warn!(%error, "could not release the call's lease");
         }
         calls.worker.call_metrics.call_ended(report.duration, report.reason);
         // Last: a drain that sees the registry empty has every call.ended in the outbox.

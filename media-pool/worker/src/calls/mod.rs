@@ -41,6 +41,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Extension;
 use axum::Router;
+use golos_control::admission::Admissions;
 use golos_control::ControlState;
 use golos_domain::events::TranscriptTurn;
 use golos_domain::CallId;
@@ -123,6 +124,8 @@ impl LiveConfig {
 #[derive(Clone)]
 pub struct LiveCalls {
     state: ControlState,
+    /// Admit, heartbeat, hold position, release: all this worker asks of admission.
+    admissions: Admissions,
     worker: Worker,
     pool: Arc<ShardPool>,
     providers: BuildContext,
@@ -158,6 +161,7 @@ impl LiveCalls {
         let edge = Edge { counters: Arc::clone(&worker.edge) };
         let connections = ConnectionLimiter::new(config.max_connections, Arc::clone(&worker.edge));
         Self {
+            admissions: Admissions::new(state.clone()),
             state,
             pool: Arc::new(ShardPool::with_audio_queue(shards, golos_shard::AUDIO_QUEUE_FRAMES, &worker.shards)),
             worker,

@@ -1,7 +1,7 @@
 //! Starting an admitted call: its provider chains, `call.started`, the engine on a shard,
 //! and the STT and heartbeat tasks.
 
-use super::admission::{release, Pending};
+use super::admission::Pending;
 use super::finish::Finisher;
 use super::sink::{SinkParts, WorkerSink};
 use super::stt::run_stt;
@@ -57,7 +57,7 @@ impl LiveCalls {
     pub(super) async fn begin(self, pending: Pending, link: Arc<CallLink>, direction: &'static str) {
         if link.reason().is_some() {
             // Hung up while we were admitting: free the slot we just took.
-            let _ = release(&self.state, &pending.org_id, &link.call_id).await;
+            self.leave(&pending.org_id, &link.call_id).await;
             return;
         }
         let chains = Arc::new(self.chains_for(&pending.org_id, &pending.agent).await);
