@@ -18,7 +18,7 @@ use golos_domain::billing::{billable_minutes, LedgerEventKind};
 use golos_domain::events::{
     CallEnded, CallEvent, CallStarted, SealedTranscript, Transcript, WebhookEvent, WebhookEventType,
 };
-use golos_domain::{Kopecks, PhoneNumber, Timestamp};
+use golos_domain::{EndReason, Kopecks, PhoneNumber, Timestamp};
 use golos_ports::{
     ApplyOutcome, CallDirection, CallRecord, CallStatus, Lease, Org, OutboxEntry, PortError, Queue, QueueMessage,
 };
@@ -69,10 +69,6 @@ pub async fn process(state: &ControlState, body: &str) -> Result<Processed, Port
     }
 }
 
-fn direction(raw: &str) -> Result<CallDirection, PortError> {
-    serde_json::from_value(json!(raw)).map_err(|_| PortError::invalid(format!("unknown call direction {raw:?}")))
-}
-
 fn number(raw: Option<&String>) -> Option<PhoneNumber> {
     raw.and_then(|n| PhoneNumber::parse(n).ok())
 }
@@ -83,7 +79,7 @@ async fn call_started(state: &ControlState, org: &Org, started: CallStarted) -> 
         id: started.call_id.clone(),
         org_id: org.id.clone(),
         agent_id: started.agent_id.clone(),
-        direction: direction(&started.direction)?,
+        direction: started.direction,
         from: number(started.from.as_ref()),
         to: number(started.to.as_ref()),
         status: CallStatus::InProgress,
@@ -137,14 +133,14 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
         id: ended.call_id.clone(),
         org_id: org.id.clone(),
         agent_id: ended.agent_id.clone(),
-        direction: direction(&ended.direction)?,
+        direction: ended.direction,
         from: number(ended.from.as_ref()),
         to: number(ended.to.as_ref()),
-        status: if ended.end_reason == "failed" { CallStatus::Failed } else { CallStatus::Ended },
+        status: if ended.end_reason.is_error() { CallStatus::Failed } else { CallStatus::Ended },
         started_at: ended.started_at,
         ended_at: Some(ended.ended_at),
         duration_secs: Some(ended.duration_secs),
-        end_reason: Some(ended.end_reason.clone()),
+        end_reason: Some(ended.end_reason),
         cost: Some(cost),
         transcript,
         metrics: ended.metrics.clone(),
@@ -302,11 +298,7 @@ pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), Po
     );
     let record = state.calls.get(&org.id, &lease.call_id).await?;
     let started_at = record.as_ref().map_or(lease.acquired_at, |r| r.started_at).min(last_heartbeat);
-    let direction = record
-        .as_ref()
-        .and_then(|r| serde_json::to_value(r.direction).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "web".to_owned());
+    let direction = record.as_ref().map_or(CallDirection::Web, |r| r.direction);
     let duration_ms = last_heartbeat.as_millis().saturating_sub(started_at.as_millis());
     let ended = CallEnded {
         call_id: lease.call_id.clone(),
@@ -318,7 +310,7 @@ pub async fn end_lost_call(state: &ControlState, lease: &Lease) -> Result<(), Po
         started_at,
         ended_at: last_heartbeat,
         duration_secs: u64::try_from(duration_ms).unwrap_or(0).div_ceil(1000),
-        end_reason: WORKER_LOST.to_owned(),
+        end_reason: EndReason::WorkerLost,
         transcript: None,
         metrics: json!({"recovered_by": "sweeper", "lease_expired_at": lease.expires_at.to_string()}),
     };
@@ -338,9 +330,6 @@ async fn release_slot(
         Err(other) => Err(PortError::unavailable(other.to_string())),
     }
 }
-
-/// The `end_reason` of a call billed by the sweeper after its worker died.
-pub const WORKER_LOST: &str = "worker_lost";
 
 /// Queues a customer webhook for the webhooks consumer.
 pub async fn emit(state: &ControlState, event: WebhookEvent) -> Result<(), PortError> {

@@ -82,7 +82,7 @@ fn call_record(org: &OrgId, id: &str, started_at: Timestamp, cost: Option<i64>) 
         started_at,
         ended_at: ended.then(|| started_at.plus_secs(61)),
         duration_secs: ended.then_some(61),
-        end_reason: ended.then(|| "caller_hangup".to_owned()),
+        end_reason: ended.then_some(golos_domain::EndReason::CallerHangup),
         cost: cost.map(Kopecks::new),
         transcript: None,
         metrics: serde_json::json!({}),

@@ -45,7 +45,7 @@ async fn the_schedule_reports_unbilled_calls_through_the_runtime_api() {
         started_at,
         ended_at: Some(started_at.plus_secs(61)),
         duration_secs: Some(61),
-        end_reason: Some("caller_hangup".into()),
+        end_reason: Some(golos_domain::EndReason::CallerHangup),
         cost: Some(Kopecks::new(1_200)),
         transcript: None,
         metrics: json!({}),

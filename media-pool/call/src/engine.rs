@@ -3,8 +3,8 @@
 use crate::chunker::Chunker;
 use crate::config::{CallConfig, ToolKind};
 use crate::types::{
-    CallQuality, Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot,
-    ToolCall, TurnMetrics,
+    CallQuality, Clip, Command, EndReason, Event, Frame, Input, Message, Output, RequestId, Role, Snapshot, ToolCall,
+    TurnMetrics,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ struct Segment {
 /// What to do once the agent's audio has finished playing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Finish {
-    Hangup(HangupReason),
+    Hangup(EndReason),
     Transfer(String),
 }
 
@@ -288,12 +288,12 @@ impl CallEngine {
         if !self.max_duration_fired && now >= self.started + self.config.max_call_duration {
             self.max_duration_fired = true;
             let config = Arc::clone(&self.config);
-            self.end_politely(&config.max_duration_goodbye, HangupReason::MaxDuration, now);
+            self.end_politely(&config.max_duration_goodbye, EndReason::MaxDuration, now);
         }
         if self.finish_deadline.is_some_and(|t| now >= t) {
             // The goodbye took too long (or its TTS hangs): finish regardless.
             self.finish_deadline = None;
-            let finish = self.resp.after.take().unwrap_or(Finish::Hangup(HangupReason::Failure));
+            let finish = self.resp.after.take().unwrap_or(Finish::Hangup(EndReason::Failed));
             self.finish(finish, now);
             return;
         }
@@ -324,7 +324,7 @@ impl CallEngine {
         }
         if self.silence_deadline().is_some_and(|t| now >= t) {
             let config = Arc::clone(&self.config);
-            self.end_politely(&config.silence_goodbye, HangupReason::SilenceTimeout, now);
+            self.end_politely(&config.silence_goodbye, EndReason::SilenceTimeout, now);
         }
         self.pump_playout(now);
         self.check_done(now);
@@ -700,7 +700,7 @@ impl CallEngine {
                     self.tool_message(&call.id, "ok");
                     self.close_open_tools("not run: the call is ending");
                     let goodbye = self.config.goodbye.clone();
-                    self.say_final(&goodbye, Finish::Hangup(HangupReason::AgentEnded), now);
+                    self.say_final(&goodbye, Finish::Hangup(EndReason::AgentHangup), now);
                     return;
                 }
                 ToolKind::TransferCall { destination } => {
@@ -1022,7 +1022,7 @@ impl CallEngine {
         });
     }
 
-    fn end_politely(&mut self, goodbye: &str, reason: HangupReason, now: Instant) {
+    fn end_politely(&mut self, goodbye: &str, reason: EndReason, now: Instant) {
         if self.resp.final_words {
             return;
         }

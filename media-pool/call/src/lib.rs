@@ -33,6 +33,6 @@ pub use chunker::{ChunkRef, Chunker};
 pub use config::{CallConfig, ToolConfig, ToolKind};
 pub use engine::CallEngine;
 pub use types::{
-    CallQuality, Clip, Command, Event, Frame, HangupReason, Input, Message, Output, RequestId, Role, Snapshot,
-    ToolCall, TurnMetrics,
+    CallQuality, Clip, Command, EndReason, Event, Frame, Input, Message, Output, RequestId, Role, Snapshot, ToolCall,
+    TurnMetrics,
 };

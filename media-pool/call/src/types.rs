@@ -1,5 +1,6 @@
 //! What goes into and comes out of the engine.
 
+pub use golos_domain::EndReason;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,7 +84,7 @@ pub enum Input<'a> {
     /// The platform ends the call (its org ran out of money or minutes): the agent stops,
     /// says `CallConfig::limit_goodbye`, then hangs up with `reason`.
     EndPolitely {
-        reason: HangupReason,
+        reason: EndReason,
     },
     /// Speak a fixed prompt that is not part of the conversation (the worker's hold message):
     /// synthesised and paced like any agent speech, so no other layer plays audio on its own.
@@ -129,7 +130,7 @@ pub enum Output {
     PlayClip(Clip),
     Event(Event),
     Hangup {
-        reason: HangupReason,
+        reason: EndReason,
     },
     Transfer {
         target: String,
@@ -174,23 +175,6 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clip {
     Apology,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HangupReason {
-    /// The LLM called `end_call`.
-    AgentEnded,
-    /// No answer from the caller for the silence timeout.
-    SilenceTimeout,
-    MaxDuration,
-    /// LLM and TTS both failed; the apology clip was played.
-    Failure,
-    /// The org's balance, less what its live calls ran up, went below its credit limit.
-    BalanceExhausted,
-    /// The org's monthly minutes are used up.
-    MinutesExhausted,
-    /// The platform lost track of the call (its lease was swept and billed).
-    LeaseLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

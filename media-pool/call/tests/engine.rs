@@ -3,8 +3,7 @@
 mod support;
 
 use golos_call::{
-    CallConfig, CallEngine, Clip, Command, Event, HangupReason, Output, RequestId, Role, ToolConfig, ToolKind,
-    TurnMetrics,
+    CallConfig, CallEngine, Clip, Command, EndReason, Event, Output, RequestId, Role, ToolConfig, ToolKind, TurnMetrics,
 };
 use std::time::Duration;
 use support::{is_play, ms, Ev, Reply, Sim};
@@ -416,7 +415,7 @@ fn sixty_seconds_without_an_answer_says_goodbye_then_hangs_up() {
     assert_eq!(sim.tts_requests()[1], (60_480, goodbye.clone()));
     // The goodbye plays in full (6 words, 60 frames), then the hangup.
     let frames = goodbye.split_whitespace().count() as u64 * 10;
-    let hangup = sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::SilenceTimeout }));
+    let hangup = sim.first(|o| matches!(o, Output::Hangup { reason: EndReason::SilenceTimeout }));
     assert_eq!(hangup, Some(60_480 + 100 + (frames - 1) * 20));
     assert!(sim.engine.is_ended());
     assert_eq!(sim.engine.poll_timeout(), None);
@@ -448,7 +447,7 @@ fn max_call_duration_ends_the_call_politely_even_mid_answer() {
     assert_eq!(sim.tts_requests().last().unwrap(), &(5_000, goodbye.clone()));
     let frames = goodbye.split_whitespace().count() as u64 * 10;
     assert_eq!(
-        sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::MaxDuration })),
+        sim.first(|o| matches!(o, Output::Hangup { reason: EndReason::MaxDuration })),
         Some(5_100 + (frames - 1) * 20)
     );
 }
@@ -723,7 +722,7 @@ fn end_call_says_goodbye_and_hangs_up_after_playout() {
     let frames = goodbye.split_whitespace().count() as u64 * 10;
     let last_frame = 3_100 + (frames - 1) * 20;
     assert_eq!(sim.play_times().last(), Some(&last_frame));
-    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::AgentEnded })), Some(last_frame));
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { reason: EndReason::AgentHangup })), Some(last_frame));
 }
 
 #[test]
@@ -744,7 +743,7 @@ fn end_call_next_to_a_customer_tool_still_hangs_up_after_the_goodbye() {
     assert!(sim.first(|o| matches!(o, Output::Command(Command::CallTool { .. }))).is_none());
     let frames = goodbye.split_whitespace().count() as u64 * 10;
     assert_eq!(
-        sim.first(|o| matches!(o, Output::Hangup { reason: HangupReason::AgentEnded })),
+        sim.first(|o| matches!(o, Output::Hangup { reason: EndReason::AgentHangup })),
         Some(3_100 + (frames - 1) * 20)
     );
 }

@@ -94,7 +94,7 @@ pub enum OwnedInput {
     Dtmf { digit: char },
     ToolResult { call_id: String, result: Result<String, String> },
     Hangup,
-    EndPolitely { reason: golos_call::HangupReason },
+    EndPolitely { reason: golos_call::EndReason },
     SayPrompt { text: String },
     ClipAudio { frame: Frame },
     ClipEnd,

@@ -21,73 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Why a call ended: the `end_reason` of `call.ended` and the `reason` label of `calls_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EndReason {
-    CallerHangup,
-    AgentHangup,
-    SilenceTimeout,
-    /// The agent's maximum call duration was reached.
-    MaxDuration,
-    Transfer,
-    /// Something broke (transport, every provider tier): counted by `call_error_rate`.
-    Failed,
-    /// The worker's drain time ran out.
-    ForcedShutdown,
-    /// The org's balance, less what its live calls ran up, went below its credit limit.
-    BalanceExhausted,
-    /// The org's monthly minutes ran out.
-    MinutesExhausted,
-    /// The call's lease was swept (heartbeats failed for a whole lease TTL): the control
-    /// plane already billed it as `worker_lost`, so the worker ends it.
-    LeaseLost,
-}
-
-impl EndReason {
-    pub const ALL: [Self; 10] = [
-        Self::CallerHangup,
-        Self::AgentHangup,
-        Self::SilenceTimeout,
-        Self::MaxDuration,
-        Self::Transfer,
-        Self::Failed,
-        Self::ForcedShutdown,
-        Self::BalanceExhausted,
-        Self::MinutesExhausted,
-        Self::LeaseLost,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::CallerHangup => "caller_hangup",
-            Self::AgentHangup => "agent_hangup",
-            Self::SilenceTimeout => "silence_timeout",
-            Self::MaxDuration => "max_duration",
-            Self::Transfer => "transfer",
-            Self::Failed => "failed",
-            Self::ForcedShutdown => "forced_shutdown",
-            Self::BalanceExhausted => "balance_exhausted",
-            Self::MinutesExhausted => "minutes_exhausted",
-            Self::LeaseLost => "lease_lost",
-        }
-    }
-
-    /// Whether the call counts as an error (the control plane marks it `failed`).
-    pub const fn is_error(self) -> bool {
-        matches!(self, Self::Failed)
-    }
-
-    pub(crate) const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for EndReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use golos_domain::EndReason;
 
 /// Who a live call belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! Both are delivered at least once. Every event therefore carries a deterministic id
 //! derived from the fact it reports, so a consumer that sees it twice can tell.
 
-use crate::{AgentId, CallId, OrgId, Timestamp};
+use crate::{AgentId, CallDirection, CallId, EndReason, OrgId, Timestamp, TranscriptRole};
 use serde::{Deserialize, Serialize};
 
 /// What the media pool reports about a call, in the order it happens.
@@ -39,8 +39,7 @@ pub struct CallStarted {
     pub call_id: CallId,
     pub org_id: OrgId,
     pub agent_id: AgentId,
-    /// `inbound`, `outbound` or `web`.
-    pub direction: String,
+    pub direction: CallDirection,
     /// E.164, or absent for web calls. Personal data: never logged raw.
     #[serde(default)]
     pub from: Option<String>,
@@ -55,7 +54,7 @@ pub struct CallEnded {
     pub call_id: CallId,
     pub org_id: OrgId,
     pub agent_id: AgentId,
-    pub direction: String,
+    pub direction: CallDirection,
     #[serde(default)]
     pub from: Option<String>,
     #[serde(default)]
@@ -64,8 +63,7 @@ pub struct CallEnded {
     pub ended_at: Timestamp,
     /// Connected time in whole seconds; what the call is billed by.
     pub duration_secs: u64,
-    /// `caller_hangup`, `agent_hangup`, `silence_timeout`, `forced_shutdown`, `transfer`, …
-    pub end_reason: String,
+    pub end_reason: EndReason,
     /// The conversation, sealed before it was queued: a transcript never crosses a queue in
     /// plaintext. `None` when the call had no turns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,8 +100,7 @@ pub enum SealedTranscript {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TranscriptTurn {
-    /// `user`, `assistant` or `tool`.
-    pub role: String,
+    pub role: TranscriptRole,
     pub text: String,
     /// Milliseconds since the call started.
     pub at_ms: u64,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod billing;
+pub mod calls;
 pub mod credentials;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod plans;
 pub mod rbac;
 pub mod time;
 
+pub use calls::{CallDirection, EndReason, TranscriptRole};
 pub use error::DomainError;
 pub use ids::{AgentId, ApiKeyId, CallId, OrgId};
 pub use money::Kopecks;

@@ -41,13 +41,7 @@ pub trait NumberStore: Send + Sync + Debug {
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallDirection {
-    Inbound,
-    Outbound,
-    Web,
-}
+pub use golos_domain::CallDirection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,7 +69,7 @@ pub struct CallRecord {
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
     pub duration_secs: Option<u64>,
-    pub end_reason: Option<String>,
+    pub end_reason: Option<golos_domain::EndReason>,
     pub cost: Option<Kopecks>,
     /// Envelope-encrypted transcript (JSON turns), if any.
     pub transcript: Option<Vec<u8>>,

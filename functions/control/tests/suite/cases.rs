@@ -579,7 +579,7 @@ pub async fn calls_billing_usage_and_audit(app: &TestApp) {
             started_at: T0,
             ended_at: Some(T0.plus_secs(90)),
             duration_secs: Some(90),
-            end_reason: Some("caller_hangup".into()),
+            end_reason: Some(golos_domain::EndReason::CallerHangup),
             cost: Some(Kopecks::new(1_200)),
             transcript: Some(sealed.to_bytes()),
             metrics: json!({"turns": [{"ttft_ms": 310}]}),
@@ -921,7 +921,7 @@ fn started_event(org: &str, agent: &str, call: &str, from: &str) -> Value {
 fn turns(text: &str, count: usize) -> Vec<golos_domain::events::TranscriptTurn> {
     (0..count)
         .map(|i| golos_domain::events::TranscriptTurn {
-            role: if i % 2 == 0 { "user".into() } else { "assistant".into() },
+            role: if i % 2 == 0 { golos_domain::TranscriptRole::User } else { golos_domain::TranscriptRole::Assistant },
             text: format!("{text} {i}"),
             at_ms: 1_000 * i as u64,
         })
@@ -940,13 +940,13 @@ async fn sealed_end(
         call_id: CallId::parse(call).unwrap(),
         org_id: OrgId::parse(org).unwrap(),
         agent_id: AgentId::parse(agent).unwrap(),
-        direction: "inbound".into(),
+        direction: golos_domain::CallDirection::Inbound,
         from: None,
         to: None,
         started_at: T0,
         ended_at: T0.plus_secs(61),
         duration_secs: 61,
-        end_reason: "caller_hangup".into(),
+        end_reason: golos_domain::EndReason::CallerHangup,
         transcript: None,
         metrics: json!({"turns": [{"ttft_ms": 310}], "metadata": {"crm_id": "c-1"}}),
     };

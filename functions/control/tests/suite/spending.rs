@@ -2,9 +2,10 @@
 //! worker died is billed once, and a call's end survives a queue outage.
 
 use super::{TestApp, OPERATOR_TOKEN, T0};
-use golos_control::call_events::{process, publish, relay_outbox, Processed, OUTBOX_RELAY_AFTER, WORKER_LOST};
+use golos_control::call_events::{process, publish, relay_outbox, Processed, OUTBOX_RELAY_AFTER};
 use golos_domain::billing::{LedgerEventKind, PaymentProvider};
 use golos_domain::events::CallEvent;
+use golos_domain::EndReason;
 use golos_domain::{CallId, Kopecks, OrgId};
 use golos_ports::{PortError, Queue, QueueConfig, QueueMessage};
 use reqwest::{Method, StatusCode};
@@ -151,7 +152,7 @@ pub async fn lost_workers_are_billed_once(app: &TestApp) {
     let debit = app.state.stores.ledger.get(&org, "call:call_lost").await.unwrap().expect("debited");
     assert_eq!(debit.delta, Kopecks::new(-3 * RATE), "150 s to the last heartbeat: 3 minutes");
     let record = app.state.calls.get(&org, &call).await.unwrap().expect("recorded");
-    assert_eq!(record.end_reason.as_deref(), Some(WORKER_LOST));
+    assert_eq!(record.end_reason, Some(EndReason::WorkerLost));
     assert_eq!(record.duration_secs, Some(150));
     assert_eq!(app.state.stores.leases.active(&org, None).await.unwrap(), 0, "the slot is free");
     let (status, _) = heartbeat(app, &org_id, "call_lost").await;
@@ -162,7 +163,7 @@ pub async fn lost_workers_are_billed_once(app: &TestApp) {
     assert_eq!(process(&app.state, &late).await.unwrap(), Processed::AlreadyDebited);
     assert_eq!(app.state.stores.ledger.balance(&org).await.unwrap(), Kopecks::new(97 * RATE));
     let kept = app.state.calls.get(&org, &call).await.unwrap().expect("recorded");
-    assert_eq!((kept.end_reason.as_deref(), kept.duration_secs), (Some(WORKER_LOST), Some(150)), "never overwritten");
+    assert_eq!((kept.end_reason, kept.duration_secs), (Some(EndReason::WorkerLost), Some(150)), "never overwritten");
 }
 
 /// The real call-events queue, failing every send while `down` is set: a queue outage.

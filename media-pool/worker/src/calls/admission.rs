@@ -8,12 +8,12 @@
 
 use super::hold_prompt::{hold_prompt, HoldPrompt};
 use super::session::{reject_refusal, unavailable};
-use super::sink;
 use super::{CallLink, LiveCalls};
-use golos_call::{HangupReason, Snapshot};
+use golos_call::{EndReason, Snapshot};
 use golos_control::admission::{Admission, AdmissionRequest};
 use golos_domain::agent::AgentConfig;
 use golos_domain::billing::SpendingLimit;
+use golos_domain::CallDirection;
 use golos_domain::{AgentId, CallId, OrgId};
 use golos_shard::OwnedInput;
 use golos_transports::ws::{Refusal, SessionOutput};
@@ -38,7 +38,7 @@ impl LiveCalls {
         self,
         pending: Pending,
         link: &Arc<CallLink>,
-        direction: &'static str,
+        direction: CallDirection,
     ) -> Result<(), Refusal> {
         let request = AdmissionRequest {
             org_id: pending.org_id.clone(),
@@ -68,7 +68,7 @@ impl LiveCalls {
         request: AdmissionRequest,
         pending: Pending,
         link: Arc<CallLink>,
-        direction: &'static str,
+        direction: CallDirection,
         position: u32,
     ) {
         let chains = self.chains_for(&pending.org_id, &pending.agent).await;
@@ -129,13 +129,11 @@ impl LiveCalls {
             }
             let end = match self.admissions.heartbeat(&org, &link.call_id).await {
                 Ok(beat) => match beat.end {
-                    Some(SpendingLimit::Balance) => HangupReason::BalanceExhausted,
-                    Some(SpendingLimit::MonthlyMinutes) => HangupReason::MinutesExhausted,
+                    Some(SpendingLimit::Balance) => EndReason::BalanceExhausted,
+                    Some(SpendingLimit::MonthlyMinutes) => EndReason::MinutesExhausted,
                     None => continue,
                 },
-                Err(golos_control::ControlError::Port(golos_ports::PortError::NotFound { .. })) => {
-                    HangupReason::LeaseLost
-                }
+                Err(golos_control::ControlError::Port(golos_ports::PortError::NotFound { .. })) => EndReason::LeaseLost,
                 Err(error) => {
                     tracing::warn!(%error, call = %link.call_id, "lease heartbeat failed");
                     continue;
@@ -149,7 +147,7 @@ impl LiveCalls {
             // the call is ended regardless.
             tokio::select! {
                 () = link.wait_ended() => {}
-                () = tokio::time::sleep(POLITE_END_BACKSTOP) => link.request_end(sink::end_reason(end)),
+                () = tokio::time::sleep(POLITE_END_BACKSTOP) => link.request_end(end),
             }
             return;
         }

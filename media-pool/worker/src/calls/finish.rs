@@ -4,6 +4,7 @@
 use super::{CallLink, CallReport, LiveCalls};
 use golos_control::ControlState;
 use golos_domain::events::{CallEnded, CallEvent, TranscriptTurn};
+use golos_domain::CallDirection;
 use golos_domain::{AgentId, OrgId, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ pub(super) struct Finisher {
     pub(super) calls: LiveCalls,
     pub(super) org_id: OrgId,
     pub(super) agent_id: AgentId,
-    pub(super) direction: &'static str,
+    pub(super) direction: CallDirection,
     pub(super) started_at: Timestamp,
     pub(super) resumed_from: Option<String>,
     pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -31,13 +32,13 @@ impl Finisher {
             call_id: link.call_id.clone(),
             org_id: org_id.clone(),
             agent_id,
-            direction: direction.to_owned(),
+            direction,
             from: None,
             to: None,
             started_at,
             ended_at: Timestamp::from_millis(started_at.as_millis().saturating_add(duration_ms)),
             duration_secs: report.duration.as_secs() + u64::from(report.duration.subsec_nanos() > 0),
-            end_reason: report.reason.as_str().to_owned(),
+            end_reason: report.reason,
             transcript: None,
             metrics: serde_json::json!({
                 "turns": report.turns,

@@ -44,6 +44,7 @@ use axum::Router;
 use golos_control::admission::Admissions;
 use golos_control::ControlState;
 use golos_domain::events::TranscriptTurn;
+use golos_domain::CallDirection;
 use golos_domain::CallId;
 use golos_providers::BuildContext;
 use golos_shard::{CallHandle, ShardPool};
@@ -244,14 +245,16 @@ impl LiveCalls {
 
     async fn serve_socket(self, socket: axum::extract::ws::WebSocket, dialect: Dialect, permit: ConnectionPermit) {
         let outcome = match dialect {
-            Dialect::Golos => ws::run(socket, self.session("web"), PIPELINE_RATE, &self.edge).await,
-            Dialect::Twilio => ws::run_twilio(socket, self.session("inbound"), PIPELINE_RATE, &self.edge).await,
+            Dialect::Golos => ws::run(socket, self.session(CallDirection::Web), PIPELINE_RATE, &self.edge).await,
+            Dialect::Twilio => {
+                ws::run_twilio(socket, self.session(CallDirection::Inbound), PIPELINE_RATE, &self.edge).await
+            }
         };
         tracing::debug!(?outcome, ?dialect, "call connection closed");
         drop(permit);
     }
 
-    fn session(&self, direction: &'static str) -> WorkerSession {
+    fn session(&self, direction: CallDirection) -> WorkerSession {
         WorkerSession { calls: self.clone(), direction, link: None }
     }
 }

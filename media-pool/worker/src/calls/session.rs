@@ -8,6 +8,7 @@ use super::{CallLink, LiveCalls, OUTPUT_QUEUE};
 use crate::lifecycle::{EndReason, LiveCall, RegisterError};
 use golos_control::admission::RejectReason;
 use golos_control::call_tokens::{self, CallAuthError};
+use golos_domain::CallDirection;
 use golos_domain::CallId;
 use golos_shard::OwnedInput;
 use golos_transports::golos::codes;
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 /// One connection's side of a call.
 pub(super) struct WorkerSession {
     pub(super) calls: LiveCalls,
-    pub(super) direction: &'static str,
+    pub(super) direction: CallDirection,
     pub(super) link: Option<Arc<CallLink>>,
 }
 

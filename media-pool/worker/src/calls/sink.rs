@@ -6,14 +6,14 @@
 //! the runtime, transport writes are `try_send` into a bounded queue.
 
 use super::{CallLink, CallReport};
-use crate::lifecycle::EndReason;
 use crate::metrics::CallMetrics;
 use futures::StreamExt;
 use golos_audio::vad::{EnergyVad, Vad};
-use golos_call::{Clip, Command, Event, Frame, HangupReason, Input, Output, RequestId, Role, TurnMetrics};
+use golos_call::{Clip, Command, EndReason, Event, Frame, Input, Output, RequestId, Role, TurnMetrics};
 use golos_control::tool_signing::{self, OrgSigningKey};
 use golos_domain::agent::{AgentConfig, ToolSpec};
 use golos_domain::events::TranscriptTurn;
+use golos_domain::TranscriptRole;
 use golos_egress::net::EgressClient;
 use golos_egress::EgressError;
 use golos_providers::{AgentChains, LlmEvent, LlmRequest, Message, ToolDefinition, TtsRequest};
@@ -274,7 +274,7 @@ impl WorkerSink {
                     Role::System | Role::Tool => return,
                 };
                 self.transcript.push(TranscriptTurn {
-                    role: if speaker == Speaker::User { "user" } else { "assistant" }.to_owned(),
+                    role: if speaker == Speaker::User { TranscriptRole::User } else { TranscriptRole::Assistant },
                     text: text.clone(),
                     at_ms: self.since_start(at),
                 });
@@ -454,18 +454,6 @@ fn provider_message(message: golos_call::Message) -> Message {
     }
 }
 
-pub(crate) const fn end_reason(reason: HangupReason) -> EndReason {
-    match reason {
-        HangupReason::AgentEnded => EndReason::AgentHangup,
-        HangupReason::SilenceTimeout => EndReason::SilenceTimeout,
-        HangupReason::MaxDuration => EndReason::MaxDuration,
-        HangupReason::Failure => EndReason::Failed,
-        HangupReason::BalanceExhausted => EndReason::BalanceExhausted,
-        HangupReason::MinutesExhausted => EndReason::MinutesExhausted,
-        HangupReason::LeaseLost => EndReason::LeaseLost,
-    }
-}
-
 impl CallSink for WorkerSink {
     fn started(&mut self, now: Instant) {
         self.started = Some(now);
@@ -482,7 +470,6 @@ impl CallSink for WorkerSink {
             Output::PlayClip(Clip::Apology) => self.play_apology(),
             Output::Event(event) => self.event(event, call),
             Output::Hangup { reason } => {
-                let reason = end_reason(reason);
                 self.engine_reason.get_or_insert(reason);
                 self.parts.link.request_end(reason);
             }
@@ -551,17 +538,5 @@ impl Framer {
     /// The last partial frame, padded with silence.
     pub(crate) fn finish(&mut self) -> Option<Frame> {
         self.0.flush().map(Frame::from)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engine_hangups_map_to_end_reasons() {
-        assert_eq!(end_reason(HangupReason::AgentEnded), EndReason::AgentHangup);
-        assert_eq!(end_reason(HangupReason::MaxDuration), EndReason::MaxDuration);
-        assert_eq!(end_reason(HangupReason::Failure), EndReason::Failed);
     }
 }

@@ -9,6 +9,7 @@ use super::{CallLink, CallReport, LiveCalls, STT_QUEUE};
 use golos_call::CallConfig;
 use golos_domain::agent::AgentConfig;
 use golos_domain::events::{CallEvent, CallStarted};
+use golos_domain::CallDirection;
 use golos_domain::OrgId;
 use golos_providers::{build_chains, AgentChains};
 use golos_shard::CallHandle;
@@ -54,7 +55,7 @@ impl LiveCalls {
 
     /// Starts an admitted call: chains, `call.started`, the engine on a shard, STT and
     /// heartbeat tasks. The call ends through its link.
-    pub(super) async fn begin(self, pending: Pending, link: Arc<CallLink>, direction: &'static str) {
+    pub(super) async fn begin(self, pending: Pending, link: Arc<CallLink>, direction: CallDirection) {
         if link.reason().is_some() {
             // Hung up while we were admitting: free the slot we just took.
             self.leave(&pending.org_id, &link.call_id).await;
@@ -67,7 +68,7 @@ impl LiveCalls {
             call_id: link.call_id.clone(),
             org_id: pending.org_id.clone(),
             agent_id: pending.agent_id.clone(),
-            direction: direction.to_owned(),
+            direction,
             from: None,
             to: None,
             started_at,

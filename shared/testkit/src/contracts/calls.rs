@@ -43,7 +43,7 @@ fn ended(org: &OrgId, call: &CallId, agent: &AgentId, cost: i64) -> CallRecord {
         status: CallStatus::Ended,
         ended_at: Some(T0.plus_secs(61)),
         duration_secs: Some(61),
-        end_reason: Some("caller_hangup".into()),
+        end_reason: Some(golos_domain::EndReason::CallerHangup),
         cost: Some(Kopecks::new(cost)),
         transcript: Some(vec![1, 2, 3, 0, 255]),
         metrics: serde_json::json!({"turns": [{"ttft_ms": 300}], "metadata": {"crm": "42"}}),
