@@ -3,8 +3,8 @@
 use crate::chunker::Chunker;
 use crate::config::{CallConfig, ToolKind};
 use crate::types::{
-    CallQuality, Clip, Command, EndReason, Event, Frame, Input, Message, Output, RequestId, Role, Snapshot, ToolCall,
-    TurnMetrics,
+    CallQuality, Clip, Command, ContextMessage, EndReason, Event, Frame, Input, MessageRole, Output, RequestId,
+    Snapshot, ToolCall, TurnMetrics,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -104,7 +104,7 @@ pub struct CallEngine {
     ended: bool,
     next_id: u32,
     turn: u32,
-    context: Vec<Message>,
+    context: Vec<ContextMessage>,
     out: VecDeque<Output>,
     resp: Response,
     times: TurnTimes,
@@ -152,7 +152,7 @@ impl CallEngine {
     pub fn new(config: Arc<CallConfig>, now: Instant) -> Self {
         let mut context = Vec::new();
         if !config.system_prompt.is_empty() {
-            context.push(Message::new(Role::System, config.system_prompt.clone()));
+            context.push(ContextMessage::new(MessageRole::System, config.system_prompt.clone()));
         }
         let resp = Response {
             active: false,
@@ -229,7 +229,7 @@ impl CallEngine {
         let mut messages = self.context.clone();
         if self.resp.active {
             // The answer in progress is not a complete turn yet: keep up to the caller's words.
-            if let Some(last_user) = messages.iter().rposition(|m| m.role == Role::User) {
+            if let Some(last_user) = messages.iter().rposition(|m| m.role == MessageRole::User) {
                 messages.truncate(last_user + 1);
             }
         }
@@ -242,7 +242,7 @@ impl CallEngine {
     }
 
     /// The conversation so far, as the next LLM request would see it.
-    pub fn context(&self) -> &[Message] {
+    pub fn context(&self) -> &[ContextMessage] {
         &self.context
     }
 
@@ -434,7 +434,7 @@ impl CallEngine {
         let backchannel = self.config.is_backchannel(text);
         if self.paused_at.is_some() {
             if text.is_empty() || backchannel {
-                self.transcript(Role::User, text, now);
+                self.transcript(MessageRole::User, text, now);
                 self.resume(now);
                 return;
             }
@@ -448,7 +448,7 @@ impl CallEngine {
             // short): a backchannel or an uncertain transcript is not a turn.
             if text.is_empty() || backchannel || confidence < self.config.min_confidence || self.resp.final_words {
                 if !text.is_empty() {
-                    self.transcript(Role::User, text, now);
+                    self.transcript(MessageRole::User, text, now);
                 }
                 return;
             }
@@ -505,7 +505,7 @@ impl CallEngine {
     fn user_turn(&mut self, text: &str, now: Instant) {
         if self.resp.final_words {
             // The call is ending: heard, but not answered.
-            self.transcript(Role::User, text, now);
+            self.transcript(MessageRole::User, text, now);
             return;
         }
         if self.resp.active {
@@ -513,14 +513,14 @@ impl CallEngine {
             self.commit_interruption(now);
         }
         self.low_confidence_streak = 0;
-        self.transcript(Role::User, text, now);
+        self.transcript(MessageRole::User, text, now);
         match self.context.last_mut() {
             // The previous answer was cut before a word was heard: one user message, not two.
-            Some(last) if last.role == Role::User => {
+            Some(last) if last.role == MessageRole::User => {
                 last.content.push(' ');
                 last.content.push_str(text);
             }
-            _ => self.context.push(Message::new(Role::User, text)),
+            _ => self.context.push(ContextMessage::new(MessageRole::User, text)),
         }
         self.turn += 1;
         self.times = TurnTimes { final_at: Some(now), speech_end: self.last_speech_end.take(), ..TurnTimes::default() };
@@ -586,7 +586,7 @@ impl CallEngine {
         if let Some(index) = self.resp.message {
             return index;
         }
-        self.context.push(Message::new(Role::Assistant, String::new()));
+        self.context.push(ContextMessage::new(MessageRole::Assistant, String::new()));
         let index = self.context.len() - 1;
         self.resp.message = Some(index);
         index
@@ -824,7 +824,7 @@ impl CallEngine {
     }
 
     fn tool_message(&mut self, call_id: &str, content: &str) {
-        let mut message = Message::new(Role::Tool, content);
+        let mut message = ContextMessage::new(MessageRole::Tool, content);
         message.tool_call_id = Some(call_id.to_owned());
         self.context.push(message);
     }
@@ -979,9 +979,9 @@ impl CallEngine {
 
     /// Speaks `text` as the assistant (it enters the context): the greeting.
     fn say_to_context(&mut self, text: &str, now: Instant) {
-        self.context.push(Message::new(Role::Assistant, text));
+        self.context.push(ContextMessage::new(MessageRole::Assistant, text));
         // LLM answers reach the transcript as they are spoken; the greeting is known whole.
-        self.transcript(Role::Assistant, text, now);
+        self.transcript(MessageRole::Assistant, text, now);
         let message = self.context.len() - 1;
         self.push_segment(SegmentKind::Speech { message, start: 0 }, text);
         self.resp.active = true;
@@ -1123,7 +1123,7 @@ impl CallEngine {
         let mut index = message + 1;
         while index < self.context.len() {
             let m = &mut self.context[index];
-            if m.role == Role::Assistant {
+            if m.role == MessageRole::Assistant {
                 m.content.clear();
                 if m.tool_calls.is_empty() {
                     self.context.remove(index);
@@ -1137,7 +1137,7 @@ impl CallEngine {
         }
         if !heard.is_empty() {
             self.emit(Output::Event(Event::Transcript {
-                role: Role::Assistant,
+                role: MessageRole::Assistant,
                 text: heard,
                 at: self.last_frame_at.unwrap_or(self.started),
             }));
@@ -1192,7 +1192,7 @@ impl CallEngine {
                 self.context.remove(message);
             } else {
                 let text = self.context[message].content.clone();
-                self.emit(Output::Event(Event::Transcript { role: Role::Assistant, text, at }));
+                self.emit(Output::Event(Event::Transcript { role: MessageRole::Assistant, text, at }));
             }
         }
         self.report_turn();
@@ -1284,7 +1284,7 @@ impl CallEngine {
         self.emit(Output::Event(Event::Turn(Box::new(metrics))));
     }
 
-    fn transcript(&mut self, role: Role, text: &str, at: Instant) {
+    fn transcript(&mut self, role: MessageRole, text: &str, at: Instant) {
         self.emit(Output::Event(Event::Transcript { role, text: text.to_owned(), at }));
     }
 

@@ -33,6 +33,6 @@ pub use chunker::{ChunkRef, Chunker};
 pub use config::{CallConfig, ToolConfig, ToolKind};
 pub use engine::CallEngine;
 pub use types::{
-    CallQuality, Clip, Command, EndReason, Event, Frame, Input, Message, Output, RequestId, Role, Snapshot, ToolCall,
-    TurnMetrics,
+    CallQuality, Clip, Command, ContextMessage, EndReason, Event, Frame, Input, MessageRole, Output, RequestId,
+    Snapshot, ToolCall, TurnMetrics,
 };

@@ -144,7 +144,7 @@ pub enum Output {
 pub enum Command {
     StartLlm {
         request: RequestId,
-        messages: Vec<Message>,
+        messages: Vec<ContextMessage>,
         tools_enabled: bool,
     },
     CancelLlm {
@@ -179,7 +179,7 @@ pub enum Clip {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum MessageRole {
     System,
     User,
     Assistant,
@@ -195,8 +195,8 @@ pub struct ToolCall {
 
 /// One message of the conversation context, provider-neutral.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: Role,
+pub struct ContextMessage {
+    pub role: MessageRole,
     pub content: String,
     /// Assistant messages: the tools it called.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -210,15 +210,15 @@ pub struct Message {
 /// by the worker (`CALL#c / CTX`, 5 min TTL), and given to [`crate::CallEngine::from_snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub messages: Vec<Message>,
+    pub messages: Vec<ContextMessage>,
     pub turns: u32,
     /// Call time so far, so the maximum duration still counts from the original start.
     pub elapsed: Duration,
     pub low_confidence_streak: u32,
 }
 
-impl Message {
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
+impl ContextMessage {
+    pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
         Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
     }
 }
@@ -255,7 +255,7 @@ pub enum Event {
     /// output.
     Turn(Box<TurnMetrics>),
     Transcript {
-        role: Role,
+        role: MessageRole,
         text: String,
         at: Instant,
     },

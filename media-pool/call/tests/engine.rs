@@ -3,7 +3,8 @@
 mod support;
 
 use golos_call::{
-    CallConfig, CallEngine, Clip, Command, EndReason, Event, Output, RequestId, Role, ToolConfig, ToolKind, TurnMetrics,
+    CallConfig, CallEngine, Clip, Command, EndReason, Event, MessageRole, Output, RequestId, ToolConfig, ToolKind,
+    TurnMetrics,
 };
 use std::time::Duration;
 use support::{is_play, ms, Ev, Reply, Sim};
@@ -79,7 +80,7 @@ fn workload_turn_adds_zero_latency() {
     );
     // The whole answer is in the context.
     let last = sim.engine.context().last().unwrap();
-    assert_eq!(last.role, Role::Assistant);
+    assert_eq!(last.role, MessageRole::Assistant);
     assert_eq!(last.content, support::WORKLOAD_TOKENS.concat());
 }
 
@@ -100,8 +101,8 @@ fn workload_five_turns_with_one_request_per_sentence() {
     assert!(metrics.iter().all(|m| m.added == Some(Duration::ZERO)));
     assert_eq!(sim.tts_requests().len(), 25);
     // Context: five user and five assistant messages, in order.
-    let roles: Vec<Role> = sim.engine.context().iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant].repeat(5));
+    let roles: Vec<MessageRole> = sim.engine.context().iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::User, MessageRole::Assistant].repeat(5));
 }
 
 // ---- barge-in ------------------------------------------------------------------------------
@@ -139,16 +140,19 @@ fn barge_in_stops_audio_at_speech_start_plus_100_ms_and_cuts_the_context() {
     ));
     // 10 + 40 frames were heard: "Sure." and the first words of the next chunk, cut at a
     // word boundary by the played share of the chunk.
-    let assistant = sim.engine.context().iter().rfind(|m| m.role == Role::Assistant).unwrap();
+    let assistant = sim.engine.context().iter().rfind(|m| m.role == MessageRole::Assistant).unwrap();
     assert_eq!(assistant.content, "Sure. We're open");
     sim.run_until(5_000);
     let (at, messages, _) = sim.llm_requests().pop().unwrap();
     assert_eq!(at, 4_900);
     assert!(sim.log.iter().any(|(t, o)| t.as_millis() == 4_900
         && matches!(o, Output::Command(Command::StartLlm { request: RequestId(6), .. }))));
-    let last_two: Vec<(&str, Role)> =
+    let last_two: Vec<(&str, MessageRole)> =
         messages[messages.len() - 2..].iter().map(|m| (m.content.as_str(), m.role)).collect();
-    assert_eq!(last_two, [("Sure. We're open", Role::Assistant), ("wait actually what about sunday", Role::User)]);
+    assert_eq!(
+        last_two,
+        [("Sure. We're open", MessageRole::Assistant), ("wait actually what about sunday", MessageRole::User)]
+    );
 }
 
 #[test]
@@ -166,7 +170,7 @@ fn strict_barge_in_cancels_everything_at_speech_start_plus_100_ms() {
     assert_eq!(sim.first(|o| matches!(o, Output::FlushPlayout)), Some(3_600));
     assert_eq!(sim.play_times().last(), Some(&3_580));
     // 25 frames heard: "Sure." (10) and 15 of the next chunk's.
-    let assistant = sim.engine.context().iter().rfind(|m| m.role == Role::Assistant).unwrap();
+    let assistant = sim.engine.context().iter().rfind(|m| m.role == MessageRole::Assistant).unwrap();
     assert_eq!(assistant.content, "Sure.");
 }
 
@@ -400,7 +404,7 @@ fn a_confident_answer_resets_the_low_confidence_count() {
 fn greeting_at_call_start_enters_the_context() {
     let sim = Sim::new(CallConfig { greeting: Some("Hello, golos here.".to_owned()), ..CallConfig::english() });
     assert_eq!(sim.tts_requests(), [(0, "Hello, golos here.".to_owned())]);
-    assert_eq!(sim.engine.context()[0].role, Role::Assistant);
+    assert_eq!(sim.engine.context()[0].role, MessageRole::Assistant);
     assert_eq!(sim.engine.context()[0].content, "Hello, golos here.");
 }
 
@@ -474,8 +478,8 @@ fn a_reconnect_resumes_the_conversation_from_its_snapshot() {
     let snapshot = sim.engine.snapshot(sim.t0 + ms(11_000));
     assert_eq!(snapshot.turns, 1);
     assert_eq!(snapshot.elapsed, ms(11_000));
-    let roles: Vec<Role> = snapshot.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::Assistant, Role::User, Role::Assistant]);
+    let roles: Vec<MessageRole> = snapshot.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::Assistant, MessageRole::User, MessageRole::Assistant]);
     // It is what the worker stores: it survives JSON.
     let json = serde_json::to_string(&snapshot).unwrap();
     let restored: golos_call::Snapshot = serde_json::from_str(&json).unwrap();
@@ -524,8 +528,8 @@ fn a_snapshot_mid_answer_leaves_the_answer_out() {
     sim.utterance(1_000, "what are your opening hours");
     sim.run_until(4_000);
     let snapshot = sim.engine.snapshot(sim.t0 + ms(4_000));
-    let roles: Vec<Role> = snapshot.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User]);
+    let roles: Vec<MessageRole> = snapshot.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::User]);
 }
 
 fn call_quality(sim: &Sim) -> golos_call::CallQuality {
@@ -637,9 +641,9 @@ fn a_tool_call_runs_and_the_llm_restarts_with_its_result() {
     let (at, messages, tools_enabled) = &requests[1];
     assert_eq!((*at, *tools_enabled), (3_300, true));
     let tail = &messages[messages.len() - 2..];
-    assert_eq!(tail[0].role, Role::Assistant);
+    assert_eq!(tail[0].role, MessageRole::Assistant);
     assert_eq!(tail[0].tool_calls[0].name, "get_hours");
-    assert_eq!(tail[1].role, Role::Tool);
+    assert_eq!(tail[1].role, MessageRole::Tool);
     assert_eq!(tail[1].tool_call_id.as_deref(), Some("c1"));
     assert_eq!(tail[1].content, "result of get_hours");
     // The tool call came before 700 ms: no filler; the answer's audio from 3600.
@@ -658,7 +662,7 @@ fn at_most_ten_tools_run_at_once() {
     let starts = sim.times_of(|o| matches!(o, Output::Command(Command::CallTool { .. })));
     assert_eq!(starts, [[3_000; 10].as_slice(), &[3_300, 3_300]].concat());
     assert_eq!(sim.llm_requests()[1].0, 3_600);
-    assert_eq!(sim.llm_requests()[1].1.iter().filter(|m| m.role == Role::Tool).count(), 12);
+    assert_eq!(sim.llm_requests()[1].1.iter().filter(|m| m.role == MessageRole::Tool).count(), 12);
 }
 
 #[test]
@@ -668,7 +672,7 @@ fn a_tool_that_does_not_answer_times_out() {
     sim.utterance(1_000, "do the slow thing");
     sim.run_until(6_000);
     assert_eq!(sim.llm_requests()[1].0, 5_500);
-    let tool = sim.llm_requests()[1].1.iter().find(|m| m.role == Role::Tool).unwrap().content.clone();
+    let tool = sim.llm_requests()[1].1.iter().find(|m| m.role == MessageRole::Tool).unwrap().content.clone();
     assert_eq!(tool, "error: timed out after 2500 ms");
     // A late answer is ignored.
     sim.at(6_000, Ev::ToolResult("c1".to_owned(), Ok("late".to_owned())));
@@ -685,8 +689,8 @@ fn every_tool_call_in_the_context_gets_a_result_even_when_interrupted() {
     sim.run_until(4_000);
     let (at, messages, _) = sim.llm_requests().pop().unwrap();
     assert_eq!(at, 4_000);
-    let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::User]);
+    let roles: Vec<MessageRole> = messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::User, MessageRole::Assistant, MessageRole::Tool, MessageRole::User]);
     assert_eq!(messages[1].tool_calls[0].id, "c1");
     assert_eq!(messages[2].tool_call_id.as_deref(), Some("c1"));
     assert_eq!(messages[2].content, "error: cancelled: the caller interrupted");
@@ -863,8 +867,8 @@ fn a_tts_failure_plays_the_apology_clip() {
     // The clip's length counts as agent speech; then the agent waits for the caller again.
     assert_eq!(sim.first(|o| matches!(o, Output::Event(Event::AgentDone { .. }))), Some(7_100));
     // Not a word of the answer was heard, so none of it is in the context.
-    let roles: Vec<Role> = sim.engine.context().iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User]);
+    let roles: Vec<MessageRole> = sim.engine.context().iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::User]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod support;
 
-use golos_call::{CallConfig, Command, Event, Output, Role, ToolConfig, ToolKind};
+use golos_call::{CallConfig, Command, Event, MessageRole, Output, ToolConfig, ToolKind};
 use proptest::prelude::*;
 use std::time::Duration;
 use support::{ms, Ev, Reply, Sim};
@@ -111,17 +111,17 @@ proptest! {
             let mut open: Vec<String> = Vec::new();
             for message in &messages {
                 match message.role {
-                    Role::Assistant => {
+                    MessageRole::Assistant => {
                         prop_assert!(open.is_empty(), "unanswered tool calls {:?} before a new assistant message", open);
                         open.extend(message.tool_calls.iter().map(|c| c.id.clone()));
                     }
-                    Role::Tool => {
+                    MessageRole::Tool => {
                         let id = message.tool_call_id.clone().unwrap_or_default();
                         let index = open.iter().position(|o| *o == id);
                         prop_assert!(index.is_some(), "tool message for {} answers no open call", id);
                         open.remove(index.unwrap());
                     }
-                    Role::User | Role::System => {
+                    MessageRole::User | MessageRole::System => {
                         prop_assert!(open.is_empty(), "unanswered tool calls {:?} before a user message", open);
                     }
                 }

@@ -86,7 +86,7 @@ enum Phase {
 
 /// One simulated caller. Slot `k` is due at `ready + k·20 ms`.
 #[derive(Debug)]
-pub struct Caller {
+pub struct SimulatedCaller {
     ready: Instant,
     turns: u32,
     phase: Phase,
@@ -94,7 +94,7 @@ pub struct Caller {
     results: Vec<TurnResult>,
 }
 
-impl Caller {
+impl SimulatedCaller {
     pub fn new(ready: Instant, turns: u32) -> Self {
         let first = slot_at_or_after(ready, ready + PAUSE);
         Self {
@@ -238,7 +238,7 @@ mod tests {
 
     /// Sends slots up to and including `until` (at their due times) and returns how many
     /// were speech.
-    fn send_until(c: &mut Caller, next: &mut u64, until: u64) -> u64 {
+    fn send_until(c: &mut SimulatedCaller, next: &mut u64, until: u64) -> u64 {
         let mut speech = 0;
         while *next <= until {
             let at = c.slot_time(*next);
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn first_utterance_starts_one_second_after_ready_and_lasts_75_frames() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 1);
+        let mut c = SimulatedCaller::new(t0, 1);
         let mut next = 0;
         assert_eq!(send_until(&mut c, &mut next, 49), 0);
         assert!(c.frame(50, c.slot_time(50)));
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn endpoint_is_the_send_of_the_15th_silence_frame() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 1);
+        let mut c = SimulatedCaller::new(t0, 1);
         let mut next = 0;
         send_until(&mut c, &mut next, 139); // speech 50..=124, silence 125..=139
                                             // Speech ended when slot 124 was sent (t0 + 2.48 s); 300 ms later is slot 139.
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn a_late_send_of_the_endpoint_frame_is_not_charged_to_the_worker() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 1);
+        let mut c = SimulatedCaller::new(t0, 1);
         let mut next = 0;
         send_until(&mut c, &mut next, 138);
         let late = c.slot_time(139) + ms(4);
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn next_utterance_starts_on_the_first_slot_a_second_after_the_bots_audio() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 2);
+        let mut c = SimulatedCaller::new(t0, 2);
         let mut next = 0;
         send_until(&mut c, &mut next, 140);
         let endpoint = c.probe.endpoint_at.unwrap();
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn no_audio_within_ten_seconds_of_the_final_is_a_lost_turn() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 2);
+        let mut c = SimulatedCaller::new(t0, 2);
         let mut next = 0;
         send_until(&mut c, &mut next, 139);
         let fin = c.probe.endpoint_at.unwrap() + ms(1);
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn audio_short_of_a_whole_turn_ends_it_after_a_quiet_second() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 1);
+        let mut c = SimulatedCaller::new(t0, 1);
         let mut next = 0;
         send_until(&mut c, &mut next, 139);
         let endpoint = c.probe.endpoint_at.unwrap();
@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn audio_before_the_endpoint_is_not_an_answer() {
         let t0 = Instant::now();
-        let mut c = Caller::new(t0, 1);
+        let mut c = SimulatedCaller::new(t0, 1);
         c.on_audio(640, t0); // a greeting
         let mut next = 0;
         send_until(&mut c, &mut next, 100);

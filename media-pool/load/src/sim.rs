@@ -1,7 +1,7 @@
 //! The WORKLOAD (`bench/WORKLOAD.md` §2) as a [`CallSink`]: caller, STT, LLM, TTS and output
 //! transport of one call, every wait a deadline in the shard's heap.
 //!
-//! - Caller (§2.1): one 20 ms frame per slot, `ready + 20 ms · k`, full duplex; utterance 1 at
+//! - SimulatedCaller (§2.1): one 20 ms frame per slot, `ready + 20 ms · k`, full duplex; utterance 1 at
 //!   the first slot ≥ ready + 1 s, utterance k+1 at the first slot ≥ T_bot_end + 1 s; 75 speech
 //!   frames each. Frames go through [`CallSink::caller_audio`]'s code path, the one a transport's
 //!   frames take, minus the inbound channel hop.

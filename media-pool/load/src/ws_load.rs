@@ -3,7 +3,7 @@
 //! at a running `golos-simulator`. This is the *realistic* number: sockets, framing, the
 //! worker's input and output paths and the real provider adapters are all in it.
 //!
-//! One tokio task per call plays [`Caller`]: `start`, then a 20 ms PCM16 frame per slot on an
+//! One tokio task per call plays [`SimulatedCaller`]: `start`, then a 20 ms PCM16 frame per slot on an
 //! absolute schedule from `started`, utterances at the §2.1 times; it timestamps the bot's
 //! audio and the user's final transcript as they arrive and answers marks at once (it "plays"
 //! what it receives without a buffer). The frames are two pre-built `Bytes` (speech, silence),
@@ -12,7 +12,7 @@
 //! The worker's CPU and memory come from `/proc/<pid>` of the `golos` process (`--worker-pid`),
 //! sampled every 0.5 s; the simulator's CPU likewise (`--sim-pid`), and this process's own.
 
-use crate::caller::{Caller, TurnResult, FRAME_BYTES, LATE, TURN_AUDIO_BYTES};
+use crate::caller::{SimulatedCaller, TurnResult, FRAME_BYTES, LATE, TURN_AUDIO_BYTES};
 use crate::load::loadavg;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -326,7 +326,7 @@ async fn run_call(
     }
     out.started = true;
     let ready = Instant::now();
-    let mut caller = Caller::new(ready, turns);
+    let mut caller = SimulatedCaller::new(ready, turns);
     let mut slot = 0u64;
     let mut hangup_at: Option<Instant> = None;
     loop {

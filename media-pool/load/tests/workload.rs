@@ -3,7 +3,7 @@
 
 use golos_load::load::workload_call_config;
 use golos_load::sim::{Recorder, SimCall, SimShared, TurnRecord};
-use golos_shard::{CallId, Clock, Shard};
+use golos_shard::{Shard, ShardCallId, TimeSource};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,8 @@ fn one_workload_call_adds_exactly_zero_latency_on_every_turn() {
     let t0 = Instant::now();
     let recorder = recorder();
     let shared = SimShared::new(5, Arc::clone(&recorder));
-    let mut shard = Shard::new(Clock::Virtual);
-    shard.add_call(CallId(1), config(), Box::new(SimCall::new(shared, 1)), t0);
+    let mut shard = Shard::new(TimeSource::Virtual);
+    shard.add_call(ShardCallId(1), config(), Box::new(SimCall::new(shared, 1)), t0);
     run_to_end(&mut shard, t0 + Duration::from_secs(60));
     assert!(shard.is_empty(), "the call hung up after its 5th turn");
 
@@ -69,7 +69,7 @@ fn many_calls_in_one_shard_do_not_interfere() {
     let t0 = Instant::now();
     let recorder = recorder();
     let shared = SimShared::new(5, Arc::clone(&recorder));
-    let mut shard = Shard::new(Clock::Virtual);
+    let mut shard = Shard::new(TimeSource::Virtual);
     // 200 calls, several starting in the same instant and the rest at odd offsets, so their
     // deadlines interleave and coincide.
     let starts: Vec<Duration> = (0..200u64).map(|i| Duration::from_micros((i / 4) * 7_919)).collect();
@@ -80,7 +80,7 @@ fn many_calls_in_one_shard_do_not_interfere() {
         match (add_at, due) {
             (Some(add), due) if due.is_none_or(|d| add <= d) => {
                 shard.add_call(
-                    CallId(next as u64),
+                    ShardCallId(next as u64),
                     config(),
                     Box::new(SimCall::new(Arc::clone(&shared), next as u64)),
                     add,

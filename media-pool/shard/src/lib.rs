@@ -14,6 +14,6 @@
 mod shard;
 
 pub use shard::{
-    AudioQueue, CallHandle, CallId, CallSink, Clock, Feed, Inbound, OwnedInput, Shard, ShardCounters, ShardPool,
-    ShardStats, AUDIO_QUEUE_FRAMES,
+    AudioQueue, CallHandle, CallSink, Feed, Inbound, OwnedInput, Shard, ShardCallId, ShardCounters, ShardPool,
+    ShardStats, TimeSource, AUDIO_QUEUE_FRAMES,
 };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Identifies a call across the pool; chosen when the call is added, so edges can address it
 /// before the shard has even seen it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
+pub struct ShardCallId(pub u64);
 
 /// Where a call's outputs go, and any timed work of its own edges.
 ///
@@ -154,8 +154,8 @@ pub struct ShardCounters {
 /// and TTS pipeline depth, the transports' rate limits on key presses).
 #[derive(Debug)]
 pub struct AudioQueue {
-    tx: Sender<(CallId, Frame)>,
-    rx: Receiver<(CallId, Frame)>,
+    tx: Sender<(ShardCallId, Frame)>,
+    rx: Receiver<(ShardCallId, Frame)>,
     /// An `AudioReady` is on its way to the shard (or being handled): senders need not send
     /// another. The shard clears it *before* draining, so a frame queued after the drain
     /// looked always sends a fresh wake-up.
@@ -170,7 +170,7 @@ impl AudioQueue {
     }
 
     /// Queues a frame, shedding the oldest while full. `true`: a wake-up must be sent.
-    fn push(&self, id: CallId, frame: Frame) -> bool {
+    fn push(&self, id: ShardCallId, frame: Frame) -> bool {
         let mut item = (id, frame);
         // Other senders may refill the slot just freed; after a few rounds the new frame is
         // the one shed, which bounds the loop.
@@ -196,12 +196,12 @@ impl AudioQueue {
 pub enum Inbound {
     /// A new call: its engine is created on arrival, which is when its pipeline is ready.
     /// With `resume`, the engine continues a snapshotted conversation (a reconnect).
-    Add { id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, resume: Option<Snapshot> },
+    Add { id: ShardCallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, resume: Option<Snapshot> },
     /// A provider event, a key press, a hangup.
-    Input { id: CallId, input: OwnedInput },
+    Input { id: ShardCallId, input: OwnedInput },
     /// A caller audio frame from the transport (applied as is; the pool's edges use the
     /// bounded [`AudioQueue`] and [`Inbound::AudioReady`] instead).
-    Audio { id: CallId, frame: Frame },
+    Audio { id: ShardCallId, frame: Frame },
     /// The shard's [`AudioQueue`] has frames: apply them.
     AudioReady,
     /// End every call (`CallSink::closed`) and stop the thread.
@@ -222,7 +222,7 @@ impl std::fmt::Debug for Inbound {
 
 /// Where a step's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clock {
+pub enum TimeSource {
     /// Every step runs at the `now` given to [`Shard::run_due`] and friends: tests.
     Virtual,
     /// The batch takes what is due at the wake-up time, but each call's step reads the clock
@@ -257,7 +257,7 @@ pub struct ShardStats {
 }
 
 struct Live {
-    id: CallId,
+    id: ShardCallId,
     engine: CallEngine,
     sink: Box<dyn CallSink>,
     /// The deadline this call has in the heap; other entries for it are stale.
@@ -275,10 +275,10 @@ struct Slot {
 
 /// Many calls on one core. See the crate docs.
 pub struct Shard {
-    clock: Clock,
+    clock: TimeSource,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<CallId, u32>,
+    index: HashMap<ShardCallId, u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     stats: ShardStats,
     audio: Option<Arc<AudioQueue>>,
@@ -303,7 +303,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Shard {
-    pub fn new(clock: Clock) -> Self {
+    pub fn new(clock: TimeSource) -> Self {
         Self {
             clock,
             slots: Vec::new(),
@@ -316,7 +316,7 @@ impl Shard {
     }
 
     /// A shard that takes caller audio from `audio` when told [`Inbound::AudioReady`].
-    pub fn with_audio_queue(clock: Clock, audio: Arc<AudioQueue>) -> Self {
+    pub fn with_audio_queue(clock: TimeSource, audio: Arc<AudioQueue>) -> Self {
         Self { audio: Some(audio), ..Self::new(clock) }
     }
 
@@ -334,21 +334,21 @@ impl Shard {
 
     fn step_time(&self, now: Instant) -> Instant {
         match self.clock {
-            Clock::Virtual => now,
-            Clock::Real => Instant::now().max(now),
+            TimeSource::Virtual => now,
+            TimeSource::Real => Instant::now().max(now),
         }
     }
 
     /// Starts a call at `now`: its engine is created (a greeting would be requested at once)
     /// and its first deadline armed.
-    pub fn add_call(&mut self, id: CallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, now: Instant) {
+    pub fn add_call(&mut self, id: ShardCallId, config: Arc<CallConfig>, sink: Box<dyn CallSink>, now: Instant) {
         self.add_call_resumed(id, config, sink, None, now);
     }
 
     /// `add_call`, continuing the conversation of `resume` when given.
     pub fn add_call_resumed(
         &mut self,
-        id: CallId,
+        id: ShardCallId,
         config: Arc<CallConfig>,
         sink: Box<dyn CallSink>,
         resume: Option<Snapshot>,
@@ -376,7 +376,7 @@ impl Shard {
 
     /// An input for a call from one of its edges, applied at `now`. Unknown (ended) calls are
     /// ignored: a late provider event for a call that hung up is normal.
-    pub fn input(&mut self, id: CallId, input: Input<'_>, now: Instant) {
+    pub fn input(&mut self, id: ShardCallId, input: Input<'_>, now: Instant) {
         if let Some(&slot) = self.index.get(&id) {
             let now = self.step_time(now);
             self.step(slot, now, |live, now| live.engine.handle(input, now));
@@ -384,7 +384,7 @@ impl Shard {
     }
 
     /// A caller audio frame for a call, handed to its sink (which forwards it to the STT).
-    pub fn audio(&mut self, id: CallId, frame: Frame, now: Instant) {
+    pub fn audio(&mut self, id: ShardCallId, frame: Frame, now: Instant) {
         if let Some(&slot) = self.index.get(&id) {
             let now = self.step_time(now);
             self.step(slot, now, |live, now| {
@@ -562,14 +562,14 @@ fn drain(engine: &mut CallEngine, sink: &mut dyn CallSink, now: Instant) {
 /// never blocks).
 #[derive(Debug, Clone)]
 pub struct CallHandle {
-    id: CallId,
+    id: ShardCallId,
     shard: usize,
     inbound: Sender<Inbound>,
     audio: Arc<AudioQueue>,
 }
 
 impl CallHandle {
-    pub fn id(&self) -> CallId {
+    pub fn id(&self) -> ShardCallId {
         self.id
     }
 
@@ -626,7 +626,7 @@ impl ShardPool {
             .map(|i| {
                 let (tx, rx) = crossbeam_channel::unbounded();
                 let audio = Arc::new(AudioQueue::new(audio_frames, Arc::clone(counters)));
-                let shard = Shard::with_audio_queue(Clock::Real, Arc::clone(&audio));
+                let shard = Shard::with_audio_queue(TimeSource::Real, Arc::clone(&audio));
                 let thread = std::thread::Builder::new()
                     .name(format!("golos-shard-{i}"))
                     .spawn(move || shard.run(&rx))
@@ -676,7 +676,7 @@ impl ShardPool {
         make_sink: impl FnOnce(CallHandle) -> Box<dyn CallSink>,
     ) -> CallHandle {
         let shard = shard % self.shards.len();
-        let id = CallId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = ShardCallId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let inbound = self.shards[shard].0.clone();
         let audio = Arc::clone(&self.shards[shard].1);
         let handle = CallHandle { id, shard, inbound, audio };

@@ -2,7 +2,7 @@
 //! every timing is exact and nothing sleeps.
 
 use golos_call::{Output, RequestId};
-use golos_shard::{CallId, CallSink, Clock, Feed, Shard};
+use golos_shard::{CallSink, Feed, Shard, ShardCallId, TimeSource};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,12 +39,12 @@ impl CallSink for Probe {
 fn deadlines_due_in_the_same_instant_run_in_one_batch() {
     let t0 = Instant::now();
     let steps = Arc::new(Mutex::new(Vec::new()));
-    let mut shard = Shard::new(Clock::Virtual);
+    let mut shard = Shard::new(TimeSource::Virtual);
     let due = t0 + ms(20);
     for id in 0..50 {
         let at = if id == 49 { due + Duration::from_nanos(1) } else { due };
         let probe = Probe { at: Some(at), steps: Arc::clone(&steps), id };
-        shard.add_call(CallId(id), config(), Box::new(probe), t0);
+        shard.add_call(ShardCallId(id), config(), Box::new(probe), t0);
     }
     assert_eq!(shard.next_deadline(), Some(due));
     assert_eq!(shard.run_due(t0 + Duration::from_nanos(19_999_999)), 0, "nothing is due early");
@@ -61,17 +61,17 @@ fn deadlines_due_in_the_same_instant_run_in_one_batch() {
 #[test]
 fn inputs_reach_the_engine_and_an_ended_call_is_removed() {
     let t0 = Instant::now();
-    let mut shard = Shard::new(Clock::Virtual);
+    let mut shard = Shard::new(TimeSource::Virtual);
     let steps = Arc::new(Mutex::new(Vec::new()));
-    shard.add_call(CallId(7), config(), Box::new(Probe { at: None, steps, id: 7 }), t0);
+    shard.add_call(ShardCallId(7), config(), Box::new(Probe { at: None, steps, id: 7 }), t0);
     assert_eq!(shard.len(), 1);
     // A late provider event for a request the call never made is ignored by the engine.
-    shard.input(CallId(7), golos_call::Input::LlmEnd { request: RequestId(99) }, t0 + ms(1));
-    shard.input(CallId(7), golos_call::Input::Hangup, t0 + ms(2));
+    shard.input(ShardCallId(7), golos_call::Input::LlmEnd { request: RequestId(99) }, t0 + ms(1));
+    shard.input(ShardCallId(7), golos_call::Input::Hangup, t0 + ms(2));
     assert!(shard.is_empty());
     assert_eq!(shard.next_deadline(), None, "its heap entries went stale");
     // Inputs for a call that is gone are dropped.
-    shard.input(CallId(7), golos_call::Input::Hangup, t0 + ms(3));
+    shard.input(ShardCallId(7), golos_call::Input::Hangup, t0 + ms(3));
     assert_eq!(shard.stats().calls_ended, 1);
 }
 

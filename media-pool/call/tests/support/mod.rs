@@ -274,7 +274,7 @@ impl Sim {
             .collect()
     }
 
-    pub fn llm_requests(&self) -> Vec<(u64, Vec<golos_call::Message>, bool)> {
+    pub fn llm_requests(&self) -> Vec<(u64, Vec<golos_call::ContextMessage>, bool)> {
         self.log
             .iter()
             .filter_map(|(t, o)| match o {

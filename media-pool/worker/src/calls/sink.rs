@@ -9,7 +9,7 @@ use super::{CallLink, CallReport};
 use crate::metrics::CallMetrics;
 use futures::StreamExt;
 use golos_audio::vad::{EnergyVad, Vad};
-use golos_call::{Clip, Command, EndReason, Event, Frame, Input, Output, RequestId, Role, TurnMetrics};
+use golos_call::{Clip, Command, EndReason, Event, Frame, Input, MessageRole, Output, RequestId, TurnMetrics};
 use golos_control::tool_signing::{self, OrgSigningKey};
 use golos_domain::agent::{AgentConfig, ToolSpec};
 use golos_domain::events::TranscriptTurn;
@@ -140,7 +140,13 @@ impl WorkerSink {
         }
     }
 
-    fn start_llm(&mut self, request: RequestId, messages: Vec<golos_call::Message>, tools_enabled: bool, now: Instant) {
+    fn start_llm(
+        &mut self,
+        request: RequestId,
+        messages: Vec<golos_call::ContextMessage>,
+        tools_enabled: bool,
+        now: Instant,
+    ) {
         self.set_state(AgentState::Thinking);
         let mut llm_request = LlmRequest::new(messages.into_iter().map(provider_message).collect());
         if tools_enabled {
@@ -269,9 +275,9 @@ impl WorkerSink {
         match event {
             Event::Transcript { role, text, at } => {
                 let speaker = match role {
-                    Role::User => Speaker::User,
-                    Role::Assistant => Speaker::Assistant,
-                    Role::System | Role::Tool => return,
+                    MessageRole::User => Speaker::User,
+                    MessageRole::Assistant => Speaker::Assistant,
+                    MessageRole::System | MessageRole::Tool => return,
                 };
                 self.transcript.push(TranscriptTurn {
                     role: if speaker == Speaker::User { TranscriptRole::User } else { TranscriptRole::Assistant },
@@ -436,11 +442,11 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
-fn provider_message(message: golos_call::Message) -> Message {
+fn provider_message(message: golos_call::ContextMessage) -> Message {
     match message.role {
-        Role::System => Message::System(message.content),
-        Role::User => Message::User(message.content),
-        Role::Assistant => Message::Assistant {
+        MessageRole::System => Message::System(message.content),
+        MessageRole::User => Message::User(message.content),
+        MessageRole::Assistant => Message::Assistant {
             text: message.content,
             tool_calls: message
                 .tool_calls
@@ -448,7 +454,7 @@ fn provider_message(message: golos_call::Message) -> Message {
                 .map(|c| golos_providers::ToolCall { id: c.id, name: c.name, arguments: c.arguments })
                 .collect(),
         },
-        Role::Tool => {
+        MessageRole::Tool => {
             Message::ToolResult { call_id: message.tool_call_id.unwrap_or_default(), content: message.content }
         }
     }
