@@ -2,7 +2,8 @@
 //!
 //! - [`golos`]: the golos WebSocket audio protocol for browsers and SDKs (docs/transports.md);
 //! - [`twilio`]: a Twilio Media Streams-compatible endpoint (μ-law 8 kHz in JSON);
-//! - [`playout`]: paced 20 ms output with marks and barge-in `clear`;
+//! - [`playout`]: the outbound queue (order, marks, barge-in `clear`, a 10 s cap; the engine
+//!   paces, the transport sends at once);
 //! - [`jitter`]: inbound reordering and 20 ms reframing;
 //! - [`limits`]: what a peer may make a transport hold or do (rate, connection caps);
 //! - [`ws`]: an axum WebSocket loop that runs a [`ws::CallSession`] over either dialect.

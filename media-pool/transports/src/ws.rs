@@ -1,13 +1,20 @@
 //! The golos WebSocket protocol ([`run`]) and the Twilio Media Streams dialect ([`run_twilio`])
 //! on an upgraded axum socket: reads control messages and audio,
 //! hands the call driver 20 ms frames at the pipeline's rate, and writes the driver's outputs
-//! with paced playout. The driver implements [`CallSession`]; this module knows nothing of
-//! agents, auth or the engine.
+//! as soon as the socket takes them. The driver implements [`CallSession`]; this module knows
+//! nothing of agents, auth or the engine.
 //!
-//! One task per connection runs a single `select!` over the socket, the session's outputs and
-//! the playout deadline, so reads, writes and pacing never race on shared state. Both dialects
-//! run the same loop: what differs (the start, the codecs, what the peer can be told) is a
-//! private `Wire`, so a limit or a fix to one dialect's loop cannot miss the other's.
+//! The transport does not pace: the call engine already emits its audio one 20 ms frame per
+//! 20 ms, and it has to be the only clock (barge-in cuts the reply to the frames the engine
+//! played; golos-call's `Output::PlayAudio`). What the socket has not taken yet waits in a
+//! [`Playout`] queue, so a slow reader delays the audio and, past the queue's cap, sheds its
+//! oldest frames, but never holds up reading the caller or draining the session's outputs.
+//!
+//! One task per connection runs a single `select!` over the socket (reads, and writes of the
+//! queue whenever it will take them) and the session's outputs, so reads and writes never race
+//! on shared state. Both dialects run the same loop: what differs (the start, the codecs, what
+//! the peer can be told) is a private `Wire`, so a limit or a fix to one dialect's loop cannot
+//! miss the other's.
 
 use crate::error::TransportError;
 use crate::golos::{self, codes, AudioIn, AudioOut, ClientMessage, ServerMessage};
@@ -17,8 +24,9 @@ use crate::twilio::{self, Inbound, Outbound};
 use axum::body::Bytes;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocketUpgrade};
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -28,9 +36,9 @@ use tokio::time::Instant;
 /// upgrade, so 5 s is generous to them and short for a peer that only wants to hold sockets.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long one write may wait for the peer to take it. Audio goes out paced at 20 ms, so a
-/// healthy client never holds a write for more than a moment; 10 s covers a mobile network's
-/// stall and is short against a call.
+/// How long the peer may take nothing while something waits for it. The engine's audio comes
+/// in real time, so a healthy client never holds a write for more than a moment; 10 s covers a
+/// mobile network's stall and is short against a call.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The two dialects spoken on call sockets, for their socket limits.
@@ -90,7 +98,11 @@ enum Read {
 }
 
 async fn read<S: Socket>(socket: &mut S) -> Read {
-    match socket.next().await {
+    sort(socket.next().await)
+}
+
+fn sort(inbound: Option<Result<Message, axum::Error>>) -> Read {
+    match inbound {
         Some(Ok(Message::Close(_))) | None => Read::Gone,
         Some(Ok(message)) => Read::Message(message),
         Some(Err(error)) if is_too_large(&error) => Read::TooLarge,
@@ -135,7 +147,8 @@ pub struct Refusal {
 /// What the driver sends the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionOutput {
-    /// 20 ms of audio at the pipeline's rate; paced by the transport.
+    /// 20 ms of audio at the pipeline's rate, sent as soon as the socket takes it: the session
+    /// paces (the engine emits one frame per 20 ms).
     Audio(Frame),
     /// Answered with `mark` right after the audio before it has been sent.
     Mark(String),
@@ -482,7 +495,8 @@ async fn serve<P: Wire, S: CallSession, W: Socket>(
         outputs,
         outputs_open: true,
         caller: CallerLimits::new(edge),
-        playout: Playout::new(Instant::now().into_std()),
+        playout: Playout::new(),
+        writing: Writing::default(),
         ending: None,
     };
     call.run().await
@@ -512,8 +526,29 @@ struct Call<P, S, W> {
     outputs_open: bool,
     caller: CallerLimits,
     playout: Playout,
-    /// Set once the session ends the call: the queued audio plays out first.
+    writing: Writing,
+    /// Set once the session ends the call: the queued audio goes out first.
     ending: Option<String>,
+}
+
+/// Where the socket is with the queue's packets.
+#[derive(Debug, Default)]
+struct Writing {
+    /// A packet was handed to the socket and not flushed yet. The next one waits for the flush,
+    /// so at most one packet sits in the socket's buffer, beyond a `clear`'s reach.
+    unflushed: bool,
+    /// Since when the socket has taken nothing while something waited; see [`SEND_TIMEOUT`].
+    stalled_since: Option<Instant>,
+}
+
+/// What the socket did while the loop waited on it.
+enum Io {
+    Read(Read),
+    /// The socket took packets, or stopped taking them: the loop looks again (an ending call
+    /// may be done, a stall needs its timer).
+    Wrote,
+    /// A write failed.
+    Broken,
 }
 
 /// Why the caller's side of a call is over.
@@ -533,11 +568,17 @@ impl<P: Wire, S: CallSession, W: Socket> Call<P, S, W> {
                     return Outcome::Ended(reason.clone());
                 }
             }
-            let deadline = self.playout.next_deadline().map(Instant::from_std);
+            let stall = self.writing.stalled_since.map(|since| since + SEND_TIMEOUT);
             let turn = tokio::select! {
-                inbound = read(&mut self.socket) => self.on_read(inbound).await,
+                io = poll_fn(|cx| poll_io(cx, &mut self.socket, &mut self.wire, &mut self.playout, &mut self.writing)) => {
+                    match io {
+                        Io::Read(inbound) => self.on_read(inbound).await,
+                        Io::Wrote => Ok(()),
+                        Io::Broken => Err(Gone::Broken),
+                    }
+                }
                 output = self.outputs.recv(), if self.outputs_open => self.on_output(output).await,
-                () = sleep_until(deadline), if deadline.is_some() => self.play().await,
+                () = sleep_until(stall), if stall.is_some() => Err(Gone::Broken),
             };
             if let Err(gone) = turn {
                 self.session.on_hangup();
@@ -623,25 +664,67 @@ impl<P: Wire, S: CallSession, W: Socket> Call<P, S, W> {
         }
         Ok(())
     }
+}
 
-    /// Sends what is due on the playout's 20 ms grid.
-    async fn play(&mut self) -> Result<(), Gone> {
-        let now = Instant::now().into_std();
-        while let Some(packet) = self.playout.poll(now) {
-            let message = match packet {
-                Packet::Audio(frame) => match self.wire.audio(&frame) {
-                    Ok(message) => message,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "dropping an outbound frame");
-                        continue;
-                    }
-                },
-                Packet::Mark(name) => self.wire.mark(name),
-            };
-            send(&mut self.socket, message).await?;
+/// One look at the socket: hands it the queue's packets while it takes them, one flush at a
+/// time, then reads. Never waits on a write: a slow reader leaves the packets in the queue
+/// (where `clear` and the cap still reach them) and the caller's audio keeps coming in.
+fn poll_io<P: Wire, W: Socket>(
+    cx: &mut Context<'_>,
+    socket: &mut W,
+    wire: &mut P,
+    playout: &mut Playout,
+    writing: &mut Writing,
+) -> Poll<Io> {
+    let mut wrote = false;
+    loop {
+        if writing.unflushed {
+            match socket.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    writing.unflushed = false;
+                    wrote = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Io::Broken),
+                Poll::Pending => break,
+            }
         }
-        Ok(())
+        if playout.is_empty() {
+            break;
+        }
+        match socket.poll_ready_unpin(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Io::Broken),
+            Poll::Pending => break,
+        }
+        let message = match playout.pop() {
+            Some(Packet::Audio(frame)) => match wire.audio(&frame) {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::warn!(error = %err, "dropping an outbound frame");
+                    continue;
+                }
+            },
+            Some(Packet::Mark(name)) => wire.mark(name),
+            None => break,
+        };
+        if socket.start_send_unpin(message).is_err() {
+            return Poll::Ready(Io::Broken);
+        }
+        writing.unflushed = true;
     }
+    let waiting = writing.unflushed || !playout.is_empty();
+    if wrote || !waiting {
+        // Progress, or nothing left to send: whatever stall there was is over.
+        let was_stalled = writing.stalled_since.take().is_some();
+        if wrote || was_stalled {
+            return Poll::Ready(Io::Wrote);
+        }
+    } else if writing.stalled_since.is_none() {
+        // The socket just stopped taking writes: back to the loop, which arms the timer.
+        writing.stalled_since = Some(Instant::now());
+        return Poll::Ready(Io::Wrote);
+    }
+    socket.poll_next_unpin(cx).map(|inbound| Io::Read(sort(inbound)))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

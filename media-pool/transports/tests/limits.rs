@@ -3,6 +3,7 @@
 
 use axum::extract::ws::Message;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::task::AtomicWaker;
 use futures::{Sink, Stream, StreamExt};
 use golos_transports::golos::encode_audio;
 use golos_transports::limits::EdgeCounters;
@@ -18,12 +19,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The server's end of an in-memory WebSocket. With `stalled` set, writes never complete: a
-/// peer that stopped reading, its TCP window full.
+/// The server's end of an in-memory WebSocket. While `window.full` is set, writes do not
+/// complete: a peer that stopped reading, its TCP window full.
 struct MemorySocket {
     from_client: UnboundedReceiver<Result<Message, axum::Error>>,
     to_client: UnboundedSender<Message>,
-    stalled: Arc<AtomicBool>,
+    window: Arc<Window>,
+}
+
+/// The peer's receive window, shared by both ends.
+#[derive(Default)]
+struct Window {
+    full: AtomicBool,
+    /// The writer waiting for room, woken when the peer reads again.
+    writer: AtomicWaker,
 }
 
 impl Stream for MemorySocket {
@@ -35,8 +44,9 @@ impl Stream for MemorySocket {
 
 impl Sink<Message> for MemorySocket {
     type Error = axum::Error;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
-        if self.stalled.load(Ordering::Relaxed) {
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        self.window.writer.register(cx.waker());
+        if self.window.full.load(Ordering::Relaxed) {
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -56,10 +66,21 @@ impl Sink<Message> for MemorySocket {
 struct Client {
     to_server: UnboundedSender<Result<Message, axum::Error>>,
     from_server: UnboundedReceiver<Message>,
-    stalled: Arc<AtomicBool>,
+    window: Arc<Window>,
 }
 
 impl Client {
+    /// Stops reading: the server's writes wait.
+    fn stall(&self) {
+        self.window.full.store(true, Ordering::Relaxed);
+    }
+
+    /// Reads again: the server's waiting write goes on.
+    fn resume(&self) {
+        self.window.full.store(false, Ordering::Relaxed);
+        self.window.writer.wake();
+    }
+
     fn send(&self, message: Message) {
         self.to_server.unbounded_send(Ok(message)).expect("the server is reading");
     }
@@ -83,8 +104,8 @@ impl Client {
 fn pair() -> (MemorySocket, Client) {
     let (to_server, from_client) = unbounded();
     let (to_client, from_server) = unbounded();
-    let stalled = Arc::new(AtomicBool::new(false));
-    (MemorySocket { from_client, to_client, stalled: Arc::clone(&stalled) }, Client { to_server, from_server, stalled })
+    let window = Arc::new(Window::default());
+    (MemorySocket { from_client, to_client, window: Arc::clone(&window) }, Client { to_server, from_server, window })
 }
 
 /// Counts the caller's frames that reach the session and answers nothing (its output channel
@@ -238,10 +259,115 @@ async fn a_peer_that_stops_reading_is_let_go_after_the_send_timeout() {
     assert_eq!(client.next_json().await["type"], "started");
     let outputs = outputs.recv().unwrap();
     // The agent speaks; the peer's window is full from the first frame on.
-    client.stalled.store(true, Ordering::Relaxed);
+    client.stall();
     let stalled_at = Instant::now();
     outputs.send(SessionOutput::Audio(vec![0; 320].into())).await.unwrap();
     assert_eq!(server.await.unwrap(), ws::Outcome::ClientGone);
     assert_eq!(stalled_at.elapsed(), SEND_TIMEOUT);
     assert_eq!(hangups.load(Ordering::Relaxed), 1, "the call is ended, not left running");
+}
+
+fn audio(n: i16) -> SessionOutput {
+    SessionOutput::Audio(vec![n; 320].into())
+}
+
+/// The first sample of a golos audio message (the pipeline's and the client's rates match, so
+/// a frame goes out as it came).
+fn first_sample(message: &Message) -> i16 {
+    match message {
+        Message::Binary(bytes) => i16::from_le_bytes([bytes[0], bytes[1]]),
+        other => panic!("expected audio, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_goes_out_as_the_session_hands_it_over() {
+    let (socket, mut client) = pair();
+    let (outputs_to, outputs) = std::sync::mpsc::channel();
+    let session = Counting { outputs_to: Some(outputs_to), ..Counting::default() };
+    tokio::spawn(async move { ws::run(socket, session, 16_000, &Edge::default()).await });
+    client.send_json(&start());
+    assert_eq!(client.next_json().await["type"], "started");
+    let outputs = outputs.recv().unwrap();
+    // A burst of five frames and a mark: all of it at once, on the virtual clock's same
+    // instant. Spacing frames 20 ms apart is the engine's job, not the transport's.
+    let handed_over = Instant::now();
+    for n in 0..5 {
+        outputs.send(audio(n)).await.unwrap();
+    }
+    outputs.send(SessionOutput::Mark("m".into())).await.unwrap();
+    for n in 0..5 {
+        assert_eq!(first_sample(&client.next().await), n);
+    }
+    assert_eq!(client.next_json().await, serde_json::json!({"type":"mark","name":"m"}));
+    assert_eq!(handed_over.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_holds_up_neither_the_caller_nor_the_session_and_a_clear_drops_its_backlog() {
+    let (socket, mut client) = pair();
+    let (outputs_to, outputs) = std::sync::mpsc::channel();
+    let session = Counting { outputs_to: Some(outputs_to), ..Counting::default() };
+    let (keys, hangups) = (Arc::clone(&session.keys), Arc::clone(&session.hangups));
+    let server = tokio::spawn(async move { ws::run(socket, session, 16_000, &Edge::default()).await });
+    client.send_json(&start());
+    assert_eq!(client.next_json().await["type"], "started");
+    let outputs = outputs.recv().unwrap();
+    client.send_json(&serde_json::json!({"type":"dtmf","digit":"1"}));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(keys.load(Ordering::Relaxed), 1);
+    // The peer stops reading; the session keeps talking, 60 frames and a mark into a channel
+    // of 16: the transport drains it into its queue instead of blocking on the socket.
+    client.stall();
+    for n in 0..60 {
+        outputs.send(audio(n)).await.unwrap();
+    }
+    outputs.send(SessionOutput::Mark("behind-the-backlog".into())).await.unwrap();
+    // The caller is still heard.
+    client.send_json(&serde_json::json!({"type":"dtmf","digit":"2"}));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(keys.load(Ordering::Relaxed), 2);
+    // Barge-in while nothing of it went out: the backlog and its mark are dropped, the clear
+    // waits for the peer, and the next answer follows it.
+    outputs.send(SessionOutput::Clear).await.unwrap();
+    outputs.send(audio(100)).await.unwrap();
+    outputs.send(SessionOutput::Mark("next".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.resume();
+    assert_eq!(client.next_json().await, serde_json::json!({"type":"clear"}));
+    assert_eq!(first_sample(&client.next().await), 100);
+    assert_eq!(client.next_json().await, serde_json::json!({"type":"mark","name":"next"}));
+    // Two seconds stalled, inside the send timeout: the call goes on.
+    client.send_json(&serde_json::json!({"type":"hangup"}));
+    assert_eq!(server.await.unwrap(), ws::Outcome::ClientGone);
+    assert_eq!(hangups.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backlog_past_ten_seconds_sheds_its_oldest_frames() {
+    let (socket, mut client) = pair();
+    let (outputs_to, outputs) = std::sync::mpsc::channel();
+    let session = Counting { outputs_to: Some(outputs_to), ..Counting::default() };
+    let edge = Edge::default();
+    let counters = Arc::clone(&edge.counters);
+    tokio::spawn(async move { ws::run(socket, session, 16_000, &edge).await });
+    client.send_json(&start());
+    assert_eq!(client.next_json().await["type"], "started");
+    let outputs = outputs.recv().unwrap();
+    client.stall();
+    // 12 s of audio and a mark in the middle, none of it taken.
+    for n in 0..600 {
+        outputs.send(audio(n)).await.unwrap();
+        if n == 50 {
+            outputs.send(SessionOutput::Mark("early".into())).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(EdgeCounters::get(&counters.playout_shed_frames), 100);
+    client.resume();
+    // The mark outlives its shed frame; the newest 10 s follow in order.
+    assert_eq!(client.next_json().await, serde_json::json!({"type":"mark","name":"early"}));
+    for n in 100..600 {
+        assert_eq!(first_sample(&client.next().await), n);
+    }
 }

@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use golos_transports::golos::{codes, encode_audio, ServerMessage, Speaker};
 use golos_transports::ws::{self, Admitted, CallSession, Dialect, Edge, Refusal, SessionOutput, StartRequest};
 use golos_transports::Frame;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -127,7 +127,7 @@ async fn start(client: &mut Client, rate: u32) {
 }
 
 #[tokio::test]
-async fn audio_is_echoed_as_paced_20ms_frames_with_marks() {
+async fn audio_is_echoed_as_20ms_frames_with_marks() {
     let mut client = connect().await;
     start(&mut client, 16_000).await;
     // 100 ms of audio as ten 10 ms messages, all at once: five echoed 20 ms frames.
@@ -136,12 +136,10 @@ async fn audio_is_echoed_as_paced_20ms_frames_with_marks() {
         client.send(Message::binary(encode_audio(piece))).await.unwrap();
     }
     let mut echoed = Vec::new();
-    let mut arrivals = Vec::new();
     while echoed.len() < 1_600 {
         match next(&mut client).await {
             Message::Binary(bytes) => {
                 assert_eq!(bytes.len(), 640, "one 20 ms frame per message");
-                arrivals.push(Instant::now());
                 echoed.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
             }
             other => panic!("unexpected {other:?}"),
@@ -150,9 +148,6 @@ async fn audio_is_echoed_as_paced_20ms_frames_with_marks() {
     assert_eq!(echoed, audio);
     // The mark comes right after the fifth frame.
     assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"mark","name":"after-5"}));
-    // Paced on an absolute 20 ms grid: five packets cannot span less than 80 ms (a lower
-    // bound only, which no scheduling delay can break).
-    assert!(arrivals[4] - arrivals[0] >= Duration::from_millis(79), "{:?}", arrivals[4] - arrivals[0]);
     send_json(&mut client, serde_json::json!({"type":"mark","name":"after-5"})).await;
     assert_eq!(next_json(&mut client).await["text"], "ack after-5");
     send_json(&mut client, serde_json::json!({"type":"hangup"})).await;
@@ -183,10 +178,12 @@ async fn bad_messages_are_reported_and_the_call_goes_on() {
 }
 
 #[tokio::test]
-async fn barge_in_clears_queued_audio() {
+async fn barge_in_sends_clear_after_the_audio_already_sent() {
     let mut client = connect().await;
     start(&mut client, 16_000).await;
-    // 1 s of audio queues 50 frames; the barge-in comes after the first one.
+    // 1 s of audio, 50 frames; the barge-in comes after the first one. This client reads as
+    // fast as the echo talks, so most of it is sent before the clear: the backlog a clear
+    // drops only builds up with a slow reader (tests/limits.rs).
     for _ in 0..10 {
         client.send(Message::binary(encode_audio(&[7; 1_600]))).await.unwrap();
     }
@@ -197,14 +194,18 @@ async fn barge_in_clears_queued_audio() {
         match next(&mut client).await {
             Message::Binary(_) => frames_after += 1,
             Message::Text(text) => {
-                assert_eq!(serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap()["type"], "clear");
-                break;
+                match serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap()["type"].as_str() {
+                    // The echo's marks after every fifth frame go out with the audio before them.
+                    Some("mark") => {}
+                    Some("clear") => break,
+                    other => panic!("unexpected {other:?}"),
+                }
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(frames_after < 45, "the queue was dropped, {frames_after} frames went out before clear");
-    // Nothing of the dropped audio follows: the session's end comes next.
+    assert!(frames_after < 50, "{frames_after} frames after the first");
+    // Nothing of the audio before the clear follows it: the session's end comes next.
     send_json(&mut client, serde_json::json!({"type":"dtmf","digit":"0"})).await;
     assert_eq!(next_json(&mut client).await, serde_json::json!({"type":"ended","reason":"agent_ended"}));
 }
@@ -241,7 +242,7 @@ fn twilio_media(chunk: u32, samples: &[i16]) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn twilio_stream_audio_is_echoed_as_paced_mulaw_with_marks_and_clear() {
+async fn twilio_stream_audio_is_echoed_as_mulaw_with_marks_and_clear() {
     let mut client = connect_twilio().await;
     send_json(&mut client, serde_json::json!({"event":"connected","protocol":"Call","version":"1.0.0"})).await;
     send_json(&mut client, twilio_start("good")).await;
@@ -251,7 +252,6 @@ async fn twilio_stream_audio_is_echoed_as_paced_mulaw_with_marks_and_clear() {
     for (n, chunk) in tone.chunks(160).enumerate() {
         send_json(&mut client, twilio_media(n as u32 + 1, chunk)).await;
     }
-    let mut arrivals = Vec::new();
     let mut echoed = Vec::new();
     for _ in 0..5 {
         let message = next_json(&mut client).await;
@@ -259,18 +259,16 @@ async fn twilio_stream_audio_is_echoed_as_paced_mulaw_with_marks_and_clear() {
         let payload = golos_transports::twilio::decode_payload(message["media"]["payload"].as_str().unwrap()).unwrap();
         assert_eq!(payload.len(), 160, "20 ms of mu-law");
         echoed.extend(golos_audio::g711::mulaw_decode_all(&payload));
-        arrivals.push(Instant::now());
     }
     assert_eq!(
         next_json(&mut client).await,
         serde_json::json!({"event":"mark","streamSid":"MZ1","mark":{"name":"after-5"}})
     );
-    assert!(arrivals[4] - arrivals[0] >= Duration::from_millis(79), "{:?}", arrivals[4] - arrivals[0]);
     // The tone survives mu-law and two resamplings (8 -> 16 -> 8 kHz), after the filters' delay.
     let rms = (echoed[400..].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 400.0).sqrt();
     assert!(rms > 4_000.0, "rms {rms}");
 
-    // Barge-in: a long answer is queued, then cut.
+    // Barge-in in the middle of a long answer: the clear follows what was sent.
     for n in 0..50 {
         send_json(&mut client, twilio_media(6 + n, &[300; 160])).await;
     }
@@ -288,7 +286,7 @@ async fn twilio_stream_audio_is_echoed_as_paced_mulaw_with_marks_and_clear() {
             _ => {}
         }
     }
-    assert!(frames_after < 45, "{frames_after} frames before clear");
+    assert!(frames_after < 50, "{frames_after} frames before clear");
     // Unknown events are skipped; the stop ends the stream and the server closes.
     send_json(&mut client, serde_json::json!({"event":"dance"})).await;
     send_json(&mut client, serde_json::json!({"event":"stop","sequenceNumber":"99","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}})).await;
