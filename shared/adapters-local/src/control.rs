@@ -1,7 +1,7 @@
 //! Phone numbers, call records, the audit log and provider credentials over SQLite.
 
 use crate::sql;
-use crate::stores::{collect, from_json, page_of, parse_id, to_json, SqliteStores};
+use crate::stores::{collect, from_json, page_of, parse_id, to_json, OrgListing, SqliteStores};
 use async_trait::async_trait;
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber, Timestamp};
 use golos_ports::{
@@ -97,24 +97,15 @@ impl NumberStore for SqliteStores {
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<NumberAssignment>> {
-        let limit = page.clamped_limit();
-        let after = page.cursor.clone().unwrap_or_default();
-        let org = org.clone();
-        self.db
-            .read(move |c| {
-                let rows = collect(
-                    c,
-                    &format!(
-                        "SELECT {NUMBER_COLUMNS} FROM numbers
-                         WHERE org_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
-                    ),
-                    params![org.as_str(), after, limit + 1],
-                    number_row,
-                )?;
-                let items = rows.into_iter().map(decode_number).collect::<Result<Vec<_>>>()?;
-                Ok(page_of(items, limit, |n| n.number.expose_e164()))
-            })
-            .await
+        let listing = OrgListing {
+            table: "numbers",
+            columns: NUMBER_COLUMNS,
+            key: "number",
+            row: number_row,
+            decode: decode_number,
+            cursor_of: |n| n.number.expose_e164(),
+        };
+        listing.page(&self.db, org, page).await
     }
 }
 
@@ -469,24 +460,15 @@ impl CredentialStore for SqliteStores {
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ProviderCredential>> {
-        let limit = page.clamped_limit();
-        let after = page.cursor.clone().unwrap_or_default();
-        let org = org.clone();
-        self.db
-            .read(move |c| {
-                let rows = collect(
-                    c,
-                    &format!(
-                        "SELECT {CREDENTIAL_COLUMNS} FROM provider_credentials
-                         WHERE org_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3"
-                    ),
-                    params![org.as_str(), after, limit + 1],
-                    credential_row,
-                )?;
-                let items = rows.into_iter().map(decode_credential).collect::<Result<Vec<_>>>()?;
-                Ok(page_of(items, limit, |c| c.name.clone()))
-            })
-            .await
+        let listing = OrgListing {
+            table: "provider_credentials",
+            columns: CREDENTIAL_COLUMNS,
+            key: "name",
+            row: credential_row,
+            decode: decode_credential,
+            cursor_of: |c| c.name.clone(),
+        };
+        listing.page(&self.db, org, page).await
     }
 
     async fn delete(&self, org: &OrgId, name: &str) -> Result<()> {

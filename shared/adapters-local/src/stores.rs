@@ -54,6 +54,35 @@ pub(crate) fn page_of<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -
     }
 }
 
+/// Where an org-scoped listing reads from: `SELECT {columns} FROM {table}`, paged in the
+/// order of `key`, a column unique within the org (the cursor is the last key shown).
+pub(crate) struct OrgListing<R, T> {
+    pub(crate) table: &'static str,
+    pub(crate) columns: &'static str,
+    pub(crate) key: &'static str,
+    pub(crate) row: fn(&Row<'_>) -> rusqlite::Result<R>,
+    pub(crate) decode: fn(R) -> Result<T>,
+    pub(crate) cursor_of: fn(&T) -> String,
+}
+
+impl<R: Send + 'static, T: Send + 'static> OrgListing<R, T> {
+    /// One page of `org`'s rows after `page.cursor`.
+    pub(crate) async fn page(self, db: &Arc<Db>, org: &OrgId, page: &PageRequest) -> Result<Page<T>> {
+        let limit = page.clamped_limit();
+        let after = page.cursor.clone().unwrap_or_default();
+        let org = org.clone();
+        db.read(move |c| {
+            let (table, columns, key) = (self.table, self.columns, self.key);
+            let sql_text =
+                format!("SELECT {columns} FROM {table} WHERE org_id = ?1 AND {key} > ?2 ORDER BY {key} LIMIT ?3");
+            let rows = collect(c, &sql_text, params![org.as_str(), after, limit + 1], self.row)?;
+            let items = rows.into_iter().map(self.decode).collect::<Result<Vec<_>>>()?;
+            Ok(page_of(items, limit, self.cursor_of))
+        })
+        .await
+    }
+}
+
 /// Runs a prepared query and collects raw rows, leaving decoding (which may fail with a
 /// `PortError`) to the caller.
 pub(crate) fn collect<T>(

@@ -209,24 +209,15 @@ impl AgentStore for SqliteStores {
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AgentRecord>> {
-        let limit = page.clamped_limit();
-        let after = page.cursor.clone().unwrap_or_default();
-        let org = org.clone();
-        self.db
-            .read(move |c| {
-                let rows = collect(
-                    c,
-                    &format!(
-                        "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ?1 AND id > ?2
-                         ORDER BY id LIMIT ?3"
-                    ),
-                    params![org.as_str(), after, limit + 1],
-                    agent_row,
-                )?;
-                let agents = rows.into_iter().map(decode_agent).collect::<Result<Vec<_>>>()?;
-                Ok(page_of(agents, limit, |a| a.id.to_string()))
-            })
-            .await
+        let listing = OrgListing {
+            table: "agents",
+            columns: AGENT_COLUMNS,
+            key: "id",
+            row: agent_row,
+            decode: decode_agent,
+            cursor_of: |a| a.id.to_string(),
+        };
+        listing.page(&self.db, org, page).await
     }
 
     async fn update(
@@ -359,24 +350,15 @@ impl ApiKeyStore for SqliteStores {
     }
 
     async fn list(&self, org: &OrgId, page: &PageRequest) -> Result<Page<ApiKeyRecord>> {
-        let limit = page.clamped_limit();
-        let after = page.cursor.clone().unwrap_or_default();
-        let org = org.clone();
-        self.db
-            .read(move |c| {
-                let rows = collect(
-                    c,
-                    &format!(
-                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ?1 AND id > ?2
-                         ORDER BY id LIMIT ?3"
-                    ),
-                    params![org.as_str(), after, limit + 1],
-                    key_row,
-                )?;
-                let keys = rows.into_iter().map(decode_key).collect::<Result<Vec<_>>>()?;
-                Ok(page_of(keys, limit, |k| k.id.to_string()))
-            })
-            .await
+        let listing = OrgListing {
+            table: "api_keys",
+            columns: KEY_COLUMNS,
+            key: "id",
+            row: key_row,
+            decode: decode_key,
+            cursor_of: |k| k.id.to_string(),
+        };
+        listing.page(&self.db, org, page).await
     }
 
     async fn revoke(&self, id: &ApiKeyId, at: Timestamp) -> Result<ApiKeyRecord> {
