@@ -2,13 +2,12 @@
 //! components (the media pool calls [`crate::admission`] in-process).
 
 use super::error::{ApiError, ApiResult};
+use super::extract::Authed;
 use super::extract::JsonBody;
-use super::middleware::Caller;
 use crate::admission::{limit_end_reason, Admission, AdmissionRequest, Admissions, DEFAULT_PRIORITY, MAX_PRIORITY};
-use crate::state::ControlState;
 use crate::ControlError;
-use axum::extract::{Path, State};
-use axum::{Extension, Json};
+use axum::extract::Path;
+use axum::Json;
 use golos_domain::{AgentId, CallId, OrgId};
 use golos_ports::{PortError, ReleaseOutcome};
 use serde::{Deserialize, Serialize};
@@ -88,8 +87,7 @@ fn reason_name<T: Serialize>(reason: T) -> String {
 #[utoipa::path(post, path = "/v1/admissions", tag = "admission", request_body = AdmissionBody,
     responses((status = 200, body = AdmissionView), (status = 403, description = "not the operator")))]
 pub async fn admit_http(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     JsonBody(body): JsonBody<AdmissionBody>,
 ) -> ApiResult<Json<AdmissionView>> {
     caller.require_operator()?;
@@ -143,8 +141,7 @@ pub async fn admit_http(
     params(("call_id" = String, Path)),
     responses((status = 200, body = LeaseView), (status = 404, description = "the lease was released or swept")))]
 pub async fn heartbeat_http(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     Path(call_id): Path<String>,
     JsonBody(body): JsonBody<LeaseBody>,
 ) -> ApiResult<Json<LeaseView>> {
@@ -167,8 +164,7 @@ pub async fn heartbeat_http(
     params(("call_id" = String, Path)),
     responses((status = 200, body = ReleaseView)))]
 pub async fn release_http(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     Path(call_id): Path<String>,
     JsonBody(body): JsonBody<LeaseBody>,
 ) -> ApiResult<Json<ReleaseView>> {

@@ -1,14 +1,13 @@
 //! `/v1/agents`: CRUD with `ETag`/`If-Match` optimistic concurrency.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{actor, if_match, JsonBody, ListQuery, QueryParams};
-use super::middleware::{Caller, RequestContext};
+use super::extract::Authed;
+use super::extract::{if_match, JsonBody, ListQuery, QueryParams};
 use crate::agents;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::agent::AgentConfig;
 use golos_domain::rbac::Action;
 use golos_domain::AgentId;
@@ -65,21 +64,18 @@ fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body(content = Object, description = "agent configuration"),
     responses((status = 201, body = AgentView), (status = 403, description = "quota_exceeded (max_agents)"), (status = 422, description = "validation_failed with errors[]")))]
 pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     JsonBody(config): JsonBody<AgentConfig>,
 ) -> ApiResult<Response> {
     let org = caller.member(Action::WriteAgents)?;
-    let agent = agents::create(&state, &actor(&caller, &ctx), org, &config).await?;
+    let agent = agents::create(&state, &actor, org, &config).await?;
     Ok(with_etag(StatusCode::CREATED, agent))
 }
 
 /// List agents.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListQuery), responses((status = 200, body = AgentList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<AgentList>> {
     let org = caller.member(Action::ReadAgents)?;
@@ -89,11 +85,7 @@ pub async fn list(
 
 /// Get an agent; the `ETag` header carries its version.
 #[utoipa::path(get, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)), responses((status = 200, body = AgentView), (status = 404)))]
-pub async fn get(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn get(Authed { state, caller, .. }: Authed, Path(agent_id): Path<String>) -> ApiResult<Response> {
     let org = caller.member(Action::ReadAgents)?;
     let id = parse_agent_id(&agent_id)?;
     Ok(with_etag(StatusCode::OK, agents::get(&state, org, &id).await?))
@@ -104,9 +96,7 @@ pub async fn get(
 #[utoipa::path(put, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path), ("If-Match" = String, Header)), request_body(content = Object),
     responses((status = 200, body = AgentView), (status = 412, description = "version_mismatch"), (status = 428, description = "if_match_required")))]
 pub async fn update(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(agent_id): Path<String>,
     headers: HeaderMap,
     JsonBody(config): JsonBody<AgentConfig>,
@@ -116,21 +106,19 @@ pub async fn update(
     let expected = if_match(&headers)?.ok_or_else(|| {
         ApiError::new(StatusCode::PRECONDITION_REQUIRED, "if_match_required", "send If-Match with the agent's ETag")
     })?;
-    let agent = agents::update(&state, &actor(&caller, &ctx), org, &id, &config, expected).await?;
+    let agent = agents::update(&state, &actor, org, &id, &config, expected).await?;
     Ok(with_etag(StatusCode::OK, agent))
 }
 
 /// Delete an agent; `If-Match` is optional and, when given, must match.
 #[utoipa::path(delete, path = "/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)), responses((status = 204), (status = 404), (status = 412)))]
 pub async fn delete(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(agent_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let org = caller.member(Action::DeleteAgents)?;
     let id = parse_agent_id(&agent_id)?;
-    agents::delete(&state, &actor(&caller, &ctx), org, &id, if_match(&headers)?).await?;
+    agents::delete(&state, &actor, org, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

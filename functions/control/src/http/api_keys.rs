@@ -2,11 +2,11 @@
 //! list, revoke, rotate).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{actor, optional_json, JsonBody, ListQuery, QueryParams};
-use super::middleware::{Caller, RequestContext, SecretInResponse};
+use super::extract::Authed;
+use super::extract::{optional_json, JsonBody, ListQuery, QueryParams};
+use super::middleware::SecretInResponse;
 use crate::api_keys::{self, IssuedKey, KeyRequest};
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use golos_domain::rbac::{Action, Role};
@@ -101,21 +101,18 @@ pub struct RotateKey {
 /// Create an API key in the caller's organisation (admin).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewKey, responses((status = 201, body = CreatedKey)))]
 pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     JsonBody(body): JsonBody<NewKey>,
 ) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
-    let created = CreatedKey::from(api_keys::issue(&state, &actor(&caller, &ctx), &org, body.parse()?).await?);
+    let created = CreatedKey::from(api_keys::issue(&state, &actor, &org, body.parse()?).await?);
     Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }
 
 /// List the organisation's API keys (admin); secrets are never shown.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(ListQuery), responses((status = 200, body = KeyList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<KeyList>> {
     let org = caller.member(Action::ReadApiKeys)?;
@@ -125,30 +122,23 @@ pub async fn list(
 
 /// Revoke an API key now (admin). Revoking twice keeps the first time.
 #[utoipa::path(delete, path = "/v1/api-keys/{key_id}", tag = "api-keys", params(("key_id" = String, Path)), responses((status = 200, body = KeyView), (status = 404)))]
-pub async fn revoke(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(key_id): Path<String>,
-) -> ApiResult<Json<KeyView>> {
+pub async fn revoke(Authed { state, caller, actor }: Authed, Path(key_id): Path<String>) -> ApiResult<Json<KeyView>> {
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
-    Ok(Json(api_keys::revoke(&state, &actor(&caller, &ctx), &org, &key_id).await?.into()))
+    Ok(Json(api_keys::revoke(&state, &actor, &org, &key_id).await?.into()))
 }
 
 /// Rotate an API key (admin): a new key with the same name and role; the old one keeps
 /// working for the overlap so deployments can switch without downtime.
 #[utoipa::path(post, path = "/v1/api-keys/{key_id}/rotate", tag = "api-keys", params(("key_id" = String, Path)), request_body = RotateKey, responses((status = 201, body = CreatedKey)))]
 pub async fn rotate(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(key_id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     // An empty POST rotates with the default overlap.
     let body: RotateKey = optional_json(&body)?;
     let org = caller.member(Action::ManageApiKeys)?.id.clone();
-    let rotated = api_keys::rotate(&state, &actor(&caller, &ctx), &org, &key_id, body.overlap_secs).await?;
+    let rotated = api_keys::rotate(&state, &actor, &org, &key_id, body.overlap_secs).await?;
     let created = CreatedKey::from(rotated);
     Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }

@@ -1,12 +1,10 @@
 //! The audit log of administrative actions (admin).
 
 use super::error::ApiResult;
+use super::extract::Authed;
 use super::extract::{ListQuery, QueryParams};
-use super::middleware::Caller;
 use crate::audit;
-use crate::state::ControlState;
-use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_ports::AuditEntry;
 use serde::Serialize;
@@ -45,8 +43,7 @@ pub struct AuditList {
 /// Who did what, when and from where; newest first.
 #[utoipa::path(get, path = "/v1/audit-log", tag = "audit", params(ListQuery), responses((status = 200, body = AuditList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<AuditList>> {
     let org = caller.member(Action::ReadAuditLog)?;

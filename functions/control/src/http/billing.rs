@@ -1,12 +1,10 @@
 //! `/v1/balance`, `/v1/ledger`, `/v1/usage` of the caller's organisation.
 
 use super::error::ApiResult;
+use super::extract::Authed;
 use super::extract::{ListQuery, QueryParams};
-use super::middleware::Caller;
 use crate::billing;
-use crate::state::ControlState;
-use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_ports::LedgerEntry;
 use serde::{Deserialize, Serialize};
@@ -71,10 +69,7 @@ pub struct UsageQuery {
 
 /// The organisation's balance (admin).
 #[utoipa::path(get, path = "/v1/balance", tag = "billing", responses((status = 200, body = BalanceView)))]
-pub async fn balance(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<BalanceView>> {
+pub async fn balance(Authed { state, caller, .. }: Authed) -> ApiResult<Json<BalanceView>> {
     let org = caller.member(Action::ReadBilling)?;
     let balance = billing::balance(&state, &org.id).await?;
     Ok(Json(BalanceView { balance_kopecks: balance.get(), currency: "RUB", display: balance.to_string() }))
@@ -83,8 +78,7 @@ pub async fn balance(
 /// Billing history, newest first (admin).
 #[utoipa::path(get, path = "/v1/ledger", tag = "billing", params(ListQuery), responses((status = 200, body = LedgerList)))]
 pub async fn ledger(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<LedgerList>> {
     let org = caller.member(Action::ReadBilling)?;
@@ -95,8 +89,7 @@ pub async fn ledger(
 /// Call minutes used in a month against the plan.
 #[utoipa::path(get, path = "/v1/usage", tag = "billing", params(UsageQuery), responses((status = 200, body = UsageView)))]
 pub async fn usage(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> ApiResult<Json<UsageView>> {
     let org = caller.member(Action::ReadUsage)?;

@@ -2,13 +2,11 @@
 //! process ([`crate::call_events`]).
 
 use super::error::{ApiError, ApiResult};
-use super::middleware::Caller;
+use super::extract::Authed;
 use crate::call_events;
-use crate::state::ControlState;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::events::CallEvent;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,8 +23,7 @@ pub struct QueuedEvent {
     request_body(content = Object, description = "a call event: {\"type\": \"call.started\" | \"call.ended\", \"call_id\", \"org_id\", \"agent_id\", \"direction\", \"started_at\" (ms), and for call.ended \"ended_at\", \"duration_secs\", \"end_reason\", \"transcript\" (plaintext turns [{role, text, at_ms}], sealed here before queueing, or a sealed transcript), \"metrics\"}"),
     responses((status = 202, body = QueuedEvent), (status = 400, description = "not a call event"), (status = 403, description = "not the operator")))]
 pub async fn enqueue_http(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<QueuedEvent>)> {
     caller.require_operator()?;

@@ -2,13 +2,12 @@
 //! ([`crate::call_tokens`]).
 
 use super::error::ApiResult;
-use super::extract::{actor, optional_json};
-use super::middleware::{Caller, RequestContext};
+use super::extract::optional_json;
+use super::extract::Authed;
 use crate::call_tokens;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,15 +35,13 @@ pub struct CallTokenView {
     request_body(content = CallTokenRequest, description = "optional {\"ttl_secs\": 600}"),
     responses((status = 201, body = CallTokenView), (status = 404, description = "no such agent"), (status = 422, description = "ttl_secs out of range")))]
 pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(agent_id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<CallTokenView>)> {
     let org = caller.member(Action::PlaceCalls)?;
     let request: CallTokenRequest = optional_json(&body)?;
-    let issued = call_tokens::issue(&state, &actor(&caller, &ctx), &org.id, &agent_id, request.ttl_secs).await?;
+    let issued = call_tokens::issue(&state, &actor, &org.id, &agent_id, request.ttl_secs).await?;
     let view = CallTokenView {
         token: issued.token,
         agent_id: issued.agent_id.to_string(),

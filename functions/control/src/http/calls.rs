@@ -1,12 +1,11 @@
 //! `/v1/calls`: list and detail (with the decrypted transcript and per-turn metrics).
 
 use super::error::ApiResult;
+use super::extract::Authed;
 use super::extract::{ListQuery, QueryParams};
-use super::middleware::Caller;
 use crate::calls;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
-use axum::{Extension, Json};
+use axum::extract::Path;
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_ports::CallRecord;
 use serde::Serialize;
@@ -70,8 +69,7 @@ pub struct CallList {
 /// Calls, newest first (without transcripts).
 #[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListQuery), responses((status = 200, body = CallList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<CallList>> {
     let org = caller.member(Action::ReadCalls)?;
@@ -81,11 +79,7 @@ pub async fn list(
 
 /// One call with its transcript and per-turn metrics.
 #[utoipa::path(get, path = "/v1/calls/{call_id}", tag = "calls", params(("call_id" = String, Path)), responses((status = 200, body = CallView), (status = 404)))]
-pub async fn get(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(call_id): Path<String>,
-) -> ApiResult<Json<CallView>> {
+pub async fn get(Authed { state, caller, .. }: Authed, Path(call_id): Path<String>) -> ApiResult<Json<CallView>> {
     let org = caller.member(Action::ReadCalls)?;
     let (call, transcript) = calls::get(&state, &org.id, &call_id).await?;
     Ok(Json(view(call, Some(transcript))))

@@ -2,13 +2,12 @@
 //! ([`crate::credentials`]).
 
 use super::error::ApiResult;
-use super::extract::{actor, JsonBody, ListQuery, QueryParams};
-use super::middleware::{Caller, RequestContext};
+use super::extract::Authed;
+use super::extract::{JsonBody, ListQuery, QueryParams};
 use crate::credentials;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_ports::ProviderCredential;
 use serde::{Deserialize, Serialize};
@@ -52,14 +51,12 @@ pub struct CredentialList {
 #[utoipa::path(put, path = "/v1/provider-credentials/{name}", tag = "provider-credentials", params(("name" = String, Path)), request_body = CredentialValue,
     responses((status = 201, body = CredentialView, description = "created"), (status = 200, body = CredentialView, description = "replaced")))]
 pub async fn put(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<CredentialValue>,
 ) -> ApiResult<(StatusCode, Json<CredentialView>)> {
     let org = caller.member(Action::ManageProviderCredentials)?.id.clone();
-    let (created, credential) = credentials::put(&state, &actor(&caller, &ctx), &org, &name, &body.value).await?;
+    let (created, credential) = credentials::put(&state, &actor, &org, &name, &body.value).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(credential.into())))
 }
@@ -67,8 +64,7 @@ pub async fn put(
 /// List the organisation's provider credentials by name and fingerprint (admin, editor).
 #[utoipa::path(get, path = "/v1/provider-credentials", tag = "provider-credentials", params(ListQuery), responses((status = 200, body = CredentialList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<CredentialList>> {
     let org = caller.member(Action::ReadProviderCredentials)?;
@@ -78,13 +74,8 @@ pub async fn list(
 
 /// Delete a provider credential (admin, editor). Agents naming it skip that tier from then on.
 #[utoipa::path(delete, path = "/v1/provider-credentials/{name}", tag = "provider-credentials", params(("name" = String, Path)), responses((status = 204), (status = 404)))]
-pub async fn delete(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(Authed { state, caller, actor }: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let org = caller.member(Action::ManageProviderCredentials)?.id.clone();
-    credentials::delete(&state, &actor(&caller, &ctx), &org, &name).await?;
+    credentials::delete(&state, &actor, &org, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,13 +2,12 @@
 //! ([`crate::erasure`]).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{actor, JsonBody};
-use super::middleware::{Caller, RequestContext};
+use super::extract::Authed;
+use super::extract::JsonBody;
 use crate::erasure;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_domain::PhoneNumber;
 use serde::{Deserialize, Serialize};
@@ -20,14 +19,9 @@ use utoipa::ToSchema;
 #[utoipa::path(delete, path = "/v1/calls/{call_id}", tag = "calls", params(("call_id" = String, Path)),
     responses((status = 204, description = "erased"), (status = 403, description = "insufficient_role: admins only"),
         (status = 404, description = "not_found")))]
-pub async fn erase_call(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(call_id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn erase_call(Authed { state, caller, actor }: Authed, Path(call_id): Path<String>) -> ApiResult<StatusCode> {
     let org = caller.member(Action::EraseData)?;
-    erasure::erase_call(&state, &actor(&caller, &ctx), &org.id, &call_id).await?;
+    erasure::erase_call(&state, &actor, &org.id, &call_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -56,9 +50,7 @@ pub struct ErasureView {
     responses((status = 200, body = ErasureView), (status = 400, description = "invalid_phone_number"),
         (status = 403, description = "insufficient_role: admins only")))]
 pub async fn erase_by_number(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     JsonBody(body): JsonBody<ErasureRequest>,
 ) -> ApiResult<Json<ErasureView>> {
     let org = caller.member(Action::EraseData)?;
@@ -69,7 +61,7 @@ pub async fn erase_by_number(
             "phone_number must be an E.164 number: + and the country code, then the number",
         )
     })?;
-    let erased = erasure::erase_by_number(&state, &actor(&caller, &ctx), &org.id, &number).await?;
+    let erased = erasure::erase_by_number(&state, &actor, &org.id, &number).await?;
     Ok(Json(ErasureView {
         phone_number: number.masked(),
         erased_calls: erased.calls.len(),

@@ -4,8 +4,10 @@
 use super::error::ApiError;
 use super::middleware::{Caller, RequestContext};
 use crate::audit::Actor;
+use crate::state::ControlState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use golos_ports::PageRequest;
 use serde::Deserialize;
@@ -74,6 +76,30 @@ pub struct QueryParams<T>(pub T);
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+/// What an authenticated `/v1` handler starts from: the state, who is calling (for the
+/// role check), and how the audit log names them.
+#[derive(Debug)]
+pub struct Authed {
+    pub state: ControlState,
+    pub caller: Caller,
+    pub actor: Actor,
+}
+
+impl FromRequestParts<ControlState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ControlState) -> Result<Self, ApiError> {
+        // Both are set by the middleware in front of every `/v1` route.
+        let caller = parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::unauthorized("no API key"))?;
+        let context = parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a /v1 route without the request-context middleware"))?;
+        Ok(Self { state: state.clone(), actor: actor(&caller, &context), caller })
     }
 }
 

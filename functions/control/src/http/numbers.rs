@@ -2,14 +2,13 @@
 //! phone numbers ([`crate::numbers`]).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{actor, JsonBody, ListQuery, QueryParams};
-use super::middleware::{Caller, RequestContext};
+use super::extract::Authed;
+use super::extract::{JsonBody, ListQuery, QueryParams};
 use super::orgs::parse_org_id;
 use crate::numbers;
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use golos_domain::PhoneNumber;
 use golos_ports::NumberAssignment;
@@ -67,16 +66,14 @@ fn parse_number(raw: &str) -> ApiResult<PhoneNumber> {
     responses((status = 201, body = NumberView), (status = 404, description = "no such organisation"),
         (status = 409, description = "granted to another organisation")))]
 pub async fn grant(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<GrantNumber>,
 ) -> ApiResult<(StatusCode, Json<NumberView>)> {
     caller.require_operator()?;
     let org = parse_org_id(&org_id)?;
     let number = parse_number(&body.number)?;
-    let granted = numbers::grant(&state, &actor(&caller, &ctx), &org, &number).await?;
+    let granted = numbers::grant(&state, &actor, &org, &number).await?;
     Ok((StatusCode::CREATED, Json(granted.into())))
 }
 
@@ -85,15 +82,13 @@ pub async fn grant(
     params(("org_id" = String, Path), ("number" = String, Path)),
     responses((status = 204), (status = 404, description = "not granted to this organisation")))]
 pub async fn revoke(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path((org_id, number)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_operator()?;
     let org = parse_org_id(&org_id)?;
     let number = parse_number(&number)?;
-    numbers::revoke(&state, &actor(&caller, &ctx), &org, &number).await?;
+    numbers::revoke(&state, &actor, &org, &number).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,23 +97,20 @@ pub async fn revoke(
 #[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164, e.g. +7 495 123-45-67 written without spaces")), request_body = AssignNumber,
     responses((status = 200, body = NumberView), (status = 404, description = "not granted to this organisation")))]
 pub async fn assign(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(number): Path<String>,
     JsonBody(body): JsonBody<AssignNumber>,
 ) -> ApiResult<Json<NumberView>> {
     let org = caller.member(Action::ManageNumbers)?;
     let number = parse_number(&number)?;
-    let routed = numbers::assign(&state, &actor(&caller, &ctx), &org.id, &number, &body.agent_id).await?;
+    let routed = numbers::assign(&state, &actor, &org.id, &number, &body.agent_id).await?;
     Ok(Json(routed.into()))
 }
 
 /// The organisation's numbers, routed or not.
 #[utoipa::path(get, path = "/v1/numbers", tag = "numbers", params(ListQuery), responses((status = 200, body = NumberList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<NumberList>> {
     let org = caller.member(Action::ReadNumbers)?;
@@ -129,26 +121,17 @@ pub async fn list(
 /// Un-route a number (admin): calls to it are no longer answered; the grant stays.
 #[utoipa::path(delete, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path)),
     responses((status = 204), (status = 404, description = "not granted to this organisation")))]
-pub async fn release(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(number): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn release(Authed { state, caller, actor }: Authed, Path(number): Path<String>) -> ApiResult<StatusCode> {
     let org = caller.member(Action::ManageNumbers)?;
     let number = parse_number(&number)?;
-    numbers::release(&state, &actor(&caller, &ctx), &org.id, &number).await?;
+    numbers::release(&state, &actor, &org.id, &number).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Inbound routing (operator): which organisation and agent answer calls to a number. Only a
 /// number both granted and routed is found.
 #[utoipa::path(get, path = "/v1/routing/{number}", tag = "numbers", params(("number" = String, Path)), responses((status = 200, body = NumberView), (status = 404)))]
-pub async fn route(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(number): Path<String>,
-) -> ApiResult<Json<NumberView>> {
+pub async fn route(Authed { state, caller, .. }: Authed, Path(number): Path<String>) -> ApiResult<Json<NumberView>> {
     caller.require_operator()?;
     let number = parse_number(&number)?;
     Ok(Json(numbers::route(&state, &number).await?.into()))

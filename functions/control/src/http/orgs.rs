@@ -2,11 +2,11 @@
 
 use super::api_keys::{CreatedKey, NewKey};
 use super::error::{ApiError, ApiResult};
-use super::extract::{actor, if_match, JsonBody, ListQuery, QueryParams};
-use super::middleware::{Caller, RequestContext, SecretInResponse};
+use super::extract::Authed;
+use super::extract::{if_match, JsonBody, ListQuery, QueryParams};
+use super::middleware::SecretInResponse;
 use crate::orgs::{self, NewOrg, OrgChanges};
-use crate::state::ControlState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -111,9 +111,7 @@ pub fn parse_org_id(raw: &str) -> ApiResult<OrgId> {
 #[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
     responses((status = 201, body = OrgView), (status = 400, description = "invalid input"), (status = 403, description = "not the operator")))]
 pub async fn create(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     JsonBody(body): JsonBody<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<OrgView>)> {
     caller.require_operator()?;
@@ -123,15 +121,14 @@ pub async fn create(
         quotas: body.quotas,
         settings: body.settings,
     };
-    let org = orgs::create(&state, &actor(&caller, &ctx), new).await?;
+    let org = orgs::create(&state, &actor, new).await?;
     Ok((StatusCode::CREATED, Json(org.into())))
 }
 
 /// List organisations (operator).
 #[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery), responses((status = 200, body = OrgList)))]
 pub async fn list(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
+    Authed { state, caller, .. }: Authed,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<OrgList>> {
     caller.require_operator()?;
@@ -141,11 +138,7 @@ pub async fn list(
 
 /// Get an organisation (operator, or a member of it).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path)), responses((status = 200, body = OrgView), (status = 404)))]
-pub async fn get(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Path(org_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn get(Authed { state, caller, .. }: Authed, Path(org_id): Path<String>) -> ApiResult<Response> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::ReadOrg)?;
     Ok(with_etag(orgs::get(&state, &id).await?))
@@ -159,9 +152,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path), ("If-Match" = Option<String>, Header)), request_body = UpdateOrg,
     responses((status = 200, body = OrgView), (status = 412, description = "version_mismatch")))]
 pub async fn update(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(org_id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<UpdateOrg>,
@@ -180,20 +171,18 @@ pub async fn update(
         settings: body.settings,
     };
     let expected = if_match(&headers)?;
-    Ok(with_etag(orgs::update(&state, &actor(&caller, &ctx), &id, &changes, expected).await?))
+    Ok(with_etag(orgs::update(&state, &actor, &id, &changes, expected).await?))
 }
 
 /// Issue an API key for an organisation: how the operator hands an org its first admin key.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys", params(("org_id" = String, Path)), request_body = NewKey, responses((status = 201, body = CreatedKey)))]
 pub async fn create_key_for_org(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-    Extension(ctx): Extension<RequestContext>,
+    Authed { state, caller, actor }: Authed,
     Path(org_id): Path<String>,
     JsonBody(body): JsonBody<NewKey>,
 ) -> ApiResult<(StatusCode, Extension<SecretInResponse>, Json<CreatedKey>)> {
     let id = parse_org_id(&org_id)?;
     caller.operator_or_member(&id, Action::ManageApiKeys)?;
-    let created = CreatedKey::from(crate::api_keys::issue(&state, &actor(&caller, &ctx), &id, body.parse()?).await?);
+    let created = CreatedKey::from(crate::api_keys::issue(&state, &actor, &id, body.parse()?).await?);
     Ok((StatusCode::CREATED, created.secret_marker(), Json(created)))
 }

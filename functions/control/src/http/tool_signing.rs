@@ -2,11 +2,9 @@
 //! ([`crate::tool_signing`]).
 
 use super::error::ApiResult;
-use super::middleware::Caller;
-use crate::state::ControlState;
+use super::extract::Authed;
 use crate::tool_signing;
-use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use golos_domain::rbac::Action;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,10 +18,7 @@ pub struct ToolSigningSecret {
 /// The organisation's function-tool signing secret (admin).
 #[utoipa::path(get, path = "/v1/tool-signing-secret", tag = "agents",
     responses((status = 200, body = ToolSigningSecret), (status = 503, description = "signing_unavailable: the platform has no tool-signing-key")))]
-pub async fn secret(
-    State(state): State<ControlState>,
-    Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<ToolSigningSecret>> {
+pub async fn secret(Authed { state, caller, .. }: Authed) -> ApiResult<Json<ToolSigningSecret>> {
     let org = caller.member(Action::ManageWebhooks)?;
     Ok(Json(ToolSigningSecret { secret: tool_signing::org_key(&state, &org.id).await?.to_whsec() }))
 }
