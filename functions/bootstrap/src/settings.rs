@@ -635,4 +635,14 @@ mod tests {
         assert_eq!(format(&[("GOLOS_LOG_FORMAT", "json")]), LogFormat::Json);
         assert_eq!(format(&[("GOLOS_LOG_FORMAT", "yaml")]), LogFormat::Pretty, "unknown: as if unset");
     }
+
+    /// The example in docs/configuration.md is a file golos accepts.
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let example = doc.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml example");
+        let (_dir, path) = file(example);
+        let settings = load(&Flags::default(), &[("GOLOS_CONFIG", path.to_str().unwrap())]).unwrap();
+        settings.aws_config().unwrap();
+    }
 }
