@@ -37,3 +37,12 @@ fn source_ip(request: &lambda_http::Request) -> Option<IpAddr> {
     }?;
     raw.parse().ok()
 }
+
+/// The control plane as every Lambda function runs it: over AWS whatever `GOLOS_BACKEND`
+/// says (a function has no disk to keep state on), and never trusting `X-Forwarded-For`:
+/// API Gateway hands over the caller's address in the request context ([`serve_http`]), and
+/// the header is whatever the caller wrote plus what API Gateway appended.
+pub async fn control_state(settings: &crate::settings::Settings) -> anyhow::Result<golos_control::ControlState> {
+    let config = golos_control::ControlConfig { trust_forwarded_for: false, ..settings.control_config()? };
+    crate::control_state(&crate::Backend::Aws(settings.aws_config()?), config).await
+}

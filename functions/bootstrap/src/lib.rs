@@ -2,6 +2,7 @@
 //! `golos` worker, each Lambda function) builds its state here, so they cannot drift apart.
 
 pub mod lambda;
+pub mod settings;
 
 use anyhow::{bail, Context};
 use golos_control::{
@@ -17,8 +18,8 @@ use std::sync::Arc;
 pub enum Backend {
     /// SQLite, a key file and secret files in this directory.
     Local { data_dir: PathBuf },
-    /// DynamoDB, SQS, KMS and Secrets Manager from `GOLOS_*` / `AWS_*` variables.
-    Aws,
+    /// DynamoDB, SQS, KMS and Secrets Manager.
+    Aws(golos_aws::AwsConfig),
 }
 
 /// The control plane's state over `backend`.
@@ -45,9 +46,8 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
                 queues,
             )
         }
-        Backend::Aws => {
-            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
-            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+        Backend::Aws(aws) => {
+            let platform = golos_aws::AwsPlatform::connect(aws.clone()).await.context("connecting to AWS")?;
             let queues = EventQueues {
                 call_events: platform.queue(QueueConfig::new(EventQueues::CALL_EVENTS)).await?,
                 webhooks: platform.queue(QueueConfig::new(EventQueues::WEBHOOKS)).await?,
@@ -107,55 +107,6 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
     })
 }
 
-/// `ControlConfig` from the environment, for every binary: `GOLOS_YOOKASSA_API_URL`,
-/// `GOLOS_YOOKASSA_ALLOWED_IPS` (comma-separated networks; replaces the published list),
-/// `GOLOS_LEASE_TTL_MS`, `GOLOS_SWEEP_INTERVAL_MS`, `GOLOS_HOLD_MAX_WAITERS_PER_ORG`, `GOLOS_RECONCILE_CALL_WINDOW_DAYS`, `GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE`, `GOLOS_EGRESS_ALLOW` (the operator's egress exceptions, which the
-/// API validates agents against and the worker connects under). Unset variables keep the
-/// defaults.
-pub fn control_config_from_env(trust_forwarded_for: bool) -> anyhow::Result<ControlConfig> {
-    let mut config = ControlConfig { trust_forwarded_for, ..ControlConfig::default() };
-    if let Ok(url) = std::env::var("GOLOS_YOOKASSA_API_URL") {
-        config.yookassa.api_base = url;
-    }
-    if let Ok(list) = std::env::var("GOLOS_YOOKASSA_ALLOWED_IPS") {
-        config.yookassa.allowed_networks = golos_control::payments::parse_networks(&list)
-            .map_err(|e| anyhow::anyhow!("GOLOS_YOOKASSA_ALLOWED_IPS: {e}"))?;
-    }
-    if let Ok(list) = std::env::var("GOLOS_EGRESS_ALLOW") {
-        config.egress = golos_egress::EgressAllowlist::parse(&list).context("GOLOS_EGRESS_ALLOW")?;
-    }
-    if let Ok(ttl) = std::env::var("GOLOS_LEASE_TTL_MS") {
-        config.lease_ttl_ms =
-            ttl.parse().ok().filter(|ms| *ms >= 1_000).context("GOLOS_LEASE_TTL_MS: milliseconds, at least 1000")?;
-    }
-    if let Ok(interval) = std::env::var("GOLOS_SWEEP_INTERVAL_MS") {
-        config.sweep_interval_ms = interval
-            .parse()
-            .ok()
-            .filter(|ms| *ms >= 100)
-            .context("GOLOS_SWEEP_INTERVAL_MS: milliseconds, at least 100")?;
-    }
-    if let Ok(max) = std::env::var("GOLOS_HOLD_MAX_WAITERS_PER_ORG") {
-        config.hold_max_waiters_per_org =
-            max.parse().ok().context("GOLOS_HOLD_MAX_WAITERS_PER_ORG: a whole number (0: no hold queue)")?;
-    }
-    if let Ok(days) = std::env::var("GOLOS_RECONCILE_CALL_WINDOW_DAYS") {
-        config.reconcile_call_window_days = days
-            .parse()
-            .ok()
-            .filter(|d| (1..=3_650).contains(d))
-            .context("GOLOS_RECONCILE_CALL_WINDOW_DAYS: whole days, 1 to 3650")?;
-    }
-    if let Ok(limit) = std::env::var("GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE") {
-        config.auth_failures_per_ip_per_minute = limit
-            .parse()
-            .ok()
-            .filter(|n| *n >= 1)
-            .context("GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE: a whole number, at least 1")?;
-    }
-    Ok(config)
-}
-
 /// The platform's own keys, each with one job, and the prefix of a generated value.
 const GENERATED_SECRETS: [(&str, &str); 4] = [
     (PEPPER_SECRET, ""),
@@ -201,9 +152,8 @@ pub async fn init_secrets(backend: &Backend) -> anyhow::Result<Vec<&'static str>
                 }
             }
         }
-        Backend::Aws => {
-            let config = golos_aws::AwsConfig::from_env().context("reading AWS configuration")?;
-            let platform = golos_aws::AwsPlatform::connect(config).await.context("connecting to AWS")?;
+        Backend::Aws(config) => {
+            let platform = golos_aws::AwsPlatform::connect(config.clone()).await.context("connecting to AWS")?;
             let secrets = platform.secrets();
             for (name, prefix) in GENERATED_SECRETS {
                 match secrets.get(name).await {

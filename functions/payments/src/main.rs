@@ -4,10 +4,12 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    golos_telemetry::init(golos_telemetry::LogFormat::Json);
-    let config = golos_bootstrap::control_config_from_env(false).map_err(|e| format!("configuration: {e:#}"))?;
-    let state = golos_bootstrap::control_state(&golos_bootstrap::Backend::Aws, config)
-        .await
-        .map_err(|e| format!("start-up failed: {e:#}"))?;
+    let settings =
+        golos_bootstrap::settings::Settings::from_environment().map_err(|e| format!("configuration: {e:#}"))?;
+    // JSON whatever GOLOS_LOG_FORMAT says, as the functions have always logged: their lines
+    // are read from CloudWatch, never from a terminal.
+    golos_telemetry::init(golos_telemetry::LogFormat::Json, settings.telemetry.log_filter.as_deref());
+    let state =
+        golos_bootstrap::lambda::control_state(&settings).await.map_err(|e| format!("start-up failed: {e:#}"))?;
     golos_bootstrap::lambda::serve_http(golos_control::payments_router(state)).await
 }

@@ -16,13 +16,14 @@ use serde_json::{json, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    golos_telemetry::init(golos_telemetry::LogFormat::Json);
-    let config = golos_bootstrap::control_config_from_env(false).map_err(|e| format!("configuration: {e:#}"))?;
-    let state = golos_bootstrap::control_state(&golos_bootstrap::Backend::Aws, config)
-        .await
-        .map_err(|e| format!("start-up failed: {e:#}"))?;
-    let deployment = std::env::var("GOLOS_TABLE").unwrap_or_else(|_| "golos".to_owned());
-    let (state, deployment) = (&state, deployment.as_str());
+    let settings =
+        golos_bootstrap::settings::Settings::from_environment().map_err(|e| format!("configuration: {e:#}"))?;
+    // JSON whatever GOLOS_LOG_FORMAT says, as the functions have always logged: their lines
+    // are read from CloudWatch, never from a terminal.
+    golos_telemetry::init(golos_telemetry::LogFormat::Json, settings.telemetry.log_filter.as_deref());
+    let state =
+        golos_bootstrap::lambda::control_state(&settings).await.map_err(|e| format!("start-up failed: {e:#}"))?;
+    let (state, deployment) = (&state, settings.aws.table.as_str());
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move { handle(state, deployment).await })).await
 }
 

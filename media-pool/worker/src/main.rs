@@ -4,9 +4,9 @@
 //! with behaviour lives in the library crates.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use golos_bootstrap::settings::{Env, Flags, Settings};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(name = "golos", version, about = "Self-hostable AI voice agents")]
@@ -18,81 +18,38 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the platform (the default).
-    Serve(ServeArgs),
+    Serve(Flags),
     /// Place a demo call: start the embedded platform, create a café FAQ agent, and let an
     /// espeak-ng caller ask it two questions over the WebSocket transport.
     Demo(golos::demo::DemoArgs),
     /// Print the OpenAPI document of the control-plane API.
     Openapi,
     /// Recompute every organisation's balance from its ledger; exit 1 on any drift.
-    Reconcile(ServeArgs),
+    Reconcile(Flags),
     /// Create the platform's generated secrets that do not exist yet (API-key pepper,
     /// call-token key, operator key); never replaces one. Run once per AWS deployment.
-    InitSecrets(ServeArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// SQLite, a local key file and secret files under --data-dir: no cloud account needed.
-    Local,
-    /// DynamoDB, SQS, KMS and Secrets Manager, configured by GOLOS_* and AWS_* variables.
-    Aws,
-}
-
-#[derive(Debug, Clone, Parser)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (printed at start).
-    #[arg(long, env = "GOLOS_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// A second listener for the operator's routes (`/ready`, `/metrics`), e.g.
-    /// 10.0.0.5:9464 on the private network; they then leave the public listener. Without
-    /// it, `/metrics` on the public listener needs the operator key.
-    #[arg(long, env = "GOLOS_OPS_LISTEN")]
-    ops_listen: Option<SocketAddr>,
-    /// Where the embedded backend keeps its database, key file and secrets.
-    #[arg(long, env = "GOLOS_DATA_DIR", default_value = ".golos")]
-    pub data_dir: PathBuf,
-    #[arg(long, env = "GOLOS_BACKEND", value_enum, default_value_t = Backend::Local)]
-    pub backend: Backend,
-    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
-    #[arg(long, env = "GOLOS_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
-    /// After SIGTERM, how long live calls may go on before they are ended (`forced_shutdown`).
-    #[arg(long, env = "GOLOS_DRAIN_SECS", default_value_t = 600)]
-    pub drain_secs: u64,
-    /// Engine threads for live calls (default: one per core).
-    #[arg(long, env = "GOLOS_SHARDS")]
-    pub shards: Option<usize>,
-    /// Folder of pre-recorded clips for agents with a `prerecorded` TTS tier.
-    #[arg(long, env = "GOLOS_CLIPS_DIR")]
-    pub clips_dir: Option<PathBuf>,
-    /// Call sockets (`/ws/calls` and `/ws/twilio` together) this worker holds; more are
-    /// answered 503. 0: no cap.
-    #[arg(long, env = "GOLOS_WS_MAX_CONNECTIONS", default_value_t = golos::calls::DEFAULT_MAX_CONNECTIONS)]
-    pub ws_max_connections: usize,
-    /// Call sockets one client address may hold on `/ws/calls`. 0: no cap.
-    #[arg(long, env = "GOLOS_WS_MAX_CONNECTIONS_PER_IP", default_value_t = golos::calls::DEFAULT_MAX_CONNECTIONS_PER_IP)]
-    pub ws_max_connections_per_ip: usize,
-    /// Call sockets one client address may hold on `/ws/twilio`. 0: no cap.
-    #[arg(long, env = "GOLOS_TWILIO_MAX_CONNECTIONS_PER_IP", default_value_t = golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP)]
-    pub twilio_max_connections_per_ip: usize,
-}
-
-impl Default for ServeArgs {
-    fn default() -> Self {
-        Self::parse_from(["serve"])
-    }
+    InitSecrets(Flags),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    golos_telemetry::init(golos_telemetry::LogFormat::from_env());
-    let cli = Cli::parse();
-    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(args).await,
-        Command::Reconcile(args) => {
-            let config = golos_bootstrap::control_config_from_env(args.trust_forwarded_for)?;
-            let state = golos_bootstrap::control_state(&backend_of(&args), config).await?;
+    let command = Cli::parse().command.unwrap_or_else(|| Command::Serve(Flags::default()));
+    if let Command::Openapi = command {
+        // A document of the code, the same under any configuration, so none can stop it.
+        println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
+        return Ok(());
+    }
+    let flags = match &command {
+        Command::Serve(flags) | Command::Reconcile(flags) | Command::InitSecrets(flags) => flags.clone(),
+        Command::Demo(_) | Command::Openapi => Flags::default(),
+    };
+    // The one read of the configuration; what follows is handed its typed pieces.
+    let settings = Settings::load(&flags, &Env::from_process())?;
+    golos_telemetry::init(settings.telemetry.format(), settings.telemetry.log_filter.as_deref());
+    match command {
+        Command::Serve(_) => serve(settings).await,
+        Command::Reconcile(_) => {
+            let state = golos_bootstrap::control_state(&settings.backend()?, settings.control_config()?).await?;
             let report = golos_control::reconcile::reconcile(&state).await?;
             println!("checked {} organisations, {} with drift", report.orgs_checked, report.drifts.len());
             for drift in &report.drifts {
@@ -113,8 +70,8 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
-        Command::InitSecrets(args) => {
-            let created = golos_bootstrap::init_secrets(&backend_of(&args)).await?;
+        Command::InitSecrets(_) => {
+            let created = golos_bootstrap::init_secrets(&settings.backend()?).await?;
             if created.is_empty() {
                 println!("every platform secret exists already; nothing was changed");
             }
@@ -124,17 +81,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => golos::demo::run(args).await,
-        Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&golos_control::openapi())?);
-            Ok(())
-        }
+        Command::Openapi => unreachable!("answered before the settings are read"),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let backend = backend_of(&args);
-    let config = golos_bootstrap::control_config_from_env(args.trust_forwarded_for)?;
-    let state = golos_bootstrap::control_state(&backend, config).await?;
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let (server, limits) = (&settings.server, &settings.worker);
+    let state = golos_bootstrap::control_state(&settings.backend()?, settings.control_config()?).await?;
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let stop = move || {
         let mut stopped = stopped.clone();
@@ -158,26 +111,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let live = golos::calls::LiveCalls::new(
         state.clone(),
         worker.clone(),
-        args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
+        limits.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
         golos::calls::LiveConfig {
-            clips_dir: args.clips_dir.clone(),
-            max_connections: args.ws_max_connections,
-            max_connections_per_ip: args.ws_max_connections_per_ip,
-            max_twilio_connections_per_ip: args.twilio_max_connections_per_ip,
+            clips_dir: limits.clips_dir.clone(),
+            max_connections: limits.ws_max_connections,
+            max_connections_per_ip: limits.ws_max_connections_per_ip,
+            max_twilio_connections_per_ip: limits.twilio_max_connections_per_ip,
             ..golos::calls::LiveConfig::for_lease_ttl(std::time::Duration::from_millis(
                 u64::try_from(state.config.lease_ttl_ms).unwrap_or(30_000),
             ))
         },
     );
-    let ops =
-        if args.ops_listen.is_some() { golos::OpsRoutes::OwnListener } else { golos::OpsRoutes::PublicWithOperatorKey };
+    let ops = if server.ops_listen.is_some() {
+        golos::OpsRoutes::OwnListener
+    } else {
+        golos::OpsRoutes::PublicWithOperatorKey
+    };
     let app = golos::app(state.clone(), worker.clone(), Some(live), ops);
     let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        tokio::net::TcpListener::bind(server.listen).await.with_context(|| format!("binding {}", server.listen))?;
     let addr = listener.local_addr()?;
     // The operator listener lives as long as the process: `/ready` must say `draining` to the
     // orchestrator until the very end.
-    if let Some(ops_addr) = args.ops_listen {
+    if let Some(ops_addr) = server.ops_listen {
         let ops_listener =
             tokio::net::TcpListener::bind(ops_addr).await.with_context(|| format!("binding {ops_addr}"))?;
         tracing::info!(addr = %ops_listener.local_addr()?, "operator routes (/ready, /metrics) on their own listener");
@@ -191,7 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
-    tracing::info!(%addr, backend = ?args.backend, worker = %worker_id, "serving");
+    tracing::info!(%addr, backend = ?server.backend, worker = %worker_id, "serving");
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     // HTTP goes on serving through the drain: `/ready` must answer 503 and live calls on
     // WebSockets must keep their connections until they end.
@@ -218,7 +174,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let drain = golos::lifecycle::DrainConfig {
-        drain_for: std::time::Duration::from_secs(args.drain_secs),
+        drain_for: std::time::Duration::from_secs(limits.drain_secs),
         ..golos::lifecycle::DrainConfig::default()
     };
     let report = golos::lifecycle::drain(&worker.registry, &state, &worker_id, &drain).await;
@@ -234,13 +190,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::join!(consumer, sweeper);
     tracing::info!("stopped");
     Ok(())
-}
-
-fn backend_of(args: &ServeArgs) -> golos_bootstrap::Backend {
-    match args.backend {
-        Backend::Local => golos_bootstrap::Backend::Local { data_dir: args.data_dir.clone() },
-        Backend::Aws => golos_bootstrap::Backend::Aws,
-    }
 }
 
 /// Hourly reconciliation of balances and calls in the embedded deployment (in AWS the
@@ -269,4 +218,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// golos-bootstrap sits below this crate, so its defaults repeat these numbers.
+    #[test]
+    fn the_settings_defaults_are_the_workers() {
+        let worker = golos_bootstrap::settings::WorkerSettings::default();
+        assert_eq!(worker.ws_max_connections, golos::calls::DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(worker.ws_max_connections_per_ip, golos::calls::DEFAULT_MAX_CONNECTIONS_PER_IP);
+        assert_eq!(worker.twilio_max_connections_per_ip, golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP);
+    }
 }

@@ -75,25 +75,8 @@ pub struct AwsConfig {
 }
 
 impl AwsConfig {
-    /// From `GOLOS_AWS_REGION` (default `us-east-1`, else `AWS_REGION`),
-    /// `GOLOS_AWS_ENDPOINT_URL`, `GOLOS_TABLE` (`golos`), `GOLOS_QUEUE_PREFIX` (`golos`),
-    /// `GOLOS_KMS_KEY_ID` and `GOLOS_SECRETS_PREFIX` (`golos`).
-    pub fn from_env() -> Result<Self, AwsError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let config = Self {
-            region: var("GOLOS_AWS_REGION").or_else(|| var("AWS_REGION")).unwrap_or_else(|| "us-east-1".to_owned()),
-            endpoint_url: var("GOLOS_AWS_ENDPOINT_URL"),
-            table_name: var("GOLOS_TABLE").unwrap_or_else(|| "golos".to_owned()),
-            queue_prefix: var("GOLOS_QUEUE_PREFIX").unwrap_or_else(|| "golos".to_owned()),
-            kms_key_id: var("GOLOS_KMS_KEY_ID"),
-            secrets_prefix: var("GOLOS_SECRETS_PREFIX").unwrap_or_else(|| "golos".to_owned()),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The variables `from_env` reads, with this configuration's values: how a parent
-    /// process (a test, a launcher) points a function binary at the same resources.
+    /// The variables golos reads this configuration from (docs/configuration.md), with its
+    /// values: how a parent process (a test, a launcher) points a binary at the same resources.
     pub fn to_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("GOLOS_AWS_REGION".to_owned(), self.region.clone()),
@@ -106,7 +89,8 @@ impl AwsConfig {
         env
     }
 
-    fn validate(&self) -> Result<(), AwsError> {
+    /// Names AWS would refuse, found before the first call.
+    pub fn validate(&self) -> Result<(), AwsError> {
         let table_ok = (3..=255).contains(&self.table_name.len())
             && self.table_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !table_ok {
