@@ -117,6 +117,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             max_connections: limits.ws_max_connections,
             max_connections_per_ip: limits.ws_max_connections_per_ip,
             max_twilio_connections_per_ip: limits.twilio_max_connections_per_ip,
+            aws_region: settings.aws.region.clone(),
             ..golos::calls::LiveConfig::for_lease_ttl(std::time::Duration::from_millis(
                 u64::try_from(state.config.lease_ttl_ms).unwrap_or(30_000),
             ))

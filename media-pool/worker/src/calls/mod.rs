@@ -103,6 +103,9 @@ pub struct LiveConfig {
     pub max_connections_per_ip: usize,
     /// Call sockets one client address may hold on `/ws/twilio` (`0`: no cap).
     pub max_twilio_connections_per_ip: usize,
+    /// The region AWS-hosted provider tiers call (Settings' `aws.region`); `None` keeps the
+    /// providers' default.
+    pub aws_region: Option<String>,
 }
 
 impl LiveConfig {
@@ -117,6 +120,7 @@ impl LiveConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_twilio_connections_per_ip: DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP,
+            aws_region: None,
         }
     }
 }
@@ -156,8 +160,8 @@ impl LiveCalls {
         // against is what its calls connect under.
         let mut providers = BuildContext::with_egress(HashMap::new(), state.config.egress.clone());
         providers.clips_dir.clone_from(&config.clips_dir);
-        if let Ok(region) = std::env::var("AWS_REGION") {
-            providers.aws_region = region;
+        if let Some(region) = &config.aws_region {
+            providers.aws_region.clone_from(region);
         }
         let edge = Edge { counters: Arc::clone(&worker.edge) };
         let connections = ConnectionLimiter::new(config.max_connections, Arc::clone(&worker.edge));
