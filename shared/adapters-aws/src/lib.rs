@@ -46,6 +46,7 @@ mod ledger;
 mod outbox;
 mod records;
 mod sqs;
+mod trunks;
 
 pub use error::AwsError;
 
@@ -265,6 +266,7 @@ impl AwsPlatform {
             credentials: Arc::new(control::DynamoCredentials(t())),
             outbox: Arc::new(outbox::DynamoOutbox(t())),
             hold: Arc::new(hold::DynamoHoldQueue(t())),
+            trunks: Arc::new(trunks::DynamoTrunks(t())),
         }
     }
 

@@ -102,6 +102,7 @@ impl LocalPlatform {
             credentials: store.clone(),
             outbox: store.clone(),
             hold: store.clone(),
+            trunks: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

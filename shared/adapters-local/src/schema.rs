@@ -206,6 +206,14 @@ CREATE TABLE call_transcript_blobs (
 ) WITHOUT ROWID;
 CREATE INDEX call_transcript_blobs_by_expiry ON call_transcript_blobs (expires_at);
 ",
+    // 8: SIP trunks, each one versioned JSON document (few, read whole by the SIP edge).
+    r"
+CREATE TABLE sip_trunks (
+    id        TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    body_json TEXT NOT NULL
+) WITHOUT ROWID;
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

@@ -106,3 +106,5 @@ mod leases;
 mod ledger;
 #[allow(clippy::wildcard_imports)]
 mod records;
+#[allow(clippy::wildcard_imports)]
+mod trunks;

@@ -82,6 +82,10 @@ id_type!(
     /// One call, inbound or outbound, on any transport.
     CallId, "call"
 );
+id_type!(
+    /// A SIP trunk: where an org's phone calls come from.
+    TrunkId, "trk"
+);
 
 pub const MAX_ID_LEN: usize = 64;
 

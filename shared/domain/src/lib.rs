@@ -15,10 +15,11 @@ pub mod phone;
 pub mod plans;
 pub mod rbac;
 pub mod time;
+pub mod trunks;
 
 pub use calls::{CallDirection, EndReason, TranscriptRole};
 pub use error::DomainError;
-pub use ids::{AgentId, ApiKeyId, CallId, OrgId};
+pub use ids::{AgentId, ApiKeyId, CallId, OrgId, TrunkId};
 pub use money::Kopecks;
 pub use phone::PhoneNumber;
 pub use time::Timestamp;

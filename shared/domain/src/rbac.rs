@@ -59,10 +59,11 @@ pub enum Action {
     EraseData,
     ManageProviderCredentials,
     ReadProviderCredentials,
+    ReadSipTrunks,
 }
 
 impl Action {
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::ReadOrg,
         Self::UpdateOrgSettings,
         Self::ManageApiKeys,
@@ -84,6 +85,7 @@ impl Action {
         Self::EraseData,
         Self::ManageProviderCredentials,
         Self::ReadProviderCredentials,
+        Self::ReadSipTrunks,
     ];
 }
 
@@ -114,6 +116,8 @@ pub const MATRIX: &[(Action, [bool; 3])] = &[
     // write-only, so this shows nobody a secret.
     (Action::ManageProviderCredentials, [true, true, false]),
     (Action::ReadProviderCredentials, [true, true, false]),
+    // Trunks are the operator's to write; an org's admins see which trunks bring its calls.
+    (Action::ReadSipTrunks, [true, false, false]),
 ];
 
 /// Whether `role` may perform `action`. Anything missing from the matrix is denied.

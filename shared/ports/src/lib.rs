@@ -14,6 +14,7 @@ pub mod queue;
 pub mod records;
 pub mod secrets;
 pub mod stores;
+pub mod trunks;
 
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
 pub use control::{
@@ -29,5 +30,6 @@ pub use queue::{DeadLetter, Queue, QueueConfig, QueueMessage};
 pub use records::*;
 pub use secrets::{SecretString, Secrets};
 pub use stores::*;
+pub use trunks::{SipTrunk, SipTrunkStore};
 
 pub type Result<T, E = PortError> = std::result::Result<T, E>;

@@ -165,6 +165,8 @@ pub struct Stores {
     pub outbox: Arc<dyn crate::outbox::Outbox>,
     /// Callers waiting for a concurrency slot, one line per org for the whole pool.
     pub hold: Arc<dyn crate::hold::HoldQueue>,
+    /// The operator's SIP trunks.
+    pub trunks: Arc<dyn crate::trunks::SipTrunkStore>,
 }
 
 /// A health check of one dependency, for `/health`.

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod numbers;
 pub mod queue;
 pub mod records;
+pub mod trunks;
 
 /// Expands to one `#[tokio::test]` per contract. `$make` is an expression evaluating to a
 /// future of a fresh [`crate::Harness`]; it is evaluated once per test.
@@ -59,6 +60,7 @@ macro_rules! contract_tests {
             calls::transcript_blobs_expire_and_are_replaced,
             crypto::envelope_round_trip_and_context_binding,
             crypto::secrets_by_name,
+            trunks::trunks_are_versioned_documents,
         );
     };
     (@tests $make:expr; $($module:ident :: $name:ident),+ $(,)?) => {

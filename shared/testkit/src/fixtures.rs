@@ -93,3 +93,7 @@ impl Prng {
         self.next_u64() % n
     }
 }
+
+pub fn trunk_id() -> golos_domain::TrunkId {
+    golos_domain::TrunkId::with_suffix(&suffix()).expect("valid id")
+}
