@@ -24,6 +24,7 @@ pub mod orgs;
 pub mod payments;
 pub mod reconcile;
 pub mod retention;
+pub mod sip_trunks;
 pub mod state;
 pub mod tool_signing;
 pub mod transcripts;

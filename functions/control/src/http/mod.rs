@@ -21,6 +21,7 @@ pub mod middleware;
 pub mod numbers;
 pub mod orgs;
 pub mod payments;
+pub mod sip_trunks;
 pub mod tool_signing;
 
 use crate::state::ControlState;
@@ -46,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         audit_log::list,
         payments::receive_signed, payments::receive_yookassa,
         admission::admit_http, admission::heartbeat_http, admission::release_http, call_events::enqueue_http,
+        sip_trunks::create, sip_trunks::list, sip_trunks::get, sip_trunks::update, sip_trunks::delete,
     ),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
@@ -149,6 +151,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/admissions/{call_id}/heartbeat", post(admission::heartbeat_http))
         .route("/admissions/{call_id}/release", post(admission::release_http))
         .route("/call-events", post(call_events::enqueue_http))
+        .route("/sip-trunks", post(sip_trunks::create).get(sip_trunks::list))
+        .route("/sip-trunks/{trunk_id}", get(sip_trunks::get).patch(sip_trunks::update).delete(sip_trunks::delete))
         .fallback(|| async { ApiError::not_found("route") })
         // Layers run outside-in from the last added: authenticate, then idempotency.
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))

@@ -172,6 +172,7 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
         (Method::GET, "/v1/ledger".into(), None, Action::ReadBilling),
         (Method::GET, "/v1/usage".into(), None, Action::ReadUsage),
         (Method::GET, "/v1/audit-log".into(), None, Action::ReadAuditLog),
+        (Method::GET, "/v1/sip-trunks".into(), None, Action::ReadSipTrunks),
         (Method::GET, "/v1/provider-credentials".into(), None, Action::ReadProviderCredentials),
         (
             Method::PUT,
@@ -1155,4 +1156,78 @@ pub async fn retention_is_per_org_and_swept(app: &TestApp) {
         assert_eq!(deleted, 0, "DynamoDB's TTL deletes it (the ttl attribute is checked in the adapter's tests)");
     }
     assert!(app.state.calls.get(&org, &CallId::parse("call_r1").unwrap()).await.unwrap().is_some());
+}
+
+pub async fn sip_trunks_are_the_operators_and_admins_read_their_own(app: &TestApp) {
+    let (org, admin) = app.org_with_admin().await;
+    let granted =
+        app.post(&format!("/v1/orgs/{org}/numbers"), OPERATOR_TOKEN, &json!({"number": "+74951234567"})).await;
+    assert_eq!(granted.status, StatusCode::CREATED);
+    let body = json!({"org_id": org, "name": "Exolve", "source_networks": ["185.71.76.0/27"],
+        "digest_username": "golos", "digest_password": "s3cret-digest", "numbers": ["+74951234567"]});
+    let by_admin = app.post("/v1/sip-trunks", &admin, &body).await;
+    assert_eq!((by_admin.status, by_admin.code()), (StatusCode::FORBIDDEN, "operator_only"));
+    // Only numbers granted to the org, never every address.
+    let mut foreign = body.clone();
+    foreign["numbers"] = json!(["+74950000000"]);
+    let refused = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &foreign).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    assert_eq!(refused.body["errors"][0]["code"], "number_not_granted", "{:?}", refused.body);
+    let mut open = body.clone();
+    open["source_networks"] = json!(["0.0.0.0/0"]);
+    let refused = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &open).await;
+    assert_eq!(refused.body["errors"][0]["code"], "invalid_network", "{:?}", refused.body);
+
+    let created = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(!created.body.to_string().contains("s3cret-digest"), "the password never comes back");
+    assert_eq!(created.body["digest_password_fingerprint"].as_str().map(str::len), Some(16));
+    assert_eq!((created.header("etag"), &created.body["numbers"]), (Some("\"1\""), &json!(["+74951234567"])));
+
+    // The org's admins read their own; nobody else's, and viewers not at all.
+    let own = app.get("/v1/sip-trunks", &admin).await;
+    assert_eq!(own.body["items"].as_array().map(Vec::len), Some(1), "{:?}", own.body);
+    assert_eq!(app.get(&format!("/v1/sip-trunks/{id}"), &admin).await.status, StatusCode::OK);
+    let (_, other) = app.org_with_admin().await;
+    assert_eq!(app.get("/v1/sip-trunks", &other).await.body["items"], json!([]));
+    assert_eq!(app.get(&format!("/v1/sip-trunks/{id}"), &other).await.status, StatusCode::NOT_FOUND);
+    let viewer = app.key_with_role(&admin, "viewer").await;
+    assert_eq!(app.get("/v1/sip-trunks", &viewer).await.status, StatusCode::FORBIDDEN);
+
+    // Versioned updates; removing the digest credentials removes the stored password.
+    let path = format!("/v1/sip-trunks/{id}");
+    let renamed = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(OPERATOR_TOKEN),
+            Some(&json!({"name": "Exolve MSK"})),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!((renamed.status, renamed.body["version"].as_u64()), (StatusCode::OK, Some(2)), "{:?}", renamed.body);
+    let stale = app
+        .call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"enabled": false})), &[("If-Match", "\"1\"")])
+        .await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "version_mismatch"));
+    let no_digest =
+        app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"digest_username": null})), &[]).await;
+    assert_eq!(no_digest.status, StatusCode::OK, "{:?}", no_digest.body);
+    assert_eq!(
+        (&no_digest.body["digest_username"], &no_digest.body["digest_password_fingerprint"]),
+        (&Value::Null, &Value::Null)
+    );
+    let unidentified =
+        app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"source_networks": []})), &[]).await;
+    assert_eq!(unidentified.body["errors"][0]["code"], "no_identification", "{:?}", unidentified.body);
+    let by_admin = app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"enabled": false})), &[]).await;
+    assert_eq!(by_admin.status, StatusCode::FORBIDDEN);
+
+    assert_eq!(app.call(Method::DELETE, &path, Some(OPERATOR_TOKEN), None, &[]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, OPERATOR_TOKEN).await.status, StatusCode::NOT_FOUND);
+    let audit = app.get("/v1/audit-log", &admin).await.body.to_string();
+    for action in ["sip_trunk.create", "sip_trunk.update", "sip_trunk.delete"] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
 }
