@@ -119,7 +119,7 @@ impl RtpHeader {
             return Err(RtpError::TooManyCsrcs(self.csrcs.len()));
         }
         if let Some(extension) = extension {
-            if extension.data.len() % 4 != 0 || extension.data.len() / 4 > usize::from(u16::MAX) {
+            if !extension.data.len().is_multiple_of(4) || extension.data.len() / 4 > usize::from(u16::MAX) {
                 return Err(RtpError::UnalignedExtension(extension.data.len()));
             }
         }
