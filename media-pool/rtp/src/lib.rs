@@ -4,6 +4,7 @@
 
 pub mod rtcp;
 pub mod rtp;
+pub mod stats;
 
 pub use rtp::{RtpError, RtpExtension, RtpHeader, RtpPacket};
 
