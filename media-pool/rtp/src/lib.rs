@@ -2,6 +2,7 @@
 //! digits and statistics out. No socket, no runtime, no clock — the caller passes `now`, so
 //! the worker drives it from its shard and the tests from a virtual clock (like golos-call).
 
+pub mod dtmf;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
