@@ -6,6 +6,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
 pub mod stats;
 
 pub use rtp::{RtpError, RtpExtension, RtpHeader, RtpPacket};
