@@ -1,6 +1,7 @@
 //! The crate graph keeps the rules of docs/ARCHITECTURE.md, read from `cargo metadata`:
-//! - the domain, the audio kernels and the call engine do no IO (no async runtime, HTTP,
-//!   database or AWS crate among their dependencies), and the engine reads no clock;
+//! - the domain, the audio kernels, the call engine and the RTP media crate do no IO (no
+//!   async runtime, HTTP, database or AWS crate among their dependencies), and the engine
+//!   and the RTP media crate read no clock;
 //! - `shared/` never depends on `functions/` or `media-pool/`;
 //! - no crate depends on the load generator (`golos-load` is a benchmark, not production).
 
@@ -79,9 +80,9 @@ fn is_io(dependency: &Dependency) -> bool {
 }
 
 #[test]
-fn the_domain_the_audio_kernels_and_the_call_engine_do_no_io() {
+fn the_domain_the_audio_kernels_the_call_engine_and_the_rtp_media_do_no_io() {
     let crates = crates();
-    for name in ["golos-domain", "golos-ports", "golos-audio", "golos-call", "golos-shard"] {
+    for name in ["golos-domain", "golos-ports", "golos-audio", "golos-call", "golos-shard", "golos-rtp"] {
         let krate = crates.get(name).unwrap_or_else(|| panic!("{name} is in the workspace"));
         let io: Vec<&str> = krate.dependencies.iter().filter(|d| is_io(d)).map(|d| d.name.as_str()).collect();
         assert!(io.is_empty(), "{name} must do no IO but depends on {io:?}");
@@ -89,10 +90,16 @@ fn the_domain_the_audio_kernels_and_the_call_engine_do_no_io() {
 }
 
 #[test]
-fn the_call_engine_reads_no_clock() {
-    // Time is an input of golos-call: outside its tests it never asks the system for it.
-    let src = workspace_root().join("media-pool/call/src");
-    for entry in std::fs::read_dir(&src).expect("golos-call sources") {
+fn the_call_engine_and_the_rtp_media_read_no_clock() {
+    // Time is an input of golos-call and golos-rtp: outside their tests they never ask the
+    // system for it.
+    for dir in ["media-pool/call/src", "media-pool/rtp/src"] {
+        assert_reads_no_clock(&workspace_root().join(dir));
+    }
+}
+
+fn assert_reads_no_clock(src: &Path) {
+    for entry in std::fs::read_dir(src).expect("sources") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("source");
         let production = text.split("#[cfg(test)]").next().unwrap_or_default();
