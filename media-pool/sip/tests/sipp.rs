@@ -34,6 +34,8 @@ static SIPP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 enum Policy {
     /// 180, then 200 with the SDP answer.
     RingThenAnswer,
+    /// 183 with SDP (the hold prompt as early media), then 200.
+    EarlyMediaThenAnswer,
     /// Ring and never answer (the caller cancels).
     RingOnly,
     /// Refuse with the status admission gives an over-quota org (486).
@@ -92,6 +94,10 @@ async fn drive(endpoint: SipEndpoint, mut events: SipEvents, policy: Policy, see
                     match policy {
                         Policy::RingThenAnswer => {
                             endpoint.ring(call).expect("ring");
+                            endpoint.answer(call, TEST_ONLY_SDP_ANSWER.to_vec()).expect("answer");
+                        }
+                        Policy::EarlyMediaThenAnswer => {
+                            endpoint.early_media(call, TEST_ONLY_SDP_ANSWER.to_vec()).expect("183");
                             endpoint.answer(call, TEST_ONLY_SDP_ANSWER.to_vec()).expect("answer");
                         }
                         Policy::RingOnly => endpoint.ring(call).expect("ring"),
@@ -205,6 +211,15 @@ async fn a_call_over_tcp_works_the_same() {
     sipp("call.xml", tcp, "t1").await;
     let Seen::Incoming { call, transport, .. } = h.next().await else { panic!("an incoming call first") };
     assert_eq!(transport, SipTransport::Tcp);
+    assert!(matches!(h.next().await, Seen::Established(c) if c == call));
+    assert!(matches!(h.next().await, Seen::RemoteHangup(c) if c == call));
+}
+
+#[tokio::test]
+async fn early_media_comes_before_the_answer() {
+    let mut h = start(Policy::EarlyMediaThenAnswer).await;
+    sipp("early-media.xml", h.endpoint.local_udp_addr(), "u1").await;
+    let Seen::Incoming { call, .. } = h.next().await else { panic!("an incoming call first") };
     assert!(matches!(h.next().await, Seen::Established(c) if c == call));
     assert!(matches!(h.next().await, Seen::RemoteHangup(c) if c == call));
 }
