@@ -12,6 +12,7 @@
 //! golos binary caps its target at `warn` (`golos_telemetry`), and this crate logs calls by
 //! `CallRef` and source address only.
 
+pub mod breaker;
 mod endpoint;
 mod error;
 mod event;
