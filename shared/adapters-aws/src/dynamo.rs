@@ -267,6 +267,24 @@ impl Table {
         Ok(())
     }
 
+    /// Every item a query matches, page after page (DynamoDB answers at most 1 MB a call).
+    /// `query` builds the query without its start key; it is called once per page.
+    pub async fn query_all(
+        &self,
+        query: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query().set_exclusive_start_key(start.take()).send().await.map_err(|e| sdk_error("Query", &e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// One page of a query, in sort-key order (`forward`) or reverse. `index` is `None` for
     /// the table (`pk` = `partition`, `sk` begins with `prefix`) or `Some(GSI1)`
     /// (`gsi1pk` = `partition`). The cursor is the encoded key of the last item returned.

@@ -88,30 +88,20 @@ impl DynamoHoldQueue {
 
     /// Every waiter item of the org, strongly consistent, in no particular order.
     async fn all(&self, org: &OrgId) -> Result<Vec<Waiter>> {
-        let mut waiters = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .0
-                .client
-                .query()
-                .table_name(&*self.0.name)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
-                .set_expression_attribute_names(Some(names(&["pk", "sk"])))
-                .set_expression_attribute_values(Some(values([(":p", s(org_pk(org))), (":pre", s(WAITER_PREFIX))])))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                waiters.push(waiter_from(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => return Ok(waiters),
-            }
-        }
+        let table = &self.0;
+        let items = table
+            .query_all(|| {
+                table
+                    .client
+                    .query()
+                    .table_name(&*table.name)
+                    .consistent_read(true)
+                    .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
+                    .set_expression_attribute_names(Some(names(&["pk", "sk"])))
+                    .set_expression_attribute_values(Some(values([(":p", s(org_pk(org))), (":pre", s(WAITER_PREFIX))])))
+            })
+            .await?;
+        items.iter().map(waiter_from).collect()
     }
 
     /// Refreshes a fresh waiter: `None` if it is absent or stale.

@@ -243,30 +243,20 @@ impl Leases for DynamoLeases {
     }
 
     async fn list(&self, org: &OrgId) -> Result<Vec<Lease>> {
-        let mut leases = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .0
-                .client
-                .query()
-                .table_name(&*self.0.name)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .set_expression_attribute_names(Some(names(&["pk", "sk"])))
-                .set_expression_attribute_values(Some(values([(":pk", s(org_pk(org))), (":prefix", s("LEASE#"))])))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                leases.push(lease_from(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => return Ok(leases),
-            }
-        }
+        let table = &self.0;
+        let items = table
+            .query_all(|| {
+                table
+                    .client
+                    .query()
+                    .table_name(&*table.name)
+                    .consistent_read(true)
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .set_expression_attribute_names(Some(names(&["pk", "sk"])))
+                    .set_expression_attribute_values(Some(values([(":pk", s(org_pk(org))), (":prefix", s("LEASE#"))])))
+            })
+            .await?;
+        items.iter().map(lease_from).collect()
     }
 
     async fn active(&self, org: &OrgId, agent: Option<&AgentId>) -> Result<u32> {

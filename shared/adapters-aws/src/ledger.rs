@@ -5,7 +5,6 @@ use crate::dynamo::{
     get_json, get_n_opt, key, n, names, padded, s, to_json, tx_put, tx_update, values, Table, TxOutcome, UpdateSpec,
     GSI1,
 };
-use crate::error::sdk_error;
 use async_trait::async_trait;
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
 use golos_domain::{Kopecks, OrgId, Timestamp};
@@ -105,31 +104,23 @@ impl Ledger for DynamoLedger {
     }
 
     async fn recompute_balance(&self, org: &OrgId) -> Result<Kopecks> {
+        let table = &self.0;
+        let items = table
+            .query_all(|| {
+                table
+                    .client
+                    .query()
+                    .table_name(&*table.name)
+                    .consistent_read(true)
+                    .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
+                    .projection_expression("#delta")
+                    .set_expression_attribute_names(Some(names(&["pk", "sk", "delta"])))
+                    .set_expression_attribute_values(Some(values([(":p", s(org_pk(org))), (":pre", s("LEDGER#"))])))
+            })
+            .await?;
         let mut total = Kopecks::ZERO;
-        let mut start = None;
-        loop {
-            let out = self
-                .0
-                .client
-                .query()
-                .table_name(&*self.0.name)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
-                .projection_expression("#delta")
-                .set_expression_attribute_names(Some(names(&["pk", "sk", "delta"])))
-                .set_expression_attribute_values(Some(values([(":p", s(org_pk(org))), (":pre", s("LEDGER#"))])))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                let delta = get_n_opt::<i64>(&item, "delta")?.unwrap_or(0);
-                total = total.checked_add(Kopecks::new(delta))?;
-            }
-            match out.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => break,
-            }
+        for item in &items {
+            total = total.checked_add(Kopecks::new(get_n_opt::<i64>(item, "delta")?.unwrap_or(0)))?;
         }
         Ok(total)
     }

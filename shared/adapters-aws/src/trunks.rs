@@ -2,7 +2,6 @@
 //! attribute (so updates are conditional on it), all listed through gsi1 (`TRUNKS`, by id).
 
 use crate::dynamo::{get_json, get_n, key, n, s, to_json, values, Item, Table, GSI1};
-use crate::error::sdk_error;
 use async_trait::async_trait;
 use golos_domain::TrunkId;
 use golos_ports::{PortError, Result, SipTrunk, SipTrunkStore};
@@ -62,30 +61,19 @@ impl SipTrunkStore for DynamoTrunks {
     }
 
     async fn all(&self) -> Result<Vec<SipTrunk>> {
-        let mut trunks = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .0
-                .client
-                .query()
-                .table_name(&*self.0.name)
-                .index_name(GSI1)
-                .key_condition_expression("#g = :p")
-                .expression_attribute_names("#g", "gsi1pk")
-                .set_expression_attribute_values(Some(values([(":p", s(TRUNKS_INDEX))])))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                trunks.push(get_json(&item, "body")?);
-            }
-            match out.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => break,
-            }
-        }
-        Ok(trunks)
+        let table = &self.0;
+        let items = table
+            .query_all(|| {
+                table
+                    .client
+                    .query()
+                    .table_name(&*table.name)
+                    .index_name(GSI1)
+                    .key_condition_expression("#g = :p")
+                    .expression_attribute_names("#g", "gsi1pk")
+                    .expression_attribute_values(":p", s(TRUNKS_INDEX))
+            })
+            .await?;
+        items.iter().map(|item| get_json(item, "body")).collect()
     }
 }
