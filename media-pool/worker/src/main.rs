@@ -159,10 +159,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Scripts and black-box tests read this line to find a port-0 server.
     println!("golos listening on http://{addr}");
-    if let Some(sip) = &sip {
-        // After the listening line, which scripts and black-box tests read first.
-        println!("golos SIP on udp://{}", sip.local_addr());
-    }
     tracing::info!(%addr, backend = ?server.backend, worker = %worker_id, "serving");
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     // HTTP goes on serving through the drain: `/ready` must answer 503 and live calls on

@@ -194,33 +194,40 @@ impl LiveCalls {
                 tracing::debug!(%call, %error, "could not start early media");
             }
         }
+        let mut ended = None;
         let answered = tokio::select! {
             () = link.wait_started() => true,
             _ = gone.wait_for(Option::is_some) => false,
-            _ = &mut media => false,
+            result = &mut media => {
+                ended = Some(result.unwrap_or(MediaEnd::Ended("failed".into())));
+                false
+            }
         };
-        if answered {
+        if answered && gone.borrow().is_none() {
             if let Err(error) = endpoint.answer(call, answer) {
                 tracing::info!(%call, %error, "could not answer the call");
                 link.request_end(EndReason::Failed);
             }
         }
-        // Until the media loop ends, the trunk's side may end the call.
-        let ended = loop {
-            tokio::select! {
-                ended = &mut media => break ended.unwrap_or(MediaEnd::Ended("failed".into())),
-                changed = gone.changed() => {
-                    let reason = match *gone.borrow() {
-                        Some(Gone::Bye | Gone::Cancelled) => EndReason::CallerHangup,
-                        Some(Gone::Failed) => EndReason::Failed,
-                        None => continue,
-                    };
-                    link.request_end(reason);
-                    if changed.is_err() {
-                        break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
+        // Until the media loop ends, the trunk's side may end the call (also before the
+        // answer: a CANCEL while held leaves the line).
+        let ended = match ended {
+            Some(ended) => ended,
+            None => loop {
+                let trunk_ended = *gone.borrow_and_update();
+                if let Some(how) = trunk_ended {
+                    link.request_end(if how == Gone::Failed { EndReason::Failed } else { EndReason::CallerHangup });
+                    break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
+                }
+                tokio::select! {
+                    result = &mut media => break result.unwrap_or(MediaEnd::Ended("failed".into())),
+                    changed = gone.changed() => {
+                        if changed.is_err() {
+                            break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
+                        }
                     }
                 }
-            }
+            },
         };
         tracing::info!(%call, call_id = %link.call_id, ?ended, "phone call's media ended");
         if gone.borrow().is_none() {
