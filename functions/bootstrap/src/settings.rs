@@ -19,7 +19,7 @@ use golos_telemetry::LogFormat;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -30,6 +30,7 @@ use std::str::FromStr;
 pub struct Settings {
     pub server: ServerSettings,
     pub worker: WorkerSettings,
+    pub sip: SipSettings,
     pub control: ControlSettings,
     pub aws: AwsSettings,
     pub telemetry: TelemetrySettings,
@@ -92,6 +93,78 @@ impl Default for WorkerSettings {
             twilio_max_connections_per_ip: 200,
             drain_secs: 600,
         }
+    }
+}
+
+/// The SIP edge: phone calls from trunks straight to this worker (docs/telephony.md). Off
+/// unless `listen` is set: most deployments take WebSocket calls only, and a SIP port open by
+/// default would answer scanners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipSettings {
+    /// UDP and TCP, e.g. `0.0.0.0:5060`.
+    pub listen: Option<SocketAddr>,
+    /// Where each call's RTP socket is bound, one port a call.
+    pub rtp_ports: PortRange,
+    /// The address written into our SDP (where the trunk sends RTP); `None` is the listen
+    /// address, which must then be a specific one.
+    pub public_address: Option<IpAddr>,
+}
+
+impl SipSettings {
+    /// The address our SDP answers carry, when SIP is on.
+    pub fn media_address(&self) -> anyhow::Result<Option<IpAddr>> {
+        let Some(listen) = self.listen else { return Ok(None) };
+        match self.public_address {
+            Some(address) => Ok(Some(address)),
+            // 0.0.0.0 in SDP means "hold" (RFC 2543): the trunk would send us nothing.
+            None if listen.ip().is_unspecified() => Err(anyhow!(
+                "GOLOS_SIP_PUBLIC_ADDRESS: required when GOLOS_SIP_LISTEN ({listen}) is not a specific address"
+            )),
+            None => Ok(Some(listen.ip())),
+        }
+    }
+}
+
+/// An inclusive range of UDP ports, written `first-last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        // 1000 calls' worth, above the ephemeral ports Linux hands out (32768+).
+        Self { first: 20_000, last: 20_999 }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (first, last) = s.split_once('-').ok_or_else(|| format!("a port range like 20000-20999, not {s:?}"))?;
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        match (port(first), port(last)) {
+            (Some(first), Some(last)) if first <= last => Ok(Self { first, last }),
+            _ => Err(format!("a port range like 20000-20999 (1-65535, first <= last), not {s:?}")),
+        }
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
     }
 }
 
@@ -221,6 +294,17 @@ pub struct Flags {
     /// [env: GOLOS_TWILIO_MAX_CONNECTIONS_PER_IP] [default: 200]
     #[arg(long)]
     pub twilio_max_connections_per_ip: Option<usize>,
+    /// Take phone calls over SIP on this address, e.g. 0.0.0.0:5060 (UDP and TCP); unset:
+    /// no SIP [env: GOLOS_SIP_LISTEN]
+    #[arg(long)]
+    pub sip_listen: Option<SocketAddr>,
+    /// UDP ports for the calls' RTP, one a call [env: GOLOS_RTP_PORTS] [default: 20000-20999]
+    #[arg(long)]
+    pub rtp_ports: Option<PortRange>,
+    /// The address trunks send RTP to, written in our SDP (default: the SIP listen address)
+    /// [env: GOLOS_SIP_PUBLIC_ADDRESS]
+    #[arg(long)]
+    pub sip_public_address: Option<IpAddr>,
 }
 
 impl Flags {
@@ -259,6 +343,16 @@ impl Flags {
         }
         if let Some(max) = self.twilio_max_connections_per_ip {
             worker.twilio_max_connections_per_ip = max;
+        }
+        let sip = &mut settings.sip;
+        if self.sip_listen.is_some() {
+            sip.listen = self.sip_listen;
+        }
+        if let Some(range) = self.rtp_ports {
+            sip.rtp_ports = range;
+        }
+        if self.sip_public_address.is_some() {
+            sip.public_address = self.sip_public_address;
         }
     }
 }
@@ -317,6 +411,11 @@ const VARS: &[(&str, Setter)] = &[
     }),
     ("GOLOS_TWILIO_MAX_CONNECTIONS_PER_IP", |s, v| {
         assign(&mut s.worker.twilio_max_connections_per_ip, parse(v, "a whole number (0: no cap)"))
+    }),
+    ("GOLOS_SIP_LISTEN", |s, v| assign(&mut s.sip.listen, parse(v, "an address like 0.0.0.0:5060").map(Some))),
+    ("GOLOS_RTP_PORTS", |s, v| assign(&mut s.sip.rtp_ports, v.parse())),
+    ("GOLOS_SIP_PUBLIC_ADDRESS", |s, v| {
+        assign(&mut s.sip.public_address, parse(v, "an IP address like 203.0.113.7").map(Some))
     }),
     ("GOLOS_YOOKASSA_API_URL", |s, v| assign(&mut s.control.yookassa_api_url, Ok(v.to_owned()))),
     ("GOLOS_YOOKASSA_ALLOWED_IPS", |s, v| assign(&mut s.control.yookassa_allowed_ips, Ok(list(v)))),
@@ -419,6 +518,7 @@ impl Settings {
             settings.telemetry.log_format = Some(if in_cloud { LogFormat::Json } else { LogFormat::Pretty });
         }
         settings.control_config()?;
+        settings.sip.media_address()?;
         Ok(settings)
     }
 
@@ -634,6 +734,29 @@ mod tests {
         );
         assert_eq!(format(&[("GOLOS_LOG_FORMAT", "json")]), LogFormat::Json);
         assert_eq!(format(&[("GOLOS_LOG_FORMAT", "yaml")]), LogFormat::Pretty, "unknown: as if unset");
+    }
+
+    #[test]
+    fn sip_is_off_by_default_and_layers_like_the_rest() {
+        let settings = load(&Flags::default(), &[]).unwrap();
+        assert_eq!(settings.sip.listen, None);
+        assert_eq!(settings.sip.media_address().unwrap(), None);
+        let (_dir, path) = file("[sip]\nlisten = \"127.0.0.1:5060\"\nrtp_ports = \"30000-30099\"\n");
+        let vars = [("GOLOS_CONFIG", path.to_str().unwrap()), ("GOLOS_RTP_PORTS", "31000-31009")];
+        let settings = load(&Flags::default(), &vars).unwrap();
+        assert_eq!(settings.sip.rtp_ports, PortRange { first: 31_000, last: 31_009 });
+        assert_eq!(settings.sip.media_address().unwrap(), Some(IpAddr::from([127, 0, 0, 1])));
+        let flags = Flags { sip_public_address: Some(IpAddr::from([203, 0, 113, 7])), ..Flags::default() };
+        let settings = load(&flags, &vars).unwrap();
+        assert_eq!(settings.sip.media_address().unwrap(), Some(IpAddr::from([203, 0, 113, 7])));
+    }
+
+    #[test]
+    fn sip_on_an_unspecified_address_needs_a_public_one() {
+        let err = load(&Flags::default(), &[("GOLOS_SIP_LISTEN", "0.0.0.0:5060")]).unwrap_err();
+        assert!(format!("{err:#}").starts_with("GOLOS_SIP_PUBLIC_ADDRESS: "), "{err:#}");
+        let err = load(&Flags::default(), &[("GOLOS_RTP_PORTS", "20999-20000")]).unwrap_err();
+        assert!(format!("{err:#}").starts_with("GOLOS_RTP_PORTS: "), "{err:#}");
     }
 
     /// The example in docs/configuration.md is a file golos accepts.

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(&flags, &Env::from_process())?;
     golos_telemetry::init(settings.telemetry.format(), settings.telemetry.log_filter.as_deref());
     match command {
-        Command::Serve(_) => serve(settings).await,
+        Command::Serve(_) => Box::pin(serve(settings)).await,
         Command::Reconcile(_) => {
             let state = golos_bootstrap::control_state(&settings.backend()?, settings.control_config()?).await?;
             let report = golos_control::reconcile::reconcile(&state).await?;
@@ -123,6 +123,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             ))
         },
     );
+    let sip = match (settings.sip.listen, settings.sip.media_address()?) {
+        (Some(listen), Some(media_address)) => {
+            let ports = settings.sip.rtp_ports;
+            let config =
+                golos::calls::sip::SipEdgeConfig { listen, rtp_ports: ports.first..=ports.last, media_address };
+            let edge = Box::pin(live.start_sip(config)).await.with_context(|| format!("binding SIP on {listen}"))?;
+            tracing::info!(addr = %edge.local_addr(), rtp_ports = %ports, %media_address, "taking phone calls over SIP");
+            Some(edge)
+        }
+        _ => None,
+    };
     let ops = if server.ops_listen.is_some() {
         golos::OpsRoutes::OwnListener
     } else {
@@ -174,6 +185,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             anyhow::bail!("the HTTP server stopped by itself");
         }
     }
+    if let Some(sip) = &sip {
+        sip.set_draining(true);
+    }
     let drain = golos::lifecycle::DrainConfig {
         drain_for: std::time::Duration::from_secs(limits.drain_secs),
         ..golos::lifecycle::DrainConfig::default()
@@ -181,6 +195,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let report = golos::lifecycle::drain(&worker.registry, &state, &worker_id, &drain).await;
     tracing::info!(?report, "drained");
     let _ = stop_http.send(());
+    if let Some(sip) = &sip {
+        sip.shutdown();
+    }
     // Every call has ended; connections still open get a moment to close, then we go anyway.
     match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
         Ok(Ok(result)) => result.context("the HTTP server failed")?,

@@ -14,11 +14,20 @@ use golos_control::admission::{Admission, AdmissionRequest};
 use golos_domain::agent::AgentConfig;
 use golos_domain::billing::SpendingLimit;
 use golos_domain::CallDirection;
-use golos_domain::{AgentId, CallId, OrgId};
+use golos_domain::{AgentId, CallId, OrgId, PhoneNumber};
 use golos_shard::OwnedInput;
 use golos_transports::ws::{Refusal, SessionOutput};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What admission made of a new call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Starting now.
+    Started,
+    /// In line, hearing the hold prompt; [`CallLink::wait_started`] says when it starts.
+    Held,
+}
 
 /// Everything needed to start the engine once admitted.
 pub(super) struct Pending {
@@ -28,6 +37,9 @@ pub(super) struct Pending {
     pub(super) resume: Option<(CallId, Snapshot)>,
     /// The client's `start.metadata` (or a Twilio stream's parameters), kept with the call.
     pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A phone call's numbers, for its `call.started` and `call.ended`.
+    pub(super) from: Option<PhoneNumber>,
+    pub(super) to: Option<PhoneNumber>,
     pub(super) registration: crate::lifecycle::CallRegistration,
 }
 
@@ -39,7 +51,7 @@ impl LiveCalls {
         pending: Pending,
         link: &Arc<CallLink>,
         direction: CallDirection,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Admit, Refusal> {
         let request = AdmissionRequest {
             org_id: pending.org_id.clone(),
             agent_id: pending.agent_id.clone(),
@@ -50,15 +62,16 @@ impl LiveCalls {
         };
         let first = self.admissions.admit(&request).await.map_err(|e| unavailable(&e))?;
         match first {
-            Admission::Rejected { reason } => return Err(reject_refusal(reason)),
+            Admission::Rejected { reason } => Err(reject_refusal(reason)),
             Admission::Admitted { .. } => {
                 tokio::spawn(Box::pin(self.begin(pending, Arc::clone(link), direction)));
+                Ok(Admit::Started)
             }
             Admission::Wait { position, .. } => {
                 tokio::spawn(Box::pin(self.hold(request, pending, Arc::clone(link), direction, position)));
+                Ok(Admit::Held)
             }
         }
-        Ok(())
     }
 
     /// Holds the caller with a spoken prompt, asking for a slot every `hold_poll`, until

@@ -5,7 +5,7 @@ use super::{CallLink, CallReport, LiveCalls};
 use golos_control::ControlState;
 use golos_domain::events::{CallEnded, CallEvent, TranscriptTurn};
 use golos_domain::CallDirection;
-use golos_domain::{AgentId, OrgId, Timestamp};
+use golos_domain::{AgentId, OrgId, PhoneNumber, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +18,27 @@ pub(super) struct Finisher {
     pub(super) started_at: Timestamp,
     pub(super) resumed_from: Option<String>,
     pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(super) from: Option<PhoneNumber>,
+    pub(super) to: Option<PhoneNumber>,
     pub(super) registration: crate::lifecycle::CallRegistration,
     pub(super) link: Arc<CallLink>,
 }
 
 impl Finisher {
     pub(super) async fn finish(self, report: CallReport) {
-        let Self { calls, org_id, agent_id, direction, started_at, resumed_from, metadata, registration, link } = self;
+        let Self {
+            calls,
+            org_id,
+            agent_id,
+            direction,
+            started_at,
+            resumed_from,
+            metadata,
+            from,
+            to,
+            registration,
+            link,
+        } = self;
         // The transport closes after the audio it holds: the goodbye is heard.
         link.request_end(report.reason);
         let duration_ms = i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX);
@@ -33,8 +47,8 @@ impl Finisher {
             org_id: org_id.clone(),
             agent_id,
             direction,
-            from: None,
-            to: None,
+            from: from.as_ref().map(PhoneNumber::expose_e164),
+            to: to.as_ref().map(PhoneNumber::expose_e164),
             started_at,
             ended_at: Timestamp::from_millis(started_at.as_millis().saturating_add(duration_ms)),
             duration_secs: report.duration.as_secs() + u64::from(report.duration.subsec_nanos() > 0),

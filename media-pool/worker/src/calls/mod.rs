@@ -24,11 +24,14 @@ mod admission;
 mod finish;
 mod hold_prompt;
 mod resume;
+mod rtp_media;
 mod session;
 pub mod sink;
+pub mod sip;
 mod start;
 mod stt;
 
+use admission::Admit;
 pub use resume::RESUME_WINDOW;
 
 use crate::lifecycle::EndReason;
@@ -282,11 +285,20 @@ pub(crate) struct CallLink {
     handle: OnceLock<CallHandle>,
     outputs: mpsc::Sender<SessionOutput>,
     ended: watch::Sender<bool>,
+    /// Set once the engine runs: a held phone call is answered then.
+    started: watch::Sender<bool>,
 }
 
 impl CallLink {
     fn new(call_id: CallId, outputs: mpsc::Sender<SessionOutput>) -> Self {
-        Self { call_id, reason: Mutex::new(None), handle: OnceLock::new(), outputs, ended: watch::Sender::new(false) }
+        Self {
+            call_id,
+            reason: Mutex::new(None),
+            handle: OnceLock::new(),
+            outputs,
+            ended: watch::Sender::new(false),
+            started: watch::Sender::new(false),
+        }
     }
 
     /// Ends the call for `reason` (the first reason asked wins): the engine hangs up, the
@@ -308,6 +320,14 @@ impl CallLink {
 
     pub(crate) fn reason(&self) -> Option<EndReason> {
         *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the engine runs; never returns for a call that ends before it does.
+    async fn wait_started(&self) {
+        let mut started = self.started.subscribe();
+        if started.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     async fn wait_ended(&self) {

@@ -2,18 +2,20 @@
 //! caller, registers the call and hands it to admission, then routes the caller's audio and
 //! key presses to the call's engine.
 
-use super::admission::Pending;
+use super::admission::{Admit, Pending};
 use super::resume::load_resume;
 use super::{CallLink, LiveCalls, OUTPUT_QUEUE};
 use crate::lifecycle::{EndReason, LiveCall, RegisterError};
+use golos_call::Snapshot;
 use golos_control::admission::RejectReason;
 use golos_control::call_tokens::{self, CallAuthError};
 use golos_domain::CallDirection;
-use golos_domain::CallId;
+use golos_domain::{CallId, OrgId, PhoneNumber};
+use golos_ports::AgentRecord;
 use golos_shard::OwnedInput;
 use golos_transports::golos::codes;
 use golos_transports::playout::Frame;
-use golos_transports::ws::{Admitted, CallSession, Refusal, StartRequest};
+use golos_transports::ws::{Admitted, CallSession, Refusal, SessionOutput, StartRequest};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -62,6 +64,61 @@ pub(super) fn reject_refusal(reason: RejectReason) -> Refusal {
     refusal(code, message)
 }
 
+/// A call whose org and agent are known, as any transport asks for it.
+pub(super) struct CallRequest {
+    pub(super) org_id: OrgId,
+    pub(super) agent: AgentRecord,
+    pub(super) resume: Option<(CallId, Snapshot)>,
+    pub(super) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The caller and the dialled number of a phone call.
+    pub(super) from: Option<PhoneNumber>,
+    pub(super) to: Option<PhoneNumber>,
+}
+
+/// A registered call that admission took or put in line.
+pub(super) struct OpenedCall {
+    pub(super) link: Arc<CallLink>,
+    /// What the call's engine (or its hold prompt) says to the caller's transport.
+    pub(super) outputs: mpsc::Receiver<SessionOutput>,
+    pub(super) admit: Admit,
+}
+
+impl LiveCalls {
+    /// Registers the call (refused while draining) and asks admission for it: the part every
+    /// transport shares once it knows who is called.
+    pub(super) async fn open(&self, request: CallRequest, direction: CallDirection) -> Result<OpenedCall, Refusal> {
+        let CallRequest { org_id, agent, resume, metadata, from, to } = request;
+        let call_id =
+            CallId::with_suffix(&self.state.ids.new_suffix()).map_err(|e| refusal(codes::INTERNAL, e.to_string()))?;
+        let (outputs_tx, outputs) = mpsc::channel(OUTPUT_QUEUE);
+        let link = Arc::new(CallLink::new(call_id.clone(), outputs_tx));
+        let ender_link = Arc::clone(&link);
+        let registration = self
+            .worker
+            .registry
+            .register_with(
+                LiveCall { org_id: org_id.clone(), agent_id: agent.id.clone(), call_id },
+                Some(Arc::new(move |reason| ender_link.request_end(reason))),
+            )
+            .map_err(|e| match e {
+                RegisterError::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
+                other => refusal(codes::INTERNAL, other.to_string()),
+            })?;
+        let pending = Pending {
+            org_id,
+            agent_id: agent.id,
+            agent: Arc::new(agent.config),
+            resume,
+            metadata,
+            from,
+            to,
+            registration,
+        };
+        let admit = self.clone().admit(pending, &link, direction).await?;
+        Ok(OpenedCall { link, outputs, admit })
+    }
+}
+
 impl CallSession for WorkerSession {
     async fn on_start(&mut self, start: StartRequest) -> Result<Admitted, Refusal> {
         let calls = self.calls.clone();
@@ -72,33 +129,11 @@ impl CallSession for WorkerSession {
             Some(previous) => Some(load_resume(state, previous, &org.id, &agent.id).await?),
             None => None,
         };
-        let call_id =
-            CallId::with_suffix(&state.ids.new_suffix()).map_err(|e| refusal(codes::INTERNAL, e.to_string()))?;
-        let (outputs_tx, outputs) = mpsc::channel(OUTPUT_QUEUE);
-        let link = Arc::new(CallLink::new(call_id.clone(), outputs_tx));
-        let ender_link = Arc::clone(&link);
-        let registration = calls
-            .worker
-            .registry
-            .register_with(
-                LiveCall { org_id: org.id.clone(), agent_id: agent.id.clone(), call_id: call_id.clone() },
-                Some(Arc::new(move |reason| ender_link.request_end(reason))),
-            )
-            .map_err(|e| match e {
-                RegisterError::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
-                other => refusal(codes::INTERNAL, other.to_string()),
-            })?;
-        let pending = Pending {
-            org_id: org.id.clone(),
-            agent_id: agent.id.clone(),
-            agent: Arc::new(agent.config),
-            resume,
-            metadata: start.metadata,
-            registration,
-        };
-        calls.admit(pending, &link, self.direction).await?;
-        self.link = Some(Arc::clone(&link));
-        Ok(Admitted { call_id: call_id.to_string(), outputs })
+        let request = CallRequest { org_id: org.id, agent, resume, metadata: start.metadata, from: None, to: None };
+        // Boxed: admission's future would otherwise sit inside every connection's.
+        let opened = Box::pin(calls.open(request, self.direction)).await?;
+        self.link = Some(Arc::clone(&opened.link));
+        Ok(Admitted { call_id: opened.link.call_id.to_string(), outputs: opened.outputs })
     }
 
     fn on_audio(&mut self, frame: Frame) {

@@ -10,7 +10,7 @@ use golos_call::CallConfig;
 use golos_domain::agent::AgentConfig;
 use golos_domain::events::{CallEvent, CallStarted};
 use golos_domain::CallDirection;
-use golos_domain::OrgId;
+use golos_domain::{OrgId, PhoneNumber};
 use golos_providers::{build_chains, AgentChains};
 use golos_shard::CallHandle;
 use std::sync::Arc;
@@ -69,8 +69,8 @@ impl LiveCalls {
             org_id: pending.org_id.clone(),
             agent_id: pending.agent_id.clone(),
             direction,
-            from: None,
-            to: None,
+            from: pending.from.as_ref().map(PhoneNumber::expose_e164),
+            to: pending.to.as_ref().map(PhoneNumber::expose_e164),
             started_at,
         };
         // In the background: the caller must not wait on the store, and the start is not what
@@ -84,7 +84,7 @@ impl LiveCalls {
 
         let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
         let config = Arc::new(CallConfig::from_agent(&pending.agent));
-        let Pending { org_id, agent_id, agent, resume, metadata, registration } = pending;
+        let Pending { org_id, agent_id, agent, resume, metadata, from, to, registration } = pending;
         let resumed_from = resume.as_ref().map(|(previous, _)| previous.to_string());
         if let Some((previous, _)) = &resume {
             // One snapshot resumes one call: a second reconnect with the same id must not fork it.
@@ -100,6 +100,8 @@ impl LiveCalls {
             started_at,
             resumed_from,
             metadata,
+            from,
+            to,
             registration,
             link: Arc::clone(&link),
         };
@@ -126,6 +128,7 @@ impl LiveCalls {
             Box::new(WorkerSink::new(parts(handle))) as Box<dyn golos_shard::CallSink>
         });
         let _ = link.handle.set(handle.clone());
+        link.started.send_replace(true);
         // A hangup that raced the start found no handle to tell.
         if link.reason().is_some() {
             handle.hangup();

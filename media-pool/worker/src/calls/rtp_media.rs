@@ -1,0 +1,301 @@
+//! One phone call's media: a UDP socket of its own carrying G.711 RTP both ways, between the
+//! trunk and the call's engine. golos-rtp does the packets, the jitter buffer and the
+//! digits; this is the clock and the socket around them.
+//!
+//! Inbound, the jitter buffer is popped every 20 ms (it conceals what is late or lost), the
+//! 8 kHz frame resampled to the pipeline's rate and handed to the engine. Outbound, the engine
+//! paces its audio (one frame per 20 ms), so each frame is resampled, encoded and sent as it
+//! arrives. The peer's address is latched from its first packet (symmetric RTP, RFC 4961):
+//! behind NAT the address in the SDP is often not where its packets come from.
+
+use super::CallLink;
+use golos_audio::Resampler;
+use golos_rtp::dtmf::DtmfReceiver;
+use golos_rtp::jitter::{JitterBuffer, JitterConfig};
+use golos_rtp::sdp::Negotiated;
+use golos_rtp::{RtpHeader, RtpPacket, CLOCK_RATE, FRAME_DURATION, FRAME_SAMPLES, G711};
+use golos_shard::OwnedInput;
+use golos_transports::ws::SessionOutput;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// No RTP from the trunk for this long ends the call: the far end is gone without a BYE
+/// (a trunk restart, a lost route), and billing must not run on.
+pub(super) const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A datagram larger than any 20 ms G.711 packet with headers; longer ones are cut and fail
+/// to parse, which is what they deserve.
+const DATAGRAM: usize = 1500;
+
+/// Binds a socket on `ip` at the first free even port of `ports`, starting at a random one so
+/// that concurrent workers on one host (and a restarted one) do not all probe from the bottom.
+/// Even ports: RTCP conventionally takes the odd one above (RFC 3550 §11).
+pub(super) async fn bind_rtp(ip: std::net::IpAddr, ports: &RangeInclusive<u16>) -> std::io::Result<UdpSocket> {
+    let (first, last) = (*ports.start(), *ports.end());
+    let count = u32::from(last - first) + 1;
+    let start = u32::try_from(random_u64() % u64::from(count)).unwrap_or(0);
+    let mut last_error = None;
+    for i in 0..count {
+        let port = first + u16::try_from((start + i) % count).unwrap_or(0);
+        if port % 2 == 1 && count > 1 {
+            continue;
+        }
+        match UdpSocket::bind((ip, port)).await {
+            Ok(socket) => return Ok(socket),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, "no RTP port free")))
+}
+
+/// Per-process random bits without another dependency: std's hasher keys are random.
+pub(super) fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish()
+}
+
+/// Why the media loop stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum MediaEnd {
+    /// The call ended (`SessionOutput::End` or the link): this is its reason.
+    Ended(String),
+    /// Nothing came from the trunk for [`MEDIA_TIMEOUT`].
+    Timeout,
+}
+
+/// One call's RTP session.
+pub(super) struct RtpMedia {
+    socket: UdpSocket,
+    codec: G711,
+    /// The payload types the peer may send voice in (every common G.711).
+    voice_types: Vec<u8>,
+    telephone_event: Option<u8>,
+    /// Where we send: the SDP's address until the peer's first packet says otherwise.
+    peer: Option<SocketAddr>,
+    latched: bool,
+    pipeline_rate: u32,
+}
+
+impl RtpMedia {
+    pub(super) fn new(socket: UdpSocket, negotiated: &Negotiated, pipeline_rate: u32) -> Self {
+        Self {
+            socket,
+            codec: negotiated.codec,
+            voice_types: negotiated.codecs.iter().map(|c| c.payload_type()).collect(),
+            telephone_event: negotiated.telephone_event,
+            peer: negotiated.remote,
+            latched: false,
+            pipeline_rate,
+        }
+    }
+
+    /// Runs until the call ends or the trunk falls silent; the caller's frames go to the
+    /// engine once it runs (before that, during the hold prompt, they are dropped).
+    pub(super) async fn run(mut self, link: Arc<CallLink>, mut outputs: mpsc::Receiver<SessionOutput>) -> MediaEnd {
+        let (Ok(mut up), Ok(mut down)) =
+            (Resampler::new(CLOCK_RATE, self.pipeline_rate), Resampler::new(self.pipeline_rate, CLOCK_RATE))
+        else {
+            tracing::error!(rate = self.pipeline_rate, "no resampler between G.711 and the pipeline's rate");
+            link.request_end(golos_call::EndReason::Failed);
+            return MediaEnd::Ended("failed".into());
+        };
+        let mut jitter = JitterBuffer::new(JitterConfig::default());
+        let mut digits = DtmfReceiver::default();
+        let mut sender = Sender::new(self.codec);
+        let mut tick = tokio::time::interval(FRAME_DURATION);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut heard_any = false;
+        let mut buf = vec![0u8; DATAGRAM];
+        let mut pcm_8k = vec![0i16; FRAME_SAMPLES];
+        loop {
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    if self.latched && Some(from) != self.peer {
+                        // Once latched, only the peer's packets are the call's.
+                        continue;
+                    }
+                    let Ok(packet) = RtpPacket::parse(&buf[..len]) else { continue };
+                    let pt = packet.header.payload_type;
+                    if self.telephone_event == Some(pt) {
+                        if let Ok(Some(digit)) = digits.receive(&packet.header, packet.payload) {
+                            if let Some(handle) = link.handle.get() {
+                                handle.input(OwnedInput::Dtmf { digit });
+                            }
+                        }
+                    } else if self.voice_types.contains(&pt) {
+                        jitter.push(&packet, std::time::Instant::now());
+                    } else {
+                        // RTCP multiplexed on this port, comfort noise, anything else.
+                        continue;
+                    }
+                    if !self.latched {
+                        self.peer = Some(from);
+                        self.latched = true;
+                    }
+                    last_heard = Instant::now();
+                    heard_any = true;
+                }
+                _ = tick.tick() => {
+                    if last_heard.elapsed() >= MEDIA_TIMEOUT {
+                        tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
+                        link.request_end(golos_call::EndReason::Failed);
+                        return MediaEnd::Timeout;
+                    }
+                    if !heard_any {
+                        continue;
+                    }
+                    let frame = jitter.pop(std::time::Instant::now());
+                    if let Some(handle) = link.handle.get() {
+                        match up.process(&frame.samples) {
+                            // A full shard queue drops the frame; the next one follows in 20 ms.
+                            Ok(samples) => {
+                                handle.audio(samples.into());
+                            }
+                            Err(error) => tracing::warn!(%error, "could not resample the caller's audio"),
+                        }
+                    }
+                }
+                output = outputs.recv() => match output {
+                    Some(SessionOutput::Audio(frame)) => {
+                        if down.process_into(&frame, &mut pcm_8k).is_ok() {
+                            self.send_voice(&mut sender, &pcm_8k).await;
+                        }
+                    }
+                    Some(SessionOutput::Clear) => {
+                        // Barge-in: what the engine queued for the caller is not said.
+                        while let Ok(next) = outputs.try_recv() {
+                            if let SessionOutput::End { reason } = next {
+                                return MediaEnd::Ended(reason);
+                            }
+                        }
+                        down.reset();
+                        sender.talkspurt();
+                    }
+                    Some(SessionOutput::End { reason }) => return MediaEnd::Ended(reason),
+                    Some(SessionOutput::Mark(_) | SessionOutput::Event(_)) => {}
+                    None => return MediaEnd::Ended("closed".into()),
+                },
+                () = link.wait_ended() => {
+                    // `End` did not fit the queue: play out what is queued, paced, then stop.
+                    while let Ok(next) = outputs.try_recv() {
+                        match next {
+                            SessionOutput::Audio(frame) => {
+                                if down.process_into(&frame, &mut pcm_8k).is_ok() {
+                                    self.send_voice(&mut sender, &pcm_8k).await;
+                                }
+                                tokio::time::sleep(FRAME_DURATION).await;
+                            }
+                            SessionOutput::End { reason } => return MediaEnd::Ended(reason),
+                            _ => {}
+                        }
+                    }
+                    let reason = link.reason().map_or("ended", |r| r.as_str());
+                    return MediaEnd::Ended(reason.to_owned());
+                }
+            }
+        }
+    }
+
+    async fn send_voice(&self, sender: &mut Sender, pcm_8k: &[i16]) {
+        let Some(peer) = self.peer else { return };
+        let packet = sender.packet(pcm_8k);
+        if let Err(error) = self.socket.send_to(&packet, peer).await {
+            tracing::debug!(%error, "an RTP packet could not be sent");
+        }
+    }
+}
+
+/// Our outbound stream's SSRC, sequence and timestamp.
+struct Sender {
+    codec: G711,
+    ssrc: u32,
+    sequence: u16,
+    /// The timestamp of the next packet when sent without a pause.
+    timestamp: u32,
+    /// The wall clock of the stream's timestamp zero, so a pause in the agent's speech
+    /// advances the timestamp as RFC 3550 asks (the receiver's jitter estimate reads it).
+    epoch: Instant,
+    base: u32,
+    marker: bool,
+}
+
+impl Sender {
+    fn new(codec: G711) -> Self {
+        let random = random_u64();
+        let base = (random >> 32) as u32;
+        Self {
+            codec,
+            ssrc: random as u32,
+            sequence: (random >> 16) as u16,
+            timestamp: base,
+            epoch: Instant::now(),
+            base,
+            marker: true,
+        }
+    }
+
+    /// The next packet starts a talkspurt (marker bit, RFC 3551 §4.1).
+    fn talkspurt(&mut self) {
+        self.marker = true;
+    }
+
+    fn packet(&mut self, pcm_8k: &[i16]) -> Vec<u8> {
+        let elapsed = u32::try_from(self.epoch.elapsed().as_millis() * u128::from(CLOCK_RATE / 1000)).unwrap_or(0);
+        let by_clock = self.base.wrapping_add(elapsed);
+        // After a pause the clock is ahead of the last packet: a new talkspurt.
+        let ahead = by_clock.wrapping_sub(self.timestamp);
+        if ahead < u32::MAX / 2 && ahead > 2 * FRAME_SAMPLES as u32 {
+            self.timestamp = by_clock;
+            self.marker = true;
+        }
+        let payload: Vec<u8> = pcm_8k.iter().map(|&s| self.codec.encode(s)).collect();
+        let header = RtpHeader {
+            marker: self.marker,
+            payload_type: self.codec.payload_type(),
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+            csrcs: Vec::new(),
+        };
+        self.marker = false;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(pcm_8k.len() as u32);
+        let packet = RtpPacket { header, extension: None, payload: &payload };
+        packet.to_vec().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_follow_on_in_sequence_and_timestamp() {
+        let mut sender = Sender::new(G711::Pcma);
+        let first = sender.packet(&[0; FRAME_SAMPLES]);
+        let second = sender.packet(&[0; FRAME_SAMPLES]);
+        let (a, b) = (RtpPacket::parse(&first).unwrap(), RtpPacket::parse(&second).unwrap());
+        assert!(a.header.marker && !b.header.marker);
+        assert_eq!(a.header.payload_type, 8);
+        assert_eq!(b.header.sequence, a.header.sequence.wrapping_add(1));
+        assert_eq!(b.header.timestamp, a.header.timestamp.wrapping_add(FRAME_SAMPLES as u32));
+        assert_eq!(a.header.ssrc, b.header.ssrc);
+        assert_eq!(a.payload.len(), FRAME_SAMPLES);
+    }
+
+    #[tokio::test]
+    async fn an_rtp_port_is_found_in_the_range() {
+        let socket = bind_rtp([127, 0, 0, 1].into(), &(40_000..=40_099)).await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        assert!((40_000..=40_099).contains(&port) && port % 2 == 0, "{port}");
+    }
+}

@@ -1,0 +1,294 @@
+//! Phone calls from SIP trunks: golos-sip's events joined to the same admission, engine and
+//! call records as the WebSocket transports, with [`super::rtp_media`] as the transport.
+//!
+//! An INVITE, from first datagram to `call.ended`:
+//! 1. its trunk is the enabled trunk whose `source_networks` hold the INVITE's source address
+//!    (digest authentication of trunks is not done yet): none → `403`;
+//! 2. the dialled number must be one the trunk carries, routed to an agent of the trunk's org:
+//!    else `480` (`policy::RejectReason::NotRouted`);
+//! 3. the SDP offer is answered by golos-rtp on a socket from the RTP range: no common codec →
+//!    `488`, no port free → `503`;
+//! 4. the call registers and asks admission as every call does ([`LiveCalls::open`]):
+//!    draining → `503`; refused → the policy's status; admitted → `200` with our SDP; held →
+//!    `183` with the same SDP (the hold prompt is early media), then `200` once it starts;
+//! 5. BYE from the trunk ends the call `caller_hangup`; the agent's hangup sends BYE; CANCEL
+//!    before the answer ends everything the call took.
+
+use super::rtp_media::{bind_rtp, random_u64, MediaEnd, RtpMedia};
+use super::session::{CallRequest, OpenedCall};
+use super::sink::PIPELINE_RATE;
+use super::{Admit, LiveCalls};
+use crate::lifecycle::EndReason;
+use golos_domain::trunks::SourceNetwork;
+use golos_domain::CallDirection;
+use golos_ports::AgentRecord;
+use golos_rtp::sdp::{self, AnswerParams};
+use golos_sip::policy::RejectReason;
+use golos_sip::{CallRef, IncomingCall, SipConfig, SipEndpoint, SipEvent, SipEvents};
+use golos_transports::golos::codes;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::watch;
+
+/// Where the SIP edge listens and what it tells trunks.
+#[derive(Debug, Clone)]
+pub struct SipEdgeConfig {
+    pub listen: SocketAddr,
+    pub rtp_ports: RangeInclusive<u16>,
+    /// The address in our SDP: where the trunk sends RTP.
+    pub media_address: IpAddr,
+}
+
+/// The running SIP edge.
+#[derive(Clone)]
+pub struct SipEdge {
+    endpoint: Arc<SipEndpoint>,
+}
+
+impl std::fmt::Debug for SipEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipEdge").field("udp", &self.endpoint.local_udp_addr()).finish_non_exhaustive()
+    }
+}
+
+impl SipEdge {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_udp_addr()
+    }
+
+    /// New INVITEs get `503` with Retry-After and OPTIONS says the same, so trunks move on
+    /// before the registry would refuse them.
+    pub fn set_draining(&self, draining: bool) {
+        self.endpoint.set_draining(draining);
+    }
+
+    pub fn shutdown(&self) {
+        self.endpoint.shutdown();
+    }
+}
+
+/// How a call's dialog ended from the trunk's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    Cancelled,
+    Bye,
+    Failed,
+}
+
+type Legs = Arc<Mutex<HashMap<CallRef, watch::Sender<Option<Gone>>>>>;
+
+impl LiveCalls {
+    /// Binds the SIP endpoint and serves its calls until the process ends.
+    pub async fn start_sip(&self, config: SipEdgeConfig) -> anyhow::Result<SipEdge> {
+        let (endpoint, events) = SipEndpoint::bind(SipConfig::new(config.listen)).await?;
+        let endpoint = Arc::new(endpoint);
+        tokio::spawn(self.clone().sip_events(Arc::clone(&endpoint), events, config));
+        Ok(SipEdge { endpoint })
+    }
+
+    async fn sip_events(self, endpoint: Arc<SipEndpoint>, mut events: SipEvents, config: SipEdgeConfig) {
+        let legs: Legs = Arc::default();
+        let config = Arc::new(config);
+        while let Some(event) = events.recv().await {
+            let (call, gone) = match event {
+                SipEvent::IncomingCall(incoming) => {
+                    let (tx, rx) = watch::channel(None);
+                    legs.lock().unwrap_or_else(PoisonError::into_inner).insert(incoming.call, tx);
+                    let (calls, endpoint, legs, config) =
+                        (self.clone(), Arc::clone(&endpoint), Arc::clone(&legs), Arc::clone(&config));
+                    tokio::spawn(async move {
+                        let call = incoming.call;
+                        calls.serve_invite(&endpoint, incoming, rx, &config).await;
+                        legs.lock().unwrap_or_else(PoisonError::into_inner).remove(&call);
+                    });
+                    continue;
+                }
+                SipEvent::CallCancelled { call } => (call, Gone::Cancelled),
+                SipEvent::RemoteHangup { call } => (call, Gone::Bye),
+                SipEvent::CallFailed { call } => (call, Gone::Failed),
+                SipEvent::CallEstablished { call } => {
+                    tracing::debug!(%call, "call established");
+                    continue;
+                }
+                other => {
+                    tracing::debug!(?other, "SIP event");
+                    continue;
+                }
+            };
+            if let Some(leg) = legs.lock().unwrap_or_else(PoisonError::into_inner).get(&call) {
+                leg.send_replace(Some(gone));
+            }
+        }
+    }
+
+    /// One INVITE, from routing to the end of its call.
+    async fn serve_invite(
+        &self,
+        endpoint: &SipEndpoint,
+        incoming: IncomingCall,
+        mut gone: watch::Receiver<Option<Gone>>,
+        config: &SipEdgeConfig,
+    ) {
+        let call = incoming.call;
+        let reject = |reason: RejectReason| {
+            let rejection = reason.rejection();
+            if let Err(error) = endpoint.reject(call, rejection.status, rejection.retry_after) {
+                tracing::debug!(%call, %error, "could not refuse the call (already gone?)");
+            }
+        };
+        let agent = match self.route_invite(&incoming).await {
+            Ok(agent) => agent,
+            Err(reason) => return reject(reason),
+        };
+        let Ok(offer) = sdp::parse(&incoming.sdp_offer) else {
+            tracing::info!(%call, "the INVITE's SDP offer does not parse");
+            return reject(RejectReason::NoCommonCodec);
+        };
+        let socket = match bind_rtp(config.listen.ip(), &config.rtp_ports).await {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(%call, %error, "no RTP port free; refusing the call");
+                return reject(RejectReason::Overloaded);
+            }
+        };
+        let Ok(local) = socket.local_addr() else { return reject(RejectReason::Overloaded) };
+        let ours = AnswerParams {
+            address: config.media_address,
+            port: local.port(),
+            session_id: random_u64() >> 1,
+            session_version: 1,
+        };
+        let negotiated = match sdp::answer(&offer, &ours) {
+            Ok(negotiated) => negotiated,
+            Err(error) => {
+                tracing::info!(%call, %error, "no common codec with the offer");
+                return reject(RejectReason::NoCommonCodec);
+            }
+        };
+        let request = CallRequest {
+            org_id: agent.org_id.clone(),
+            agent,
+            resume: None,
+            metadata: None,
+            from: incoming.from.clone(),
+            to: incoming.to.clone(),
+        };
+        let OpenedCall { link, outputs, admit } = match Box::pin(self.open(request, CallDirection::Inbound)).await {
+            Ok(opened) => opened,
+            Err(refusal) => {
+                tracing::info!(%call, code = refusal.code, "call refused");
+                return reject(sip_reason(refusal.code));
+            }
+        };
+        tracing::info!(
+            %call, call_id = %link.call_id, from = ?incoming.from, to = ?incoming.to,
+            codec = negotiated.codec.encoding_name(), ?admit, "phone call admitted"
+        );
+        let answer = negotiated.sdp.clone().into_bytes();
+        let media = RtpMedia::new(socket, &negotiated, PIPELINE_RATE);
+        let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs));
+        if admit == Admit::Held {
+            if let Err(error) = endpoint.early_media(call, answer.clone()) {
+                tracing::debug!(%call, %error, "could not start early media");
+            }
+        }
+        let mut ended = None;
+        let answered = tokio::select! {
+            () = link.wait_started() => true,
+            _ = gone.wait_for(Option::is_some) => false,
+            result = &mut media => {
+                ended = Some(result.unwrap_or(MediaEnd::Ended("failed".into())));
+                false
+            }
+        };
+        if answered && gone.borrow().is_none() {
+            if let Err(error) = endpoint.answer(call, answer) {
+                tracing::info!(%call, %error, "could not answer the call");
+                link.request_end(EndReason::Failed);
+            }
+        }
+        // Until the media loop ends, the trunk's side may end the call (also before the
+        // answer: a CANCEL while held leaves the line).
+        let ended = match ended {
+            Some(ended) => ended,
+            None => loop {
+                let trunk_ended = *gone.borrow_and_update();
+                if let Some(how) = trunk_ended {
+                    link.request_end(if how == Gone::Failed { EndReason::Failed } else { EndReason::CallerHangup });
+                    break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
+                }
+                tokio::select! {
+                    result = &mut media => break result.unwrap_or(MediaEnd::Ended("failed".into())),
+                    changed = gone.changed() => {
+                        if changed.is_err() {
+                            break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
+                        }
+                    }
+                }
+            },
+        };
+        tracing::info!(%call, call_id = %link.call_id, ?ended, "phone call's media ended");
+        if gone.borrow().is_none() {
+            // Ours to end: BYE once answered, a final refusal before.
+            if let Err(error) = endpoint.hangup(call).await {
+                tracing::debug!(%call, %error, "could not hang up");
+            }
+        }
+    }
+
+    /// The agent an INVITE is for: the trunk by its source address, the number among the
+    /// trunk's, the number's route within the trunk's org.
+    async fn route_invite(&self, incoming: &IncomingCall) -> Result<AgentRecord, RejectReason> {
+        let call = incoming.call;
+        let unavailable = |error: &dyn std::fmt::Display| {
+            tracing::warn!(%call, %error, "the store could not be read to route a call");
+            RejectReason::Overloaded
+        };
+        let trunks = self.state.stores.trunks.all().await.map_err(|e| unavailable(&e))?;
+        let source = incoming.source.ip();
+        let Some(trunk) = trunks.into_iter().find(|t| {
+            t.enabled
+                && t.source_networks
+                    .iter()
+                    .any(|n| SourceNetwork::parse(n).is_ok_and(|network| network.contains(source)))
+        }) else {
+            tracing::info!(%call, %source, "INVITE from no known trunk");
+            return Err(RejectReason::Forbidden);
+        };
+        let Some(to) = incoming.to.as_ref().filter(|to| trunk.numbers.contains(to)) else {
+            tracing::info!(%call, trunk = %trunk.id, to = ?incoming.to, "the dialled number is not one of the trunk's");
+            return Err(RejectReason::NotRouted);
+        };
+        let route = match golos_control::numbers::route(&self.state, to).await {
+            Ok(route) => route,
+            Err(golos_control::ControlError::NotFound { .. }) => return Err(RejectReason::NotRouted),
+            Err(error) => return Err(unavailable(&error)),
+        };
+        let (true, Some(agent_id)) = (route.org_id == trunk.org_id, route.agent_id) else {
+            tracing::info!(%call, trunk = %trunk.id, %to, "the dialled number is not routed to an agent of the trunk's org");
+            return Err(RejectReason::NotRouted);
+        };
+        let org = self.state.stores.orgs.get(&trunk.org_id).await.map_err(|e| unavailable(&e))?;
+        if org.is_none_or(|org| org.disabled) {
+            return Err(RejectReason::Forbidden);
+        }
+        match self.state.stores.agents.get(&trunk.org_id, &agent_id).await {
+            Ok(Some(agent)) => Ok(agent),
+            Ok(None) => Err(RejectReason::NotRouted),
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+}
+
+/// The SIP refusal for a transport refusal's code (the same reasons the WebSocket transports
+/// tell their clients, `session::reject_refusal`).
+fn sip_reason(code: &str) -> RejectReason {
+    match code {
+        "hold_queue_full" => RejectReason::OverQuota,
+        "agent_disabled" | codes::AGENT_NOT_FOUND => RejectReason::NotRouted,
+        "no_balance" | "minutes_exhausted" | codes::UNAUTHORIZED => RejectReason::Forbidden,
+        _ => RejectReason::Draining,
+    }
+}
