@@ -184,3 +184,26 @@ impl AwsDeployment {
         self.platform.secrets().get("operator-api-key").await.expect("operator key").expose().to_owned()
     }
 }
+
+/// `text` in a caller's voice (espeak-ng), converted by sox to raw mono audio in the format
+/// `sox_format` names (e.g. `["-r", "8000", "-e", "a-law"]`).
+pub fn speak_raw(text: &str, sox_format: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us+f3", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng must be installed (scripts/install-deps)");
+    assert!(status.success());
+    let output = Command::new("sox")
+        .arg(&wav)
+        .args(["-c", "1"])
+        .args(sox_format)
+        .args(["-t", "raw", "-"])
+        .output()
+        .expect("sox must be installed (scripts/install-deps)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}

@@ -28,24 +28,10 @@ fn start_golos(extra_env: &[(&str, &str)]) -> RunningGolos {
     RunningGolos::start(&env)
 }
 
-/// Raw 16 kHz PCM16 of `text` in a caller's voice (espeak-ng, resampled by sox).
+/// Raw 16 kHz PCM16 of `text` in a caller's voice.
 fn speak(text: &str) -> Vec<i16> {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("q.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us+f3", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng must be installed (scripts/install-deps)");
-    assert!(status.success());
-    let output = Command::new("sox")
-        .arg(&wav)
-        .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw", "-"])
-        .output()
-        .expect("sox must be installed (scripts/install-deps)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    output.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    let raw = golos_tests::speak_raw(text, &["-r", "16000", "-b", "16", "-e", "signed-integer"]);
+    raw.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
 }
 
 struct Customer {

@@ -29,24 +29,9 @@ fn free_sip_port() -> u16 {
     }
 }
 
-/// 8 kHz A-law of `text` in a caller's voice (espeak-ng, converted by sox).
+/// 8 kHz A-law of `text` in a caller's voice.
 fn speak_alaw(text: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("q.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us+f3", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng must be installed (scripts/install-deps)");
-    assert!(status.success());
-    let output = Command::new("sox")
-        .arg(&wav)
-        .args(["-r", "8000", "-c", "1", "-e", "a-law", "-t", "raw", "-"])
-        .output()
-        .expect("sox must be installed (scripts/install-deps)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    output.stdout
+    golos_tests::speak_raw(text, &["-r", "8000", "-e", "a-law"])
 }
 
 /// Runs SIPp once as the trunk (UAC) from `local_ip`; its exit status and error log.
