@@ -213,6 +213,9 @@ async fn a_trunk_call_to_a_routed_number_is_answered_in_pcma_talks_and_is_billed
     let (ok, log) =
         tokio::task::spawn_blocking(move || sipp(sip, "127.0.0.1", "inbound-no-common-codec.xml", &[])).await.unwrap();
     assert!(ok, "an INVITE offering only G.729 must be refused 488:\n{log}");
+    let (ok, log) =
+        tokio::task::spawn_blocking(move || sipp(sip, "127.0.0.1", "inbound-media-inside.xml", &[])).await.unwrap();
+    assert!(ok, "an INVITE aiming the media at a private address must be refused 488:\n{log}");
 
     let media = UdpSocket::bind("127.0.0.1:0").unwrap();
     let media_port = media.local_addr().unwrap().port();

@@ -24,7 +24,7 @@ pub struct AssignNumber {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantNumber {
-    /// E.164, e.g. `+74951234567`.
+    /// E.164: `+`, the country code, then the number.
     pub number: String,
 }
 
@@ -94,7 +94,7 @@ pub async fn revoke(
 
 /// Route a number granted to the organisation to an agent (admin). Routing it again moves it
 /// to another agent.
-#[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164, e.g. +7 495 123-45-67 written without spaces")), request_body = AssignNumber,
+#[utoipa::path(put, path = "/v1/numbers/{number}", tag = "numbers", params(("number" = String, Path, description = "E.164: +, the country code, then the number, without spaces")), request_body = AssignNumber,
     responses((status = 200, body = NumberView), (status = 404, description = "not granted to this organisation")))]
 pub async fn assign(
     Authed { state, caller, actor }: Authed,

@@ -167,6 +167,18 @@ impl LiveCalls {
                 return reject(RejectReason::NoCommonCodec);
             }
         };
+        // The SDP names where golos sends audio. A UDP source address can be forged, so an
+        // INVITE that passed the trunk check could still aim the media stream at a host inside
+        // our network: the egress policy that holds for tool URLs holds for it too.
+        if let Some(remote) = negotiated.remote {
+            let ip = remote.ip().to_canonical();
+            if let Some(forbidden) = golos_egress::classify(ip) {
+                if !self.state.config.egress.allows_ip(ip) {
+                    tracing::warn!(%call, %remote, ?forbidden, "the SDP's media address is not allowed by the egress policy");
+                    return reject(RejectReason::NoCommonCodec);
+                }
+            }
+        }
         let request = CallRequest {
             org_id: agent.org_id.clone(),
             agent,
