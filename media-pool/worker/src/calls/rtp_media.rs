@@ -80,11 +80,19 @@ pub(super) struct RtpMedia {
     /// Where we send: the SDP's address until the peer's first packet says otherwise.
     peer: Option<SocketAddr>,
     latched: bool,
+    /// The operator's egress exceptions: a first packet from an address the policy forbids
+    /// (a forged source inside our network) is not latched onto.
+    egress: golos_egress::EgressAllowlist,
     pipeline_rate: u32,
 }
 
 impl RtpMedia {
-    pub(super) fn new(socket: UdpSocket, negotiated: &Negotiated, pipeline_rate: u32) -> Self {
+    pub(super) fn new(
+        socket: UdpSocket,
+        negotiated: &Negotiated,
+        egress: golos_egress::EgressAllowlist,
+        pipeline_rate: u32,
+    ) -> Self {
         Self {
             socket,
             codec: negotiated.codec,
@@ -92,6 +100,7 @@ impl RtpMedia {
             telephone_event: negotiated.telephone_event,
             peer: negotiated.remote,
             latched: false,
+            egress,
             pipeline_rate,
         }
     }
@@ -138,6 +147,10 @@ impl RtpMedia {
                         continue;
                     }
                     if !self.latched {
+                        let ip = from.ip().to_canonical();
+                        if golos_egress::classify(ip).is_some() && !self.egress.allows_ip(ip) {
+                            continue;
+                        }
                         self.peer = Some(from);
                         self.latched = true;
                     }

@@ -199,7 +199,7 @@ impl LiveCalls {
             codec = negotiated.codec.encoding_name(), ?admit, "phone call admitted"
         );
         let answer = negotiated.sdp.clone().into_bytes();
-        let media = RtpMedia::new(socket, &negotiated, PIPELINE_RATE);
+        let media = RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE);
         let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
