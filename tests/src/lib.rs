@@ -207,3 +207,44 @@ pub fn speak_raw(text: &str, sox_format: &[&str]) -> Vec<u8> {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     output.stdout
 }
+
+/// `golos-simulator` (the provider simulators), killed on drop.
+#[derive(Debug)]
+pub struct Simulator {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl Simulator {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more arguments (`--config scenario.json`, `--host 127.0.0.2`).
+    pub fn start_with(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let golos = golos_binary();
+        let binary = golos.with_file_name("golos-simulator");
+        let mut child = Command::new(&binary)
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} ({e}): build the workspace first", binary.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").expect("the simulator's first line").to_owned();
+        Self { child, addr }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,7 +5,7 @@
 //! drain with a live call are checked from outside, as a customer or an operator sees them.
 
 use futures::{SinkExt, StreamExt};
-use golos_tests::RunningGolos;
+use golos_tests::{RunningGolos, Simulator};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -234,46 +234,6 @@ impl Caller {
     async fn hang_up(&mut self) {
         self.socket.send(Message::Text(json!({"type": "hangup"}).to_string().into())).await.unwrap();
         self.until("ended", |c| c.ended().is_some()).await;
-    }
-}
-
-/// `golos-simulator` (the provider simulators), killed on drop.
-struct Simulator {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Simulator {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// With more arguments (`--config scenario.json`, `--host 127.0.0.2`).
-    fn start_with(args: &[&str]) -> Self {
-        use std::io::BufRead;
-        let golos = golos_tests::golos_binary();
-        let binary = golos.with_file_name("golos-simulator");
-        let mut child = Command::new(&binary)
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} ({e}): build the workspace first", binary.display()));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").expect("the simulator's first line").to_owned();
-        Self { child, addr }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

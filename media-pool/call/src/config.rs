@@ -70,6 +70,11 @@ pub struct CallConfig {
     pub escalation_target: Option<String>,
     pub escalation_message: String,
     pub transfer_message: String,
+    /// Said when a transfer fails; the conversation then goes on.
+    pub transfer_failed_message: String,
+    /// How long a transfer may take to be answered before it counts as failed (60 s: the
+    /// target's phone rings meanwhile).
+    pub transfer_timeout: Duration,
     /// Rough speaking rate, used to estimate how far into a chunk an interruption fell while
     /// its TTS is still streaming (65 ms per character, about 15 characters a second).
     pub ms_per_char_estimate: u32,
@@ -147,6 +152,8 @@ impl Default for CallConfig {
             escalation_target: None,
             escalation_message: "Соединяю вас с оператором.".to_owned(),
             transfer_message: "Перевожу ваш звонок.".to_owned(),
+            transfer_failed_message: "Не получилось перевести звонок. Чем ещё я могу помочь?".to_owned(),
+            transfer_timeout: Duration::from_secs(60),
             ms_per_char_estimate: 65,
         }
     }
@@ -176,10 +183,14 @@ impl CallConfig {
                         ToolKind::TransferCall { destination: Some(destination.expose_e164()) }
                     }
                     ToolSpec::SendDtmf => ToolKind::SendDtmf,
-                    ToolSpec::EscalateToHuman => ToolKind::EscalateToHuman,
+                    ToolSpec::EscalateToHuman { .. } => ToolKind::EscalateToHuman,
                 },
             })
             .collect();
+        config.escalation_target = agent.tools.iter().find_map(|tool| match tool {
+            ToolSpec::EscalateToHuman { destination: Some(number) } => Some(number.expose_e164()),
+            _ => None,
+        });
         config
     }
 
@@ -196,6 +207,7 @@ impl CallConfig {
             apology: "Sorry, we are having technical difficulties. Please try again later.".to_owned(),
             escalation_message: "Let me connect you with a colleague.".to_owned(),
             transfer_message: "Transferring your call.".to_owned(),
+            transfer_failed_message: "I couldn't transfer your call. What else can I help you with?".to_owned(),
             ..Self::default()
         }
     }
@@ -270,6 +282,17 @@ mod tests {
             ]
         );
         assert_eq!(CallConfig::from_agent(&agent("en-US")).filler.as_deref(), Some("One moment…"));
+        assert_eq!(config.escalation_target, None);
+    }
+
+    #[test]
+    fn an_escalation_destination_becomes_the_escalation_target() {
+        let mut agent = agent("ru-RU");
+        let wire = r#"{"type": "escalate_to_human", "destination": "+7 999 000-33-44"}"#;
+        agent.tools.push(serde_json::from_str(wire).unwrap());
+        agent.tools.push(serde_json::from_str(r#"{"type": "escalate_to_human"}"#).unwrap());
+        let config = CallConfig::from_agent(&agent);
+        assert_eq!(config.escalation_target.as_deref(), Some("+79990003344"));
     }
 
     #[test]

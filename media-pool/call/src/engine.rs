@@ -12,6 +12,19 @@ use std::time::{Duration, Instant};
 
 const FRAME: Duration = Duration::from_millis(20);
 
+/// Most key presses one `send_dtmf` call sends (an extension, a PIN, a menu path).
+pub const MAX_DTMF_DIGITS: usize = 32;
+
+/// The keypad digits of a `send_dtmf` request (spaces and dashes between them dropped), or
+/// `None` when it holds anything else or too many.
+fn dtmf_digits(requested: &str) -> Option<String> {
+    let digits: String =
+        requested.chars().filter(|c| !matches!(c, ' ' | '-')).map(|c| c.to_ascii_uppercase()).collect();
+    let valid = (1..=MAX_DTMF_DIGITS).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'));
+    valid.then_some(digits)
+}
+
 /// What a queued piece of agent speech is, which decides whether it belongs to the context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SegmentKind {
@@ -41,6 +54,13 @@ struct Segment {
 enum Finish {
     Hangup(EndReason),
     Transfer(String),
+}
+
+/// A transfer handed to the phone line, waiting for [`Input::TransferResult`].
+#[derive(Debug)]
+struct PendingTransfer {
+    /// No outcome by then counts as a failed transfer: the caller is not left in silence.
+    deadline: Instant,
 }
 
 #[derive(Debug)]
@@ -136,6 +156,8 @@ pub struct CallEngine {
     confidence_count: u32,
     /// Slot of the previous frame of the current stretch of speech, for gap counting.
     span_last_slot: Option<Instant>,
+    /// While set, the caller is with the transfer and not with the agent.
+    transfer: Option<PendingTransfer>,
 }
 
 /// A frame buffer for a new chunk, reused from finished ones and sized for the chunk's
@@ -202,6 +224,7 @@ impl CallEngine {
             confidence_sum: 0.0,
             confidence_count: 0,
             span_last_slot: None,
+            transfer: None,
         };
         if let Some(greeting) = engine.config.greeting.clone() {
             engine.say_to_context(&greeting, now);
@@ -273,6 +296,7 @@ impl CallEngine {
             self.resp.clip_until,
             self.finish_deadline,
             self.silence_deadline(),
+            self.transfer.as_ref().map(|t| t.deadline),
             (!self.max_duration_fired).then_some(self.started + self.config.max_call_duration),
         ]
         .into_iter()
@@ -283,6 +307,19 @@ impl CallEngine {
     /// Runs every rule whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.ended {
+            return;
+        }
+        if self.transfer.as_ref().is_some_and(|t| now >= t.deadline) {
+            self.on_transfer_result(Err("the transfer got no final answer in time"), now);
+        }
+        if self.transfer.is_some() {
+            // Nothing of the conversation runs while the line is being transferred; only the
+            // call's own time limit still holds.
+            if !self.max_duration_fired && now >= self.started + self.config.max_call_duration {
+                self.max_duration_fired = true;
+                self.transfer = None;
+                self.hang_up(EndReason::MaxDuration, now);
+            }
             return;
         }
         if !self.max_duration_fired && now >= self.started + self.config.max_call_duration {
@@ -340,6 +377,14 @@ impl CallEngine {
             return;
         }
         match input {
+            Input::TransferResult { result } => self.on_transfer_result(result, now),
+            Input::Hangup => {
+                self.cancel_providers();
+                self.ended = true;
+                self.emit_call_ended(now);
+            }
+            // The caller is with the transfer (ringback, the target's voice), not the agent.
+            _ if self.transfer.is_some() => {}
             Input::SpeechStarted { at } => self.on_speech_started(at, now),
             Input::SpeechStopped { at } => self.on_speech_stopped(at, now),
             Input::SttInterim { text, .. } => {
@@ -371,11 +416,6 @@ impl CallEngine {
             }
             Input::Dtmf { digit } => self.on_dtmf(digit, now),
             Input::ToolResult { call_id, result } => self.on_tool_result(call_id, result, now),
-            Input::Hangup => {
-                self.cancel_providers();
-                self.ended = true;
-                self.emit_call_ended(now);
-            }
             Input::EndPolitely { reason } => {
                 let goodbye = self.config.limit_goodbye.clone();
                 self.end_politely(&goodbye, reason, now);
@@ -704,7 +744,9 @@ impl CallEngine {
                     return;
                 }
                 ToolKind::TransferCall { destination } => {
-                    let target = arg("destination").or(destination).or_else(|| self.config.escalation_target.clone());
+                    // Only where the business pointed the tool: a destination in the LLM's
+                    // arguments (which a caller can talk it into) is not dialled.
+                    let target = destination.or_else(|| self.config.escalation_target.clone());
                     if let Some(target) = target {
                         self.tool_message(&call.id, "ok");
                         self.close_open_tools("not run: the call is being transferred");
@@ -716,9 +758,17 @@ impl CallEngine {
                     restart = true;
                 }
                 ToolKind::SendDtmf => {
-                    let digits = arg("digits").unwrap_or_default();
-                    self.emit(Output::SendDtmf { digits });
-                    self.tool_message(&call.id, "sent");
+                    let requested = arg("digits").unwrap_or_default();
+                    match dtmf_digits(&requested) {
+                        Some(digits) => {
+                            self.emit(Output::SendDtmf { digits });
+                            self.tool_message(&call.id, "sent");
+                        }
+                        None => self.tool_message(
+                            &call.id,
+                            &format!("error: digits must be 1-{MAX_DTMF_DIGITS} of 0-9, *, #, A-D"),
+                        ),
+                    }
                     restart = true;
                 }
                 ToolKind::EscalateToHuman => {
@@ -1213,11 +1263,42 @@ impl CallEngine {
     fn finish(&mut self, finish: Finish, now: Instant) {
         self.cancel_providers();
         match finish {
-            Finish::Hangup(reason) => self.emit(Output::Hangup { reason }),
-            Finish::Transfer(target) => self.emit(Output::Transfer { target }),
+            Finish::Hangup(reason) => self.hang_up(reason, now),
+            Finish::Transfer(target) => {
+                self.emit(Output::Transfer { target });
+                self.transfer = Some(PendingTransfer { deadline: now + self.config.transfer_timeout });
+            }
         }
+    }
+
+    fn hang_up(&mut self, reason: EndReason, now: Instant) {
+        self.emit(Output::Hangup { reason });
         self.ended = true;
         self.emit_call_ended(now);
+    }
+
+    /// The line's answer to [`Output::Transfer`]: the call ends as transferred, or the agent
+    /// tells the caller it did not work and the conversation goes on.
+    fn on_transfer_result(&mut self, result: Result<(), &str>, now: Instant) {
+        if self.transfer.take().is_none() {
+            return;
+        }
+        match result {
+            Ok(()) => self.hang_up(EndReason::Transfer, now),
+            Err(error) => {
+                let message = self.config.transfer_failed_message.clone();
+                // The next response must know the caller is still here and what they heard.
+                self.context.push(ContextMessage::new(
+                    MessageRole::System,
+                    format!(
+                        "The transfer did not go through ({error}). The caller is still on the line and was told: \"{message}\". Continue helping them."
+                    ),
+                ));
+                self.emit(Output::Event(Event::TransferFailed { error: error.to_owned(), at: now }));
+                self.last_activity = now;
+                self.say_prompt(&message, now);
+            }
+        }
     }
 
     fn reset_response(&mut self) {
@@ -1249,7 +1330,10 @@ impl CallEngine {
     }
 
     fn silence_deadline(&self) -> Option<Instant> {
-        let waiting = !self.resp.active && self.caller_speech_onset.is_none() && self.dtmf_deadline.is_none();
+        let waiting = !self.resp.active
+            && self.caller_speech_onset.is_none()
+            && self.dtmf_deadline.is_none()
+            && self.transfer.is_none();
         waiting.then(|| self.last_activity + self.config.silence_timeout)
     }
 

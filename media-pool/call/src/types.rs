@@ -97,6 +97,11 @@ pub enum Input<'a> {
     },
     /// The clip's audio is complete.
     ClipEnd,
+    /// What became of the last [`Output::Transfer`]: `Ok` once the far end took the call (the
+    /// engine then ends it as transferred), `Err` with a short reason if it did not.
+    TransferResult {
+        result: Result<(), &'a str>,
+    },
 }
 
 impl Input<'_> {
@@ -132,6 +137,8 @@ pub enum Output {
     Hangup {
         reason: EndReason,
     },
+    /// Hand the caller to `target` (the phone line's transfer), then answer with
+    /// [`Input::TransferResult`]. Until then the engine says and hears nothing.
     Transfer {
         target: String,
     },
@@ -270,6 +277,11 @@ pub enum Event {
     },
     Escalation {
         reason: String,
+    },
+    /// A transfer did not go through; the agent told the caller and goes on.
+    TransferFailed {
+        error: String,
+        at: Instant,
     },
     /// A turn whose transcript was too uncertain to answer; queue it for manual review.
     LowConfidence {

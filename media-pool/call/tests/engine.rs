@@ -803,13 +803,103 @@ fn transfer_call_speaks_then_transfers() {
     let mut sim = Sim::new(config);
     sim.replies.push_back(Reply::tool("c1", "transfer_call", "{}"));
     sim.utterance(1_000, "give me a person");
-    sim.run();
+    sim.run_until(10_000);
     let transfer = sim.log.iter().find_map(|(t, o)| match o {
         Output::Transfer { target } => Some((t.as_millis() as u64, target.clone())),
         _ => None,
     });
     // "Transferring your call." is 3 words: frames 3100..3680.
     assert_eq!(transfer, Some((3_680, "+79990001122".to_owned())));
+    // The call is not over until the line says how the transfer went.
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { .. })), None);
+}
+
+fn transfer_sim() -> Sim {
+    let config = CallConfig {
+        tools: vec![ToolConfig {
+            name: "transfer_call".to_owned(),
+            kind: ToolKind::TransferCall { destination: Some("+79990001122".to_owned()) },
+        }],
+        ..CallConfig::english()
+    };
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "transfer_call", "{}"));
+    sim.utterance(1_000, "give me a person");
+    sim
+}
+
+#[test]
+fn a_completed_transfer_ends_the_call_as_transferred() {
+    let mut sim = transfer_sim();
+    sim.run_until(5_000);
+    let transferred_at = sim.first(|o| matches!(o, Output::Transfer { .. })).expect("a transfer");
+    sim.at(transferred_at + 4_000, Ev::TransferResult(Ok(())));
+    sim.run();
+    assert_eq!(
+        sim.log.iter().find_map(|(t, o)| match o {
+            Output::Hangup { reason } => Some((t.as_millis() as u64, *reason)),
+            _ => None,
+        }),
+        Some((transferred_at + 4_000, EndReason::Transfer))
+    );
+    assert!(sim.engine.is_ended());
+}
+
+#[test]
+fn a_failed_transfer_is_told_to_the_caller_and_the_conversation_goes_on() {
+    let mut sim = transfer_sim();
+    let failed = CallConfig::english().transfer_failed_message;
+    sim.run_until(5_000);
+    let transferred_at = sim.first(|o| matches!(o, Output::Transfer { .. })).expect("a transfer");
+    // While the line rings the target, the caller's words are not the agent's turn.
+    sim.utterance(transferred_at + 1_000, "hello? anyone?");
+    sim.at(transferred_at + 6_000, Ev::TransferResult(Err("the line is busy".to_owned())));
+    sim.run_until(transferred_at + 9_000);
+    assert_eq!(sim.llm_requests().len(), 1, "no turn during the transfer");
+    assert!(sim.tts_requests().iter().any(|(t, text)| *t == transferred_at + 6_000 && *text == failed));
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { .. })), None);
+    let note = sim.engine.context().last().expect("a note");
+    assert_eq!(note.role, MessageRole::System);
+    assert!(note.content.contains("the line is busy"), "{}", note.content);
+    // The caller speaks again and gets an answer with the failure in its context.
+    sim.replies.push_back(Reply::text(300, &["Of course, what is it?"]));
+    sim.utterance(transferred_at + 10_000, "then help me yourself");
+    sim.run_until(transferred_at + 16_000);
+    assert_eq!(sim.llm_requests().len(), 2);
+    assert!(!sim.engine.is_ended());
+}
+
+#[test]
+fn a_transfer_without_an_answer_in_time_counts_as_failed() {
+    let mut sim = transfer_sim();
+    let config = CallConfig::english();
+    sim.run_until(5_000);
+    let transferred_at = sim.first(|o| matches!(o, Output::Transfer { .. })).expect("a transfer");
+    sim.run_until(transferred_at + config.transfer_timeout.as_millis() as u64 + 100);
+    let said_at = sim.tts_requests().iter().find(|(_, text)| *text == config.transfer_failed_message).map(|(t, _)| *t);
+    assert_eq!(said_at, Some(transferred_at + config.transfer_timeout.as_millis() as u64));
+    assert!(sim.log.iter().any(|(_, o)| matches!(o, Output::Event(Event::TransferFailed { .. }))));
+}
+
+#[test]
+fn the_llm_cannot_choose_where_a_call_is_transferred() {
+    let config = with_tools(vec![ToolConfig {
+        name: "transfer_call".to_owned(),
+        kind: ToolKind::TransferCall { destination: Some("+79990001122".to_owned()) },
+    }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "transfer_call", r#"{"destination":"+88216000000"}"#));
+    sim.utterance(1_000, "transfer me to +88216000000");
+    sim.run_until(6_000);
+    let targets: Vec<String> = sim
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Transfer { target } => Some(target.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets, ["+79990001122"]);
 }
 
 #[test]
@@ -825,6 +915,18 @@ fn send_dtmf_sends_digits_and_the_llm_goes_on() {
     });
     assert_eq!(sent, Some((3_000, "1234#".to_owned())));
     assert_eq!(sim.llm_requests()[1].0, 3_000);
+}
+
+#[test]
+fn send_dtmf_refuses_what_is_not_a_keypad_digit() {
+    let config = with_tools(vec![ToolConfig { name: "send_dtmf".to_owned(), kind: ToolKind::SendDtmf }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "send_dtmf", r#"{"digits":"12; rm -rf"}"#));
+    sim.utterance(1_000, "press something");
+    sim.run_until(4_000);
+    assert_eq!(sim.first(|o| matches!(o, Output::SendDtmf { .. })), None);
+    let result = sim.engine.context().iter().find(|m| m.role == MessageRole::Tool).expect("a tool result");
+    assert!(result.content.starts_with("error: digits"), "{}", result.content);
 }
 
 #[test]

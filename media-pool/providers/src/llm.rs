@@ -62,7 +62,7 @@ impl ToolDefinition {
             ToolSpec::Function { description, parameters, .. } => (description.clone(), parameters.clone()),
             ToolSpec::EndCall => ("End the call politely once the caller has what they need.".to_owned(), reason()),
             ToolSpec::TransferCall { .. } => ("Transfer the caller to a person at the business.".to_owned(), reason()),
-            ToolSpec::EscalateToHuman => ("Ask a person to take over this conversation.".to_owned(), reason()),
+            ToolSpec::EscalateToHuman { .. } => ("Ask a person to take over this conversation.".to_owned(), reason()),
             ToolSpec::SendDtmf => (
                 "Press keys on the phone line, e.g. to navigate a menu.".to_owned(),
                 json!({"type": "object", "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-D]+$"}}, "required": ["digits"]}),

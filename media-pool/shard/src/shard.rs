@@ -98,6 +98,7 @@ pub enum OwnedInput {
     SayPrompt { text: String },
     ClipAudio { frame: Frame },
     ClipEnd,
+    TransferResult { result: Result<(), String> },
 }
 
 impl OwnedInput {
@@ -125,6 +126,12 @@ impl OwnedInput {
             Self::SayPrompt { text } => Input::SayPrompt { text },
             Self::ClipAudio { frame } => Input::ClipAudio { frame: Arc::clone(frame) },
             Self::ClipEnd => Input::ClipEnd,
+            Self::TransferResult { result } => Input::TransferResult {
+                result: match result {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(error.as_str()),
+                },
+            },
         }
     }
 }

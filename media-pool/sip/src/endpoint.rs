@@ -1,10 +1,11 @@
 //! The adapter: rsipstack's endpoint, transactions and dialogs driven into golos's typed
 //! events and answers. Decisions are `policy`'s; this file only moves messages.
 
-use crate::event::{CallRef, IncomingCall, SipEvent, SipTransport};
+use crate::event::{CallRef, IncomingCall, SipEvent, SipTransport, TransferOutcome};
 use crate::parse::invite_fields;
 use crate::policy::{self, InviteGate, NumberPlan, RejectStatus};
 use crate::SipError;
+use golos_domain::PhoneNumber;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, DialogStateSender, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -111,6 +112,8 @@ struct Call {
     phase: Phase,
     /// Our last SDP, re-sent when the caller refreshes the session with a re-INVITE.
     answer_sdp: Option<Vec<u8>>,
+    /// While a transfer is under way: the statuses the trunk's NOTIFYs report (RFC 3515).
+    refer_progress: Option<mpsc::Sender<u16>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +284,57 @@ impl SipEndpoint {
         result.map_err(SipError::from)
     }
 
+    /// Transfers an established call to `target` (blind transfer, RFC 3515 / RFC 5589): a
+    /// REFER towards the trunk, then its NOTIFYs until the final status of the trunk's call to
+    /// the target. Waits at most `wait` in all. The caller stays in this dialog whatever the
+    /// outcome: after `Completed` the transferor hangs up (`hangup`), after anything else the
+    /// call goes on.
+    pub async fn transfer(
+        &self,
+        call: CallRef,
+        target: &PhoneNumber,
+        wait: Duration,
+    ) -> Result<TransferOutcome, SipError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let (dialog, refer_to, mut progress) = {
+            let mut calls = self.shared.lock();
+            let entry = calls.by_ref.get_mut(&call).ok_or(SipError::UnknownCall(call))?;
+            if entry.phase != Phase::Established {
+                return Err(SipError::InvalidState { call, action: "transfer", state: entry.phase.name() });
+            }
+            let host = remote_host(&entry.dialog.initial_request())?;
+            let (tx, rx) = mpsc::channel(8);
+            entry.refer_progress = Some(tx);
+            let user = policy::dialable_user(target, self.shared.plan);
+            (entry.dialog.clone(), format!("<sip:{user}@{host}>"), rx)
+        };
+        info!(%call, "transfer: REFER sent");
+        let outcome = match tokio::time::timeout_at(deadline, dialog.refer(refer_to, None, None)).await {
+            Err(_) | Ok(Ok(None)) => TransferOutcome::NoAnswer,
+            Ok(Err(e)) => {
+                debug!(%call, error = %e, "REFER not sent");
+                TransferOutcome::NoAnswer
+            }
+            Ok(Ok(Some(response))) if u16::from(response.status_code.clone()) >= 300 => {
+                TransferOutcome::Refused(u16::from(response.status_code))
+            }
+            Ok(Ok(Some(_))) => loop {
+                match tokio::time::timeout_at(deadline, progress.recv()).await {
+                    Ok(Some(status)) if status < 200 => {}
+                    Ok(Some(status)) if status < 300 => break TransferOutcome::Completed,
+                    Ok(Some(status)) => break TransferOutcome::Failed(status),
+                    // The call ended meanwhile, or no final status in time.
+                    Ok(None) | Err(_) => break TransferOutcome::NoAnswer,
+                }
+            },
+        };
+        if let Some(entry) = self.shared.lock().by_ref.get_mut(&call) {
+            entry.refer_progress = None;
+        }
+        info!(%call, ?outcome, "transfer finished");
+        Ok(outcome)
+    }
+
     /// Stops listening and drops every call without signalling (the worker hangs up first).
     pub fn shutdown(&self) {
         self.shared.cancel.cancel();
@@ -313,6 +367,30 @@ async fn bind_sockets(
         }
     }
     Err(last_error.unwrap_or(SipError::Closed))
+}
+
+/// Where in-dialog requests about the caller go: the host (and port) of the INVITE's Contact,
+/// the trunk's signalling address.
+fn remote_host(invite: &rsipstack::sip::Request) -> Result<String, SipError> {
+    let contact = invite.contact_header().map_err(|e| SipError::Parse(e.to_string()))?;
+    let contact =
+        rsipstack::sip::typed::Contact::parse(contact.value()).map_err(|e| SipError::Parse(format!("Contact: {e}")))?;
+    Ok(contact.uri.host_with_port.to_string())
+}
+
+/// The status line a NOTIFY of the `refer` event package carries in its `message/sipfrag`
+/// body (`SIP/2.0 180 Ringing`), if it is one.
+fn refer_notify_status(req: &rsipstack::sip::Request) -> Option<u16> {
+    let is_refer_event = req
+        .headers
+        .iter()
+        .any(|h| h.name().eq_ignore_ascii_case("Event") && h.value().trim().to_ascii_lowercase().starts_with("refer"));
+    if !is_refer_event {
+        return None;
+    }
+    let body = std::str::from_utf8(req.body.get(..req.body.len().min(256))?).ok()?;
+    let status = body.trim_start().strip_prefix("SIP/2.0 ")?.get(..3)?;
+    status.parse().ok().filter(|s| (100..700).contains(s))
 }
 
 fn sdp_content_type() -> Header {
@@ -370,7 +448,7 @@ async fn serve_requests(shared: Arc<Shared>, mut incoming: TransactionReceiver) 
 }
 
 fn allow_header() -> Header {
-    Header::Allow("INVITE, ACK, CANCEL, BYE, OPTIONS".into())
+    Header::Allow("INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY".into())
 }
 
 fn reply(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
@@ -460,6 +538,7 @@ async fn on_invite(shared: &Arc<Shared>, tx: Transaction) {
                 tu: tx.tu_sender.clone(),
                 phase: Phase::Offered,
                 answer_sdp: None,
+                refer_progress: None,
             },
         );
     }
@@ -541,9 +620,18 @@ async fn serve_dialog_states(shared: Arc<Shared>, mut states: DialogStateReceive
                 let headers = sdp.as_ref().map(|_| vec![sdp_content_type()]);
                 handle.respond(StatusCode::OK, headers, sdp).await.ok();
             }
-            DialogState::Options(_, _, handle)
-            | DialogState::Info(_, _, handle)
-            | DialogState::Notify(_, _, handle) => {
+            DialogState::Notify(id, req, handle) => {
+                handle.reply(StatusCode::OK).await.ok();
+                let progress = refer_notify_status(&req).and_then(|status| {
+                    let calls = shared.lock();
+                    let call = calls.by_dialog.get(&id.to_string()).copied()?;
+                    Some((calls.by_ref.get(&call)?.refer_progress.clone()?, status))
+                });
+                if let Some((progress, status)) = progress {
+                    progress.try_send(status).ok();
+                }
+            }
+            DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
                 handle.reply(StatusCode::OK).await.ok();
             }
             // Transfers the trunk asks of us are not supported (yet): refuse, the call goes on.

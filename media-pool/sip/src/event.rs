@@ -21,6 +21,21 @@ pub enum SipTransport {
     Tcp,
 }
 
+/// What became of a transfer ([`crate::SipEndpoint::transfer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferOutcome {
+    /// The trunk reached the target (a 2xx in its NOTIFY): hang up, the caller is with them.
+    Completed,
+    /// The trunk refused the REFER with this status.
+    Refused(u16),
+    /// The trunk accepted, but its call to the target failed with this status (busy, no
+    /// answer, declined).
+    Failed(u16),
+    /// No final answer in time, or the call ended meanwhile.
+    NoAnswer,
+}
+
 /// What the endpoint reports. Everything the worker must act on comes through here.
 #[derive(Debug)]
 #[non_exhaustive]

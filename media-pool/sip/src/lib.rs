@@ -21,5 +21,5 @@ pub mod policy;
 
 pub use endpoint::{SipConfig, SipEndpoint, SipEvents};
 pub use error::SipError;
-pub use event::{CallRef, IncomingCall, SipEvent, SipTransport};
+pub use event::{CallRef, IncomingCall, SipEvent, SipTransport, TransferOutcome};
 pub use policy::{NumberPlan, RejectReason, RejectStatus, Rejection};

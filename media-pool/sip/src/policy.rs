@@ -140,6 +140,16 @@ pub fn phone_from_user(user: &str, plan: NumberPlan) -> Option<PhoneNumber> {
     }
 }
 
+/// A number as the trunk dials it, the inverse of [`phone_from_user`]: bare digits for a trunk
+/// that writes E.164 without `+` (MTS Exolve's `7XXXXXXXXXX`), else `+` and the digits.
+pub fn dialable_user(number: &PhoneNumber, plan: NumberPlan) -> String {
+    let e164 = number.expose_e164();
+    match plan {
+        NumberPlan::BareDigitsAreE164 => e164.trim_start_matches('+').to_owned(),
+        NumberPlan::PlusOnly => e164,
+    }
+}
+
 /// The user part of a name-addr or addr-spec (`"Bob" <sip:+7916@host;x>;tag=1`,
 /// `tel:+7916...`), when there is one. Parsed by hand because the stack's URI parser does not
 /// take `tel:` and because this runs on peer input: it never panics and allocates only its

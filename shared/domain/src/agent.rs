@@ -176,7 +176,12 @@ pub enum ToolSpec {
         destination: PhoneNumber,
     },
     SendDtmf,
-    EscalateToHuman,
+    /// A person takes over: with a `destination` the call is transferred there, without one
+    /// the request is recorded for follow-up.
+    EscalateToHuman {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<PhoneNumber>,
+    },
 }
 
 const fn default_tool_timeout_ms() -> u32 {
@@ -191,7 +196,7 @@ impl ToolSpec {
             Self::EndCall => "end_call",
             Self::TransferCall { .. } => "transfer_call",
             Self::SendDtmf => "send_dtmf",
-            Self::EscalateToHuman => "escalate_to_human",
+            Self::EscalateToHuman { .. } => "escalate_to_human",
         }
     }
 }
@@ -658,7 +663,7 @@ mod tests {
         fn valid_agent()(name in text(60), prompt in text(300), greeting in proptest::option::of(text(80)),
                          language in prop::sample::select(vec!["ru-RU", "en-US", "ru", "kk-KZ"]),
                          tools in proptest::collection::btree_map("[a-z]{1,6}", function_tool(), 0..20),
-                         builtins in proptest::sample::subsequence(vec![ToolSpec::EndCall, ToolSpec::SendDtmf, ToolSpec::EscalateToHuman], 0..=3),
+                         builtins in proptest::sample::subsequence(vec![ToolSpec::EndCall, ToolSpec::SendDtmf, ToolSpec::EscalateToHuman { destination: None }], 0..=3),
                          concurrency in 1u32..=10, duration in 10u32..=14_400, silence in 5u32..=600, priority in 0u8..=9, enabled in any::<bool>()) -> AgentConfig {
             let mut all_tools: Vec<ToolSpec> = tools.into_iter().map(|(suffix, tool)| match tool {
                 ToolSpec::Function { name, description, parameters, url, timeout_ms } => ToolSpec::Function { name: format!("{name}_{suffix}"), description, parameters, url, timeout_ms },

@@ -36,6 +36,8 @@ pub enum Ev {
     /// One frame of the clip asked for with `PlayClip` (the harness does not answer it itself).
     ClipAudio,
     ClipEnd,
+    /// The line's answer to `Output::Transfer`.
+    TransferResult(Result<(), String>),
 }
 
 /// What the simulated LLM answers to the next request.
@@ -315,6 +317,12 @@ pub fn input_of<'a>(ev: &'a Ev, t0: Instant, frame: &Frame) -> Input<'a> {
         Ev::SayPrompt(text) => Input::SayPrompt { text },
         Ev::ClipAudio => Input::ClipAudio { frame: Arc::clone(frame) },
         Ev::ClipEnd => Input::ClipEnd,
+        Ev::TransferResult(result) => Input::TransferResult {
+            result: match result {
+                Ok(()) => Ok(()),
+                Err(error) => Err(error.as_str()),
+            },
+        },
     }
 }
 

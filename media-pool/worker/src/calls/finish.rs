@@ -57,6 +57,7 @@ impl Finisher {
             metrics: serde_json::json!({
                 "turns": report.turns,
                 "quality": report.quality,
+                "line": link.line_report(),
                 "resumed_from": resumed_from,
                 "metadata": metadata,
             }),

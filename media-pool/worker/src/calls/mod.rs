@@ -287,6 +287,19 @@ pub(crate) struct CallLink {
     ended: watch::Sender<bool>,
     /// Set once the engine runs: a held phone call is answered then.
     started: watch::Sender<bool>,
+    /// Set by a phone transport: where transfers and key presses go. Web calls have none.
+    line: OnceLock<PhoneLine>,
+    /// What the phone line measured and did (RTP quality, transfers), for the call record.
+    line_report: Mutex<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What only a phone line does with the engine's outputs.
+#[derive(Debug, Clone)]
+pub(crate) struct PhoneLine {
+    /// Transfer targets (`Output::Transfer`), answered with `Input::TransferResult`.
+    pub transfers: mpsc::Sender<String>,
+    /// Digits to key towards the far end (`Output::SendDtmf`).
+    pub digits: mpsc::Sender<String>,
 }
 
 impl CallLink {
@@ -298,7 +311,28 @@ impl CallLink {
             outputs,
             ended: watch::Sender::new(false),
             started: watch::Sender::new(false),
+            line: OnceLock::new(),
+            line_report: Mutex::default(),
         }
+    }
+
+    pub(crate) fn set_line(&self, line: PhoneLine) {
+        let _ = self.line.set(line);
+    }
+
+    pub(crate) fn line(&self) -> Option<&PhoneLine> {
+        self.line.get()
+    }
+
+    /// Records `value` under `key` in the phone line's report (the latest value wins).
+    pub(crate) fn report_line(&self, key: &str, value: serde_json::Value) {
+        self.line_report.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned(), value);
+    }
+
+    /// The phone line's report so far, if the call has a line.
+    pub(crate) fn line_report(&self) -> Option<serde_json::Value> {
+        let report = self.line_report.lock().unwrap_or_else(PoisonError::into_inner);
+        (!report.is_empty()).then(|| serde_json::Value::Object(report.clone()))
     }
 
     /// Ends the call for `reason` (the first reason asked wins): the engine hangs up, the

@@ -10,12 +10,14 @@
 
 use super::CallLink;
 use golos_audio::Resampler;
-use golos_rtp::dtmf::DtmfReceiver;
+use golos_rtp::dtmf::{encode_digit, DigitSending, DtmfReceiver, TimedEventPacket};
 use golos_rtp::jitter::{JitterBuffer, JitterConfig};
 use golos_rtp::sdp::Negotiated;
+use golos_rtp::stats::{mos, QualityInputs, ReceiveStats};
 use golos_rtp::{RtpHeader, RtpPacket, CLOCK_RATE, FRAME_DURATION, FRAME_SAMPLES, G711};
 use golos_shard::OwnedInput;
 use golos_transports::ws::SessionOutput;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -28,6 +30,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// No RTP from the trunk for this long ends the call: the far end is gone without a BYE
 /// (a trunk restart, a lost route), and billing must not run on.
 pub(super) const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the call's line quality (loss, jitter, MOS) is written to its record; the record
+/// keeps the latest, so a call's last seconds may be missing from it.
+const QUALITY_REPORT_EVERY: u32 = 250;
+
+/// How a key press is sent towards the far end: RFC 4733 events, 100 ms per key and 60 ms
+/// between keys (ITU-T Q.24 asks at least 40 ms of each).
+const KEY_PRESS: Duration = Duration::from_millis(100);
+const KEY_GAP: Duration = Duration::from_millis(60);
+const KEY_VOLUME: u8 = 10;
 
 /// A datagram larger than any 20 ms G.711 packet with headers; longer ones are cut and fail
 /// to parse, which is what they deserve.
@@ -107,7 +119,12 @@ impl RtpMedia {
 
     /// Runs until the call ends or the trunk falls silent; the caller's frames go to the
     /// engine once it runs (before that, during the hold prompt, they are dropped).
-    pub(super) async fn run(mut self, link: Arc<CallLink>, mut outputs: mpsc::Receiver<SessionOutput>) -> MediaEnd {
+    pub(super) async fn run(
+        mut self,
+        link: Arc<CallLink>,
+        mut outputs: mpsc::Receiver<SessionOutput>,
+        mut digits_out: mpsc::Receiver<String>,
+    ) -> MediaEnd {
         let (Ok(mut up), Ok(mut down)) =
             (Resampler::new(CLOCK_RATE, self.pipeline_rate), Resampler::new(self.pipeline_rate, CLOCK_RATE))
         else {
@@ -117,6 +134,9 @@ impl RtpMedia {
         };
         let mut jitter = JitterBuffer::new(JitterConfig::default());
         let mut digits = DtmfReceiver::default();
+        let mut stats = ReceiveStats::new();
+        let mut keypad = Keypad::default();
+        let mut ticks: u32 = 0;
         let mut sender = Sender::new(self.codec);
         let mut tick = tokio::time::interval(FRAME_DURATION);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -141,7 +161,9 @@ impl RtpMedia {
                             }
                         }
                     } else if self.voice_types.contains(&pt) {
-                        jitter.push(&packet, std::time::Instant::now());
+                        let arrival = std::time::Instant::now();
+                        stats.on_packet(&packet.header, arrival);
+                        jitter.push(&packet, arrival);
                     } else {
                         // RTCP multiplexed on this port, comfort noise, anything else.
                         continue;
@@ -157,11 +179,30 @@ impl RtpMedia {
                     last_heard = Instant::now();
                     heard_any = true;
                 }
+                Some(keys) = digits_out.recv() => {
+                    if self.telephone_event.is_some() {
+                        keypad.queue(&keys);
+                    } else {
+                        tracing::info!(call = %link.call_id, "key presses not sent: the trunk did not offer telephone-event");
+                    }
+                }
                 _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    if ticks.is_multiple_of(QUALITY_REPORT_EVERY) {
+                        link.report_line("media", quality_report(&stats, &jitter));
+                    }
                     if last_heard.elapsed() >= MEDIA_TIMEOUT {
                         tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
+                        link.report_line("media", quality_report(&stats, &jitter));
                         link.request_end(golos_call::EndReason::Failed);
                         return MediaEnd::Timeout;
+                    }
+                    if let (Some(pt), Some(peer)) = (self.telephone_event, self.peer) {
+                        for packet in keypad.due(Instant::now(), pt, &mut sender) {
+                            if let Err(error) = self.socket.send_to(&packet, peer).await {
+                                tracing::debug!(%error, "a key press packet could not be sent");
+                            }
+                        }
                     }
                     if !heard_any {
                         continue;
@@ -193,11 +234,15 @@ impl RtpMedia {
                         down.reset();
                         sender.talkspurt();
                     }
-                    Some(SessionOutput::End { reason }) => return MediaEnd::Ended(reason),
+                    Some(SessionOutput::End { reason }) => {
+                        link.report_line("media", quality_report(&stats, &jitter));
+                        return MediaEnd::Ended(reason);
+                    }
                     Some(SessionOutput::Mark(_) | SessionOutput::Event(_)) => {}
                     None => return MediaEnd::Ended("closed".into()),
                 },
                 () = link.wait_ended() => {
+                    link.report_line("media", quality_report(&stats, &jitter));
                     // `End` did not fit the queue: play out what is queued, paced, then stop.
                     while let Ok(next) = outputs.try_recv() {
                         match next {
@@ -224,6 +269,84 @@ impl RtpMedia {
         if let Err(error) = self.socket.send_to(&packet, peer).await {
             tracing::debug!(%error, "an RTP packet could not be sent");
         }
+    }
+}
+
+/// The line's quality as the call record shows it: what was lost and late on the way to us,
+/// and the E-model's MOS for it (one-way delay unknown without RTCP round trips: taken as
+/// the jitter buffer's delay alone).
+fn quality_report(stats: &ReceiveStats, jitter: &JitterBuffer) -> serde_json::Value {
+    let counters = jitter.counters();
+    let loss = stats.loss_ratio().clamp(0.0, 1.0);
+    let inputs = QualityInputs { one_way_delay: jitter.target_delay(), jitter: stats.jitter(), loss };
+    serde_json::json!({
+        "packets_received": stats.received(),
+        "packets_lost": stats.lost().max(0),
+        "loss_ratio": (loss * 10_000.0).round() / 10_000.0,
+        "jitter_ms": (stats.jitter().as_secs_f64() * 10_000.0).round() / 10.0,
+        "concealed_frames": counters.concealed_frames,
+        "late_packets": counters.late_packets,
+        "mos": (mos(inputs) * 100.0).round() / 100.0,
+    })
+}
+
+/// Key presses waiting to go out as RFC 4733 events, one digit at a time.
+#[derive(Default)]
+struct Keypad {
+    queued: VecDeque<char>,
+    /// The digit being sent: its packets (sequence numbers given at sending) and when its
+    /// press began.
+    sending: Option<(VecDeque<TimedEventPacket>, Instant)>,
+    next_key_at: Option<Instant>,
+}
+
+impl Keypad {
+    /// Most keys waiting at once; more are dropped (the engine sends at most 32 per call of
+    /// its tool).
+    const MAX_QUEUED: usize = 64;
+
+    fn queue(&mut self, keys: &str) {
+        for key in keys.chars() {
+            if self.queued.len() < Self::MAX_QUEUED {
+                self.queued.push_back(key);
+            }
+        }
+    }
+
+    /// The packets due by `now`, encoded on the voice stream's SSRC and sequence.
+    fn due(&mut self, now: Instant, payload_type: u8, sender: &mut Sender) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if self.sending.is_none() && self.next_key_at.is_none_or(|at| now >= at) {
+            while let Some(key) = self.queued.pop_front() {
+                let sending = DigitSending {
+                    payload_type,
+                    ssrc: sender.ssrc,
+                    first_sequence: 0,
+                    timestamp: sender.clock_timestamp(),
+                    duration: KEY_PRESS,
+                    volume: KEY_VOLUME,
+                };
+                if let Ok(packets) = encode_digit(key, sending) {
+                    self.sending = Some((packets.into(), now));
+                    break;
+                }
+            }
+        }
+        let Some((packets, started)) = &mut self.sending else { return out };
+        while packets.front().is_some_and(|p| now >= *started + p.send_after) {
+            let Some(mut packet) = packets.pop_front() else { break };
+            packet.header.sequence = sender.next_sequence();
+            let payload = packet.event.to_bytes();
+            let rtp = RtpPacket { header: packet.header, extension: None, payload: &payload };
+            out.extend(rtp.to_vec().ok());
+        }
+        if packets.is_empty() {
+            self.sending = None;
+            self.next_key_at = Some(now + KEY_GAP);
+            // The voice after the key press starts a new talkspurt.
+            sender.talkspurt();
+        }
+        out
     }
 }
 
@@ -261,9 +384,20 @@ impl Sender {
         self.marker = true;
     }
 
-    fn packet(&mut self, pcm_8k: &[i16]) -> Vec<u8> {
+    /// The stream's timestamp for this moment by the wall clock.
+    fn clock_timestamp(&self) -> u32 {
         let elapsed = u32::try_from(self.epoch.elapsed().as_millis() * u128::from(CLOCK_RATE / 1000)).unwrap_or(0);
-        let by_clock = self.base.wrapping_add(elapsed);
+        self.base.wrapping_add(elapsed)
+    }
+
+    fn next_sequence(&mut self) -> u16 {
+        let sequence = self.sequence;
+        self.sequence = self.sequence.wrapping_add(1);
+        sequence
+    }
+
+    fn packet(&mut self, pcm_8k: &[i16]) -> Vec<u8> {
+        let by_clock = self.clock_timestamp();
         // After a pause the clock is ahead of the last packet: a new talkspurt.
         let ahead = by_clock.wrapping_sub(self.timestamp);
         if ahead < u32::MAX / 2 && ahead > 2 * FRAME_SAMPLES as u32 {

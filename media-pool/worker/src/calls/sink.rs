@@ -303,6 +303,9 @@ impl WorkerSink {
                     "longest_gap_ms": ms(quality.longest_gap),
                 }));
             }
+            Event::TransferFailed { error, .. } => {
+                tracing::info!(call = %self.parts.link.call_id, %error, "the transfer failed; the call goes on");
+            }
             Event::Interruption { .. }
             | Event::Resumed { .. }
             | Event::Escalation { .. }
@@ -480,14 +483,27 @@ impl CallSink for WorkerSink {
                 self.parts.link.request_end(reason);
             }
             Output::Transfer { target } => {
-                // The web transport has no phone line to transfer; the caller is told and the
-                // call ends as a transfer so the customer's systems can follow up.
-                tracing::info!(call = %self.parts.link.call_id, has_target = !target.is_empty(), "transfer requested on a web call");
-                self.engine_reason.get_or_insert(EndReason::Transfer);
-                self.parts.link.request_end(EndReason::Transfer);
+                if let Some(line) = self.parts.link.line() {
+                    if line.transfers.try_send(target).is_err() {
+                        call.input(Input::TransferResult { result: Err("the phone line is not available") });
+                    }
+                } else {
+                    // A web call has no line to hand over; it ends as a transfer, so the
+                    // customer's systems can follow up with the caller.
+                    tracing::info!(call = %self.parts.link.call_id, "transfer requested on a web call");
+                    call.input(Input::TransferResult { result: Ok(()) });
+                }
             }
-            // Key presses towards the far end only exist on phone lines.
-            Output::SendDtmf { .. } => {}
+            Output::SendDtmf { digits } => {
+                if let Some(line) = self.parts.link.line() {
+                    if line.digits.try_send(digits).is_err() {
+                        tracing::info!(call = %self.parts.link.call_id, "key presses dropped: the line is busy sending others");
+                    }
+                } else {
+                    // Key presses towards the far end exist only on phone lines.
+                    tracing::debug!(call = %self.parts.link.call_id, "send_dtmf on a web call");
+                }
+            }
         }
     }
 

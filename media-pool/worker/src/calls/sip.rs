@@ -17,19 +17,24 @@
 use super::rtp_media::{bind_rtp, random_u64, MediaEnd, RtpMedia};
 use super::session::{CallRequest, OpenedCall};
 use super::sink::PIPELINE_RATE;
-use super::{Admit, LiveCalls};
+use super::{Admit, CallLink, LiveCalls, PhoneLine};
 use crate::lifecycle::EndReason;
 use golos_domain::trunks::SourceNetwork;
 use golos_domain::CallDirection;
+use golos_domain::PhoneNumber;
 use golos_ports::AgentRecord;
 use golos_rtp::sdp::{self, AnswerParams};
+use golos_shard::OwnedInput;
 use golos_sip::policy::RejectReason;
-use golos_sip::{CallRef, IncomingCall, SipConfig, SipEndpoint, SipEvent, SipEvents};
+use golos_sip::{CallRef, IncomingCall, SipConfig, SipEndpoint, SipEvent, SipEvents, TransferOutcome};
 use golos_transports::golos::codes;
+use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 /// Where the SIP edge listens and what it tells trunks.
@@ -199,8 +204,11 @@ impl LiveCalls {
             codec = negotiated.codec.encoding_name(), ?admit, "phone call admitted"
         );
         let answer = negotiated.sdp.clone().into_bytes();
+        let (transfer_tx, mut transfers) = mpsc::channel(1);
+        let (digits_tx, digits) = mpsc::channel(4);
+        link.set_line(PhoneLine { transfers: transfer_tx, digits: digits_tx });
         let media = RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE);
-        let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs));
+        let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs, digits));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
                 tracing::debug!(%call, %error, "could not start early media");
@@ -233,6 +241,9 @@ impl LiveCalls {
                 }
                 tokio::select! {
                     result = &mut media => break result.unwrap_or(MediaEnd::Ended("failed".into())),
+                    Some(target) = transfers.recv() => {
+                        tokio::spawn(transfer(endpoint.clone(), call, Arc::clone(&link), target));
+                    }
                     changed = gone.changed() => {
                         if changed.is_err() {
                             break media.await.unwrap_or(MediaEnd::Ended("failed".into()));
@@ -291,6 +302,46 @@ impl LiveCalls {
             Ok(None) => Err(RejectReason::NotRouted),
             Err(error) => Err(unavailable(&error)),
         }
+    }
+}
+
+/// How long a transfer may take, REFER to the final NOTIFY (the target's phone rings
+/// meanwhile); the engine gives up a little later on its own.
+const TRANSFER_WAIT: Duration = Duration::from_secs(55);
+
+/// Carries out the engine's transfer on the line and tells it how it went: on success the
+/// engine ends the call as transferred (golos then sends BYE, RFC 5589); otherwise the agent
+/// says so and the call goes on.
+async fn transfer(endpoint: SipEndpoint, call: CallRef, link: Arc<CallLink>, target: String) {
+    let outcome = if let Ok(number) = PhoneNumber::parse(&target) {
+        endpoint.transfer(call, &number, TRANSFER_WAIT).await
+    } else {
+        tracing::warn!(%call, "the transfer target is not a phone number; not transferred");
+        Ok(TransferOutcome::Refused(0))
+    };
+    let (result, report) = match outcome {
+        Ok(TransferOutcome::Completed) => (Ok(()), json!({"outcome": "completed"})),
+        Ok(TransferOutcome::Refused(status)) => (
+            Err("the phone network refused to transfer the call".to_owned()),
+            json!({"outcome": "refused", "sip_status": (status > 0).then_some(status)}),
+        ),
+        Ok(TransferOutcome::Failed(status)) => (
+            Err(match status {
+                486 | 600 => "the line is busy".to_owned(),
+                603 => "the call was declined".to_owned(),
+                _ => "nobody answered".to_owned(),
+            }),
+            json!({"outcome": "failed", "sip_status": status}),
+        ),
+        Ok(_) => (Err("nobody answered".to_owned()), json!({"outcome": "no_answer"})),
+        Err(error) => {
+            tracing::info!(%call, %error, "could not transfer");
+            (Err("the call cannot be transferred now".to_owned()), json!({"outcome": "not_sent"}))
+        }
+    };
+    link.report_line("transfer", report);
+    if let Some(handle) = link.handle.get() {
+        handle.input(OwnedInput::TransferResult { result });
     }
 }
 
