@@ -1,0 +1,288 @@
+//! The trunk's side of a phone call for the SIP suites: SIPp for the signalling (scenarios in
+//! `tests/sip/`), a UDP socket of the test's own for the media, and an operator who sets up a
+//! funded organisation whose number reaches an agent through a trunk from 127.0.0.1.
+
+use crate::RunningGolos;
+use serde_json::{json, Value};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The number every SIP suite's trunk carries.
+pub const NUMBER: &str = "+74951234567";
+const PAYMENT_SECRET: &str = "sip-suite-payment-secret";
+
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sip").join(name)
+}
+
+/// A port free on 127.0.0.1 for UDP and TCP both (golos-sip listens on both).
+pub fn free_sip_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `golos serve` with its SIP edge on 127.0.0.1 and an RTP range of its own.
+#[derive(Debug)]
+pub struct SipGolos {
+    pub golos: RunningGolos,
+    pub sip: SocketAddr,
+    pub rtp_ports: std::ops::RangeInclusive<u16>,
+}
+
+impl SipGolos {
+    /// `rtp_base` keeps concurrently running suites' RTP ranges apart.
+    pub fn start(rtp_base: u16, extra_env: &[(&str, &str)]) -> Self {
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()).parse().unwrap();
+        let first = rtp_base + (std::process::id() % 50) as u16 * 100;
+        let rtp_ports = first..=first + 99;
+        let (sip_listen, rtp) = (sip.to_string(), format!("{first}-{}", first + 99));
+        let mut env = vec![
+            ("GOLOS_SECRET_PAYMENTS_HMAC_TEST", PAYMENT_SECRET),
+            ("GOLOS_EGRESS_ALLOW", "127.0.0.1/32"),
+            ("GOLOS_SIP_LISTEN", sip_listen.as_str()),
+            ("GOLOS_RTP_PORTS", rtp.as_str()),
+        ];
+        env.extend_from_slice(extra_env);
+        Self { golos: RunningGolos::start(&env), sip, rtp_ports }
+    }
+
+    pub fn operator(&self) -> Operator {
+        Operator { http: reqwest::Client::new(), base: self.golos.base_url(), operator: self.golos.operator_key() }
+    }
+}
+
+/// Runs SIPp once as the trunk (UAC) from `local_ip`; its exit status and error log.
+pub fn sipp(sip: SocketAddr, local_ip: &str, name: &str, sets: &[(&str, String)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = dir.path().join("errors.log");
+    let mut command = Command::new("sipp");
+    command
+        .current_dir(dir.path())
+        .arg(sip.to_string())
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(["-m", "1", "-t", "u1", "-i", local_ip, "-p", "0", "-nostdin"])
+        .args(["-recv_timeout", "30s", "-timeout", "60s", "-timeout_error", "-trace_err", "-error_file"])
+        .arg(&errors);
+    for (name, value) in sets {
+        command.args(["-set", name, value]);
+    }
+    let output = command.output().expect("sipp must be installed (scripts/install-deps)");
+    let log = std::fs::read_to_string(&errors).unwrap_or_default();
+    (output.status.success(), format!("{log}\n{}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// 8 kHz A-law of `text` in a caller's voice.
+pub fn speak_alaw(text: &str) -> Vec<u8> {
+    crate::speak_raw(text, &["-r", "8000", "-e", "a-law"])
+}
+
+/// How the trunk's media misbehaves on its way to golos.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BadNetwork {
+    /// Every `drop_every`-th packet is lost (20: 5 %).
+    pub drop_every: Option<u32>,
+    /// Every `swap_every`-th packet is held back and sent after the next one.
+    pub swap_every: Option<u32>,
+}
+
+/// What the trunk's media socket heard from golos.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub packets: usize,
+    pub payload_types: std::collections::BTreeSet<u8>,
+    pub loud_packets: usize,
+    /// RFC 4733 digits golos keyed (payload type `telephone_event`), once each.
+    pub digits: String,
+}
+
+/// The trunk's media for one call: waits for golos's first packet (the greeting; its source
+/// is golos's media port), sends 2 s of A-law silence, `speech`, then silence, every 20 ms, until
+/// `stop` is set or `limit` passes; records what golos sends.
+pub fn trunk_media(
+    socket: &UdpSocket,
+    speech: &[u8],
+    network: BadNetwork,
+    telephone_event: u8,
+    stop: &AtomicBool,
+    limit: Duration,
+) -> Heard {
+    let mut heard = Heard::default();
+    let mut buf = [0u8; 1500];
+    socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let (len, golos_media) = socket.recv_from(&mut buf).expect("golos sends the greeting as RTP");
+    heard.record(&buf[..len], telephone_event);
+    socket.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let started = Instant::now();
+    let mut next = started;
+    let (mut sequence, mut timestamp, mut index) = (1u16, 1000u32, 0u32);
+    let silence = [0xD5u8; 160];
+    let mut frames = speech.chunks(160).map(<[u8]>::to_vec);
+    let mut held_back: Option<Vec<u8>> = None;
+    let mut last_key_timestamp: Option<u32> = None;
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+        if Instant::now() >= next {
+            let in_speech = started.elapsed() > Duration::from_secs(2);
+            let payload = if in_speech { frames.next().unwrap_or_else(|| silence.to_vec()) } else { silence.to_vec() };
+            let mut packet = vec![0x80, 8];
+            packet.extend_from_slice(&sequence.to_be_bytes());
+            packet.extend_from_slice(&timestamp.to_be_bytes());
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            packet.extend_from_slice(&payload);
+            index += 1;
+            let dropped = network.drop_every.is_some_and(|n| index % n == 0);
+            let swapped = network.swap_every.is_some_and(|n| index % n == 0);
+            if swapped && !dropped {
+                held_back = Some(packet);
+            } else if !dropped {
+                let _ = socket.send_to(&packet, golos_media);
+                if let Some(late) = held_back.take() {
+                    let _ = socket.send_to(&late, golos_media);
+                }
+            }
+            sequence = sequence.wrapping_add(1);
+            timestamp = timestamp.wrapping_add(160);
+            next += Duration::from_millis(20);
+        }
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            if let Some((timestamp, digit)) = heard.record(&buf[..len], telephone_event) {
+                // One digit per event: all its packets share a timestamp.
+                if last_key_timestamp != Some(timestamp) {
+                    heard.digits.push(digit);
+                }
+                last_key_timestamp = Some(timestamp);
+            }
+        }
+    }
+    heard
+}
+
+impl Heard {
+    /// Counts one of golos's packets; a telephone-event's (timestamp, digit).
+    fn record(&mut self, packet: &[u8], telephone_event: u8) -> Option<(u32, char)> {
+        if packet.len() < 12 || packet[0] >> 6 != 2 {
+            return None;
+        }
+        self.packets += 1;
+        let payload_type = packet[1] & 0x7F;
+        self.payload_types.insert(payload_type);
+        if payload_type == telephone_event && packet.len() >= 16 {
+            let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+            let digit = match packet[12] {
+                event @ 0..=9 => char::from(b'0' + event),
+                10 => '*',
+                11 => '#',
+                event @ 12..=15 => char::from(b'A' + event - 12),
+                _ => return None,
+            };
+            return Some((timestamp, digit));
+        }
+        // A-law silence is 0xD5/0x55; speech moves far from it.
+        let loud = packet[12..].iter().filter(|&&b| golos_audio::g711::alaw_decode(b).unsigned_abs() > 1000);
+        if loud.count() > 10 {
+            self.loud_packets += 1;
+        }
+        None
+    }
+}
+
+#[derive(Debug)]
+pub struct Operator {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub operator: String,
+}
+
+impl Operator {
+    pub async fn send(&self, method: reqwest::Method, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).header("X-API-Key", key);
+        if !body.is_null() {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Value {
+        let (status, value) = self.send(reqwest::Method::POST, path, key, body).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        value
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Value {
+        self.send(reqwest::Method::GET, path, key, &Value::Null).await.1
+    }
+
+    /// A new org with 100 RUB and an admin key: (org id, key).
+    pub async fn funded_org(&self, name: &str) -> (String, String) {
+        let org = self.post("/v1/orgs", &self.operator, &json!({"name": name})).await;
+        let org_id = org["id"].as_str().unwrap().to_owned();
+        let key = self
+            .post(&format!("/v1/orgs/{org_id}/api-keys"), &self.operator, &json!({"name": "owner", "role": "admin"}))
+            .await;
+        let key = key["token"].as_str().unwrap().to_owned();
+        let body =
+            json!({"event": "payment.succeeded", "id": format!("p-{org_id}"), "org_id": org_id, "amount_kopecks": 10_000})
+                .to_string();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let signature = golos_control::payments::sign(PAYMENT_SECRET, i64::try_from(now).unwrap(), body.as_bytes());
+        let response = self
+            .http
+            .post(format!("{}/webhooks/payments/test", self.base))
+            .header("Content-Type", "application/json")
+            .header(golos_control::payments::SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        (org_id, key)
+    }
+
+    /// `NUMBER` granted to `org_id`, routed to `agent`, carried by a trunk from 127.0.0.1.
+    pub async fn phone_line(&self, org_id: &str, key: &str, agent: &Value) -> String {
+        let agent = self.post("/v1/agents", key, agent).await;
+        let agent_id = agent["id"].as_str().unwrap().to_owned();
+        self.post(&format!("/v1/orgs/{org_id}/numbers"), &self.operator, &json!({"number": NUMBER})).await;
+        let (status, route) = self
+            .send(reqwest::Method::PUT, &format!("/v1/numbers/{NUMBER}"), key, &json!({"agent_id": agent_id}))
+            .await;
+        assert!((200..300).contains(&status), "{status} {route}");
+        let trunk =
+            json!({"org_id": org_id, "name": "test trunk", "source_networks": ["127.0.0.1/32"], "numbers": [NUMBER]});
+        self.post("/v1/sip-trunks", &self.operator, &trunk).await;
+        agent_id
+    }
+
+    /// Stores a provider credential of the org (the simulators take any key).
+    pub async fn put_credential(&self, key: &str, name: &str, value: &str) {
+        let path = format!("/v1/provider-credentials/{name}");
+        let (status, body) = self.send(reqwest::Method::PUT, &path, key, &json!({"value": value})).await;
+        assert!((200..300).contains(&status), "{status} {body}");
+    }
+
+    /// The newest call's record once it is billed (and is not `previous`).
+    pub async fn billed_call(&self, key: &str, previous: Option<&str>) -> Value {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let calls = self.get("/v1/calls", key).await;
+            if let Some(id) = calls["items"][0]["id"].as_str().filter(|id| Some(*id) != previous) {
+                let record = self.get(&format!("/v1/calls/{id}"), key).await;
+                if record["status"] == "ended" && record["cost_kopecks"].is_i64() {
+                    return record;
+                }
+            }
+            assert!(Instant::now() < until, "the phone call was not billed: {calls}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

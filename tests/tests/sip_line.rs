@@ -1,0 +1,153 @@
+//! What an agent does on a phone line and how the line holds up, through the real
+//! `golos serve`: SIPp plays the trunk's signalling, the test's own UDP socket its media
+//! (espeak-ng's voice as A-law RTP; golos's RTP recorded).
+//!
+//! - `transfer_call` becomes a REFER to the trunk; its NOTIFY says how the transfer went, and
+//!   the call ends as transferred (golos sends BYE) or goes on with the agent saying so.
+//! - `send_dtmf` keys RFC 4733 events towards the trunk.
+//! - A line that loses 5 % of the caller's packets and reorders others still carries the
+//!   conversation, and the call record's line quality shows the loss.
+//!
+//! The agents' LLM is the OpenAI simulator scripted to call the tools, their STT the Deepgram
+//! simulator (any speech is a turn).
+
+use golos_tests::sip::{self, BadNetwork, Heard, Operator, SipGolos};
+use golos_tests::Simulator;
+use serde_json::{json, Value};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TRANSFER_TARGET: &str = "+74959876543";
+const TELEPHONE_EVENT: u8 = 101;
+
+/// The simulator scripted by `openai` (its scenario's `openai` section).
+fn simulator(openai: &Value) -> (Simulator, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.json");
+    std::fs::write(&path, json!({"openai": openai}).to_string()).unwrap();
+    (Simulator::start_with(&["--config", path.to_str().unwrap()]), dir)
+}
+
+/// An English agent with `tools` whose LLM and STT are the simulator.
+fn agent(simulator: &Simulator, tools: &Value) -> Value {
+    json!({
+        "name": "Reception",
+        "system_prompt": "Help the caller.",
+        "greeting": "Hello, how can I help?",
+        "language": "en-US",
+        "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+        "tools": tools,
+        "providers": {
+            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", simulator.addr), "credentials_secret": "sim-key"}],
+            "tts": [{"kind": "espeak_ng"}],
+            "stt": [{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "sim-key"}]
+        }
+    })
+}
+
+/// golos with a funded org whose number reaches `agent`; the org's admin key.
+async fn line(golos: &SipGolos, simulator: &Simulator, tools: &Value) -> (Operator, String) {
+    let operator = golos.operator();
+    let (org_id, key) = operator.funded_org("Reception").await;
+    operator.put_credential(&key, "sim-key", "sim-key").await;
+    operator.phone_line(&org_id, &key, &agent(simulator, tools)).await;
+    (operator, key)
+}
+
+/// One call through the SIPp scenario `name`, the caller asking for a person over `network`;
+/// whether SIPp's scenario held, its log, and what the caller heard.
+async fn call(sip: SocketAddr, name: &'static str, network: BadNetwork) -> (bool, String, Heard) {
+    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let media_port = media.local_addr().unwrap().port();
+    let speech = sip::speak_alaw("I would like to speak to a person please");
+    let stop = Arc::new(AtomicBool::new(false));
+    let talking = {
+        let stop = Arc::clone(&stop);
+        tokio::task::spawn_blocking(move || {
+            sip::trunk_media(&media, &speech, network, TELEPHONE_EVENT, &stop, Duration::from_secs(60))
+        })
+    };
+    let sets = [("rtpport", media_port.to_string())];
+    let (ok, log) = tokio::task::spawn_blocking(move || sip::sipp(sip, "127.0.0.1", name, &sets)).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    (ok, log, talking.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_goes_on() {
+    let (simulator, _scenario) = simulator(&json!({
+        "replies": [
+            {"when": "did not go through", "tokens": ["Sorry", " about", " that."]},
+            {"tokens": [], "tool_calls": [{"name": "transfer_call", "arguments": "{\"reason\": \"asked for a person\"}", "fragments": 1}]}
+        ],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }));
+    let golos = SipGolos::start(45_000, &[]);
+    let (operator, key) =
+        line(&golos, &simulator, &json!([{"type": "transfer_call", "destination": TRANSFER_TARGET}])).await;
+
+    // The trunk takes the transfer and its NOTIFY says the target answered: golos hangs up.
+    let (ok, log, heard) = call(golos.sip, "transfer-accepted.xml", BadNetwork::default()).await;
+    assert!(ok, "golos must REFER the caller to the target, then hang up after the trunk's NOTIFY 200:\n{log}");
+    assert!(heard.loud_packets > 25, "the caller heard the greeting and the transfer message: {heard:?}");
+    let record = operator.billed_call(&key, None).await;
+    assert_eq!(record["end_reason"], "transfer", "{record}");
+    assert_eq!(record["metrics"]["line"]["transfer"]["outcome"], "completed", "{record}");
+    let media = &record["metrics"]["line"]["media"];
+    assert!(media["packets_received"].as_u64().is_some_and(|n| n > 100), "{record}");
+    assert!(media["mos"].as_f64().is_some_and(|mos| mos > 4.0), "a clean loopback line: {record}");
+    let first = record["id"].as_str().unwrap().to_owned();
+
+    // The trunk refuses the REFER: the agent says so and the call goes on until the caller
+    // hangs up.
+    let (ok, log, _) = call(golos.sip, "transfer-refused.xml", BadNetwork::default()).await;
+    assert!(ok, "a refused REFER must leave the call up (the trunk's BYE answered 200):\n{log}");
+    let record = operator.billed_call(&key, Some(&first)).await;
+    assert_eq!(record["end_reason"], "caller_hangup", "{record}");
+    assert_eq!(record["metrics"]["line"]["transfer"]["outcome"], "refused", "{record}");
+    assert_eq!(record["metrics"]["line"]["transfer"]["sip_status"], 603, "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_dtmf_keys_rfc_4733_events_to_the_trunk() {
+    let (simulator, _scenario) = simulator(&json!({
+        "replies": [
+            {"when": "sent", "tokens": ["Done."]},
+            {"tokens": [], "tool_calls": [{"name": "send_dtmf", "arguments": "{\"digits\": \"12#\"}", "fragments": 1}]}
+        ],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }));
+    let golos = SipGolos::start(46_000, &[]);
+    let (_operator, _key) = line(&golos, &simulator, &json!([{"type": "send_dtmf"}])).await;
+    // inbound-call.xml offers telephone-event/8000 as payload type 101 and hangs up after 10 s.
+    let (ok, log, heard) = call(golos.sip, "inbound-call.xml", BadNetwork::default()).await;
+    assert!(ok, "{log}");
+    assert_eq!(heard.digits, "12#", "{heard:?}");
+    assert!(heard.payload_types.contains(&TELEPHONE_EVENT) && heard.payload_types.contains(&8), "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_reordering_line_still_carries_the_call_and_its_quality_shows_the_loss() {
+    let (simulator, _scenario) = simulator(&json!({
+        "replies": [{"tokens": ["We", " are", " open", " from", " eight", " in", " the", " morning."]}],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }));
+    let golos = SipGolos::start(47_000, &[]);
+    let (operator, key) = line(&golos, &simulator, &json!([])).await;
+    // 5 % of the caller's packets lost, one in 7 arriving after its successor.
+    let network = BadNetwork { drop_every: Some(20), swap_every: Some(7) };
+    let (ok, log, heard) = call(golos.sip, "inbound-call.xml", network).await;
+    assert!(ok, "the call completes over the bad line:\n{log}");
+    assert!(heard.loud_packets > 50, "the caller heard the greeting and the answer: {heard:?}");
+    let record = operator.billed_call(&key, None).await;
+    let transcript = record["transcript"].to_string().to_lowercase();
+    assert!(transcript.contains("eight in the morning"), "the caller's turn was heard and answered: {record}");
+    let media = &record["metrics"]["line"]["media"];
+    let loss = media["loss_ratio"].as_f64().unwrap_or_default();
+    assert!((0.03..=0.07).contains(&loss), "about 5 % lost: {media}");
+    assert!(media["packets_lost"].as_u64().is_some_and(|n| n > 10), "{media}");
+    let mos = media["mos"].as_f64().unwrap_or_default();
+    assert!((2.5..4.0).contains(&mos), "5 % loss costs the line its good MOS: {media}");
+}
