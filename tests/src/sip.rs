@@ -250,6 +250,12 @@ impl Operator {
 
     /// `NUMBER` granted to `org_id`, routed to `agent`, carried by a trunk from 127.0.0.1.
     pub async fn phone_line(&self, org_id: &str, key: &str, agent: &Value) -> String {
+        self.phone_line_through(org_id, key, agent, &json!({"source_networks": ["127.0.0.1/32"]})).await
+    }
+
+    /// As `phone_line`, through a trunk identified by `identification` (its
+    /// `source_networks` and/or `digest_username` and `digest_password`).
+    pub async fn phone_line_through(&self, org_id: &str, key: &str, agent: &Value, identification: &Value) -> String {
         let agent = self.post("/v1/agents", key, agent).await;
         let agent_id = agent["id"].as_str().unwrap().to_owned();
         self.post(&format!("/v1/orgs/{org_id}/numbers"), &self.operator, &json!({"number": NUMBER})).await;
@@ -257,8 +263,10 @@ impl Operator {
             .send(reqwest::Method::PUT, &format!("/v1/numbers/{NUMBER}"), key, &json!({"agent_id": agent_id}))
             .await;
         assert!((200..300).contains(&status), "{status} {route}");
-        let trunk =
-            json!({"org_id": org_id, "name": "test trunk", "source_networks": ["127.0.0.1/32"], "numbers": [NUMBER]});
+        let mut trunk = json!({"org_id": org_id, "name": "test trunk", "numbers": [NUMBER]});
+        for (field, value) in identification.as_object().into_iter().flatten() {
+            trunk[field] = value.clone();
+        }
         self.post("/v1/sip-trunks", &self.operator, &trunk).await;
         agent_id
     }

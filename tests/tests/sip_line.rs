@@ -7,6 +7,8 @@
 //! - `send_dtmf` keys RFC 4733 events towards the trunk.
 //! - A line that loses 5 % of the caller's packets and reorders others still carries the
 //!   conversation, and the call record's line quality shows the loss.
+//! - A trunk identified by digest credentials is challenged and let in with the right
+//!   password only.
 //!
 //! The agents' LLM is the OpenAI simulator scripted to call the tools, their STT the Deepgram
 //! simulator (any speech is a turn).
@@ -150,4 +152,32 @@ async fn a_lossy_reordering_line_still_carries_the_call_and_its_quality_shows_th
     assert!(media["packets_lost"].as_u64().is_some_and(|n| n > 10), "{media}");
     let mos = media["mos"].as_f64().unwrap_or_default();
     assert!((2.5..4.0).contains(&mos), "5 % loss costs the line its good MOS: {media}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_trunk_is_challenged_and_admitted_only_with_its_password() {
+    let (simulator, _scenario) = simulator(&json!({
+        "replies": [{"tokens": ["Hello."]}],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }));
+    let golos = SipGolos::start(48_000, &[]);
+    let operator = golos.operator();
+    let (org_id, key) = operator.funded_org("Digest").await;
+    operator.put_credential(&key, "sim-key", "sim-key").await;
+    // No source networks: the credentials alone say who the trunk is.
+    let identification = json!({"digest_username": "exolve-test", "digest_password": "trunk-s3cret"});
+    operator.phone_line_through(&org_id, &key, &agent(&simulator, &json!([])), &identification).await;
+
+    let (ok, log) = tokio::task::spawn_blocking({
+        let sip = golos.sip;
+        move || sip::sipp(sip, "127.0.0.1", "digest-wrong-password.xml", &[("rtpport", "9".into())])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "a wrong password is refused 403 after the 401 challenge:\n{log}");
+    let (ok, log, heard) = call(golos.sip, "digest-call.xml", BadNetwork::default()).await;
+    assert!(ok, "the challenge (401), then the authenticated INVITE answered 200:\n{log}");
+    assert!(heard.loud_packets > 25, "the caller heard the greeting: {heard:?}");
+    let record = operator.billed_call(&key, None).await;
+    assert_eq!(record["direction"], "inbound", "{record}");
 }

@@ -9,7 +9,7 @@ use crate::state::ControlState;
 use crate::{ControlError, ControlResult};
 use golos_domain::trunks::{TrunkSpec, MAX_TRUNKS};
 use golos_domain::{OrgId, PhoneNumber, TrunkId};
-use golos_ports::{EncryptionContext, PageRequest, PortError, SipTrunk};
+use golos_ports::{EncryptionContext, Envelope, PageRequest, PortError, SecretString, SipTrunk};
 use std::collections::HashSet;
 
 /// A trunk as the operator creates it.
@@ -83,6 +83,16 @@ async fn check_numbers(state: &ControlState, org: &OrgId, numbers: &[PhoneNumber
     } else {
         Err(ControlError::Validation(issues))
     }
+}
+
+/// The trunk's digest password, for the SIP edge to check a trunk's answer to a challenge.
+/// `None` when the trunk has no digest credentials.
+pub async fn digest_password(state: &ControlState, trunk: &SipTrunk) -> ControlResult<Option<SecretString>> {
+    let Some(sealed) = &trunk.digest_password else { return Ok(None) };
+    let envelope = Envelope::from_bytes(sealed)?;
+    let plaintext = state.crypto.decrypt(&envelope, &password_context(&trunk.id)).await?;
+    let password = String::from_utf8(plaintext).map_err(|_| PortError::corrupt("digest password is not UTF-8"))?;
+    Ok(Some(SecretString::new(password)))
 }
 
 async fn seal_password(state: &ControlState, trunk: &mut SipTrunk, password: &str) -> ControlResult<()> {

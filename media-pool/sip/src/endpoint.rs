@@ -241,6 +241,18 @@ impl SipEndpoint {
     /// seconds, rounded up). `policy::RejectReason::rejection` says which for an admission
     /// outcome.
     pub fn reject(&self, call: CallRef, status: RejectStatus, retry_after: Option<Duration>) -> Result<(), SipError> {
+        let headers = retry_after.map(retry_after_header).into_iter().collect();
+        self.final_refusal(call, StatusCode::from(status.code()), headers)
+    }
+
+    /// Answers an unanswered call `401` with a digest challenge (`digest::challenge_header`);
+    /// the trunk retries the INVITE with its credentials, which arrives as a new call.
+    pub fn challenge(&self, call: CallRef, nonce: &str, stale: bool) -> Result<(), SipError> {
+        let header = Header::WwwAuthenticate(crate::digest::challenge_header(nonce, stale).into());
+        self.final_refusal(call, StatusCode::Unauthorized, vec![header])
+    }
+
+    fn final_refusal(&self, call: CallRef, status: StatusCode, headers: Vec<Header>) -> Result<(), SipError> {
         let entry = {
             let mut calls = self.shared.lock();
             let phase = calls.by_ref.get(&call).ok_or(SipError::UnknownCall(call))?.phase;
@@ -250,7 +262,8 @@ impl SipEndpoint {
             calls.remove(call).ok_or(SipError::UnknownCall(call))?
         };
         let invite = entry.dialog.initial_request();
-        let mut resp = self.shared.endpoint.make_response(&invite, StatusCode::from(status.code()), None);
+        let code = u16::from(status.clone());
+        let mut resp = self.shared.endpoint.make_response(&invite, status, None);
         // The To tag of our provisional responses, so the final response is in the same
         // (early) dialog (RFC 3261 §8.2.6.2).
         let tag = entry.dialog.id().local_tag;
@@ -261,12 +274,10 @@ impl SipEndpoint {
                 }
             }
         }
-        if let Some(after) = retry_after {
-            resp.headers.push(retry_after_header(after));
-        }
+        resp.headers.extend(headers);
         entry.tu.send(TransactionEvent::Respond(resp)).map_err(|_| SipError::Closed)?;
         self.shared.dialogs.remove_dialog(&entry.dialog.id());
-        info!(%call, status = status.code(), "call rejected");
+        info!(%call, status = code, "call rejected");
         Ok(())
     }
 
@@ -550,6 +561,7 @@ async fn on_invite(shared: &Arc<Shared>, tx: Transaction) {
         transport,
         headers: fields.headers,
         sdp_offer: fields.sdp_offer,
+        digest: fields.digest,
     };
     info!(%call, %source, from = ?offer.from, to = ?offer.to, "incoming call");
     // The transaction (100 Trying, retransmission absorption, CANCEL, ACK) runs in its own

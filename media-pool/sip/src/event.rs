@@ -1,3 +1,4 @@
+use crate::digest::DigestAnswer;
 use golos_domain::PhoneNumber;
 use std::fmt;
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ pub struct IncomingCall {
     /// The SDP offer as received; empty for an offerless INVITE (the offer then comes in the
     /// ACK, which golos-sip does not support yet).
     pub sdp_offer: Vec<u8>,
+    /// The trunk's answer to a digest challenge, when the INVITE carries one.
+    pub digest: Option<Box<DigestAnswer>>,
 }
 
 impl fmt::Debug for IncomingCall {
@@ -85,6 +88,7 @@ impl fmt::Debug for IncomingCall {
             .field("transport", &self.transport)
             .field("headers", &self.headers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>())
             .field("sdp_offer_len", &self.sdp_offer.len())
+            .field("digest", &self.digest)
             .finish()
     }
 }

@@ -13,6 +13,7 @@
 //! `CallRef` and source address only.
 
 pub mod breaker;
+pub mod digest;
 mod endpoint;
 mod error;
 mod event;

@@ -2,6 +2,7 @@
 //! before the worker sees it. Public so fuzzing and diagnostics reach the same code as the
 //! endpoint.
 
+use crate::digest::DigestAnswer;
 use crate::policy::{header_visible_to_agent, phone_from_user, uri_user, MAX_VISIBLE_HEADERS, MAX_VISIBLE_HEADER_LEN};
 use crate::{NumberPlan, SipError};
 use golos_domain::PhoneNumber;
@@ -14,6 +15,7 @@ pub(crate) struct InviteFields {
     pub to: Option<PhoneNumber>,
     pub headers: Vec<(String, String)>,
     pub sdp_offer: Vec<u8>,
+    pub digest: Option<Box<DigestAnswer>>,
 }
 
 /// Reads an INVITE (or any dialog-creating request). Fails, so the adapter answers `400`,
@@ -54,7 +56,13 @@ pub(crate) fn invite_fields(req: &Request, plan: NumberPlan) -> Result<InviteFie
             && h.value().trim().to_ascii_lowercase().starts_with("application/sdp")
     });
     let sdp_offer = if is_sdp { req.body.clone() } else { Vec::new() };
-    Ok(InviteFields { from, to, headers, sdp_offer })
+    let digest = req
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Authorization"))
+        .and_then(|h| DigestAnswer::parse(h.value()))
+        .map(Box::new);
+    Ok(InviteFields { from, to, headers, sdp_offer, digest })
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -23,8 +23,10 @@ use golos_domain::trunks::SourceNetwork;
 use golos_domain::CallDirection;
 use golos_domain::PhoneNumber;
 use golos_ports::AgentRecord;
+use golos_ports::SipTrunk;
 use golos_rtp::sdp::{self, AnswerParams};
 use golos_shard::OwnedInput;
+use golos_sip::digest::{NonceCheck, NonceIssuer};
 use golos_sip::policy::RejectReason;
 use golos_sip::{CallRef, IncomingCall, SipConfig, SipEndpoint, SipEvent, SipEvents, TransferOutcome};
 use golos_transports::golos::codes;
@@ -95,7 +97,14 @@ impl LiveCalls {
 
     async fn sip_events(self, endpoint: Arc<SipEndpoint>, mut events: SipEvents, config: SipEdgeConfig) {
         let legs: Legs = Arc::default();
-        let config = Arc::new(config);
+        let nonces = match NonceIssuer::random() {
+            Ok(nonces) => nonces,
+            Err(error) => {
+                tracing::error!(%error, "no random source for digest nonces; the SIP edge does not start");
+                return;
+            }
+        };
+        let config = Arc::new((config, nonces));
         while let Some(event) = events.recv().await {
             let (call, gone) = match event {
                 SipEvent::IncomingCall(incoming) => {
@@ -105,7 +114,7 @@ impl LiveCalls {
                         (self.clone(), Arc::clone(&endpoint), Arc::clone(&legs), Arc::clone(&config));
                     tokio::spawn(async move {
                         let call = incoming.call;
-                        calls.serve_invite(&endpoint, incoming, rx, &config).await;
+                        calls.serve_invite(&endpoint, incoming, rx, &config.0, &config.1).await;
                         legs.lock().unwrap_or_else(PoisonError::into_inner).remove(&call);
                     });
                     continue;
@@ -135,6 +144,7 @@ impl LiveCalls {
         incoming: IncomingCall,
         mut gone: watch::Receiver<Option<Gone>>,
         config: &SipEdgeConfig,
+        nonces: &NonceIssuer,
     ) {
         let call = incoming.call;
         let reject = |reason: RejectReason| {
@@ -143,9 +153,16 @@ impl LiveCalls {
                 tracing::debug!(%call, %error, "could not refuse the call (already gone?)");
             }
         };
-        let agent = match self.route_invite(&incoming).await {
+        let agent = match self.route_invite(&incoming, nonces).await {
             Ok(agent) => agent,
-            Err(reason) => return reject(reason),
+            Err(Unrouted::Refused(reason)) => return reject(reason),
+            Err(Unrouted::Challenge { stale }) => {
+                let nonce = nonces.issue(unix_now(), incoming.source.ip());
+                if let Err(error) = endpoint.challenge(call, &nonce, stale) {
+                    tracing::debug!(%call, %error, "could not challenge the call (already gone?)");
+                }
+                return;
+            }
         };
         let Ok(offer) = sdp::parse(&incoming.sdp_offer) else {
             tracing::info!(%call, "the INVITE's SDP offer does not parse");
@@ -261,24 +278,26 @@ impl LiveCalls {
         }
     }
 
-    /// The agent an INVITE is for: the trunk by its source address, the number among the
-    /// trunk's, the number's route within the trunk's org.
-    async fn route_invite(&self, incoming: &IncomingCall) -> Result<AgentRecord, RejectReason> {
+    /// The trunk an INVITE comes from (`identify_trunk`), the number among the trunk's, the
+    /// number's route within the trunk's org, its agent.
+    async fn route_invite(&self, incoming: &IncomingCall, nonces: &NonceIssuer) -> Result<AgentRecord, Unrouted> {
         let call = incoming.call;
         let unavailable = |error: &dyn std::fmt::Display| {
             tracing::warn!(%call, %error, "the store could not be read to route a call");
             RejectReason::Overloaded
         };
         let trunks = self.state.stores.trunks.all().await.map_err(|e| unavailable(&e))?;
-        let source = incoming.source.ip();
-        let Some(trunk) = trunks.into_iter().find(|t| {
-            t.enabled
-                && t.source_networks
-                    .iter()
-                    .any(|n| SourceNetwork::parse(n).is_ok_and(|network| network.contains(source)))
-        }) else {
-            tracing::info!(%call, %source, "INVITE from no known trunk");
-            return Err(RejectReason::Forbidden);
+        let trunk = self.identify_trunk(incoming, trunks, nonces).await?;
+        Ok(self.route_number(incoming, &trunk).await?)
+    }
+
+    /// The agent the dialled number reaches: a number the trunk carries, routed to an enabled
+    /// agent of the trunk's (enabled) org.
+    async fn route_number(&self, incoming: &IncomingCall, trunk: &SipTrunk) -> Result<AgentRecord, RejectReason> {
+        let call = incoming.call;
+        let unavailable = |error: &dyn std::fmt::Display| {
+            tracing::warn!(%call, %error, "the store could not be read to route a call");
+            RejectReason::Overloaded
         };
         let Some(to) = incoming.to.as_ref().filter(|to| trunk.numbers.contains(to)) else {
             tracing::info!(%call, trunk = %trunk.id, to = ?incoming.to, "the dialled number is not one of the trunk's");
@@ -302,6 +321,85 @@ impl LiveCalls {
             Ok(None) => Err(RejectReason::NotRouted),
             Err(error) => Err(unavailable(&error)),
         }
+    }
+}
+
+/// Why an INVITE reaches no agent.
+#[derive(Debug)]
+enum Unrouted {
+    Refused(RejectReason),
+    /// The INVITE may come from a trunk that authenticates with digest credentials: answer
+    /// `401` with a fresh nonce (`stale`: the trunk's nonce was ours but too old).
+    Challenge {
+        stale: bool,
+    },
+}
+
+impl From<RejectReason> for Unrouted {
+    fn from(reason: RejectReason) -> Self {
+        Self::Refused(reason)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether `source` is inside one of the trunk's networks.
+fn from_trunk_network(trunk: &SipTrunk, source: IpAddr) -> bool {
+    trunk.source_networks.iter().any(|n| SourceNetwork::parse(n).is_ok_and(|network| network.contains(source)))
+}
+
+impl LiveCalls {
+    /// Which enabled trunk an INVITE comes from:
+    /// 1. an INVITE answering a digest challenge names its trunk by username; the trunk's
+    ///    networks (if it lists any) must hold the source, the nonce must be one this process
+    ///    issued to that address in the last 5 minutes, and the response must match the
+    ///    trunk's password — otherwise `403` (a stale nonce is challenged again);
+    /// 2. otherwise a trunk without digest credentials whose networks hold the source;
+    /// 3. otherwise, if a trunk with digest credentials could have sent it (its networks hold
+    ///    the source, or it lists none), a `401` challenge; else `403`.
+    async fn identify_trunk(
+        &self,
+        incoming: &IncomingCall,
+        trunks: Vec<SipTrunk>,
+        nonces: &NonceIssuer,
+    ) -> Result<SipTrunk, Unrouted> {
+        let (call, source) = (incoming.call, incoming.source.ip());
+        let may_send = |t: &SipTrunk| t.source_networks.is_empty() || from_trunk_network(t, source);
+        let mut enabled = trunks.into_iter().filter(|t| t.enabled);
+        if let Some(answer) = &incoming.digest {
+            let named =
+                enabled.clone().find(|t| t.digest_username.as_deref() == Some(answer.username()) && may_send(t));
+            if let Some(trunk) = named {
+                match nonces.check(answer.nonce(), unix_now(), source) {
+                    NonceCheck::Stale => return Err(Unrouted::Challenge { stale: true }),
+                    NonceCheck::Invalid => {
+                        tracing::info!(%call, %source, trunk = %trunk.id, "digest answer with a nonce golos did not issue");
+                        return Err(RejectReason::Forbidden.into());
+                    }
+                    NonceCheck::Valid => {}
+                }
+                let password = golos_control::sip_trunks::digest_password(&self.state, &trunk).await.map_err(|error| {
+                    tracing::warn!(%call, trunk = %trunk.id, %error, "the trunk's digest password could not be read");
+                    RejectReason::Overloaded
+                })?;
+                if password.is_some_and(|p| answer.verify(p.expose())) {
+                    return Ok(trunk);
+                }
+                tracing::info!(%call, %source, trunk = %trunk.id, "wrong digest credentials");
+                return Err(RejectReason::Forbidden.into());
+            }
+        }
+        let trunks: Vec<SipTrunk> = enabled.by_ref().collect();
+        if let Some(trunk) = trunks.iter().find(|t| t.digest_username.is_none() && from_trunk_network(t, source)) {
+            return Ok(trunk.clone());
+        }
+        if trunks.iter().any(|t| t.digest_username.is_some() && may_send(t)) {
+            return Err(Unrouted::Challenge { stale: false });
+        }
+        tracing::info!(%call, %source, "INVITE from no known trunk");
+        Err(RejectReason::Forbidden.into())
     }
 }
 
