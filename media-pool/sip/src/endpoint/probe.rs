@@ -20,6 +20,12 @@ use tracing::debug;
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SipEndpoint {
+    /// Whether `shutdown` was called: probes then fail at once, and a loop sending them
+    /// should stop rather than count those failures against the trunks.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
     /// Sends `OPTIONS sip:<target>` over UDP from the endpoint's address and waits up to
     /// `timeout` (at most [`MAX_PROBE_TIMEOUT`]) for a final response. `target` is
     /// `host:port` (`golos_domain::trunks::SipAddress`); a DNS name is resolved first, and
