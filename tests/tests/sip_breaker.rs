@@ -2,7 +2,8 @@
 //! UDP socket this test answers OPTIONS on. While it answers `503` (or nothing), golos's
 //! health checks open the trunk's breaker and SIPp's INVITE from the trunk's network is
 //! refused `503` with Retry-After; once it answers `200` again, checks close the breaker and
-//! the same INVITE gets past it (to the `480` of a number the trunk does not carry). The
+//! the same INVITE gets past it (to the `480` of a number the trunk does not carry). A
+//! trunk whose address is removed is no longer checked and takes calls again. The
 //! breaker runs on test timings (checks every 200 ms, open for 1 s) set through the
 //! settings, and the test follows it on `/metrics` with deadlines, never fixed sleeps.
 
@@ -172,6 +173,29 @@ async fn a_trunk_failing_its_health_checks_has_its_calls_refused_503_until_it_re
     let (g, open_series) = (Arc::clone(&golos), open.clone());
     tokio::task::spawn_blocking(move || wait_for(&g, &open_series, 1.0)).await.unwrap();
     assert!(sample(&golos, &probes("timeout")).unwrap_or_default() >= 5.0);
+
+    // Its address removed, the trunk is no longer checked: its breaker is forgotten (the
+    // series leaves /metrics) and its calls are taken though it is still silent.
+    let response = http
+        .patch(format!("{}/v1/sip-trunks/{id}", golos.base_url()))
+        .header("X-API-Key", golos.operator_key())
+        .json(&json!({"sip_address": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let g = Arc::clone(&golos);
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sample(&g, &open).is_some() {
+            assert!(Instant::now() < deadline, "{open} stayed on /metrics after the address was removed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let (ok, log) = tokio::task::spawn_blocking(move || sipp(sip, "inbound-unrouted.xml")).await.unwrap();
+    assert!(ok, "a trunk that is not checked is not refused by its breaker:\n{log}");
 
     stop.store(true, Ordering::Relaxed);
     responder.join().unwrap();
