@@ -99,7 +99,7 @@ impl Default for WorkerSettings {
 /// The SIP edge: phone calls from trunks straight to this worker (docs/telephony.md). Off
 /// unless `listen` is set: most deployments take WebSocket calls only, and a SIP port open by
 /// default would answer scanners.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipSettings {
     /// UDP and TCP, e.g. `0.0.0.0:5060`.
@@ -109,6 +109,32 @@ pub struct SipSettings {
     /// The address written into our SDP (where the trunk sends RTP); `None` is the listen
     /// address, which must then be a specific one.
     pub public_address: Option<IpAddr>,
+    /// How often each trunk with a `sip_address` gets an OPTIONS health check (also the
+    /// longest a check waits for its answer, at most 30 s).
+    pub probe_every_ms: u64,
+    /// Failures in a row (calls' or checks': timeouts, transport errors, 5xx/6xx) that open
+    /// a trunk's circuit breaker.
+    pub breaker_failures_to_open: u32,
+    /// How long an open breaker refuses the trunk's calls before checks may close it.
+    pub breaker_open_ms: u64,
+    /// Good checks in a row, after `breaker_open_ms`, that close it.
+    pub breaker_probes_to_close: u32,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        // The reviews' numbers, as `golos_sip::breaker::BreakerConfig::default()` (a test in
+        // the worker holds them together): this crate does not depend on golos-sip.
+        Self {
+            listen: None,
+            rtp_ports: PortRange::default(),
+            public_address: None,
+            probe_every_ms: 30_000,
+            breaker_failures_to_open: 5,
+            breaker_open_ms: 30_000,
+            breaker_probes_to_close: 3,
+        }
+    }
 }
 
 impl SipSettings {
@@ -123,6 +149,31 @@ impl SipSettings {
             )),
             None => Ok(Some(listen.ip())),
         }
+    }
+
+    /// The breaker's numbers, each checked, an error naming its variable.
+    pub fn check_breaker(&self) -> anyhow::Result<()> {
+        let check = |ok: bool, name: &str, expected: &str, value: &dyn Display| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow!("{name}: {expected}, not {value}"))
+            }
+        };
+        check(self.probe_every_ms >= 100, "GOLOS_SIP_PROBE_EVERY_MS", PROBE_EVERY, &self.probe_every_ms)?;
+        check(self.breaker_open_ms >= 100, "GOLOS_SIP_BREAKER_OPEN_MS", BREAKER_OPEN, &self.breaker_open_ms)?;
+        check(
+            self.breaker_failures_to_open >= 1,
+            "GOLOS_SIP_BREAKER_FAILURES_TO_OPEN",
+            AT_LEAST_ONE,
+            &self.breaker_failures_to_open,
+        )?;
+        check(
+            self.breaker_probes_to_close >= 1,
+            "GOLOS_SIP_BREAKER_PROBES_TO_CLOSE",
+            AT_LEAST_ONE,
+            &self.breaker_probes_to_close,
+        )
     }
 }
 
@@ -417,6 +468,10 @@ const VARS: &[(&str, Setter)] = &[
     ("GOLOS_SIP_PUBLIC_ADDRESS", |s, v| {
         assign(&mut s.sip.public_address, parse(v, "an IP address like 203.0.113.7").map(Some))
     }),
+    ("GOLOS_SIP_PROBE_EVERY_MS", |s, v| assign(&mut s.sip.probe_every_ms, parse(v, PROBE_EVERY))),
+    ("GOLOS_SIP_BREAKER_OPEN_MS", |s, v| assign(&mut s.sip.breaker_open_ms, parse(v, BREAKER_OPEN))),
+    ("GOLOS_SIP_BREAKER_FAILURES_TO_OPEN", |s, v| assign(&mut s.sip.breaker_failures_to_open, parse(v, AT_LEAST_ONE))),
+    ("GOLOS_SIP_BREAKER_PROBES_TO_CLOSE", |s, v| assign(&mut s.sip.breaker_probes_to_close, parse(v, AT_LEAST_ONE))),
     ("GOLOS_YOOKASSA_API_URL", |s, v| assign(&mut s.control.yookassa_api_url, Ok(v.to_owned()))),
     ("GOLOS_YOOKASSA_ALLOWED_IPS", |s, v| assign(&mut s.control.yookassa_allowed_ips, Ok(list(v)))),
     ("GOLOS_EGRESS_ALLOW", |s, v| assign(&mut s.control.egress_allow, Ok(list(v)))),
@@ -458,6 +513,9 @@ const SWEEP_INTERVAL: &str = "milliseconds, at least 100";
 const HOLD_MAX: &str = "a whole number (0: no hold queue)";
 const CALL_WINDOW: &str = "whole days, 1 to 3650";
 const AUTH_FAILURES: &str = "a whole number, at least 1";
+const PROBE_EVERY: &str = "milliseconds, at least 100";
+const BREAKER_OPEN: &str = "milliseconds, at least 100";
+const AT_LEAST_ONE: &str = "a whole number, at least 1";
 
 fn assign<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
     *slot = value?;
@@ -519,6 +577,7 @@ impl Settings {
         }
         settings.control_config()?;
         settings.sip.media_address()?;
+        settings.sip.check_breaker()?;
         Ok(settings)
     }
 
@@ -691,6 +750,11 @@ mod tests {
             ("GOLOS_LISTEN", "localhost"),
             ("GOLOS_BACKEND", "sqlite"),
             ("GOLOS_TRUST_FORWARDED_FOR", "1"),
+            ("GOLOS_SIP_PROBE_EVERY_MS", "99"),
+            ("GOLOS_SIP_PROBE_EVERY_MS", "often"),
+            ("GOLOS_SIP_BREAKER_OPEN_MS", "0"),
+            ("GOLOS_SIP_BREAKER_FAILURES_TO_OPEN", "0"),
+            ("GOLOS_SIP_BREAKER_PROBES_TO_CLOSE", "-3"),
         ] {
             let err = load(&Flags::default(), &[(name, value)]).expect_err(name);
             assert!(format!("{err:#}").starts_with(&format!("{name}: ")), "{name}={value}: {err:#}");
@@ -749,6 +813,28 @@ mod tests {
         let flags = Flags { sip_public_address: Some(IpAddr::from([203, 0, 113, 7])), ..Flags::default() };
         let settings = load(&flags, &vars).unwrap();
         assert_eq!(settings.sip.media_address().unwrap(), Some(IpAddr::from([203, 0, 113, 7])));
+    }
+
+    #[test]
+    fn the_trunk_breakers_timings_layer_like_the_rest() {
+        let defaults = load(&Flags::default(), &[]).unwrap().sip;
+        assert_eq!(
+            (
+                defaults.probe_every_ms,
+                defaults.breaker_open_ms,
+                defaults.breaker_failures_to_open,
+                defaults.breaker_probes_to_close
+            ),
+            (30_000, 30_000, 5, 3),
+            "the reviews' numbers"
+        );
+        let (_dir, path) = file("[sip]\nprobe_every_ms = 1000\nbreaker_open_ms = 5000\nbreaker_probes_to_close = 2\n");
+        let vars = [("GOLOS_CONFIG", path.to_str().unwrap()), ("GOLOS_SIP_PROBE_EVERY_MS", "200")];
+        let sip = load(&Flags::default(), &vars).unwrap().sip;
+        assert_eq!((sip.probe_every_ms, sip.breaker_open_ms, sip.breaker_probes_to_close), (200, 5_000, 2));
+        let (_dir, path) = file("[sip]\nbreaker_failures_to_open = 0\n");
+        let err = load(&Flags::default(), &[("GOLOS_CONFIG", path.to_str().unwrap())]).unwrap_err();
+        assert!(format!("{err:#}").starts_with("GOLOS_SIP_BREAKER_FAILURES_TO_OPEN: "), "{err:#}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::audit::{self, Actor};
 use crate::state::ControlState;
 use crate::{ControlError, ControlResult};
-use golos_domain::trunks::{TrunkSpec, MAX_TRUNKS};
+use golos_domain::trunks::{SipAddress, TrunkSpec, MAX_TRUNKS};
 use golos_domain::{OrgId, PhoneNumber, TrunkId};
 use golos_ports::{EncryptionContext, Envelope, PageRequest, PortError, SecretString, SipTrunk};
 use std::collections::HashSet;
@@ -21,10 +21,12 @@ pub struct NewTrunk {
     pub digest_password: Option<String>,
     pub numbers: Vec<String>,
     pub enabled: Option<bool>,
+    /// Where golos sends OPTIONS health checks (`host` or `host:port`); `None`: not probed.
+    pub sip_address: Option<String>,
 }
 
 /// What an update changes; `None` keeps a field. `digest_username: Some(None)` removes the
-/// digest credentials.
+/// digest credentials, `sip_address: Some(None)` stops the health checks.
 #[derive(Debug, Clone, Default)]
 pub struct TrunkChanges {
     pub name: Option<String>,
@@ -33,6 +35,12 @@ pub struct TrunkChanges {
     pub digest_password: Option<String>,
     pub numbers: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    pub sip_address: Option<Option<String>>,
+}
+
+/// The address as it is stored and probed (`host:port`); validated by `TrunkSpec` before.
+fn normalised_sip_address(raw: Option<&str>) -> ControlResult<Option<String>> {
+    raw.map(|raw| SipAddress::parse(raw).map(|a| a.to_string()).map_err(ControlError::internal)).transpose()
 }
 
 /// Longest digest password accepted.
@@ -113,8 +121,10 @@ pub async fn create(state: &ControlState, actor: &Actor, org: &OrgId, new: NewTr
         digest_username: new.digest_username.as_deref(),
         has_digest_password: new.digest_password.is_some(),
         numbers: &new.numbers,
+        sip_address: new.sip_address.as_deref(),
     };
     let numbers = spec.validate().map_err(ControlError::Validation)?;
+    let sip_address = normalised_sip_address(new.sip_address.as_deref())?;
     check_numbers(state, org, &numbers).await?;
     // Counted, not held atomically: two creations racing at the cap can end one over it,
     // which costs the SIP edge one more trunk in memory, nothing more.
@@ -135,6 +145,7 @@ pub async fn create(state: &ControlState, actor: &Actor, org: &OrgId, new: NewTr
         digest_fingerprint: None,
         numbers,
         enabled: new.enabled.unwrap_or(true),
+        sip_address,
         version: 1,
         created_at: now,
         updated_at: now,
@@ -202,6 +213,7 @@ pub async fn update(
     let digest_username = changes.digest_username.unwrap_or_else(|| trunk.digest_username.clone());
     let numbers =
         changes.numbers.unwrap_or_else(|| trunk.numbers.iter().map(PhoneNumber::expose_e164).collect::<Vec<_>>());
+    let sip_address = changes.sip_address.unwrap_or_else(|| trunk.sip_address.clone());
     let keeps_password = digest_username.is_some() && trunk.digest_password.is_some();
     let spec = TrunkSpec {
         name: &name,
@@ -209,8 +221,10 @@ pub async fn update(
         digest_username: digest_username.as_deref(),
         has_digest_password: changes.digest_password.is_some() || keeps_password,
         numbers: &numbers,
+        sip_address: sip_address.as_deref(),
     };
     let parsed = spec.validate().map_err(ControlError::Validation)?;
+    let sip_address = normalised_sip_address(sip_address.as_deref())?;
     check_numbers(state, &trunk.org_id, &parsed).await?;
     if digest_username.is_none() {
         trunk.digest_password = None;
@@ -224,6 +238,7 @@ pub async fn update(
     trunk.digest_username = digest_username;
     trunk.numbers = parsed;
     trunk.enabled = changes.enabled.unwrap_or(trunk.enabled);
+    trunk.sip_address = sip_address;
     trunk.updated_at = state.clock.now();
     trunk.version = state.stores.trunks.update(&trunk).await?;
     audit::record(state, actor, &trunk.org_id, "sip_trunk.update", trunk.id.as_str()).await;

@@ -26,6 +26,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod probe;
+pub use probe::MAX_PROBE_TIMEOUT;
+
 /// Where and how the endpoint listens.
 #[derive(Debug, Clone)]
 pub struct SipConfig {

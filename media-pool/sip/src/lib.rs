@@ -5,7 +5,8 @@
 //!
 //! - `policy`: golos's own decisions, sans-IO (statuses per admission reason, draining,
 //!   number normalisation, headers the agent sees).
-//! - `endpoint`: the adapter over the stack.
+//! - `endpoint`: the adapter over the stack; `SipEndpoint::probe` sends a trunk its OPTIONS
+//!   health check and reports a `breaker::TrunkOutcome`.
 //! - `parse`: the stack's parser behind golos's extraction, for fuzzing and diagnostics.
 //!
 //! Logging: rsipstack logs whole SIP messages (phone numbers included) at `info`; every
@@ -20,7 +21,7 @@ mod event;
 pub mod parse;
 pub mod policy;
 
-pub use endpoint::{SipConfig, SipEndpoint, SipEvents};
+pub use endpoint::{SipConfig, SipEndpoint, SipEvents, MAX_PROBE_TIMEOUT};
 pub use error::SipError;
 pub use event::{CallRef, IncomingCall, SipEvent, SipTransport, TransferOutcome};
 pub use policy::{NumberPlan, RejectReason, RejectStatus, Rejection};

@@ -6,6 +6,7 @@ pub mod calls;
 pub mod demo;
 pub mod lifecycle;
 pub mod metrics;
+pub mod trunk_health;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -29,6 +30,9 @@ pub struct Worker {
     pub edge: Arc<EdgeCounters>,
     /// The shards' bounded queues (caller audio shed).
     pub shards: Arc<ShardCounters>,
+    /// The SIP trunks' circuit breakers: fed by the SIP edge's health checks, asked by its
+    /// INVITE path, shown on `/metrics`.
+    pub trunk_health: Arc<trunk_health::TrunkHealth>,
 }
 
 impl Worker {
@@ -39,6 +43,7 @@ impl Worker {
             control_metrics,
             edge: Arc::default(),
             shards: Arc::default(),
+            trunk_health: Arc::default(),
         }
     }
 
@@ -48,7 +53,9 @@ impl Worker {
             concurrent_calls_active: self.registry.len(),
             draining: self.registry.is_draining(),
         };
-        metrics::render(&self.control_metrics, &self.call_metrics, &self.edge, &self.shards, gauges)
+        let mut page = metrics::render(&self.control_metrics, &self.call_metrics, &self.edge, &self.shards, gauges);
+        self.trunk_health.render(&mut page, std::time::Instant::now());
+        page
     }
 }
 

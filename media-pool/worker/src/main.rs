@@ -126,8 +126,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let sip = match (settings.sip.listen, settings.sip.media_address()?) {
         (Some(listen), Some(media_address)) => {
             let ports = settings.sip.rtp_ports;
-            let config =
-                golos::calls::sip::SipEdgeConfig { listen, rtp_ports: ports.first..=ports.last, media_address };
+            let config = golos::calls::sip::SipEdgeConfig {
+                listen,
+                rtp_ports: ports.first..=ports.last,
+                media_address,
+                breaker: breaker_config(&settings.sip),
+            };
             let edge = Box::pin(live.start_sip(config)).await.with_context(|| format!("binding SIP on {listen}"))?;
             tracing::info!(addr = %edge.local_addr(), rtp_ports = %ports, %media_address, "taking phone calls over SIP");
             Some(edge)
@@ -223,6 +227,16 @@ async fn reconcile_periodically(state: golos_control::ControlState) {
     }
 }
 
+/// The trunk circuit breaker's timings from the settings (checked there: all positive).
+fn breaker_config(sip: &golos_bootstrap::settings::SipSettings) -> golos_sip::breaker::BreakerConfig {
+    golos_sip::breaker::BreakerConfig {
+        failures_to_open: sip.breaker_failures_to_open,
+        open_for: std::time::Duration::from_millis(sip.breaker_open_ms),
+        probes_to_close: sip.breaker_probes_to_close,
+        probe_every: std::time::Duration::from_millis(sip.probe_every_ms),
+    }
+}
+
 /// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives between the "listening" line and the first
 /// poll must not take the default action (killing the process mid-call).
@@ -247,5 +261,7 @@ mod tests {
         assert_eq!(worker.ws_max_connections, golos::calls::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(worker.ws_max_connections_per_ip, golos::calls::DEFAULT_MAX_CONNECTIONS_PER_IP);
         assert_eq!(worker.twilio_max_connections_per_ip, golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP);
+        let sip = golos_bootstrap::settings::SipSettings::default();
+        assert_eq!(super::breaker_config(&sip), golos_sip::breaker::BreakerConfig::default());
     }
 }

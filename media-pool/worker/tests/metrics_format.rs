@@ -5,6 +5,7 @@
 use golos::lifecycle::{EndReason, LiveCall};
 use golos::Worker;
 use golos_control::ControlMetrics;
+use golos_sip::breaker::TrunkOutcome;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -71,6 +72,13 @@ async fn recorded_values_come_out_as_prometheus_reads_them() {
             call_id: "call_a".parse().unwrap(),
         })
         .unwrap();
+    // One trunk whose health checks keep failing, one that answers.
+    let (sick, well) = ("trk_sick".parse().unwrap(), "trk_well".parse().unwrap());
+    let now = std::time::Instant::now();
+    for _ in 0..5 {
+        worker.trunk_health.record_probe(&sick, TrunkOutcome::Timeout, now);
+    }
+    worker.trunk_health.record_probe(&well, TrunkOutcome::Answered(200), now);
 
     let (samples, types) = parse(&worker.render_metrics());
     let at = |key: &str| *samples.get(key).unwrap_or_else(|| panic!("{key} missing from {samples:#?}"));
@@ -108,4 +116,10 @@ async fn recorded_values_come_out_as_prometheus_reads_them() {
     assert_eq!(n("golos_requests_total"), 2);
     assert_eq!(n("ledger_drift_orgs"), 1);
     assert_eq!(n("unbilled_calls"), 2);
+    assert_eq!(types["golos_sip_trunk_breaker_open"], "gauge");
+    assert_eq!(n("golos_sip_trunk_breaker_open{trunk=trk_sick}"), 1);
+    assert_eq!(n("golos_sip_trunk_breaker_open{trunk=trk_well}"), 0);
+    assert_eq!(types["golos_sip_trunk_probes"], "counter");
+    assert_eq!(n("golos_sip_trunk_probes_total{outcome=timeout,trunk=trk_sick}"), 5);
+    assert_eq!(n("golos_sip_trunk_probes_total{outcome=answered,trunk=trk_well}"), 1);
 }

@@ -5,7 +5,8 @@
 
 use crate::agent::ValidationIssue;
 use crate::PhoneNumber;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Most source networks one trunk lists.
 pub const MAX_SOURCE_NETWORKS: usize = 50;
@@ -63,6 +64,113 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// The port a SIP address without one means (RFC 3261 §19.1.2, UDP and TCP).
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+/// Longest SIP address accepted: a full DNS name (253) and a port.
+pub const MAX_SIP_ADDRESS_LEN: usize = 260;
+
+/// Where a trunk takes SIP requests, `host` or `host:port` (an IPv6 address in brackets when
+/// a port follows): golos sends the trunk's OPTIONS health checks there. The host is an IP
+/// address or a DNS name; there is no scheme, user part or parameter, because the address is
+/// only ever a transport destination, never a URI golos would forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipAddress {
+    host: String,
+    port: u16,
+}
+
+impl SipAddress {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > MAX_SIP_ADDRESS_LEN {
+            return Err(format!("1-{MAX_SIP_ADDRESS_LEN} characters"));
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("no spaces or control characters".into());
+        }
+        if raw.contains('@') {
+            return Err("no user part: write host or host:port".into());
+        }
+        if raw.contains("://")
+            || ["sip:", "sips:"].iter().any(|s| raw.len() > s.len() && raw[..s.len()].eq_ignore_ascii_case(s))
+        {
+            return Err("no scheme: write host or host:port".into());
+        }
+        if raw.contains(['/', '?', ';', '#']) {
+            return Err("no path or parameters: write host or host:port".into());
+        }
+        let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+            let (v6, after) = rest.split_once(']').ok_or("an IPv6 address in brackets needs its closing ]")?;
+            let v6: Ipv6Addr = v6.parse().map_err(|_| format!("{v6:?} is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or("after ] comes :port or nothing")?),
+            };
+            (v6.to_string(), port)
+        } else if raw.matches(':').count() > 1 {
+            // A bare IPv6 address: it cannot carry a port without brackets.
+            let v6: Ipv6Addr =
+                raw.parse().map_err(|_| "an IPv6 address with a port goes in brackets: [2001:db8::1]:5060")?;
+            (v6.to_string(), None)
+        } else {
+            match raw.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (raw.to_owned(), None),
+            }
+        };
+        let port = match port {
+            None => DEFAULT_SIP_PORT,
+            Some(p) => {
+                p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{p:?} is not a port (1-65535)"))?
+            }
+        };
+        match host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+                return Err(format!("{ip} is not an address a trunk answers on"));
+            }
+            Ok(_) => {}
+            Err(_) if is_dns_name(&host) => {}
+            Err(_) => return Err(format!("{host:?} is not an IP address or a DNS name")),
+        }
+        Ok(Self { host: host.to_ascii_lowercase(), port })
+    }
+
+    /// The IP address or DNS name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// `host:port`, brackets around an IPv6 address: what `parse` takes back and a resolver reads.
+impl fmt::Display for SipAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A DNS name as RFC 1123 writes one: dot-separated labels of letters, digits and inner
+/// hyphens, at most 63 characters each and 253 in all; not all digits (that would be a
+/// mistyped IPv4 address).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// A digest username: what a trunk sends in `Authorization: Digest username=…`.
 pub fn is_digest_username(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
@@ -77,6 +185,8 @@ pub struct TrunkSpec<'a> {
     /// Whether a digest password is (or stays) set.
     pub has_digest_password: bool,
     pub numbers: &'a [String],
+    /// Where golos sends OPTIONS health checks; `None`: the trunk is not probed.
+    pub sip_address: Option<&'a str>,
 }
 
 impl TrunkSpec<'_> {
@@ -112,6 +222,9 @@ impl TrunkSpec<'_> {
                 "no_identification",
                 "a trunk is identified by its source networks, its digest credentials, or both".into(),
             );
+        }
+        if let Some(Err(message)) = self.sip_address.map(SipAddress::parse) {
+            issue("sip_address".into(), "invalid_sip_address", message);
         }
         if self.numbers.len() > MAX_TRUNK_NUMBERS {
             issue("numbers".into(), "too_many", format!("at most {MAX_TRUNK_NUMBERS} numbers"));
@@ -170,5 +283,54 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(issues.iter().map(|i| i.code).collect::<Vec<_>>(), ["duplicate", "invalid_phone_number"]);
+        let probed = TrunkSpec { sip_address: Some("sip.exolve.ru"), ..ok.clone() };
+        assert!(probed.validate().is_ok());
+        let bad = TrunkSpec { sip_address: Some("user@sip.exolve.ru"), ..ok };
+        let issues = bad.validate().unwrap_err();
+        assert_eq!((issues[0].field.as_str(), issues[0].code), ("sip_address", "invalid_sip_address"));
+    }
+
+    #[test]
+    fn sip_addresses_are_hosts_with_an_optional_port() {
+        let text = |raw: &str| SipAddress::parse(raw).map(|a| a.to_string());
+        assert_eq!(text("185.71.76.10").unwrap(), "185.71.76.10:5060", "the default port");
+        assert_eq!(text("185.71.76.10:5080").unwrap(), "185.71.76.10:5080");
+        assert_eq!(text("SIP.Exolve.ru").unwrap(), "sip.exolve.ru:5060", "names are case-insensitive");
+        assert_eq!(text("trunk-1.example.org.:5061").unwrap(), "trunk-1.example.org.:5061");
+        assert_eq!(text("[2a02:5180::1]:5062").unwrap(), "[2a02:5180::1]:5062");
+        assert_eq!(text("2a02:5180::1").unwrap(), "[2a02:5180::1]:5060");
+        assert_eq!(text("[::1]").unwrap(), "[::1]:5060");
+        let address = SipAddress::parse("10.0.0.7:5070").unwrap();
+        assert_eq!((address.host(), address.port()), ("10.0.0.7", 5070));
+        assert_eq!(SipAddress::parse(&address.to_string()), Ok(address), "its text parses back to it");
+        let long = format!("{}.ru", "a".repeat(MAX_SIP_ADDRESS_LEN));
+        for bad in [
+            "",
+            " sip.exolve.ru",
+            "sip.exolve .ru",
+            "golos@sip.exolve.ru",
+            "sip:sip.exolve.ru",
+            "sips:x.ru",
+            "udp://x.ru",
+            "x.ru;transport=tcp",
+            "x.ru/path",
+            "x.ru:0",
+            "x.ru:65536",
+            "x.ru:port",
+            "x.ru:",
+            "0.0.0.0",
+            "[::]:5060",
+            "224.0.0.1",
+            "2a02::1:5060:x",
+            "[2a02::1",
+            "[2a02::1]5060",
+            "-x.ru",
+            "x_y.ru",
+            "1.2.3",
+            "..",
+            &long,
+        ] {
+            assert!(SipAddress::parse(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 }

@@ -35,6 +35,10 @@ pub struct CreateTrunk {
     pub numbers: Vec<String>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Where golos sends the trunk's OPTIONS health checks: `host` or `host:port` (port 5060
+    /// by default; an IPv6 address in brackets), an IP address or a DNS name. Without it the
+    /// trunk is not probed and its circuit breaker stays closed.
+    pub sip_address: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,6 +53,10 @@ pub struct UpdateTrunk {
     pub digest_password: Option<String>,
     pub numbers: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// `null` stops the health checks.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub sip_address: Option<Option<String>>,
 }
 
 /// A field that was sent, even as `null` (`Some(None)`), apart from one left out (`None`):
@@ -71,6 +79,8 @@ pub struct TrunkView {
     /// E.164. The business's own numbers, shown in full to the operator and its admins.
     pub numbers: Vec<String>,
     pub enabled: bool,
+    /// Where the OPTIONS health checks go, `host:port`; `null`: not probed.
+    pub sip_address: Option<String>,
     /// Also the `ETag`.
     pub version: u64,
     pub created_at: String,
@@ -88,6 +98,7 @@ impl From<SipTrunk> for TrunkView {
             digest_password_fingerprint: t.digest_fingerprint,
             numbers: t.numbers.iter().map(golos_domain::PhoneNumber::expose_e164).collect(),
             enabled: t.enabled,
+            sip_address: t.sip_address,
             version: t.version,
             created_at: t.created_at.to_string(),
             updated_at: t.updated_at.to_string(),
@@ -135,6 +146,7 @@ pub async fn create(
         digest_password: body.digest_password,
         numbers: body.numbers,
         enabled: body.enabled,
+        sip_address: body.sip_address,
     };
     Ok(with_etag(StatusCode::CREATED, sip_trunks::create(&state, &actor, &org, new).await?))
 }
@@ -177,6 +189,7 @@ pub async fn update(
         digest_password: body.digest_password,
         numbers: body.numbers,
         enabled: body.enabled,
+        sip_address: body.sip_address,
     };
     let trunk = sip_trunks::update(&state, &actor, &trunk_id, changes, if_match(&headers)?).await?;
     Ok(with_etag(StatusCode::OK, trunk))

@@ -1177,12 +1177,23 @@ pub async fn sip_trunks_are_the_operators_and_admins_read_their_own(app: &TestAp
     open["source_networks"] = json!(["0.0.0.0/0"]);
     let refused = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &open).await;
     assert_eq!(refused.body["errors"][0]["code"], "invalid_network", "{:?}", refused.body);
+    // The health-check address is a host and a port, never a URI with a user in it.
+    let mut with_user = body.clone();
+    with_user["sip_address"] = json!("golos@sip.exolve.ru");
+    let refused = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &with_user).await;
+    assert_eq!(
+        (refused.status, &refused.body["errors"][0]["field"], &refused.body["errors"][0]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("sip_address"), &json!("invalid_sip_address")),
+        "{:?}",
+        refused.body
+    );
 
     let created = app.post("/v1/sip-trunks", OPERATOR_TOKEN, &body).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert!(!created.body.to_string().contains("s3cret-digest"), "the password never comes back");
     assert_eq!(created.body["digest_password_fingerprint"].as_str().map(str::len), Some(16));
+    assert_eq!(created.body["sip_address"], Value::Null, "without an address the trunk is not probed");
     assert_eq!((created.header("etag"), &created.body["numbers"]), (Some("\"1\""), &json!(["+74951234567"])));
 
     // The org's admins read their own; nobody else's, and viewers not at all.
@@ -1218,6 +1229,16 @@ pub async fn sip_trunks_are_the_operators_and_admins_read_their_own(app: &TestAp
         (&no_digest.body["digest_username"], &no_digest.body["digest_password_fingerprint"]),
         (&Value::Null, &Value::Null)
     );
+    // The probe address is stored as host:port; null stops the probes.
+    let probed =
+        app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"sip_address": "SIP.Exolve.ru"})), &[]).await;
+    assert_eq!(probed.body["sip_address"], "sip.exolve.ru:5060", "{:?}", probed.body);
+    assert_eq!(app.get(&path, OPERATOR_TOKEN).await.body["sip_address"], "sip.exolve.ru:5060");
+    let renamed_only =
+        app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"name": "Exolve"})), &[]).await;
+    assert_eq!(renamed_only.body["sip_address"], "sip.exolve.ru:5060", "a PATCH without it keeps it");
+    let unprobed = app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"sip_address": null})), &[]).await;
+    assert_eq!(unprobed.body["sip_address"], Value::Null, "{:?}", unprobed.body);
     let unidentified =
         app.call(Method::PATCH, &path, Some(OPERATOR_TOKEN), Some(&json!({"source_networks": []})), &[]).await;
     assert_eq!(unidentified.body["errors"][0]["code"], "no_identification", "{:?}", unidentified.body);

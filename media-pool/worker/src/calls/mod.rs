@@ -30,6 +30,7 @@ pub mod sink;
 pub mod sip;
 mod start;
 mod stt;
+mod trunk_probes;
 
 use admission::Admit;
 pub use resume::RESUME_WINDOW;

@@ -46,6 +46,8 @@ pub struct SipEdgeConfig {
     pub rtp_ports: RangeInclusive<u16>,
     /// The address in our SDP: where the trunk sends RTP.
     pub media_address: IpAddr,
+    /// The trunks' circuit breakers: how often they are health-checked, when they open and close.
+    pub breaker: golos_sip::breaker::BreakerConfig,
 }
 
 /// The running SIP edge.
@@ -91,6 +93,8 @@ impl LiveCalls {
     pub async fn start_sip(&self, config: SipEdgeConfig) -> anyhow::Result<SipEdge> {
         let (endpoint, events) = SipEndpoint::bind(SipConfig::new(config.listen)).await?;
         let endpoint = Arc::new(endpoint);
+        self.worker.trunk_health.configure(config.breaker);
+        tokio::spawn(self.clone().probe_trunks(Arc::clone(&endpoint)));
         tokio::spawn(self.clone().sip_events(Arc::clone(&endpoint), events, config));
         Ok(SipEdge { endpoint })
     }
@@ -299,6 +303,10 @@ impl LiveCalls {
             tracing::warn!(%call, %error, "the store could not be read to route a call");
             RejectReason::Overloaded
         };
+        if !self.worker.trunk_health.admits(&trunk.id, std::time::Instant::now()) {
+            tracing::info!(%call, trunk = %trunk.id, "the trunk's circuit breaker is open: call refused");
+            return Err(RejectReason::BreakerOpen);
+        }
         let Some(to) = incoming.to.as_ref().filter(|to| trunk.numbers.contains(to)) else {
             tracing::info!(%call, trunk = %trunk.id, to = ?incoming.to, "the dialled number is not one of the trunk's");
             return Err(RejectReason::NotRouted);

@@ -16,6 +16,7 @@ fn trunk(org: &golos_domain::OrgId) -> SipTrunk {
         digest_fingerprint: None,
         numbers: vec![PhoneNumber::parse("+74951234567").expect("test number")],
         enabled: true,
+        sip_address: None,
         version: 1,
         created_at: T0,
         updated_at: T0,
@@ -31,10 +32,12 @@ pub async fn trunks_are_versioned_documents(h: &impl Harness) {
     assert!(matches!(trunks.create(&a).await, Err(PortError::AlreadyExists { .. })), "an id is taken once");
     assert_eq!(trunks.get(&a.id).await.unwrap().as_ref(), Some(&a));
 
-    let renamed = SipTrunk { name: "Exolve, Moscow".into(), ..a.clone() };
+    let renamed =
+        SipTrunk { name: "Exolve, Moscow".into(), sip_address: Some("sip.exolve.ru:5060".into()), ..a.clone() };
     assert_eq!(trunks.update(&renamed).await.unwrap(), 2);
     let stored = trunks.get(&a.id).await.unwrap().expect("still there");
     assert_eq!((stored.name.as_str(), stored.version), ("Exolve, Moscow", 2));
+    assert_eq!(stored.sip_address.as_deref(), Some("sip.exolve.ru:5060"), "the probe address is kept");
     // An update over the version read before is refused with the current version.
     assert!(matches!(trunks.update(&a).await, Err(PortError::Conflict { expected: 1, actual: 2 })));
 
