@@ -1,6 +1,8 @@
 //! Helpers to run the real `golos` binary as a black box: start it on port 0 in a fresh
 //! data directory, find its address from its first line of output, talk HTTP to it.
 
+pub mod sip;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
