@@ -99,7 +99,7 @@ impl Default for WorkerSettings {
 /// The SIP edge: phone calls from trunks straight to this worker (docs/telephony.md). Off
 /// unless `listen` is set: most deployments take WebSocket calls only, and a SIP port open by
 /// default would answer scanners.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipSettings {
     /// UDP and TCP, e.g. `0.0.0.0:5060`.
@@ -109,9 +109,36 @@ pub struct SipSettings {
     /// The address written into our SDP (where the trunk sends RTP); `None` is the listen
     /// address, which must then be a specific one.
     pub public_address: Option<IpAddr>,
+    /// An answered call from which no RTP arrives for this long is ended (BYE): the far end
+    /// is gone without one. At least 1.
+    pub rtp_media_timeout_secs: u64,
+}
+
+/// The product default of `sip.rtp_media_timeout_secs`: long enough for a trunk that
+/// pauses its stream (silence suppression, a re-INVITE) and short enough that a call whose
+/// far end vanished is not billed on for long.
+pub const DEFAULT_RTP_MEDIA_TIMEOUT_SECS: u64 = 30;
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            rtp_ports: PortRange::default(),
+            public_address: None,
+            rtp_media_timeout_secs: DEFAULT_RTP_MEDIA_TIMEOUT_SECS,
+        }
+    }
 }
 
 impl SipSettings {
+    /// How long an answered call may go without RTP from the trunk (checked: at least 1 s).
+    pub fn media_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        if self.rtp_media_timeout_secs == 0 {
+            return Err(anyhow!("GOLOS_RTP_MEDIA_TIMEOUT_SECS: {MEDIA_TIMEOUT}, not 0"));
+        }
+        Ok(std::time::Duration::from_secs(self.rtp_media_timeout_secs))
+    }
+
     /// The address our SDP answers carry, when SIP is on.
     pub fn media_address(&self) -> anyhow::Result<Option<IpAddr>> {
         let Some(listen) = self.listen else { return Ok(None) };
@@ -417,6 +444,7 @@ const VARS: &[(&str, Setter)] = &[
     ("GOLOS_SIP_PUBLIC_ADDRESS", |s, v| {
         assign(&mut s.sip.public_address, parse(v, "an IP address like 203.0.113.7").map(Some))
     }),
+    ("GOLOS_RTP_MEDIA_TIMEOUT_SECS", |s, v| assign(&mut s.sip.rtp_media_timeout_secs, parse(v, MEDIA_TIMEOUT))),
     ("GOLOS_YOOKASSA_API_URL", |s, v| assign(&mut s.control.yookassa_api_url, Ok(v.to_owned()))),
     ("GOLOS_YOOKASSA_ALLOWED_IPS", |s, v| assign(&mut s.control.yookassa_allowed_ips, Ok(list(v)))),
     ("GOLOS_EGRESS_ALLOW", |s, v| assign(&mut s.control.egress_allow, Ok(list(v)))),
@@ -458,6 +486,7 @@ const SWEEP_INTERVAL: &str = "milliseconds, at least 100";
 const HOLD_MAX: &str = "a whole number (0: no hold queue)";
 const CALL_WINDOW: &str = "whole days, 1 to 3650";
 const AUTH_FAILURES: &str = "a whole number, at least 1";
+const MEDIA_TIMEOUT: &str = "whole seconds, at least 1";
 
 fn assign<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
     *slot = value?;
@@ -519,6 +548,7 @@ impl Settings {
         }
         settings.control_config()?;
         settings.sip.media_address()?;
+        settings.sip.media_timeout()?;
         Ok(settings)
     }
 
@@ -749,6 +779,18 @@ mod tests {
         let flags = Flags { sip_public_address: Some(IpAddr::from([203, 0, 113, 7])), ..Flags::default() };
         let settings = load(&flags, &vars).unwrap();
         assert_eq!(settings.sip.media_address().unwrap(), Some(IpAddr::from([203, 0, 113, 7])));
+    }
+
+    #[test]
+    fn the_rtp_media_timeout_is_30_s_unless_set_and_never_0() {
+        let settings = load(&Flags::default(), &[]).unwrap();
+        assert_eq!(settings.sip.media_timeout().unwrap(), std::time::Duration::from_secs(30));
+        let settings = load(&Flags::default(), &[("GOLOS_RTP_MEDIA_TIMEOUT_SECS", "2")]).unwrap();
+        assert_eq!(settings.sip.media_timeout().unwrap(), std::time::Duration::from_secs(2));
+        for bad in ["0", "-1", "two"] {
+            let err = load(&Flags::default(), &[("GOLOS_RTP_MEDIA_TIMEOUT_SECS", bad)]).unwrap_err();
+            assert!(format!("{err:#}").starts_with("GOLOS_RTP_MEDIA_TIMEOUT_SECS: "), "{bad}: {err:#}");
+        }
     }
 
     #[test]

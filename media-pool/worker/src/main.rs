@@ -126,8 +126,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let sip = match (settings.sip.listen, settings.sip.media_address()?) {
         (Some(listen), Some(media_address)) => {
             let ports = settings.sip.rtp_ports;
-            let config =
-                golos::calls::sip::SipEdgeConfig { listen, rtp_ports: ports.first..=ports.last, media_address };
+            let config = golos::calls::sip::SipEdgeConfig {
+                listen,
+                rtp_ports: ports.first..=ports.last,
+                media_address,
+                media_timeout: settings.sip.media_timeout()?,
+            };
             let edge = Box::pin(live.start_sip(config)).await.with_context(|| format!("binding SIP on {listen}"))?;
             tracing::info!(addr = %edge.local_addr(), rtp_ports = %ports, %media_address, "taking phone calls over SIP");
             Some(edge)
@@ -247,5 +251,7 @@ mod tests {
         assert_eq!(worker.ws_max_connections, golos::calls::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(worker.ws_max_connections_per_ip, golos::calls::DEFAULT_MAX_CONNECTIONS_PER_IP);
         assert_eq!(worker.twilio_max_connections_per_ip, golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP);
+        let sip = golos_bootstrap::settings::SipSettings::default();
+        assert_eq!(sip.media_timeout().unwrap(), golos::calls::sip::DEFAULT_MEDIA_TIMEOUT);
     }
 }

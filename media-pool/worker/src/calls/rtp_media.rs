@@ -25,9 +25,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// No RTP from the trunk for this long ends the call: the far end is gone without a BYE
-/// (a trunk restart, a lost route), and billing must not run on.
-pub(super) const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
+/// No RTP from the trunk for this long ends the call by default: the far end is gone without
+/// a BYE (a trunk restart, a lost route), and billing must not run on. The operator's
+/// `GOLOS_RTP_MEDIA_TIMEOUT_SECS` (`SipEdgeConfig::media_timeout`) replaces it.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A datagram larger than any 20 ms G.711 packet with headers; longer ones are cut and fail
 /// to parse, which is what they deserve.
@@ -66,7 +67,7 @@ pub(super) fn random_u64() -> u64 {
 pub(super) enum MediaEnd {
     /// The call ended (`SessionOutput::End` or the link): this is its reason.
     Ended(String),
-    /// Nothing came from the trunk for [`MEDIA_TIMEOUT`].
+    /// Nothing came from the trunk for the media timeout.
     Timeout,
 }
 
@@ -84,6 +85,8 @@ pub(super) struct RtpMedia {
     /// (a forged source inside our network) is not latched onto.
     egress: golos_egress::EgressAllowlist,
     pipeline_rate: u32,
+    /// No RTP for this long ends the call.
+    media_timeout: Duration,
 }
 
 impl RtpMedia {
@@ -92,6 +95,7 @@ impl RtpMedia {
         negotiated: &Negotiated,
         egress: golos_egress::EgressAllowlist,
         pipeline_rate: u32,
+        media_timeout: Duration,
     ) -> Self {
         Self {
             socket,
@@ -102,6 +106,7 @@ impl RtpMedia {
             latched: false,
             egress,
             pipeline_rate,
+            media_timeout,
         }
     }
 
@@ -158,7 +163,7 @@ impl RtpMedia {
                     heard_any = true;
                 }
                 _ = tick.tick() => {
-                    if last_heard.elapsed() >= MEDIA_TIMEOUT {
+                    if last_heard.elapsed() >= self.media_timeout {
                         tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
                         link.request_end(golos_call::EndReason::Failed);
                         return MediaEnd::Timeout;

@@ -14,6 +14,7 @@
 //! 5. BYE from the trunk ends the call `caller_hangup`; the agent's hangup sends BYE; CANCEL
 //!    before the answer ends everything the call took.
 
+pub use super::rtp_media::DEFAULT_MEDIA_TIMEOUT;
 use super::rtp_media::{bind_rtp, random_u64, MediaEnd, RtpMedia};
 use super::session::{CallRequest, OpenedCall};
 use super::sink::PIPELINE_RATE;
@@ -39,6 +40,8 @@ pub struct SipEdgeConfig {
     pub rtp_ports: RangeInclusive<u16>,
     /// The address in our SDP: where the trunk sends RTP.
     pub media_address: IpAddr,
+    /// No RTP from the trunk for this long ends an answered call (`DEFAULT_MEDIA_TIMEOUT`).
+    pub media_timeout: std::time::Duration,
 }
 
 /// The running SIP edge.
@@ -199,7 +202,8 @@ impl LiveCalls {
             codec = negotiated.codec.encoding_name(), ?admit, "phone call admitted"
         );
         let answer = negotiated.sdp.clone().into_bytes();
-        let media = RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE);
+        let media =
+            RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE, config.media_timeout);
         let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
