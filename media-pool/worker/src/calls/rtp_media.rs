@@ -163,6 +163,11 @@ impl RtpMedia {
                     heard_any = true;
                 }
                 _ = tick.tick() => {
+                    if !*link.started.borrow() {
+                        // Held in line: trunks often send nothing before the answer, and the
+                        // wait may be minutes. The timeout counts from the answer.
+                        last_heard = Instant::now();
+                    }
                     if last_heard.elapsed() >= self.media_timeout {
                         tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
                         link.request_end(golos_call::EndReason::Failed);
