@@ -54,6 +54,57 @@ fn stream_silence(socket: &UdpSocket, to: SocketAddr, stop: &AtomicBool) {
     }
 }
 
+/// An INVITE from the trunk to `NUMBER` written by hand (SIPp computes Content-Length itself),
+/// with `content_length` as its Content-Length (the body's length when `None`) and, when
+/// given, `call_id` as its Call-ID.
+fn hand_written_invite(
+    socket: &UdpSocket,
+    branch: &str,
+    content_length: Option<&str>,
+    call_id: Option<&str>,
+) -> String {
+    let local = socket.local_addr().expect("local address");
+    let call_id = call_id.map(|id| format!("Call-ID: {id}\r\n")).unwrap_or_default();
+    let sdp = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\n";
+    let content_length = content_length.map_or_else(|| sdp.len().to_string(), str::to_owned);
+    format!(
+        "INVITE sip:74951234567@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+         From: <sip:79161234567@127.0.0.1>;tag={branch}\r\nTo: <sip:74951234567@127.0.0.1>\r\n{call_id}\
+         CSeq: 1 INVITE\r\nContact: <sip:79161234567@{local}>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {content_length}\r\n\r\n{sdp}"
+    )
+}
+
+/// Sends `invite` and answers the final status golos sends for it, after ACKing it (a
+/// non-2xx final response is retransmitted until then). Every response on `socket` must be
+/// for `branch`: nothing earlier sent from it may have been answered.
+fn final_status(socket: &UdpSocket, sip: SocketAddr, invite: &str, branch: &str) -> u16 {
+    socket.send_to(invite.as_bytes(), sip).expect("send the INVITE");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let mut buf = [0u8; 4000];
+    loop {
+        let (len, _) = socket.recv_from(&mut buf).expect("golos answers the INVITE");
+        let response = String::from_utf8_lossy(&buf[..len]).into_owned();
+        assert!(response.contains(branch), "a response to something else: {response}");
+        let status: u16 = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+        if status < 200 {
+            continue;
+        }
+        let header = |name: &str| {
+            response.lines().find(|l| l.to_ascii_lowercase().starts_with(name)).expect("a header").trim().to_owned()
+        };
+        let ack = format!(
+            "ACK sip:74951234567@127.0.0.1 SIP/2.0\r\n{}\r\n{}\r\n{}\r\n{}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            header("via:"),
+            header("from:"),
+            header("to:"),
+            header("call-id:")
+        );
+        socket.send_to(ack.as_bytes(), sip).expect("send the ACK");
+        return status;
+    }
+}
+
 /// `POST /v1/admissions` for `call` of the line's org and agent, as another component of the
 /// operator's asks it: a slot, or a place in line, held for a call that is not a phone call.
 async fn admit(golos: &SipGolos, line: &PhoneLine, call: &str) -> Value {
@@ -177,6 +228,22 @@ async fn a_malformed_invite_is_answered_400_and_the_next_call_is_answered() {
 
     let (ok, log) = golos.sipp("malformed-no-contact.xml").run_async().await;
     assert!(ok, "an INVITE without Contact must be answered 400:\n{log}");
+
+    // By hand, from the trunk's address: an INVITE without Call-ID cannot be answered at all
+    // and is dropped (RFC 3261 §18.3); one whose Content-Length is not a number, or runs past
+    // the end of the datagram, is answered 400.
+    let sip = golos.sip;
+    tokio::task::spawn_blocking(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let no_call_id = hand_written_invite(&socket, "z9hG4bK-no-call-id", None, None);
+        socket.send_to(no_call_id.as_bytes(), sip).expect("send");
+        for (branch, length) in [("z9hG4bK-length-abc", "abc"), ("z9hG4bK-length-past", "4000")] {
+            let invite = hand_written_invite(&socket, branch, Some(length), Some(&format!("{branch}@trunk")));
+            assert_eq!(final_status(&socket, sip, &invite, branch), 400, "Content-Length: {length}");
+        }
+    })
+    .await
+    .expect("the hand-written INVITEs");
 
     // The next call is answered; the test's media socket stays silent, so golos hangs up
     // after the media timeout.
