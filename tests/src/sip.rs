@@ -89,18 +89,11 @@ pub struct Sipp {
     scenario: String,
     local_ip: String,
     sets: Vec<(String, String)>,
-    args: Vec<String>,
 }
 
 impl Sipp {
     pub fn new(target: SocketAddr, scenario: &str) -> Self {
-        Self {
-            target,
-            scenario: scenario.to_owned(),
-            local_ip: "127.0.0.1".to_owned(),
-            sets: Vec::new(),
-            args: Vec::new(),
-        }
+        Self { target, scenario: scenario.to_owned(), local_ip: "127.0.0.1".to_owned(), sets: Vec::new() }
     }
 
     /// Sends from `ip` (127.0.0.2 is loopback, but no trunk's network).
@@ -112,12 +105,6 @@ impl Sipp {
     /// `-set name value`: a `[$name]` of the scenario.
     pub fn set(mut self, name: &str, value: impl std::fmt::Display) -> Self {
         self.sets.push((name.to_owned(), value.to_string()));
-        self
-    }
-
-    /// Another command-line argument for SIPp.
-    pub fn arg(mut self, arg: &str) -> Self {
-        self.args.push(arg.to_owned());
         self
     }
 
@@ -134,8 +121,7 @@ impl Sipp {
             .args(["-m", "1", "-t", "u1", "-i", &self.local_ip, "-p", "0", "-nostdin"])
             .args(["-mi", "127.0.0.1", "-mp", &free_media_port().to_string()])
             .args(["-recv_timeout", "20s", "-timeout", "60s", "-timeout_error", "-trace_err", "-error_file"])
-            .arg(&errors)
-            .args(&self.args);
+            .arg(&errors);
         for (name, value) in &self.sets {
             command.args(["-set", name, value]);
         }
