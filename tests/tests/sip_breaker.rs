@@ -19,7 +19,7 @@ const SILENT: u16 = 0;
 
 /// SIPp as the trunk from 127.0.0.1.
 fn sipp(sip: SocketAddr, name: &str) -> (bool, String) {
-    golos_tests::sip::sipp(sip, "127.0.0.1", name, &[])
+    golos_tests::sip::Sipp::new(sip, name).run()
 }
 
 /// The trunk's signalling side for health checks: answers every OPTIONS with the status in

@@ -13,7 +13,7 @@
 //! The agents' LLM is the OpenAI simulator scripted to call the tools, their STT the Deepgram
 //! simulator (any speech is a turn).
 
-use golos_tests::sip::{self, BadNetwork, Heard, Operator, SipGolos};
+use golos_tests::sip::{self, BadNetwork, Heard, Operator, SipGolos, Sipp};
 use golos_tests::Simulator;
 use serde_json::{json, Value};
 use std::net::{SocketAddr, UdpSocket};
@@ -51,10 +51,11 @@ fn agent(simulator: &Simulator, tools: &Value) -> Value {
 
 /// golos with a funded org whose number reaches `agent`; the org's admin key.
 async fn line(golos: &SipGolos, simulator: &Simulator, tools: &Value) -> (Operator, String) {
-    let operator = golos.operator();
+    let operator = golos.operator.clone();
     let (org_id, key) = operator.funded_org("Reception").await;
     operator.put_credential(&key, "sim-key", "sim-key").await;
-    operator.phone_line(&org_id, &key, &agent(simulator, tools)).await;
+    let trunk = json!({"source_networks": ["127.0.0.1/32"]});
+    operator.agent_line(&org_id, &key, &agent(simulator, tools), &trunk).await;
     (operator, key)
 }
 
@@ -71,8 +72,7 @@ async fn call(sip: SocketAddr, name: &'static str, network: BadNetwork) -> (bool
             sip::trunk_media(&media, &speech, network, TELEPHONE_EVENT, &stop, Duration::from_secs(60))
         })
     };
-    let sets = [("rtpport", media_port.to_string())];
-    let (ok, log) = tokio::task::spawn_blocking(move || sip::sipp(sip, "127.0.0.1", name, &sets)).await.unwrap();
+    let (ok, log) = Sipp::new(sip, name).set("rtpport", media_port).run_async().await;
     stop.store(true, Ordering::Relaxed);
     (ok, log, talking.await.unwrap())
 }
@@ -86,7 +86,7 @@ async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_go
         ],
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
-    let golos = SipGolos::start(45_000, &[]);
+    let golos = SipGolos::start(&[]);
     let (operator, key) =
         line(&golos, &simulator, &json!([{"type": "transfer_call", "destination": TRANSFER_TARGET}])).await;
 
@@ -121,7 +121,7 @@ async fn send_dtmf_keys_rfc_4733_events_to_the_trunk() {
         ],
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
-    let golos = SipGolos::start(46_000, &[]);
+    let golos = SipGolos::start(&[]);
     let (_operator, _key) = line(&golos, &simulator, &json!([{"type": "send_dtmf"}])).await;
     // inbound-call.xml offers telephone-event/8000 as payload type 101 and hangs up after 10 s.
     let (ok, log, heard) = call(golos.sip, "inbound-call.xml", BadNetwork::default()).await;
@@ -136,7 +136,7 @@ async fn a_lossy_reordering_line_still_carries_the_call_and_its_quality_shows_th
         "replies": [{"tokens": ["We", " are", " open", " from", " eight", " in", " the", " morning."]}],
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
-    let golos = SipGolos::start(47_000, &[]);
+    let golos = SipGolos::start(&[]);
     let (operator, key) = line(&golos, &simulator, &json!([])).await;
     // 5 % of the caller's packets lost, one in 7 arriving after its successor.
     let network = BadNetwork { drop_every: Some(20), swap_every: Some(7) };
@@ -160,20 +160,15 @@ async fn a_digest_trunk_is_challenged_and_admitted_only_with_its_password() {
         "replies": [{"tokens": ["Hello."]}],
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
-    let golos = SipGolos::start(48_000, &[]);
-    let operator = golos.operator();
+    let golos = SipGolos::start(&[]);
+    let operator = &golos.operator;
     let (org_id, key) = operator.funded_org("Digest").await;
     operator.put_credential(&key, "sim-key", "sim-key").await;
     // No source networks: the credentials alone say who the trunk is.
     let identification = json!({"digest_username": "exolve-test", "digest_password": "trunk-s3cret"});
-    operator.phone_line_through(&org_id, &key, &agent(&simulator, &json!([])), &identification).await;
+    operator.agent_line(&org_id, &key, &agent(&simulator, &json!([])), &identification).await;
 
-    let (ok, log) = tokio::task::spawn_blocking({
-        let sip = golos.sip;
-        move || sip::sipp(sip, "127.0.0.1", "digest-wrong-password.xml", &[("rtpport", "9".into())])
-    })
-    .await
-    .unwrap();
+    let (ok, log) = golos.sipp("digest-wrong-password.xml").set("rtpport", 9).run_async().await;
     assert!(ok, "a wrong password is refused 403 after the 401 challenge:\n{log}");
     let (ok, log, heard) = call(golos.sip, "digest-call.xml", BadNetwork::default()).await;
     assert!(ok, "the challenge (401), then the authenticated INVITE answered 200:\n{log}");

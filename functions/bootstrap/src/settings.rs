@@ -119,7 +119,15 @@ pub struct SipSettings {
     pub breaker_open_ms: u64,
     /// Good checks in a row, after `breaker_open_ms`, that close it.
     pub breaker_probes_to_close: u32,
+    /// An answered call from which no RTP arrives for this long is ended (BYE): the far end
+    /// is gone without one. At least 1.
+    pub rtp_media_timeout_secs: u64,
 }
+
+/// The product default of `sip.rtp_media_timeout_secs`: long enough for a trunk that
+/// pauses its stream (silence suppression, a re-INVITE) and short enough that a call whose
+/// far end vanished is not billed on for long.
+pub const DEFAULT_RTP_MEDIA_TIMEOUT_SECS: u64 = 30;
 
 impl Default for SipSettings {
     fn default() -> Self {
@@ -133,11 +141,20 @@ impl Default for SipSettings {
             breaker_failures_to_open: 5,
             breaker_open_ms: 30_000,
             breaker_probes_to_close: 3,
+            rtp_media_timeout_secs: DEFAULT_RTP_MEDIA_TIMEOUT_SECS,
         }
     }
 }
 
 impl SipSettings {
+    /// How long an answered call may go without RTP from the trunk (checked: at least 1 s).
+    pub fn media_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        if self.rtp_media_timeout_secs == 0 {
+            return Err(anyhow!("GOLOS_RTP_MEDIA_TIMEOUT_SECS: {MEDIA_TIMEOUT}, not 0"));
+        }
+        Ok(std::time::Duration::from_secs(self.rtp_media_timeout_secs))
+    }
+
     /// The address our SDP answers carry, when SIP is on.
     pub fn media_address(&self) -> anyhow::Result<Option<IpAddr>> {
         let Some(listen) = self.listen else { return Ok(None) };
@@ -472,6 +489,7 @@ const VARS: &[(&str, Setter)] = &[
     ("GOLOS_SIP_BREAKER_OPEN_MS", |s, v| assign(&mut s.sip.breaker_open_ms, parse(v, BREAKER_OPEN))),
     ("GOLOS_SIP_BREAKER_FAILURES_TO_OPEN", |s, v| assign(&mut s.sip.breaker_failures_to_open, parse(v, AT_LEAST_ONE))),
     ("GOLOS_SIP_BREAKER_PROBES_TO_CLOSE", |s, v| assign(&mut s.sip.breaker_probes_to_close, parse(v, AT_LEAST_ONE))),
+    ("GOLOS_RTP_MEDIA_TIMEOUT_SECS", |s, v| assign(&mut s.sip.rtp_media_timeout_secs, parse(v, MEDIA_TIMEOUT))),
     ("GOLOS_YOOKASSA_API_URL", |s, v| assign(&mut s.control.yookassa_api_url, Ok(v.to_owned()))),
     ("GOLOS_YOOKASSA_ALLOWED_IPS", |s, v| assign(&mut s.control.yookassa_allowed_ips, Ok(list(v)))),
     ("GOLOS_EGRESS_ALLOW", |s, v| assign(&mut s.control.egress_allow, Ok(list(v)))),
@@ -516,6 +534,7 @@ const AUTH_FAILURES: &str = "a whole number, at least 1";
 const PROBE_EVERY: &str = "milliseconds, at least 100";
 const BREAKER_OPEN: &str = "milliseconds, at least 100";
 const AT_LEAST_ONE: &str = "a whole number, at least 1";
+const MEDIA_TIMEOUT: &str = "whole seconds, at least 1";
 
 fn assign<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
     *slot = value?;
@@ -578,6 +597,7 @@ impl Settings {
         settings.control_config()?;
         settings.sip.media_address()?;
         settings.sip.check_breaker()?;
+        settings.sip.media_timeout()?;
         Ok(settings)
     }
 
@@ -835,6 +855,18 @@ mod tests {
         let (_dir, path) = file("[sip]\nbreaker_failures_to_open = 0\n");
         let err = load(&Flags::default(), &[("GOLOS_CONFIG", path.to_str().unwrap())]).unwrap_err();
         assert!(format!("{err:#}").starts_with("GOLOS_SIP_BREAKER_FAILURES_TO_OPEN: "), "{err:#}");
+    }
+
+    #[test]
+    fn the_rtp_media_timeout_is_30_s_unless_set_and_never_0() {
+        let settings = load(&Flags::default(), &[]).unwrap();
+        assert_eq!(settings.sip.media_timeout().unwrap(), std::time::Duration::from_secs(30));
+        let settings = load(&Flags::default(), &[("GOLOS_RTP_MEDIA_TIMEOUT_SECS", "2")]).unwrap();
+        assert_eq!(settings.sip.media_timeout().unwrap(), std::time::Duration::from_secs(2));
+        for bad in ["0", "-1", "two"] {
+            let err = load(&Flags::default(), &[("GOLOS_RTP_MEDIA_TIMEOUT_SECS", bad)]).unwrap_err();
+            assert!(format!("{err:#}").starts_with("GOLOS_RTP_MEDIA_TIMEOUT_SECS: "), "{bad}: {err:#}");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub(crate) fn invite_fields(req: &Request, plan: NumberPlan) -> Result<InviteFie
     }
     let to = req.to_header().map_err(|e| SipError::Parse(e.to_string()))?;
     to.uri().map_err(|e| SipError::Parse(format!("To: {e}")))?;
+    check_content_length(req)?;
     req.call_id_header().map_err(|e| SipError::Parse(e.to_string()))?;
     let cseq = req.cseq_header().map_err(|e| SipError::Parse(e.to_string()))?;
     // RFC 3261 §8.1.1.8: without a Contact there is nowhere to send our BYE or re-INVITE.
@@ -63,6 +64,20 @@ pub(crate) fn invite_fields(req: &Request, plan: NumberPlan) -> Result<InviteFie
         .and_then(|h| DigestAnswer::parse(h.value()))
         .map(Box::new);
     Ok(InviteFields { from, to, headers, sdp_offer, digest })
+}
+
+/// RFC 3261 §18.3 and §20.14: the Content-Length says where the body ends. A value that is
+/// not a number, or one past the end of the datagram (the body was cut), is a broken request,
+/// answered 400 rather than read as whatever the datagram happens to hold.
+fn check_content_length(req: &Request) -> Result<(), SipError> {
+    let declared = req.headers.iter().find(|h| h.name().eq_ignore_ascii_case("Content-Length") || h.name() == "l");
+    let Some(declared) = declared else { return Ok(()) };
+    let length: usize =
+        declared.value().trim().parse().map_err(|_| SipError::Parse("Content-Length is not a number".into()))?;
+    if length > req.body.len() {
+        return Err(SipError::Parse("the body is shorter than its Content-Length".into()));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -160,6 +175,16 @@ Content-Length: 4\r\n\r\nv=0\n";
             let wrong = INVITE.replace("To: <sip:74951234567@golos.example>", to);
             assert!(matches!(inspect(wrong.as_bytes(), NumberPlan::default()), Err(SipError::Parse(_))), "{to}");
         }
+    }
+
+    #[test]
+    fn an_invite_whose_content_length_is_not_a_number_or_past_its_body_is_refused() {
+        for length in ["abc", "-1", "5", "99999"] {
+            let wrong = INVITE.replace("Content-Length: 4", &format!("Content-Length: {length}"));
+            assert!(matches!(inspect(wrong.as_bytes(), NumberPlan::default()), Err(SipError::Parse(_))), "{length}");
+        }
+        let exact = INVITE.replace("Content-Length: 4", "Content-Length:  4 ");
+        assert!(matches!(inspect(exact.as_bytes(), NumberPlan::default()), Ok(Inspected::Invite { .. })));
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 rtp_ports: ports.first..=ports.last,
                 media_address,
                 breaker: breaker_config(&settings.sip),
+                media_timeout: settings.sip.media_timeout()?,
             };
             let edge = Box::pin(live.start_sip(config)).await.with_context(|| format!("binding SIP on {listen}"))?;
             tracing::info!(addr = %edge.local_addr(), rtp_ports = %ports, %media_address, "taking phone calls over SIP");
@@ -263,5 +264,6 @@ mod tests {
         assert_eq!(worker.twilio_max_connections_per_ip, golos::calls::DEFAULT_MAX_TWILIO_CONNECTIONS_PER_IP);
         let sip = golos_bootstrap::settings::SipSettings::default();
         assert_eq!(super::breaker_config(&sip), golos_sip::breaker::BreakerConfig::default());
+        assert_eq!(sip.media_timeout().unwrap(), golos::calls::sip::DEFAULT_MEDIA_TIMEOUT);
     }
 }

@@ -27,9 +27,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// No RTP from the trunk for this long ends the call: the far end is gone without a BYE
-/// (a trunk restart, a lost route), and billing must not run on.
-pub(super) const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
+/// No RTP from the trunk for this long ends the call by default: the far end is gone without
+/// a BYE (a trunk restart, a lost route), and billing must not run on. The operator's
+/// `GOLOS_RTP_MEDIA_TIMEOUT_SECS` (`SipEdgeConfig::media_timeout`) replaces it.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the call's line quality (loss, jitter, MOS) is written to its record; the record
 /// keeps the latest, so a call's last seconds may be missing from it.
@@ -78,7 +79,7 @@ pub(super) fn random_u64() -> u64 {
 pub(super) enum MediaEnd {
     /// The call ended (`SessionOutput::End` or the link): this is its reason.
     Ended(String),
-    /// Nothing came from the trunk for [`MEDIA_TIMEOUT`].
+    /// Nothing came from the trunk for the media timeout.
     Timeout,
 }
 
@@ -96,6 +97,8 @@ pub(super) struct RtpMedia {
     /// (a forged source inside our network) is not latched onto.
     egress: golos_egress::EgressAllowlist,
     pipeline_rate: u32,
+    /// No RTP for this long ends the call.
+    media_timeout: Duration,
 }
 
 impl RtpMedia {
@@ -104,6 +107,7 @@ impl RtpMedia {
         negotiated: &Negotiated,
         egress: golos_egress::EgressAllowlist,
         pipeline_rate: u32,
+        media_timeout: Duration,
     ) -> Self {
         Self {
             socket,
@@ -114,6 +118,7 @@ impl RtpMedia {
             latched: false,
             egress,
             pipeline_rate,
+            media_timeout,
         }
     }
 
@@ -191,7 +196,12 @@ impl RtpMedia {
                     if ticks.is_multiple_of(QUALITY_REPORT_EVERY) {
                         link.report_line("media", quality_report(&stats, &jitter));
                     }
-                    if last_heard.elapsed() >= MEDIA_TIMEOUT {
+                    if !*link.started.borrow() {
+                        // Held in line: trunks often send nothing before the answer, and the
+                        // wait may be minutes. The timeout counts from the answer.
+                        last_heard = Instant::now();
+                    }
+                    if last_heard.elapsed() >= self.media_timeout {
                         tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
                         link.report_line("media", quality_report(&stats, &jitter));
                         link.request_end(golos_call::EndReason::Failed);

@@ -14,6 +14,7 @@
 //! 5. BYE from the trunk ends the call `caller_hangup`; the agent's hangup sends BYE; CANCEL
 //!    before the answer ends everything the call took.
 
+pub use super::rtp_media::DEFAULT_MEDIA_TIMEOUT;
 use super::rtp_media::{bind_rtp, random_u64, MediaEnd, RtpMedia};
 use super::session::{CallRequest, OpenedCall};
 use super::sink::PIPELINE_RATE;
@@ -48,6 +49,8 @@ pub struct SipEdgeConfig {
     pub media_address: IpAddr,
     /// The trunks' circuit breakers: how often they are health-checked, when they open and close.
     pub breaker: golos_sip::breaker::BreakerConfig,
+    /// No RTP from the trunk for this long ends an answered call (`DEFAULT_MEDIA_TIMEOUT`).
+    pub media_timeout: std::time::Duration,
 }
 
 /// The running SIP edge.
@@ -228,7 +231,8 @@ impl LiveCalls {
         let (transfer_tx, mut transfers) = mpsc::channel(1);
         let (digits_tx, digits) = mpsc::channel(4);
         link.set_line(PhoneLine { transfers: transfer_tx, digits: digits_tx });
-        let media = RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE);
+        let media =
+            RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE, config.media_timeout);
         let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs, digits));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
