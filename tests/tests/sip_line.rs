@@ -4,7 +4,8 @@
 //!
 //! - `transfer_call` becomes a REFER to the trunk; its NOTIFY says how the transfer went, and
 //!   the call ends as transferred (golos sends BYE) or goes on with the agent saying so.
-//! - `send_dtmf` keys RFC 4733 events towards the trunk.
+//! - `send_dtmf` keys RFC 4733 events towards the trunk; the agent's greeting names the
+//!   INVITE's `X-Account-Id` and the caller's number as call variables.
 //! - A line that loses 5 % of the caller's packets and reorders others still carries the
 //!   conversation, and the call record's line quality shows the loss.
 //! - A trunk identified by digest credentials is challenged and let in with the right
@@ -32,12 +33,14 @@ fn simulator(openai: &Value) -> (Simulator, tempfile::TempDir) {
     (Simulator::start_with(&["--config", path.to_str().unwrap()]), dir)
 }
 
+const GREETING: &str = "Hello, how can I help?";
+
 /// An English agent with `tools` whose LLM and STT are the simulator.
-fn agent(simulator: &Simulator, tools: &Value) -> Value {
+fn agent(simulator: &Simulator, tools: &Value, greeting: &str) -> Value {
     json!({
         "name": "Reception",
         "system_prompt": "Help the caller.",
-        "greeting": "Hello, how can I help?",
+        "greeting": greeting,
         "language": "en-US",
         "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
         "tools": tools,
@@ -50,12 +53,12 @@ fn agent(simulator: &Simulator, tools: &Value) -> Value {
 }
 
 /// golos with a funded org whose number reaches `agent`; the org's admin key.
-async fn line(golos: &SipGolos, simulator: &Simulator, tools: &Value) -> (Operator, String) {
+async fn line(golos: &SipGolos, simulator: &Simulator, tools: &Value, greeting: &str) -> (Operator, String) {
     let operator = golos.operator.clone();
     let (org_id, key) = operator.funded_org("Reception").await;
     operator.put_credential(&key, "sim-key", "sim-key").await;
     let trunk = json!({"source_networks": ["127.0.0.1/32"]});
-    operator.agent_line(&org_id, &key, &agent(simulator, tools), &trunk).await;
+    operator.agent_line(&org_id, &key, &agent(simulator, tools, greeting), &trunk).await;
     (operator, key)
 }
 
@@ -88,7 +91,7 @@ async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_go
     }));
     let golos = SipGolos::start(&[]);
     let (operator, key) =
-        line(&golos, &simulator, &json!([{"type": "transfer_call", "destination": TRANSFER_TARGET}])).await;
+        line(&golos, &simulator, &json!([{"type": "transfer_call", "destination": TRANSFER_TARGET}]), GREETING).await;
 
     // The trunk takes the transfer and its NOTIFY says the target answered: golos hangs up.
     let (ok, log, heard) = call(golos.sip, "transfer-accepted.xml", BadNetwork::default()).await;
@@ -122,12 +125,18 @@ async fn send_dtmf_keys_rfc_4733_events_to_the_trunk() {
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
     let golos = SipGolos::start(&[]);
-    let (_operator, _key) = line(&golos, &simulator, &json!([{"type": "send_dtmf"}])).await;
+    // The greeting names a header of the INVITE and the caller's number.
+    let greeting = "Hello, account {{sip_x_account_id}}, calling from {{ caller_number }}.";
+    let (operator, key) = line(&golos, &simulator, &json!([{"type": "send_dtmf"}]), greeting).await;
     // inbound-call.xml offers telephone-event/8000 as payload type 101 and hangs up after 10 s.
     let (ok, log, heard) = call(golos.sip, "inbound-call.xml", BadNetwork::default()).await;
     assert!(ok, "{log}");
     assert_eq!(heard.digits, "12#", "{heard:?}");
     assert!(heard.payload_types.contains(&TELEPHONE_EVENT) && heard.payload_types.contains(&8), "{heard:?}");
+    let record = operator.billed_call(&key, None).await;
+    let transcript = record["transcript"].to_string();
+    assert!(transcript.contains("Hello, account 4242, calling from +79161234567."), "{record}");
+    assert_eq!(record["metrics"]["metadata"]["sip_x_account_id"], "4242", "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +146,7 @@ async fn a_lossy_reordering_line_still_carries_the_call_and_its_quality_shows_th
         "latency": {"ttft_ms": 20, "token_interval_ms": 5}
     }));
     let golos = SipGolos::start(&[]);
-    let (operator, key) = line(&golos, &simulator, &json!([])).await;
+    let (operator, key) = line(&golos, &simulator, &json!([]), GREETING).await;
     // 5 % of the caller's packets lost, one in 7 arriving after its successor.
     let network = BadNetwork { drop_every: Some(20), swap_every: Some(7) };
     let (ok, log, heard) = call(golos.sip, "inbound-call.xml", network).await;
@@ -166,7 +175,7 @@ async fn a_digest_trunk_is_challenged_and_admitted_only_with_its_password() {
     operator.put_credential(&key, "sim-key", "sim-key").await;
     // No source networks: the credentials alone say who the trunk is.
     let identification = json!({"digest_username": "exolve-test", "digest_password": "trunk-s3cret"});
-    operator.agent_line(&org_id, &key, &agent(&simulator, &json!([])), &identification).await;
+    operator.agent_line(&org_id, &key, &agent(&simulator, &json!([]), GREETING), &identification).await;
 
     let (ok, log) = golos.sipp("digest-wrong-password.xml").set("rtpport", 9).run_async().await;
     assert!(ok, "a wrong password is refused 403 after the 401 challenge:\n{log}");

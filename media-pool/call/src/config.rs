@@ -194,6 +194,17 @@ impl CallConfig {
         config
     }
 
+    /// Fills the call's variables into the system prompt and the greeting: `{{name}}` (spaces
+    /// inside the braces allowed) becomes the variable's value; a name the call does not have
+    /// stays as written, so a missing value is visible rather than silently empty.
+    pub fn fill_variables(&mut self, variables: &std::collections::BTreeMap<String, String>) {
+        if variables.is_empty() {
+            return;
+        }
+        self.system_prompt = fill(&self.system_prompt, variables);
+        self.greeting = self.greeting.as_deref().map(|greeting| fill(greeting, variables));
+    }
+
     /// English phrases for the same rules.
     pub fn english() -> Self {
         Self {
@@ -225,6 +236,24 @@ impl CallConfig {
         // "ага, ага" and "да да" are still backchannels; anything with another word is not.
         !words.is_empty() && words.len() <= 3 && words.iter().all(|w| self.backchannels.iter().any(|b| b == w))
     }
+}
+
+/// `text` with each `{{name}}` of `variables` replaced by its value.
+fn fill(text: &str, variables: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}") else { break };
+        let name = rest[open + 2..open + 2 + close].trim();
+        out.push_str(&rest[..open]);
+        match variables.get(name) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&rest[open..open + 2 + close + 2]),
+        }
+        rest = &rest[open + 2 + close + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -293,6 +322,24 @@ mod tests {
         agent.tools.push(serde_json::from_str(r#"{"type": "escalate_to_human"}"#).unwrap());
         let config = CallConfig::from_agent(&agent);
         assert_eq!(config.escalation_target.as_deref(), Some("+79990003344"));
+    }
+
+    #[test]
+    fn variables_fill_the_prompt_and_the_greeting() {
+        let mut config = CallConfig {
+            system_prompt: "Caller {{caller_number}}, account {{ sip_x_account_id }}, {{unknown}}.".to_owned(),
+            greeting: Some("Hello, account {{sip_x_account_id}}!".to_owned()),
+            ..CallConfig::default()
+        };
+        let variables = [("caller_number", "+79161234567"), ("sip_x_account_id", "4242")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        config.fill_variables(&variables);
+        assert_eq!(config.system_prompt, "Caller +79161234567, account 4242, {{unknown}}.");
+        assert_eq!(config.greeting.as_deref(), Some("Hello, account 4242!"));
+        // A value holding braces is not expanded again; an unclosed brace is left as is.
+        let variables = [("a", "{{b}}"), ("b", "x")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        assert_eq!(fill("{{a}} {{b}} {{c", &variables), "{{b}} x {{c");
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl LiveCalls {
             org_id: agent.org_id.clone(),
             agent,
             resume: None,
-            metadata: None,
+            metadata: Some(sip_metadata(&incoming.headers)),
             from: incoming.from.clone(),
             to: incoming.to.clone(),
         };
@@ -413,6 +413,18 @@ impl LiveCalls {
         tracing::info!(%call, %source, "INVITE from no known trunk");
         Err(RejectReason::Forbidden.into())
     }
+}
+
+/// The INVITE's headers an agent may see (golos-sip's filter and caps), as call metadata:
+/// `X-Account-Id` becomes `sip_x_account_id`; kept with the call and usable in the agent's
+/// prompt as `{{sip_x_account_id}}`. A repeated header keeps its first value.
+fn sip_metadata(headers: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    let mut metadata = serde_json::Map::new();
+    for (name, value) in headers {
+        let key = format!("sip_{}", name.to_ascii_lowercase().replace('-', "_"));
+        metadata.entry(key).or_insert_with(|| serde_json::Value::String(value.clone()));
+    }
+    metadata
 }
 
 /// How long a transfer may take, REFER to the final NOTIFY (the target's phone rings

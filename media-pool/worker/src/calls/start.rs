@@ -83,7 +83,9 @@ impl LiveCalls {
         });
 
         let (stt_audio, stt_frames) = mpsc::channel(STT_QUEUE);
-        let config = Arc::new(CallConfig::from_agent(&pending.agent));
+        let mut config = CallConfig::from_agent(&pending.agent);
+        config.fill_variables(&call_variables(&pending));
+        let config = Arc::new(config);
         let Pending { org_id, agent_id, agent, resume, metadata, from, to, registration } = pending;
         let resumed_from = resume.as_ref().map(|(previous, _)| previous.to_string());
         if let Some((previous, _)) = &resume {
@@ -136,4 +138,31 @@ impl LiveCalls {
         tokio::spawn(run_stt(Arc::clone(&chains), Arc::clone(&agent), stt_frames, handle, link.outputs.clone()));
         tokio::spawn(self.heartbeat(org_id, Arc::clone(&link)));
     }
+}
+
+/// What an agent's prompt and greeting may name as `{{variable}}` (api.md, "Call variables"):
+/// the client's `start.metadata` values (a phone call's are the INVITE's visible headers,
+/// `sip_<header>`), and a phone call's numbers in E.164.
+fn call_variables(pending: &Pending) -> std::collections::BTreeMap<String, String> {
+    let mut variables: std::collections::BTreeMap<String, String> = pending
+        .metadata
+        .iter()
+        .flatten()
+        .filter_map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((name.clone(), value))
+        })
+        .collect();
+    if let Some(from) = &pending.from {
+        variables.insert("caller_number".to_owned(), from.expose_e164());
+    }
+    if let Some(to) = &pending.to {
+        variables.insert("called_number".to_owned(), to.expose_e164());
+    }
+    variables
 }
