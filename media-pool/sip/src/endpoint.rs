@@ -626,14 +626,31 @@ async fn serve_dialog_states(shared: Arc<Shared>, mut states: DialogStateReceive
             }
             // A re-INVITE or UPDATE: a session-timer refresh gets our SDP again. Hold and
             // codec changes need the media side (issue #17, RTP branch).
-            DialogState::Updated(id, _req, handle) => {
-                let sdp = {
-                    let calls = shared.lock();
+            DialogState::Updated(id, req, handle) => {
+                // A session refresh gets our SDP again; a hold or its release gets it with the
+                // mirrored direction (`reinvite`), and the worker is told.
+                let answered = {
+                    let mut calls = shared.lock();
                     let call = calls.by_dialog.get(&id.to_string()).copied();
-                    call.and_then(|c| calls.by_ref.get(&c)).and_then(|e| e.answer_sdp.clone())
+                    call.and_then(|call| {
+                        let entry = calls.by_ref.get_mut(&call)?;
+                        let ours = entry.answer_sdp.as_ref()?;
+                        let answer = crate::reinvite::reanswer(&req.body, ours);
+                        entry.answer_sdp = Some(answer.sdp.clone());
+                        Some((call, answer))
+                    })
                 };
-                let headers = sdp.as_ref().map(|_| vec![sdp_content_type()]);
-                handle.respond(StatusCode::OK, headers, sdp).await.ok();
+                match answered {
+                    Some((call, answer)) => {
+                        let sending = answer.direction.we_send();
+                        let receiving = answer.direction.we_receive();
+                        handle.respond(StatusCode::OK, Some(vec![sdp_content_type()]), Some(answer.sdp)).await.ok();
+                        shared.emit(SipEvent::MediaDirection { call, sending, receiving }).await;
+                    }
+                    None => {
+                        handle.respond(StatusCode::OK, None, None).await.ok();
+                    }
+                }
             }
             DialogState::Notify(id, req, handle) => {
                 handle.reply(StatusCode::OK).await.ok();

@@ -54,6 +54,10 @@ pub enum SipEvent {
     /// The call ended without either side hanging up: no ACK for our `200 OK` within 64*T1,
     /// or the transport failed.
     CallFailed { call: CallRef },
+    /// The trunk's re-INVITE changed which way media flows (RFC 3264 hold): `sending` false
+    /// while the caller is on hold (golos must not send), `receiving` false while the trunk
+    /// will not send either. Both true again when the hold ends.
+    MediaDirection { call: CallRef, sending: bool, receiving: bool },
     /// An out-of-dialog OPTIONS (a trunk's health check), already answered with `status`.
     Options { source: SocketAddr, status: u16 },
 }

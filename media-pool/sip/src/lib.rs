@@ -20,6 +20,7 @@ mod error;
 mod event;
 pub mod parse;
 pub mod policy;
+pub mod reinvite;
 
 pub use endpoint::{SipConfig, SipEndpoint, SipEvents, MAX_PROBE_TIMEOUT};
 pub use error::SipError;

@@ -99,6 +99,8 @@ pub(super) struct RtpMedia {
     pipeline_rate: u32,
     /// No RTP for this long ends the call.
     media_timeout: Duration,
+    /// True while the trunk holds the call: nothing is sent, and silence is not a timeout.
+    on_hold: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RtpMedia {
@@ -119,7 +121,14 @@ impl RtpMedia {
             egress,
             pipeline_rate,
             media_timeout,
+            on_hold: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Follows the trunk's holds (re-INVITEs) from `on_hold`.
+    pub(super) fn on_hold_when(mut self, on_hold: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.on_hold = on_hold;
+        self
     }
 
     /// Runs until the call ends or the trunk falls silent; the caller's frames go to the
@@ -196,9 +205,10 @@ impl RtpMedia {
                     if ticks.is_multiple_of(QUALITY_REPORT_EVERY) {
                         link.report_line("media", quality_report(&stats, &jitter));
                     }
-                    if !*link.started.borrow() {
+                    if !*link.started.borrow() || *self.on_hold.borrow() {
                         // Held in line: trunks often send nothing before the answer, and the
-                        // wait may be minutes. The timeout counts from the answer.
+                        // wait may be minutes. The timeout counts from the answer. A trunk's
+                        // own hold (re-INVITE) stops its stream too: paused until released.
                         last_heard = Instant::now();
                     }
                     if last_heard.elapsed() >= self.media_timeout {
@@ -275,6 +285,12 @@ impl RtpMedia {
 
     async fn send_voice(&self, sender: &mut Sender, pcm_8k: &[i16]) {
         let Some(peer) = self.peer else { return };
+        // On hold the trunk asked for no media from us (RFC 3264 `recvonly`/`inactive`). The
+        // sequence stays unbroken and the timestamp follows the clock, so the stream resumes
+        // as a new talkspurt, not as loss.
+        if *self.on_hold.borrow() {
+            return;
+        }
         let packet = sender.packet(pcm_8k);
         if let Err(error) = self.socket.send_to(&packet, peer).await {
             tracing::debug!(%error, "an RTP packet could not be sent");

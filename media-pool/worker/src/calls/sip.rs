@@ -89,7 +89,14 @@ enum Gone {
     Failed,
 }
 
-type Legs = Arc<Mutex<HashMap<CallRef, watch::Sender<Option<Gone>>>>>;
+/// What the trunk's side tells a call's task: that the dialog ended, and whether the call is
+/// on hold (a re-INVITE with `sendonly`/`inactive`).
+struct Leg {
+    gone: watch::Sender<Option<Gone>>,
+    held: watch::Sender<bool>,
+}
+
+type Legs = Arc<Mutex<HashMap<CallRef, Leg>>>;
 
 impl LiveCalls {
     /// Binds the SIP endpoint and serves its calls until the process ends.
@@ -115,13 +122,15 @@ impl LiveCalls {
         while let Some(event) = events.recv().await {
             let (call, gone) = match event {
                 SipEvent::IncomingCall(incoming) => {
-                    let (tx, rx) = watch::channel(None);
-                    legs.lock().unwrap_or_else(PoisonError::into_inner).insert(incoming.call, tx);
+                    let (gone, gone_rx) = watch::channel(None);
+                    let (held, held_rx) = watch::channel(false);
+                    legs.lock().unwrap_or_else(PoisonError::into_inner).insert(incoming.call, Leg { gone, held });
                     let (calls, endpoint, legs, config) =
                         (self.clone(), Arc::clone(&endpoint), Arc::clone(&legs), Arc::clone(&config));
                     tokio::spawn(async move {
                         let call = incoming.call;
-                        calls.serve_invite(&endpoint, incoming, rx, &config.0, &config.1).await;
+                        let leg = (gone_rx, held_rx);
+                        calls.serve_invite(&endpoint, incoming, leg, &config.0, &config.1).await;
                         legs.lock().unwrap_or_else(PoisonError::into_inner).remove(&call);
                     });
                     continue;
@@ -133,13 +142,21 @@ impl LiveCalls {
                     tracing::debug!(%call, "call established");
                     continue;
                 }
+                SipEvent::MediaDirection { call, sending, receiving } => {
+                    let on_hold = !(sending && receiving);
+                    tracing::info!(%call, on_hold, "the trunk changed the call's media direction");
+                    if let Some(leg) = legs.lock().unwrap_or_else(PoisonError::into_inner).get(&call) {
+                        leg.held.send_replace(on_hold);
+                    }
+                    continue;
+                }
                 other => {
                     tracing::debug!(?other, "SIP event");
                     continue;
                 }
             };
             if let Some(leg) = legs.lock().unwrap_or_else(PoisonError::into_inner).get(&call) {
-                leg.send_replace(Some(gone));
+                leg.gone.send_replace(Some(gone));
             }
         }
     }
@@ -149,7 +166,7 @@ impl LiveCalls {
         &self,
         endpoint: &SipEndpoint,
         incoming: IncomingCall,
-        mut gone: watch::Receiver<Option<Gone>>,
+        (mut gone, held): (watch::Receiver<Option<Gone>>, watch::Receiver<bool>),
         config: &SipEdgeConfig,
         nonces: &NonceIssuer,
     ) {
@@ -233,7 +250,7 @@ impl LiveCalls {
         link.set_line(PhoneLine { transfers: transfer_tx, digits: digits_tx });
         let media =
             RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE, config.media_timeout);
-        let mut media = tokio::spawn(media.run(Arc::clone(&link), outputs, digits));
+        let mut media = tokio::spawn(media.on_hold_when(held).run(Arc::clone(&link), outputs, digits));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
                 tracing::debug!(%call, %error, "could not start early media");
