@@ -183,6 +183,22 @@ impl Caller {
         self.to_say.extend(samples);
     }
 
+    /// Counts an audio frame or records an event.
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Binary(_) => self.audio_frames += 1,
+            Message::Text(text) => {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == "transcript" {
+                    self.transcript
+                        .push((event["role"].as_str().unwrap().to_owned(), event["text"].as_str().unwrap().to_owned()));
+                }
+                self.events.push(event);
+            }
+            _ => {}
+        }
+    }
+
     /// Runs the call until `done` holds for what was received, or the call ends.
     async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + WAIT;
@@ -196,19 +212,16 @@ impl Caller {
                         .flat_map(i16::to_le_bytes)
                         .collect();
                     if self.socket.send(Message::Binary(frame.into())).await.is_err() {
+                        // The server closed: what it sent before closing (`ended`) may still
+                        // be unread, and a busy machine makes the send fail first.
+                        while let Some(Ok(message)) = self.socket.next().await {
+                            self.take(message);
+                        }
                         return;
                     }
                 }
                 message = self.socket.next() => match message {
-                    Some(Ok(Message::Binary(_))) => self.audio_frames += 1,
-                    Some(Ok(Message::Text(text))) => {
-                        let event: Value = serde_json::from_str(&text).unwrap();
-                        if event["type"] == "transcript" {
-                            self.transcript.push((event["role"].as_str().unwrap().to_owned(), event["text"].as_str().unwrap().to_owned()));
-                        }
-                        self.events.push(event);
-                    }
-                    Some(Ok(_)) => {}
+                    Some(Ok(message)) => self.take(message),
                     Some(Err(_)) | None => return,
                 },
             }
