@@ -245,13 +245,22 @@ async fn a_malformed_invite_is_answered_400_and_the_next_call_is_answered() {
     .await
     .expect("the hand-written INVITEs");
 
-    // The next call is answered; the test's media socket stays silent, so golos hangs up
-    // after the media timeout.
+    // The next call is answered and keys 7 # as SIP INFO; the test's media socket stays
+    // silent, so golos hangs up after the media timeout.
     let (_media, port) = media_socket();
-    let (ok, log) = golos.sipp("answered-until-bye.xml").set("rtpport", port).run_async().await;
-    assert!(ok, "a call after the malformed INVITE must be answered 200 and hung up by golos:\n{log}");
+    let (ok, log) = golos.sipp("info-dtmf.xml").set("rtpport", port).run_async().await;
+    assert!(
+        ok,
+        "a call after the malformed INVITE must be answered 200, take INFO keys and be hung up by golos:\n{log}"
+    );
     let records = golos.operator.ended_calls(&line.key, 1).await;
     assert_eq!(records.len(), 1, "{records:?}");
+    let turns = records[0]["transcript"].as_array().cloned().unwrap_or_default();
+    assert!(
+        turns.iter().any(|turn| turn["role"] == "user" && turn["text"] == "[DTMF] 7"),
+        "keys sent as SIP INFO reach the engine like RFC 4733 ones: {}",
+        records[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -663,7 +663,20 @@ async fn serve_dialog_states(shared: Arc<Shared>, mut states: DialogStateReceive
                     progress.try_send(status).ok();
                 }
             }
-            DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
+            DialogState::Info(id, req, handle) => {
+                handle.reply(StatusCode::OK).await.ok();
+                let content_type = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name().eq_ignore_ascii_case("Content-Type"))
+                    .map(|h| h.value().to_owned())
+                    .unwrap_or_default();
+                let call = shared.lock().by_dialog.get(&id.to_string()).copied();
+                if let (Some(call), Some(digit)) = (call, policy::info_digit(&content_type, &req.body)) {
+                    shared.emit(SipEvent::Digit { call, digit }).await;
+                }
+            }
+            DialogState::Options(_, _, handle) => {
                 handle.reply(StatusCode::OK).await.ok();
             }
             // Transfers the trunk asks of us are not supported (yet): refuse, the call goes on.

@@ -58,6 +58,9 @@ pub enum SipEvent {
     /// while the caller is on hold (golos must not send), `receiving` false while the trunk
     /// will not send either. Both true again when the hold ends.
     MediaDirection { call: CallRef, sending: bool, receiving: bool },
+    /// The caller pressed a key, sent as a SIP INFO (already answered `200`); RFC 4733 keys
+    /// come with the media instead.
+    Digit { call: CallRef, digit: char },
     /// An out-of-dialog OPTIONS (a trunk's health check), already answered with `status`.
     Options { source: SocketAddr, status: u16 },
 }

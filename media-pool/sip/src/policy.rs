@@ -140,6 +140,34 @@ pub fn phone_from_user(user: &str, plan: NumberPlan) -> Option<PhoneNumber> {
     }
 }
 
+/// The key an in-dialog INFO carries (the SIP INFO fallback for DTMF, used by trunks that do
+/// not send RFC 4733): `application/dtmf-relay` (`Signal=5` / `Duration=160` lines) or
+/// `application/dtmf` (the key alone). `None` for any other INFO.
+pub fn info_digit(content_type: &str, body: &[u8]) -> Option<char> {
+    let content_type = content_type.trim().to_ascii_lowercase();
+    let body = std::str::from_utf8(body.get(..body.len().min(256))?).ok()?;
+    let signal = if content_type.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("signal").then(|| value.trim())
+        })?
+    } else if content_type.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let mut chars = signal.chars();
+    let key = chars.next()?.to_ascii_uppercase();
+    let is_key = key.is_ascii_digit() || matches!(key, '*' | '#' | 'A'..='D');
+    // `Signal=10`/`11` are how some PBXs write * and #.
+    match (is_key, chars.as_str()) {
+        (true, "") => Some(key),
+        (_, _) if signal == "10" => Some('*'),
+        (_, _) if signal == "11" => Some('#'),
+        _ => None,
+    }
+}
+
 /// A number as the trunk dials it, the inverse of [`phone_from_user`]: bare digits for a trunk
 /// that writes E.164 without `+` (MTS Exolve's `7XXXXXXXXXX`), else `+` and the digits.
 pub fn dialable_user(number: &PhoneNumber, plan: NumberPlan) -> String {
@@ -189,6 +217,18 @@ pub fn header_visible_to_agent(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_dtmf_bodies_give_their_key() {
+        assert_eq!(info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Some('5'));
+        assert_eq!(info_digit("Application/DTMF-Relay", b"Signal= #\nDuration=100"), Some('#'));
+        assert_eq!(info_digit("application/dtmf-relay", b"Signal=10\r\nDuration=160"), Some('*'));
+        assert_eq!(info_digit("application/dtmf", b"b"), Some('B'));
+        assert_eq!(info_digit("application/dtmf-relay", b"Signal=55\r\n"), None);
+        assert_eq!(info_digit("application/dtmf-relay", b"Duration=160"), None);
+        assert_eq!(info_digit("application/media_control+xml", b"<x/>"), None);
+        assert_eq!(info_digit("application/dtmf", &[0xFF, 0xFE]), None);
+    }
 
     #[test]
     fn each_reason_has_the_status_the_issue_asks_for() {

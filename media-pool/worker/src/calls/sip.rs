@@ -94,6 +94,15 @@ enum Gone {
 struct Leg {
     gone: watch::Sender<Option<Gone>>,
     held: watch::Sender<bool>,
+    /// Keys the trunk sent as SIP INFO.
+    keys: mpsc::Sender<char>,
+}
+
+/// What a call's task hears from the trunk's side.
+struct LegEvents {
+    gone: watch::Receiver<Option<Gone>>,
+    held: watch::Receiver<bool>,
+    keys: mpsc::Receiver<char>,
 }
 
 type Legs = Arc<Mutex<HashMap<CallRef, Leg>>>;
@@ -124,12 +133,13 @@ impl LiveCalls {
                 SipEvent::IncomingCall(incoming) => {
                     let (gone, gone_rx) = watch::channel(None);
                     let (held, held_rx) = watch::channel(false);
-                    legs.lock().unwrap_or_else(PoisonError::into_inner).insert(incoming.call, Leg { gone, held });
+                    let (keys, keys_rx) = mpsc::channel(16);
+                    legs.lock().unwrap_or_else(PoisonError::into_inner).insert(incoming.call, Leg { gone, held, keys });
                     let (calls, endpoint, legs, config) =
                         (self.clone(), Arc::clone(&endpoint), Arc::clone(&legs), Arc::clone(&config));
                     tokio::spawn(async move {
                         let call = incoming.call;
-                        let leg = (gone_rx, held_rx);
+                        let leg = LegEvents { gone: gone_rx, held: held_rx, keys: keys_rx };
                         calls.serve_invite(&endpoint, incoming, leg, &config.0, &config.1).await;
                         legs.lock().unwrap_or_else(PoisonError::into_inner).remove(&call);
                     });
@@ -140,6 +150,13 @@ impl LiveCalls {
                 SipEvent::CallFailed { call } => (call, Gone::Failed),
                 SipEvent::CallEstablished { call } => {
                     tracing::debug!(%call, "call established");
+                    continue;
+                }
+                SipEvent::Digit { call, digit } => {
+                    if let Some(leg) = legs.lock().unwrap_or_else(PoisonError::into_inner).get(&call) {
+                        // A full queue means keys faster than anyone types: dropped.
+                        let _ = leg.keys.try_send(digit);
+                    }
                     continue;
                 }
                 SipEvent::MediaDirection { call, sending, receiving } => {
@@ -166,11 +183,12 @@ impl LiveCalls {
         &self,
         endpoint: &SipEndpoint,
         incoming: IncomingCall,
-        (mut gone, held): (watch::Receiver<Option<Gone>>, watch::Receiver<bool>),
+        leg: LegEvents,
         config: &SipEdgeConfig,
         nonces: &NonceIssuer,
     ) {
         let call = incoming.call;
+        let LegEvents { mut gone, held, mut keys } = leg;
         let reject = |reason: RejectReason| {
             let rejection = reason.rejection();
             if let Err(error) = endpoint.reject(call, rejection.status, rejection.retry_after) {
@@ -285,6 +303,11 @@ impl LiveCalls {
                     result = &mut media => break result.unwrap_or(MediaEnd::Ended("failed".into())),
                     Some(target) = transfers.recv() => {
                         tokio::spawn(transfer(endpoint.clone(), call, Arc::clone(&link), target));
+                    }
+                    Some(digit) = keys.recv() => {
+                        if let Some(handle) = link.handle.get() {
+                            handle.input(OwnedInput::Dtmf { digit });
+                        }
                     }
                     changed = gone.changed() => {
                         if changed.is_err() {
