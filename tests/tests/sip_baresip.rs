@@ -14,6 +14,7 @@
 //! (the Refer-To host is baresip's Contact), which answers; its NOTIFY 200 makes golos hang up.
 
 use golos_tests::sip::{free_sip_port, SipGolos};
+use golos_tests::Simulator;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,7 @@ impl Drop for Killed {
 struct Baresip {
     child: Killed,
     dir: tempfile::TempDir,
+    sip_port: u16,
     control: TcpStream,
     /// Bytes read from the control socket and not yet parsed.
     pending: Vec<u8>,
@@ -82,8 +84,21 @@ struct Baresip {
 
 impl Baresip {
     /// Starts baresip on 127.0.0.1 with `accounts` (lines of its `accounts` file) and `wav`
-    /// as every call's audio source; connects to its control socket.
+    /// as every call's audio source; connects to its control socket. A port found free may be
+    /// taken by a parallel test before baresip binds it: then it starts again on new ones.
     async fn start(accounts: &[&str], wav: &Path) -> Self {
+        let mut attempts = 0;
+        loop {
+            match Self::try_start(accounts, wav).await {
+                Ok(baresip) => return baresip,
+                Err(log) if log.contains("Address already in use") && attempts < 3 => attempts += 1,
+                Err(log) => panic!("baresip did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// One start; baresip's output if it exits or does not listen within 10 s.
+    async fn try_start(accounts: &[&str], wav: &Path) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("recordings")).unwrap();
         let control_port = free_tcp_port();
@@ -130,11 +145,13 @@ impl Baresip {
                 break stream;
             }
             let exited = child.0.try_wait().unwrap();
-            let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
-            assert!(exited.is_none() && Instant::now() < until, "baresip did not start ({exited:?}):\n{log}");
+            if exited.is_some() || Instant::now() >= until {
+                let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
+                return Err(format!("{exited:?}\n{log}"));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        Self { child, dir, control, pending: Vec::new(), events: VecDeque::new(), token: 0 }
+        Ok(Self { child, dir, sip_port, control, pending: Vec::new(), events: VecDeque::new(), token: 0 })
     }
 
     /// baresip's output so far.
@@ -183,16 +200,21 @@ impl Baresip {
         }
     }
 
-    /// Waits for an event of `kind` (`CALL_ESTABLISHED`, `CALL_CLOSED`, ...) and answers it;
-    /// events before it are passed over.
+    /// Waits for an event of `kind` (`CALL_ESTABLISHED`, `CALL_CLOSED`, `TRANSFER`, ...) and
+    /// answers it; events before it are passed over.
     async fn event(&mut self, kind: &str, within: Duration) -> Value {
+        self.event_where(kind, within, |_| true).await
+    }
+
+    /// Waits for an event of `kind` that `wanted` picks.
+    async fn event_where(&mut self, kind: &str, within: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
         let until = Instant::now() + within;
         loop {
             let message = match self.events.pop_front() {
                 Some(message) => message,
                 None => self.message(until).await,
             };
-            if message["event"] == true && message["type"] == kind {
+            if message["event"] == true && message["type"] == kind && wanted(&message) {
                 return message;
             }
         }
@@ -372,4 +394,67 @@ async fn baresip_calls_the_cafe_hears_its_answer_keys_digits_and_hangs_up() {
     assert!(transcript.contains("[DTMF] 14"), "{record}");
     assert!(transcript.contains(FALLBACK), "{record}");
     drop(audio);
+}
+
+/// The number the transfer agent's `transfer_call` dials: golos's REFER asks the trunk to
+/// dial `74959876543` (Exolve's plan) at the host of its Contact, baresip itself.
+const TRANSFER_TARGET: &str = "+74959876543";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_follows_golos_refer_to_the_transfer_target() {
+    // The LLM transfers whatever the caller says.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.json");
+    let openai = json!({
+        "replies": [{"tokens": [], "tool_calls": [{"name": "transfer_call", "arguments": "{\"reason\": \"asked for a person\"}", "fragments": 1}]}],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    });
+    std::fs::write(&scenario, json!({"openai": openai}).to_string()).unwrap();
+    let simulator = Simulator::start_with(&["--config", scenario.to_str().unwrap()]);
+    let golos = SipGolos::start(&[]);
+    let operator = &golos.operator;
+    let (org_id, key) = operator.funded_org("Reception").await;
+    operator.put_credential(&key, "sim-key", "sim-key").await;
+    let agent = json!({
+        "name": "Reception",
+        "system_prompt": "Put the caller through to a person.",
+        "greeting": "Hello, how can I help?",
+        "language": "en-US",
+        "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+        "tools": [{"type": "transfer_call", "destination": TRANSFER_TARGET}],
+        "providers": {
+            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", simulator.addr), "credentials_secret": "sim-key"}],
+            "tts": [{"kind": "espeak_ng"}],
+            "stt": [{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "sim-key"}]
+        }
+    });
+    operator.agent_line(&org_id, &key, &agent, &json!({"source_networks": ["127.0.0.1/32"]})).await;
+
+    let wav = caller_wav(dir.path(), "I would like to speak to a person please", 2.5, 30.0);
+    // The caller, and the transfer target: a second account of the same baresip that answers
+    // by itself (the Refer-To host is the caller's Contact, this baresip).
+    let accounts = ["<sip:caller@127.0.0.1>;regint=0", "<sip:74959876543@127.0.0.1>;regint=0;answermode=auto"];
+    let mut baresip = Baresip::start(&accounts, &wav).await;
+    baresip.command("dial", &format!("sip:74951234567@{}", golos.sip)).await;
+    let established = baresip.event("CALL_ESTABLISHED", Duration::from_secs(10)).await;
+    assert_eq!(established["direction"], "outgoing", "{established}");
+    // golos REFERs the caller to the target at baresip's Contact (this baresip); baresip
+    // follows it (menu's transfer), the target's account answers.
+    let transfer = baresip.event("TRANSFER", Duration::from_secs(20)).await;
+    assert_eq!(transfer["id"], established["id"], "{transfer}");
+    assert_eq!(transfer["param"], format!("<sip:74959876543@127.0.0.1:{}>", baresip.sip_port), "{transfer}");
+    let answered = baresip
+        .event_where("CALL_ESTABLISHED", Duration::from_secs(10), |event| {
+            event["accountaor"] == "sip:74959876543@127.0.0.1" && event["direction"] == "incoming"
+        })
+        .await;
+    assert_eq!(answered["peeruri"], "sip:caller@127.0.0.1", "{answered}");
+    // golos hangs up the first call once baresip's NOTIFY says the target answered.
+    let first = established["id"].clone();
+    baresip.event_where("CALL_CLOSED", Duration::from_secs(10), |event| event["id"] == first).await;
+    drop(baresip);
+
+    let record = operator.billed_call(&key, None).await;
+    assert_eq!(record["end_reason"], "transfer", "{record}");
+    assert_eq!(record["metrics"]["line"]["transfer"]["outcome"], "completed", "{record}");
 }
