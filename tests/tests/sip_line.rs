@@ -17,7 +17,7 @@
 use golos_tests::sip::{self, BadNetwork, Heard, Operator, SipGolos, Sipp};
 use golos_tests::Simulator;
 use serde_json::{json, Value};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,14 +65,14 @@ async fn line(golos: &SipGolos, simulator: &Simulator, tools: &Value, greeting: 
 /// One call through the SIPp scenario `name`, the caller asking for a person over `network`;
 /// whether SIPp's scenario held, its log, and what the caller heard.
 async fn call(sip: SocketAddr, name: &'static str, network: BadNetwork) -> (bool, String, Heard) {
-    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (media, rtcp) = sip::media_pair();
     let media_port = media.local_addr().unwrap().port();
     let speech = sip::speak_alaw("I would like to speak to a person please");
     let stop = Arc::new(AtomicBool::new(false));
     let talking = {
         let stop = Arc::clone(&stop);
         tokio::task::spawn_blocking(move || {
-            sip::trunk_media(&media, &speech, network, TELEPHONE_EVENT, &stop, Duration::from_secs(60))
+            sip::trunk_media(&media, Some(&rtcp), &speech, network, TELEPHONE_EVENT, &stop, Duration::from_secs(60))
         })
     };
     let (ok, log) = Sipp::new(sip, name).set("rtpport", media_port).run_async().await;
@@ -161,6 +161,10 @@ async fn a_lossy_reordering_line_still_carries_the_call_and_its_quality_shows_th
     assert!(media["packets_lost"].as_u64().is_some_and(|n| n > 10), "{media}");
     let mos = media["mos"].as_f64().unwrap_or_default();
     assert!((2.5..4.0).contains(&mos), "5 % loss costs the line its good MOS: {media}");
+    // RTCP: golos reported its stream (SR, every 5 s and on RTCP's port), the trunk answered
+    // with a receiver report, and golos took the round trip from it.
+    assert!(heard.sender_reports >= 1, "{heard:?}");
+    assert!(media["round_trip_ms"].as_f64().is_some_and(|ms| (0.0..1_000.0).contains(&ms)), "{media}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

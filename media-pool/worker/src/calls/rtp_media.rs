@@ -12,8 +12,9 @@ use super::CallLink;
 use golos_audio::Resampler;
 use golos_rtp::dtmf::{encode_digit, DigitSending, DtmfReceiver, TimedEventPacket};
 use golos_rtp::jitter::{JitterBuffer, JitterConfig};
+use golos_rtp::rtcp::{self, NtpTime, ReceiverReport, ReportBlock, RtcpPacket, SenderReport};
 use golos_rtp::sdp::Negotiated;
-use golos_rtp::stats::{mos, QualityInputs, ReceiveStats};
+use golos_rtp::stats::{mos, round_trip_time, QualityInputs, ReceiveStats};
 use golos_rtp::{RtpHeader, RtpPacket, CLOCK_RATE, FRAME_DURATION, FRAME_SAMPLES, G711};
 use golos_shard::OwnedInput;
 use golos_transports::ws::SessionOutput;
@@ -46,26 +47,39 @@ const KEY_VOLUME: u8 = 10;
 /// to parse, which is what they deserve.
 const DATAGRAM: usize = 1500;
 
-/// Binds a socket on `ip` at the first free even port of `ports`, starting at a random one so
-/// that concurrent workers on one host (and a restarted one) do not all probe from the bottom.
-/// Even ports: RTCP conventionally takes the odd one above (RFC 3550 §11).
-pub(super) async fn bind_rtp(ip: std::net::IpAddr, ports: &RangeInclusive<u16>) -> std::io::Result<UdpSocket> {
+/// A call's two sockets: RTP on an even port, RTCP on the odd one above it (RFC 3550 §11).
+pub(super) struct MediaSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+}
+
+/// Binds RTP on `ip` at the first free even port of `ports` whose odd neighbour (RTCP) is free
+/// too, starting at a random one so that concurrent workers on one host (and a restarted one)
+/// do not all probe from the bottom. A call takes two ports of the range.
+pub(super) async fn bind_rtp(ip: std::net::IpAddr, ports: &RangeInclusive<u16>) -> std::io::Result<MediaSockets> {
     let (first, last) = (*ports.start(), *ports.end());
     let count = u32::from(last - first) + 1;
     let start = u32::try_from(random_u64() % u64::from(count)).unwrap_or(0);
     let mut last_error = None;
     for i in 0..count {
         let port = first + u16::try_from((start + i) % count).unwrap_or(0);
-        if port % 2 == 1 && count > 1 {
+        if port % 2 == 1 || port == last {
             continue;
         }
-        match UdpSocket::bind((ip, port)).await {
-            Ok(socket) => return Ok(socket),
+        let bound = async {
+            Ok::<_, std::io::Error>((UdpSocket::bind((ip, port)).await?, UdpSocket::bind((ip, port + 1)).await?))
+        };
+        match bound.await {
+            Ok((rtp, rtcp)) => return Ok(MediaSockets { rtp, rtcp }),
             Err(error) => last_error = Some(error),
         }
     }
-    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, "no RTP port free")))
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, "no RTP port pair free")))
 }
+
+/// The CNAME of our RTCP reports (RFC 3550 §6.5.1): one per worker process is enough to tie
+/// a call's SR to its RTP stream.
+const RTCP_CNAME: &str = "golos";
 
 /// Per-process random bits without another dependency: std's hasher keys are random.
 pub(super) fn random_u64() -> u64 {
@@ -86,6 +100,12 @@ pub(super) enum MediaEnd {
 /// One call's RTP session.
 pub(super) struct RtpMedia {
     socket: UdpSocket,
+    rtcp: UdpSocket,
+    /// Where our reports go: the RTP peer's address and port + 1 until the peer's own RTCP
+    /// says otherwise.
+    rtcp_peer: Option<SocketAddr>,
+    /// The last round trip the peer's reports about our stream revealed.
+    round_trip: Option<Duration>,
     codec: G711,
     /// The payload types the peer may send voice in (every common G.711).
     voice_types: Vec<u8>,
@@ -105,14 +125,17 @@ pub(super) struct RtpMedia {
 
 impl RtpMedia {
     pub(super) fn new(
-        socket: UdpSocket,
+        sockets: MediaSockets,
         negotiated: &Negotiated,
         egress: golos_egress::EgressAllowlist,
         pipeline_rate: u32,
         media_timeout: Duration,
     ) -> Self {
         Self {
-            socket,
+            socket: sockets.rtp,
+            rtcp: sockets.rtcp,
+            rtcp_peer: negotiated.remote.map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1))),
+            round_trip: None,
             codec: negotiated.codec,
             voice_types: negotiated.codecs.iter().map(|c| c.payload_type()).collect(),
             telephone_event: negotiated.telephone_event,
@@ -157,13 +180,23 @@ impl RtpMedia {
         let mut last_heard = Instant::now();
         let mut heard_any = false;
         let mut buf = vec![0u8; DATAGRAM];
+        let mut rtcp_buf = vec![0u8; DATAGRAM];
         let mut pcm_8k = vec![0i16; FRAME_SAMPLES];
         loop {
             tokio::select! {
+                received = self.rtcp.recv_from(&mut rtcp_buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    self.on_rtcp(&rtcp_buf[..len], from, sender.ssrc, &mut stats);
+                }
                 received = self.socket.recv_from(&mut buf) => {
                     let Ok((len, from)) = received else { continue };
                     if self.latched && Some(from) != self.peer {
                         // Once latched, only the peer's packets are the call's.
+                        continue;
+                    }
+                    if len >= 2 && (200..=204).contains(&buf[1]) {
+                        // RTCP multiplexed on the RTP port (RFC 5761).
+                        self.on_rtcp(&buf[..len], from, sender.ssrc, &mut stats);
                         continue;
                     }
                     let Ok(packet) = RtpPacket::parse(&buf[..len]) else { continue };
@@ -179,7 +212,7 @@ impl RtpMedia {
                         stats.on_packet(&packet.header, arrival);
                         jitter.push(&packet, arrival);
                     } else {
-                        // RTCP multiplexed on this port, comfort noise, anything else.
+                        // Comfort noise, anything else.
                         continue;
                     }
                     if !self.latched {
@@ -203,7 +236,8 @@ impl RtpMedia {
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
                     if ticks.is_multiple_of(QUALITY_REPORT_EVERY) {
-                        link.report_line("media", quality_report(&stats, &jitter));
+                        self.send_rtcp(&sender, &mut stats).await;
+                        link.report_line("media", quality_report(&stats, &jitter, self.round_trip));
                     }
                     if !*link.started.borrow() || *self.on_hold.borrow() {
                         // Held in line: trunks often send nothing before the answer, and the
@@ -213,7 +247,7 @@ impl RtpMedia {
                     }
                     if last_heard.elapsed() >= self.media_timeout {
                         tracing::info!(call = %link.call_id, "no RTP from the trunk for the media timeout; ending the call");
-                        link.report_line("media", quality_report(&stats, &jitter));
+                        link.report_line("media", quality_report(&stats, &jitter, self.round_trip));
                         link.request_end(golos_call::EndReason::Failed);
                         return MediaEnd::Timeout;
                     }
@@ -255,14 +289,14 @@ impl RtpMedia {
                         sender.talkspurt();
                     }
                     Some(SessionOutput::End { reason }) => {
-                        link.report_line("media", quality_report(&stats, &jitter));
+                        link.report_line("media", quality_report(&stats, &jitter, self.round_trip));
                         return MediaEnd::Ended(reason);
                     }
                     Some(SessionOutput::Mark(_) | SessionOutput::Event(_)) => {}
                     None => return MediaEnd::Ended("closed".into()),
                 },
                 () = link.wait_ended() => {
-                    link.report_line("media", quality_report(&stats, &jitter));
+                    link.report_line("media", quality_report(&stats, &jitter, self.round_trip));
                     // `End` did not fit the queue: play out what is queued, paced, then stop.
                     while let Ok(next) = outputs.try_recv() {
                         match next {
@@ -280,6 +314,66 @@ impl RtpMedia {
                     return MediaEnd::Ended(reason.to_owned());
                 }
             }
+        }
+    }
+
+    /// A compound RTCP packet from the peer: its SR's time for our next report's LSR/DLSR, and
+    /// the round trip its report blocks about our stream reveal. Only from the RTP peer's
+    /// address (its RTCP port is latched from the first one).
+    fn on_rtcp(&mut self, bytes: &[u8], from: SocketAddr, our_ssrc: u32, stats: &mut ReceiveStats) {
+        if self.peer.is_none_or(|peer| peer.ip() != from.ip()) {
+            return;
+        }
+        self.rtcp_peer = Some(from);
+        let Ok(packets) = rtcp::parse_compound(bytes) else { return };
+        let now = std::time::Instant::now();
+        let arrival =
+            NtpTime::from_unix(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default());
+        for packet in &packets {
+            let blocks = match packet {
+                RtcpPacket::SenderReport(report) => {
+                    stats.on_sender_report(report, now);
+                    &report.reports
+                }
+                RtcpPacket::ReceiverReport(report) => &report.reports,
+                RtcpPacket::Bye(_) => continue,
+            };
+            for block in blocks.iter().filter(|b| b.ssrc == our_ssrc) {
+                if let Some(round_trip) = round_trip_time(block, arrival) {
+                    self.round_trip = Some(round_trip);
+                }
+            }
+        }
+    }
+
+    /// Our periodic report (RFC 3550 §6.4): an SR once we have sent audio (else an RR), with a
+    /// report block about the peer's stream and our CNAME.
+    async fn send_rtcp(&self, sender: &Sender, stats: &mut ReceiveStats) {
+        let Some(peer) = self.rtcp_peer else { return };
+        let block = stats.report_block(std::time::Instant::now());
+        let reports: Vec<ReportBlock> = block.into_iter().collect();
+        let packet = if sender.packets > 0 {
+            let ntp_time = NtpTime::from_unix(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default(),
+            );
+            RtcpPacket::SenderReport(SenderReport {
+                ssrc: sender.ssrc,
+                ntp_time,
+                rtp_timestamp: sender.clock_timestamp(),
+                packet_count: sender.packets,
+                octet_count: sender.octets,
+                reports,
+            })
+        } else {
+            RtcpPacket::ReceiverReport(ReceiverReport { ssrc: sender.ssrc, reports })
+        };
+        let mut out = Vec::with_capacity(128);
+        if packet.write(&mut out).is_err() || rtcp::write_source_description(sender.ssrc, RTCP_CNAME, &mut out).is_err()
+        {
+            return;
+        }
+        if let Err(error) = self.rtcp.send_to(&out, peer).await {
+            tracing::debug!(%error, "an RTCP report could not be sent");
         }
     }
 
@@ -301,10 +395,11 @@ impl RtpMedia {
 /// The line's quality as the call record shows it: what was lost and late on the way to us,
 /// and the E-model's MOS for it (one-way delay unknown without RTCP round trips: taken as
 /// the jitter buffer's delay alone).
-fn quality_report(stats: &ReceiveStats, jitter: &JitterBuffer) -> serde_json::Value {
+fn quality_report(stats: &ReceiveStats, jitter: &JitterBuffer, round_trip: Option<Duration>) -> serde_json::Value {
     let counters = jitter.counters();
     let loss = stats.loss_ratio().clamp(0.0, 1.0);
-    let inputs = QualityInputs { one_way_delay: jitter.target_delay(), jitter: stats.jitter(), loss };
+    let one_way_delay = jitter.target_delay() + round_trip.map_or(Duration::ZERO, |rtt| rtt / 2);
+    let inputs = QualityInputs { one_way_delay, jitter: stats.jitter(), loss };
     serde_json::json!({
         "packets_received": stats.received(),
         "packets_lost": stats.lost().max(0),
@@ -312,6 +407,7 @@ fn quality_report(stats: &ReceiveStats, jitter: &JitterBuffer) -> serde_json::Va
         "jitter_ms": (stats.jitter().as_secs_f64() * 10_000.0).round() / 10.0,
         "concealed_frames": counters.concealed_frames,
         "late_packets": counters.late_packets,
+        "round_trip_ms": round_trip.map(|rtt| (rtt.as_secs_f64() * 10_000.0).round() / 10.0),
         "mos": (mos(inputs) * 100.0).round() / 100.0,
     })
 }
@@ -388,6 +484,9 @@ struct Sender {
     epoch: Instant,
     base: u32,
     marker: bool,
+    /// Sent so far, for our sender reports (RFC 3550 §6.4.1: payload octets only).
+    packets: u32,
+    octets: u32,
 }
 
 impl Sender {
@@ -402,6 +501,8 @@ impl Sender {
             epoch: Instant::now(),
             base,
             marker: true,
+            packets: 0,
+            octets: 0,
         }
     }
 
@@ -442,6 +543,8 @@ impl Sender {
         self.marker = false;
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(pcm_8k.len() as u32);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload.len() as u32);
         let packet = RtpPacket { header, extension: None, payload: &payload };
         packet.to_vec().unwrap_or_default()
     }
@@ -467,8 +570,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_rtp_port_is_found_in_the_range() {
-        let socket = bind_rtp([127, 0, 0, 1].into(), &(40_000..=40_099)).await.unwrap();
-        let port = socket.local_addr().unwrap().port();
+        let sockets = bind_rtp([127, 0, 0, 1].into(), &(40_000..=40_099)).await.unwrap();
+        let port = sockets.rtp.local_addr().unwrap().port();
         assert!((40_000..=40_099).contains(&port) && port % 2 == 0, "{port}");
+        assert_eq!(sockets.rtcp.local_addr().unwrap().port(), port + 1);
     }
 }

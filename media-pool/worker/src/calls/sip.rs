@@ -210,14 +210,14 @@ impl LiveCalls {
             tracing::info!(%call, "the INVITE's SDP offer does not parse");
             return reject(RejectReason::NoCommonCodec);
         };
-        let socket = match bind_rtp(config.listen.ip(), &config.rtp_ports).await {
-            Ok(socket) => socket,
+        let sockets = match bind_rtp(config.listen.ip(), &config.rtp_ports).await {
+            Ok(sockets) => sockets,
             Err(error) => {
                 tracing::warn!(%call, %error, "no RTP port free; refusing the call");
                 return reject(RejectReason::Overloaded);
             }
         };
-        let Ok(local) = socket.local_addr() else { return reject(RejectReason::Overloaded) };
+        let Ok(local) = sockets.rtp.local_addr() else { return reject(RejectReason::Overloaded) };
         let ours = AnswerParams {
             address: config.media_address,
             port: local.port(),
@@ -267,7 +267,7 @@ impl LiveCalls {
         let (digits_tx, digits) = mpsc::channel(4);
         link.set_line(PhoneLine { transfers: transfer_tx, digits: digits_tx });
         let media =
-            RtpMedia::new(socket, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE, config.media_timeout);
+            RtpMedia::new(sockets, &negotiated, self.state.config.egress.clone(), PIPELINE_RATE, config.media_timeout);
         let mut media = tokio::spawn(media.on_hold_when(held).run(Arc::clone(&link), outputs, digits));
         if admit == Admit::Held {
             if let Err(error) = endpoint.early_media(call, answer.clone()) {
