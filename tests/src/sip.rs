@@ -167,6 +167,8 @@ pub fn media_pair() -> (UdpSocket, UdpSocket) {
 /// What the trunk's media socket heard from golos.
 #[derive(Debug, Default)]
 pub struct Heard {
+    /// Where golos's media came from: the port its SDP answer named.
+    pub golos_media: Option<SocketAddr>,
     /// golos's RTCP sender reports, each answered with a receiver report about golos's
     /// stream (LSR/DLSR), so golos can measure the round trip.
     pub sender_reports: usize,
@@ -196,6 +198,7 @@ pub fn trunk_media(
     let mut buf = [0u8; 1500];
     socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let (len, golos_media) = socket.recv_from(&mut buf).expect("golos sends the greeting as RTP");
+    heard.golos_media = Some(golos_media);
     heard.record(&buf[..len], telephone_event);
     socket.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
     let started = Instant::now();
