@@ -7,7 +7,7 @@
 //! of its org's spending between the two.
 
 use super::hold_prompt::{hold_prompt, HoldPrompt};
-use super::session::{reject_refusal, unavailable};
+use super::session::{reject_refusal, OpenRefusal};
 use super::{CallLink, LiveCalls};
 use golos_call::{EndReason, Snapshot};
 use golos_control::admission::{Admission, AdmissionRequest};
@@ -16,7 +16,7 @@ use golos_domain::billing::SpendingLimit;
 use golos_domain::CallDirection;
 use golos_domain::{AgentId, CallId, OrgId, PhoneNumber};
 use golos_shard::OwnedInput;
-use golos_transports::ws::{Refusal, SessionOutput};
+use golos_transports::ws::SessionOutput;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ impl LiveCalls {
         pending: Pending,
         link: &Arc<CallLink>,
         direction: CallDirection,
-    ) -> Result<Admit, Refusal> {
+    ) -> Result<Admit, OpenRefusal> {
         let request = AdmissionRequest {
             org_id: pending.org_id.clone(),
             agent_id: pending.agent_id.clone(),
@@ -60,9 +60,12 @@ impl LiveCalls {
             // number is held with the priority of the agent it routes to.
             priority: pending.agent.priority,
         };
-        let first = self.admissions.admit(&request).await.map_err(|e| unavailable(&e))?;
+        let first = self.admissions.admit(&request).await.map_err(|error| {
+            tracing::warn!(%error, "a call could not be admitted; the platform is unavailable");
+            OpenRefusal::Unavailable
+        })?;
         match first {
-            Admission::Rejected { reason } => Err(reject_refusal(reason)),
+            Admission::Rejected { reason } => Err(OpenRefusal::Rejected(reason)),
             Admission::Admitted { .. } => {
                 tokio::spawn(Box::pin(self.begin(pending, Arc::clone(link), direction)));
                 Ok(Admit::Started)

@@ -64,6 +64,31 @@ pub(super) fn reject_refusal(reason: RejectReason) -> Refusal {
     refusal(code, message)
 }
 
+/// Why a call whose org and agent are known is not opened; each transport answers it in its
+/// own terms (a WebSocket `error` code, a SIP status).
+#[derive(Debug)]
+pub(super) enum OpenRefusal {
+    /// This worker is draining.
+    Draining,
+    /// A store or queue failed (logged where it happened).
+    Unavailable,
+    Internal(String),
+    /// Admission said no.
+    Rejected(RejectReason),
+}
+
+impl OpenRefusal {
+    /// The WebSocket transports' `error`.
+    pub(super) fn to_refusal(&self) -> Refusal {
+        match self {
+            Self::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
+            Self::Unavailable => refusal(codes::UNAVAILABLE, "the platform is unavailable; try again shortly"),
+            Self::Internal(message) => refusal(codes::INTERNAL, message.clone()),
+            Self::Rejected(reason) => reject_refusal(*reason),
+        }
+    }
+}
+
 /// A call whose org and agent are known, as any transport asks for it.
 pub(super) struct CallRequest {
     pub(super) org_id: OrgId,
@@ -86,10 +111,10 @@ pub(super) struct OpenedCall {
 impl LiveCalls {
     /// Registers the call (refused while draining) and asks admission for it: the part every
     /// transport shares once it knows who is called.
-    pub(super) async fn open(&self, request: CallRequest, direction: CallDirection) -> Result<OpenedCall, Refusal> {
+    pub(super) async fn open(&self, request: CallRequest, direction: CallDirection) -> Result<OpenedCall, OpenRefusal> {
         let CallRequest { org_id, agent, resume, metadata, from, to } = request;
         let call_id =
-            CallId::with_suffix(&self.state.ids.new_suffix()).map_err(|e| refusal(codes::INTERNAL, e.to_string()))?;
+            CallId::with_suffix(&self.state.ids.new_suffix()).map_err(|e| OpenRefusal::Internal(e.to_string()))?;
         let (outputs_tx, outputs) = mpsc::channel(OUTPUT_QUEUE);
         let link = Arc::new(CallLink::new(call_id.clone(), outputs_tx));
         let ender_link = Arc::clone(&link);
@@ -101,8 +126,8 @@ impl LiveCalls {
                 Some(Arc::new(move |reason| ender_link.request_end(reason))),
             )
             .map_err(|e| match e {
-                RegisterError::Draining => refusal(codes::UNAVAILABLE, "this worker is draining; connect again"),
-                other => refusal(codes::INTERNAL, other.to_string()),
+                RegisterError::Draining => OpenRefusal::Draining,
+                other => OpenRefusal::Internal(other.to_string()),
             })?;
         let pending = Pending {
             org_id,
@@ -131,7 +156,7 @@ impl CallSession for WorkerSession {
         };
         let request = CallRequest { org_id: org.id, agent, resume, metadata: start.metadata, from: None, to: None };
         // Boxed: admission's future would otherwise sit inside every connection's.
-        let opened = Box::pin(calls.open(request, self.direction)).await?;
+        let opened = Box::pin(calls.open(request, self.direction)).await.map_err(|refused| refused.to_refusal())?;
         self.link = Some(Arc::clone(&opened.link));
         Ok(Admitted { call_id: opened.link.call_id.to_string(), outputs: opened.outputs })
     }

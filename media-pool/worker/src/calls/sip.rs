@@ -16,7 +16,7 @@
 
 pub use super::rtp_media::DEFAULT_MEDIA_TIMEOUT;
 use super::rtp_media::{bind_rtp, random_u64, MediaEnd, RtpMedia};
-use super::session::{CallRequest, OpenedCall};
+use super::session::{CallRequest, OpenRefusal, OpenedCall};
 use super::sink::PIPELINE_RATE;
 use super::{Admit, CallLink, LiveCalls, PhoneLine};
 use crate::lifecycle::EndReason;
@@ -30,7 +30,6 @@ use golos_shard::OwnedInput;
 use golos_sip::digest::{NonceCheck, NonceIssuer};
 use golos_sip::policy::RejectReason;
 use golos_sip::{CallRef, IncomingCall, SipConfig, SipEndpoint, SipEvent, SipEvents, TransferOutcome};
-use golos_transports::golos::codes;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -253,9 +252,9 @@ impl LiveCalls {
         };
         let OpenedCall { link, outputs, admit } = match Box::pin(self.open(request, CallDirection::Inbound)).await {
             Ok(opened) => opened,
-            Err(refusal) => {
-                tracing::info!(%call, code = refusal.code, "call refused");
-                return reject(sip_reason(refusal.code));
+            Err(refused) => {
+                tracing::info!(%call, ?refused, "call refused");
+                return reject(sip_reason(&refused));
             }
         };
         tracing::info!(
@@ -507,13 +506,17 @@ async fn transfer(endpoint: SipEndpoint, call: CallRef, link: Arc<CallLink>, tar
     }
 }
 
-/// The SIP refusal for a transport refusal's code (the same reasons the WebSocket transports
-/// tell their clients, `session::reject_refusal`).
-fn sip_reason(code: &str) -> RejectReason {
-    match code {
-        "hold_queue_full" => RejectReason::OverQuota,
-        "agent_disabled" | codes::AGENT_NOT_FOUND => RejectReason::NotRouted,
-        "no_balance" | "minutes_exhausted" | codes::UNAUTHORIZED => RejectReason::Forbidden,
-        _ => RejectReason::Draining,
+/// The SIP answer to a call that could not be opened (the reasons the WebSocket transports
+/// tell their clients as `error` codes, `OpenRefusal::to_refusal`).
+fn sip_reason(refused: &OpenRefusal) -> RejectReason {
+    use golos_control::admission::RejectReason as Admission;
+    match refused {
+        OpenRefusal::Draining => RejectReason::Draining,
+        OpenRefusal::Unavailable | OpenRefusal::Internal(_) => RejectReason::Overloaded,
+        OpenRefusal::Rejected(Admission::HoldQueueFull) => RejectReason::OverQuota,
+        OpenRefusal::Rejected(Admission::AgentDisabled | Admission::UnknownAgent) => RejectReason::NotRouted,
+        OpenRefusal::Rejected(
+            Admission::NoBalance | Admission::MinutesExhausted | Admission::OrgDisabled | Admission::UnknownOrg,
+        ) => RejectReason::Forbidden,
     }
 }
