@@ -129,6 +129,8 @@ async fn a_trunk_failing_its_health_checks_has_its_calls_refused_503_until_it_re
     assert!(failed >= 5.0, "the breaker opened after {failed} failed checks");
     let (ok, log) = tokio::task::spawn_blocking(move || sipp(sip, "inbound-breaker-open.xml")).await.unwrap();
     assert!(ok, "with the breaker open the INVITE must be refused 503 with Retry-After:\n{log}");
+    let (ok, log) = tokio::task::spawn_blocking(move || sipp(sip, "options-draining.xml")).await.unwrap();
+    assert!(ok, "with its breaker open the trunk's own health check is answered 503 with Retry-After:\n{log}");
 
     // It answers 200 again: after `open_for`, three good checks close the breaker.
     let answered_before = sample(&golos, &probes("answered")).unwrap_or_default();
@@ -139,6 +141,8 @@ async fn a_trunk_failing_its_health_checks_has_its_calls_refused_503_until_it_re
     assert!(answered >= 3.0, "the breaker closed after {answered} good checks");
     let (ok, log) = tokio::task::spawn_blocking(move || sipp(sip, "inbound-unrouted.xml")).await.unwrap();
     assert!(ok, "with the breaker closed again the INVITE is no longer refused 503:\n{log}");
+    let (ok, log) = tokio::task::spawn_blocking(move || sipp(sip, "options.xml")).await.unwrap();
+    assert!(ok, "with the breaker closed the trunk's health check is answered 200:\n{log}");
 
     // A trunk that goes silent fails its checks by timeout, and its breaker opens again.
     answer.store(SILENT, Ordering::Relaxed);

@@ -5,6 +5,7 @@ use crate::event::{CallRef, IncomingCall, SipEvent, SipTransport, TransferOutcom
 use crate::parse::invite_fields;
 use crate::policy::{self, InviteGate, NumberPlan, RejectStatus};
 use crate::SipError;
+use golos_domain::trunks::SourceNetwork;
 use golos_domain::PhoneNumber;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, DialogStateSender, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -93,6 +94,8 @@ struct Shared {
     state_tx: DialogStateSender,
     calls: Mutex<Calls>,
     draining: AtomicBool,
+    /// Networks of trunks whose circuit breaker is open: their OPTIONS are answered 503.
+    unavailable_trunks: Mutex<Vec<SourceNetwork>>,
     next_ref: AtomicU64,
     events: mpsc::Sender<SipEvent>,
     cancel: CancellationToken,
@@ -167,6 +170,7 @@ impl SipEndpoint {
             state_tx,
             calls: Mutex::default(),
             draining: AtomicBool::new(false),
+            unavailable_trunks: Mutex::default(),
             next_ref: AtomicU64::new(1),
             events,
             cancel,
@@ -192,6 +196,12 @@ impl SipEndpoint {
     /// calls in progress go on.
     pub fn set_draining(&self, draining: bool) {
         self.shared.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// The source networks of trunks golos will not take calls from now (their circuit
+    /// breaker is open): their health checks get 503 too. Replaces the previous list.
+    pub fn set_unavailable_trunks(&self, networks: Vec<SourceNetwork>) {
+        *self.shared.unavailable_trunks.lock().unwrap_or_else(PoisonError::into_inner) = networks;
     }
 
     pub fn is_draining(&self) -> bool {
@@ -488,10 +498,14 @@ fn serve_in_dialog(shared: &Shared, mut tx: Transaction) {
 }
 
 async fn on_options(shared: &Shared, tx: Transaction) {
-    let (status, retry_after) = policy::options_answer(shared.draining.load(Ordering::Relaxed));
+    let source = source_of(&tx);
+    let breaker_open = source.is_some_and(|source| {
+        let unavailable = shared.unavailable_trunks.lock().unwrap_or_else(PoisonError::into_inner);
+        unavailable.iter().any(|network| network.contains(source.ip()))
+    });
+    let (status, retry_after) = policy::options_answer(shared.draining.load(Ordering::Relaxed), breaker_open);
     let mut headers = vec![allow_header(), Header::Accept("application/sdp".into())];
     headers.extend(retry_after.map(retry_after_header));
-    let source = source_of(&tx);
     reply(tx, StatusCode::from(status), headers);
     if let Some(source) = source {
         shared.emit(SipEvent::Options { source, status }).await;

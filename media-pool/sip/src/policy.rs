@@ -106,11 +106,14 @@ pub fn gate_invite(draining: bool) -> InviteGate {
     }
 }
 
-/// OPTIONS is the trunk's health check: 200 while we take calls, 503 (with Retry-After) while
-/// draining so the trunk stops sending INVITEs here before we would refuse them.
-pub fn options_answer(draining: bool) -> (u16, Option<Duration>) {
+/// OPTIONS is the trunk's health check: 200 while we take its calls, 503 (with Retry-After)
+/// while draining, or while the asking trunk's circuit breaker is open, so the trunk stops
+/// sending INVITEs here before we would refuse them.
+pub fn options_answer(draining: bool, trunk_breaker_open: bool) -> (u16, Option<Duration>) {
     if draining {
         (503, Some(RETRY_AFTER_DRAINING))
+    } else if trunk_breaker_open {
+        (503, Some(RETRY_AFTER_BREAKER_OPEN))
     } else {
         (200, None)
     }
@@ -248,8 +251,9 @@ mod tests {
     fn draining_refuses_invites_and_fails_health_checks() {
         assert_eq!(gate_invite(false), InviteGate::Offer);
         assert_eq!(gate_invite(true), InviteGate::Reject(RejectReason::Draining.rejection()));
-        assert_eq!(options_answer(false), (200, None));
-        assert_eq!(options_answer(true).0, 503);
+        assert_eq!(options_answer(false, false), (200, None));
+        assert_eq!(options_answer(true, false).0, 503);
+        assert_eq!(options_answer(false, true), (503, Some(RETRY_AFTER_BREAKER_OPEN)));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use super::LiveCalls;
 use crate::trunk_health::BreakerChange;
+use golos_domain::trunks::SourceNetwork;
 use golos_domain::TrunkId;
 use golos_sip::{SipEndpoint, MAX_PROBE_TIMEOUT};
 use std::collections::BTreeSet;
@@ -36,6 +37,8 @@ impl LiveCalls {
                     continue;
                 }
             };
+            let networks: Vec<(TrunkId, Vec<String>)> =
+                trunks.iter().map(|t| (t.id.clone(), t.source_networks.clone())).collect();
             let probed: Vec<(TrunkId, String)> =
                 trunks.into_iter().filter(|t| t.enabled).filter_map(|t| Some((t.id, t.sip_address?))).collect();
             health.retain(&probed.iter().map(|(id, _)| id.clone()).collect::<BTreeSet<_>>());
@@ -64,6 +67,14 @@ impl LiveCalls {
                     None => {}
                 }
             }
+            // A trunk we refuse calls from hears so in its own health checks too.
+            let now = Instant::now();
+            let unavailable = networks
+                .iter()
+                .filter(|(trunk, _)| !health.admits(trunk, now))
+                .flat_map(|(_, networks)| networks.iter().filter_map(|n| SourceNetwork::parse(n).ok()))
+                .collect();
+            endpoint.set_unavailable_trunks(unavailable);
         }
     }
 }
