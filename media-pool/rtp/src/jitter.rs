@@ -219,16 +219,7 @@ impl JitterBuffer {
         }
         let next = self.shrink_to_target(next);
         if let Some(held) = self.held.remove(&next) {
-            self.next = Some(next + 1);
-            self.last_played = Some(next);
-            let mut samples = [0; FRAME_SAMPLES];
-            for (sample, &byte) in samples.iter_mut().zip(&held.payload) {
-                *sample = held.codec.decode(byte);
-            }
-            self.last_frame = samples;
-            self.concealed_in_a_row = 0;
-            self.counters.received_frames += 1;
-            return Frame { kind: FrameKind::Received, samples };
+            return self.play(next, &held);
         }
         if self.held.is_empty() {
             // Dry: after the concealment runs out, buffer again from the next arrival.
@@ -245,6 +236,30 @@ impl JitterBuffer {
         // Otherwise wait for the missing frame while concealing, which is how the delay
         // grows toward a target that rose with the jitter.
         self.conceal()
+    }
+
+    /// The next frame if it has arrived, at once: for a consumer that is not a loudspeaker
+    /// (speech recognition wants the caller's audio as soon as it is in order, not on a
+    /// playout clock). Reordering is still undone; a missing frame stops it, and `pop` (on
+    /// the consumer's clock, once the gap has lasted) conceals or skips it.
+    pub fn pop_arrived(&mut self) -> Option<Frame> {
+        let next = self.next?;
+        let held = self.held.remove(&next)?;
+        self.playing = true;
+        Some(self.play(next, &held))
+    }
+
+    fn play(&mut self, next: u64, held: &Held) -> Frame {
+        self.next = Some(next + 1);
+        self.last_played = Some(next);
+        let mut samples = [0; FRAME_SAMPLES];
+        for (sample, &byte) in samples.iter_mut().zip(&held.payload) {
+            *sample = held.codec.decode(byte);
+        }
+        self.last_frame = samples;
+        self.concealed_in_a_row = 0;
+        self.counters.received_frames += 1;
+        Frame { kind: FrameKind::Received, samples }
     }
 
     /// Skips missing frames, then drops queued ones, while more than the target is queued.
@@ -345,6 +360,30 @@ mod tests {
 
     fn fill_of(frame: &Frame) -> Option<u8> {
         (frame.kind == FrameKind::Received).then(|| (0..=255).find(|&b| G711::Pcma.decode(b) == frame.samples[0]))?
+    }
+
+    #[test]
+    fn arrived_frames_come_out_at_once_in_order_and_a_gap_is_left_to_pop() {
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        let t0 = Instant::now();
+        push(&mut buffer, 10, 1, t0);
+        assert_eq!(buffer.pop_arrived().as_ref().and_then(fill_of), Some(1), "no playout delay");
+        assert!(buffer.pop_arrived().is_none());
+        // 12 before 11: held until 11 arrives, then both in order.
+        push(&mut buffer, 12, 3, t0 + TICK);
+        assert!(buffer.pop_arrived().is_none());
+        push(&mut buffer, 11, 2, t0 + TICK);
+        let out: Vec<_> = std::iter::from_fn(|| buffer.pop_arrived()).map(|f| fill_of(&f)).collect();
+        assert_eq!(out, [Some(2), Some(3)]);
+        // 13 is lost: 14 and 15 wait; the consumer's clock calls `pop`, which gives up on 13
+        // (concealing it) once enough is queued, and the rest come out at once.
+        push(&mut buffer, 14, 5, t0 + TICK * 3);
+        push(&mut buffer, 15, 6, t0 + TICK * 4);
+        assert!(buffer.pop_arrived().is_none());
+        assert_eq!(buffer.pop(t0 + TICK * 5).kind, FrameKind::Concealed);
+        let out: Vec<_> = std::iter::from_fn(|| buffer.pop_arrived()).map(|f| fill_of(&f)).collect();
+        assert_eq!(out, [Some(5), Some(6)]);
+        assert_eq!(buffer.counters().received_frames, 5);
     }
 
     #[test]

@@ -43,6 +43,25 @@ const KEY_PRESS: Duration = Duration::from_millis(100);
 const KEY_GAP: Duration = Duration::from_millis(60);
 const KEY_VOLUME: u8 = 10;
 
+/// How long the caller's next frame may be missing (late, lost, or the trunk's silence
+/// suppression) before the 20 ms clock conceals it, so the engine hears time pass.
+const GAP_BEFORE_CONCEALING: Duration = Duration::from_millis(60);
+/// Within a gap, one frame per tick: the last fill counts as this much before it.
+const GAP_REFILL_BACKDATE: Duration = Duration::from_millis(40);
+
+/// Hands one 8 kHz frame of the caller's to the engine at the pipeline's rate (before the
+/// engine runs, during the hold prompt, it is dropped).
+fn deliver(link: &CallLink, up: &mut Resampler, samples: &[i16]) {
+    let Some(handle) = link.handle.get() else { return };
+    match up.process(samples) {
+        // A full shard queue drops the frame; the next one follows.
+        Ok(samples) => {
+            handle.audio(samples.into());
+        }
+        Err(error) => tracing::warn!(%error, "could not resample the caller's audio"),
+    }
+}
+
 /// A datagram larger than any 20 ms G.711 packet with headers; longer ones are cut and fail
 /// to parse, which is what they deserve.
 const DATAGRAM: usize = 1500;
@@ -179,6 +198,8 @@ impl RtpMedia {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut heard_any = false;
+        // When the engine last got a frame of the caller's.
+        let mut last_out = Instant::now();
         let mut buf = vec![0u8; DATAGRAM];
         let mut rtcp_buf = vec![0u8; DATAGRAM];
         let mut pcm_8k = vec![0i16; FRAME_SAMPLES];
@@ -211,6 +232,12 @@ impl RtpMedia {
                         let arrival = std::time::Instant::now();
                         stats.on_packet(&packet.header, arrival);
                         jitter.push(&packet, arrival);
+                        // The caller's audio goes to speech recognition, not a loudspeaker:
+                        // in order is enough, no playout delay.
+                        while let Some(frame) = jitter.pop_arrived() {
+                            deliver(&link, &mut up, &frame.samples);
+                            last_out = Instant::now();
+                        }
                     } else {
                         // Comfort noise, anything else.
                         continue;
@@ -258,19 +285,19 @@ impl RtpMedia {
                             }
                         }
                     }
-                    if !heard_any {
+                    // Frames go to the engine as they arrive in order (below); the clock only
+                    // fills a gap: once none has come for `GAP_BEFORE_CONCEALING`, one frame per
+                    // tick (a concealment, silence, or the frames after a lost one).
+                    if !heard_any || last_out.elapsed() < GAP_BEFORE_CONCEALING {
                         continue;
                     }
                     let frame = jitter.pop(std::time::Instant::now());
-                    if let Some(handle) = link.handle.get() {
-                        match up.process(&frame.samples) {
-                            // A full shard queue drops the frame; the next one follows in 20 ms.
-                            Ok(samples) => {
-                                handle.audio(samples.into());
-                            }
-                            Err(error) => tracing::warn!(%error, "could not resample the caller's audio"),
-                        }
+                    deliver(&link, &mut up, &frame.samples);
+                    while let Some(frame) = jitter.pop_arrived() {
+                        deliver(&link, &mut up, &frame.samples);
                     }
+                    // The next tick fills again unless a packet comes first.
+                    last_out = Instant::now().checked_sub(GAP_REFILL_BACKDATE).unwrap_or_else(Instant::now);
                 }
                 output = outputs.recv() => match output {
                     Some(SessionOutput::Audio(frame)) => {
