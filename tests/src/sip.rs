@@ -450,19 +450,20 @@ impl Operator {
         assert!((200..300).contains(&status), "{status} {body}");
     }
 
-    /// The newest call's record once it is billed (and is not `previous`).
+    /// The newest call's record once it is over and billed (and is not `previous`).
     pub async fn billed_call(&self, key: &str, previous: Option<&str>) -> Value {
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             let calls = self.get("/v1/calls", key).await;
             if let Some(id) = calls["items"][0]["id"].as_str().filter(|id| Some(*id) != previous) {
                 let record = self.get(&format!("/v1/calls/{id}"), key).await;
-                if record["status"] == "ended" && record["cost_kopecks"].is_i64() {
+                if record["status"] != "in_progress" && record["cost_kopecks"].is_i64() {
                     return record;
                 }
             }
             assert!(Instant::now() < until, "the phone call was not billed: {calls}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Two requests a poll: well inside the API's 200 a minute per key.
+            tokio::time::sleep(Duration::from_millis(700)).await;
         }
     }
 }

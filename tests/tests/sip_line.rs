@@ -189,3 +189,34 @@ async fn a_digest_trunk_is_challenged_and_admitted_only_with_its_password() {
     let record = operator.billed_call(&key, None).await;
     assert_eq!(record["direction"], "inbound", "{record}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_speech_recogniser_left_the_caller_is_asked_for_the_keypad_and_is_heard() {
+    let (simulator, _scenario) = simulator(&json!({
+        "replies": [{"tokens": ["You", " pressed", " seven."]}],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }));
+    let golos = SipGolos::start(&[("GOLOS_RTP_MEDIA_TIMEOUT_SECS", "2")]);
+    let operator = &golos.operator;
+    let (org_id, key) = operator.funded_org("Keypad").await;
+    operator.put_credential(&key, "sim-key", "sim-key").await;
+    // The only recogniser is a Deepgram endpoint nobody listens on: the chain runs out at
+    // once, and its last tier is the keypad.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut agent = agent(&simulator, &json!([]), GREETING);
+    agent["providers"]["stt"] = json!([
+        {"kind": "deepgram", "endpoint": format!("ws://{closed}"), "credentials_secret": "sim-key"},
+        {"kind": "dtmf_menu"}
+    ]);
+    operator.agent_line(&org_id, &key, &agent, &json!({"source_networks": ["127.0.0.1/32"]})).await;
+    let (media, _rtcp) = sip::media_pair();
+    let port = media.local_addr().unwrap().port();
+    // The trunk keys 7 # by SIP INFO; its media stays silent, so golos hangs up after 2 s.
+    let (ok, log) = golos.sipp("info-dtmf.xml").set("rtpport", port).run_async().await;
+    assert!(ok, "{log}");
+    let record = operator.billed_call(&key, None).await;
+    assert_eq!(record["metrics"]["quality"]["stt_lost_dtmf_menu"], true, "{record}");
+    let turns = record["transcript"].as_array().cloned().unwrap_or_default();
+    assert!(turns.iter().any(|t| t["role"] == "user" && t["text"] == "[DTMF] 7"), "{record}");
+    assert!(turns.iter().any(|t| t["role"] == "assistant" && t["text"] == "You pressed seven."), "{record}");
+}

@@ -378,6 +378,7 @@ impl CallEngine {
         }
         match input {
             Input::TransferResult { result } => self.on_transfer_result(result, now),
+            Input::SttUnavailable { dtmf_menu } => self.on_stt_unavailable(dtmf_menu, now),
             Input::Hangup => {
                 self.cancel_providers();
                 self.ended = true;
@@ -514,6 +515,25 @@ impl CallEngine {
         } else {
             self.config.repeat_prompt.clone()
         };
+        self.say_prompt(&prompt, now);
+    }
+
+    fn on_stt_unavailable(&mut self, dtmf_menu: bool, now: Instant) {
+        if self.resp.final_words || self.transfer.is_some() {
+            return;
+        }
+        if !dtmf_menu {
+            let apology = self.config.apology.clone();
+            self.end_politely(&apology, EndReason::Failed, now);
+            return;
+        }
+        self.emit(Output::Event(Event::DtmfMenu { at: now }));
+        // The keypad is all that is left: the agent stops (if it was speaking) and asks.
+        if self.resp.active {
+            self.cut_off(now, false);
+        }
+        let prompt = self.config.dtmf_prompt.clone();
+        self.last_activity = now;
         self.say_prompt(&prompt, now);
     }
 

@@ -97,6 +97,12 @@ pub enum Input<'a> {
     },
     /// The clip's audio is complete.
     ClipEnd,
+    /// No speech recogniser is left for this call (every STT tier failed). With `dtmf_menu`
+    /// the caller is asked to answer on the keypad from now on; without, the call ends
+    /// politely, since nothing the caller says can be heard.
+    SttUnavailable {
+        dtmf_menu: bool,
+    },
     /// What became of the last [`Output::Transfer`]: `Ok` once the far end took the call (the
     /// engine then ends it as transferred), `Err` with a short reason if it did not.
     TransferResult {
@@ -277,6 +283,10 @@ pub enum Event {
     },
     Escalation {
         reason: String,
+    },
+    /// Speech recognition is gone: the caller was asked to use the keypad.
+    DtmfMenu {
+        at: Instant,
     },
     /// A transfer did not go through; the agent told the caller and goes on.
     TransferFailed {

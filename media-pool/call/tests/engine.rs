@@ -918,6 +918,34 @@ fn send_dtmf_sends_digits_and_the_llm_goes_on() {
 }
 
 #[test]
+fn without_a_recogniser_the_caller_is_asked_for_the_keypad_and_keys_make_the_turn() {
+    let config = CallConfig::english();
+    let prompt = config.dtmf_prompt.clone();
+    let mut sim = Sim::new(config);
+    sim.at(1_000, Ev::SttUnavailable { dtmf_menu: true });
+    sim.at(6_000, Ev::Dtmf('4'));
+    sim.at(6_200, Ev::Dtmf('2'));
+    sim.at(6_400, Ev::Dtmf('#'));
+    sim.run_until(7_000);
+    assert_eq!(sim.tts_requests().first(), Some(&(1_000, prompt)));
+    assert!(sim.log.iter().any(|(_, o)| matches!(o, Output::Event(Event::DtmfMenu { .. }))));
+    let user = sim.engine.context().iter().rev().find(|m| m.role == MessageRole::User).expect("a turn");
+    assert_eq!(user.content, "[DTMF] 42");
+    assert_eq!(sim.llm_requests().len(), 1);
+}
+
+#[test]
+fn without_a_recogniser_or_a_keypad_menu_the_call_ends_with_an_apology() {
+    let config = CallConfig::english();
+    let apology = config.apology.clone();
+    let mut sim = Sim::new(config);
+    sim.at(1_000, Ev::SttUnavailable { dtmf_menu: false });
+    sim.run_until(20_000);
+    assert_eq!(sim.tts_requests().first(), Some(&(1_000, apology)));
+    assert!(sim.log.iter().any(|(_, o)| matches!(o, Output::Hangup { reason: EndReason::Failed })));
+}
+
+#[test]
 fn send_dtmf_refuses_what_is_not_a_keypad_digit() {
     let config = with_tools(vec![ToolConfig { name: "send_dtmf".to_owned(), kind: ToolKind::SendDtmf }]);
     let mut sim = Sim::new(config);

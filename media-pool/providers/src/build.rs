@@ -113,6 +113,9 @@ pub struct AgentChains {
     pub llm: LlmChain,
     pub tts: TtsChain,
     pub stt: SttChain,
+    /// The agent's STT chain ends with the DTMF menu: when no recogniser is left, the caller
+    /// is asked to use the keypad rather than the call giving up.
+    pub dtmf_menu: bool,
     pub skipped: Vec<SkippedTier>,
 }
 
@@ -203,7 +206,8 @@ pub async fn build_chains(agent: &AgentConfig, ctx: &BuildContext) -> AgentChain
         }
     }
     let mut stt = SttChain::new(ctx.chain);
-    for (index, tier) in agent.providers.stt.iter().enumerate() {
+    let dtmf_menu = agent.providers.stt.iter().any(|tier| tier.kind == SttKind::DtmfMenu);
+    for (index, tier) in agent.providers.stt.iter().enumerate().filter(|(_, t)| t.kind != SttKind::DtmfMenu) {
         match stt_tier(tier, ctx) {
             Ok((provider, base)) => stt.push(provider, ctx.breakers.get(&breaker_key("stt", tier, &base))),
             Err(reason) => skipped.push(SkippedTier { chain: "stt", index, reason }),
@@ -212,7 +216,7 @@ pub async fn build_chains(agent: &AgentConfig, ctx: &BuildContext) -> AgentChain
     for s in &skipped {
         tracing::info!(chain = s.chain, index = s.index, reason = %s.reason, "provider tier left out");
     }
-    AgentChains { llm, tts, stt, skipped }
+    AgentChains { llm, tts, stt, dtmf_menu, skipped }
 }
 
 type Built<P> = Result<(Arc<P>, String), String>;
@@ -313,6 +317,7 @@ fn stt_tier(tier: &ProviderRef<SttKind>, ctx: &BuildContext) -> Built<dyn SttPro
         }
         SttKind::Google => Err("Google streaming STT is not implemented yet".into()),
         SttKind::Pocketsphinx => Ok((Arc::new(PocketsphinxStt::default()), "local".into())),
+        // Not a recogniser: `build_chains` records it as `AgentChains::dtmf_menu`.
         SttKind::DtmfMenu => Err("the DTMF menu is the call engine's last resort, not a recogniser".into()),
     }
 }

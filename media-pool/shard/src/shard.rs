@@ -99,6 +99,7 @@ pub enum OwnedInput {
     ClipAudio { frame: Frame },
     ClipEnd,
     TransferResult { result: Result<(), String> },
+    SttUnavailable { dtmf_menu: bool },
 }
 
 impl OwnedInput {
@@ -126,6 +127,7 @@ impl OwnedInput {
             Self::SayPrompt { text } => Input::SayPrompt { text },
             Self::ClipAudio { frame } => Input::ClipAudio { frame: Arc::clone(frame) },
             Self::ClipEnd => Input::ClipEnd,
+            Self::SttUnavailable { dtmf_menu } => Input::SttUnavailable { dtmf_menu: *dtmf_menu },
             Self::TransferResult { result } => Input::TransferResult {
                 result: match result {
                     Ok(()) => Ok(()),

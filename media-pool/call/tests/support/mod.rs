@@ -38,6 +38,9 @@ pub enum Ev {
     ClipEnd,
     /// The line's answer to `Output::Transfer`.
     TransferResult(Result<(), String>),
+    SttUnavailable {
+        dtmf_menu: bool,
+    },
 }
 
 /// What the simulated LLM answers to the next request.
@@ -317,6 +320,7 @@ pub fn input_of<'a>(ev: &'a Ev, t0: Instant, frame: &Frame) -> Input<'a> {
         Ev::SayPrompt(text) => Input::SayPrompt { text },
         Ev::ClipAudio => Input::ClipAudio { frame: Arc::clone(frame) },
         Ev::ClipEnd => Input::ClipEnd,
+        Ev::SttUnavailable { dtmf_menu } => Input::SttUnavailable { dtmf_menu: *dtmf_menu },
         Ev::TransferResult(result) => Input::TransferResult {
             result: match result {
                 Ok(()) => Ok(()),

@@ -71,6 +71,8 @@ pub(crate) struct WorkerSink {
     quality: Option<serde_json::Value>,
     state: AgentState,
     engine_reason: Option<EndReason>,
+    /// Speech recognition was lost and the caller asked for the keypad (the call's quality).
+    dtmf_menu: bool,
 }
 
 impl WorkerSink {
@@ -90,6 +92,7 @@ impl WorkerSink {
             quality: None,
             state: AgentState::Listening,
             engine_reason: None,
+            dtmf_menu: false,
         }
     }
 
@@ -301,7 +304,12 @@ impl WorkerSink {
                     "tools_succeeded": quality.tools_succeeded,
                     "playout_gaps": quality.playout_gaps,
                     "longest_gap_ms": ms(quality.longest_gap),
+                    "stt_lost_dtmf_menu": self.dtmf_menu,
                 }));
+            }
+            Event::DtmfMenu { .. } => {
+                tracing::info!(call = %self.parts.link.call_id, "no speech recogniser left: the caller is asked for the keypad");
+                self.dtmf_menu = true;
             }
             Event::TransferFailed { error, .. } => {
                 tracing::info!(call = %self.parts.link.call_id, %error, "the transfer failed; the call goes on");

@@ -23,8 +23,9 @@ pub(super) async fn run_stt(
     let mut session = match chains.stt.open(&config).await {
         Ok((session, _attempts)) => session,
         Err(exhausted) => {
-            // No recogniser: the engine can still take key presses (DESIGN.md §4 DTMF tier).
-            tracing::warn!(error = %exhausted, "no speech recogniser for this call");
+            // No recogniser: the engine asks for the keypad (DESIGN.md §4 DTMF tier) or ends.
+            tracing::warn!(error = %exhausted, dtmf_menu = chains.dtmf_menu, "no speech recogniser for this call");
+            handle.input(OwnedInput::SttUnavailable { dtmf_menu: chains.dtmf_menu });
             while frames.recv().await.is_some() {}
             return;
         }
@@ -34,7 +35,8 @@ pub(super) async fn run_stt(
             frame = frames.recv() => match frame {
                 Some(frame) => {
                     if session.send(frame).await.is_err() {
-                        tracing::warn!("the speech recogniser stopped taking audio");
+                        tracing::warn!(dtmf_menu = chains.dtmf_menu, "the speech recogniser stopped taking audio");
+                        handle.input(OwnedInput::SttUnavailable { dtmf_menu: chains.dtmf_menu });
                         while frames.recv().await.is_some() {}
                         return;
                     }
@@ -63,7 +65,8 @@ pub(super) async fn run_stt(
                 // Speech onsets come from the worker's own VAD, which sees every frame.
                 Some(Ok(SttEvent::SpeechStarted | SttEvent::UtteranceEnd)) => {}
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "the speech recogniser failed");
+                    tracing::warn!(%error, dtmf_menu = chains.dtmf_menu, "the speech recogniser failed");
+                    handle.input(OwnedInput::SttUnavailable { dtmf_menu: chains.dtmf_menu });
                     while frames.recv().await.is_some() {}
                     return;
                 }
