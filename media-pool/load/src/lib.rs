@@ -9,5 +9,6 @@
 
 pub mod caller;
 pub mod load;
+pub mod measure;
 pub mod sim;
 pub mod ws_load;
