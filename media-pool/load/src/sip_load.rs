@@ -7,10 +7,12 @@
 //! UDP socket for all calls, which does the INVITE client transaction (retransmissions, ACK of
 //! the 2xx) and the BYE. The media is this module's: per call a UDP socket of its own, a 20 ms
 //! A-law packet per [`SimulatedCaller`] slot on an absolute schedule from the 200 OK (the
-//! moment golos's pipeline runs, as `started` is over the WebSocket), and every voice packet
-//! golos sends back counted as the agent's audio. So the turn is timed exactly as the ws mode
-//! times it (`caller` module docs): from the send of the 15th silence packet after the
-//! utterance to the first RTP packet of the answer, minus the simulator's 300 ms.
+//! moment golos's pipeline runs, as `started` is over the WebSocket), and the A-law golos sends
+//! back counted as the agent's audio from its first *loud* packet on ([`is_voice`]: what a
+//! caller would hear, so a packet of the resampler's leading near-silence does not start the
+//! answer). So the turn is timed as the ws mode times it (`caller` module docs): from the send
+//! of the 15th silence packet after the utterance to the first voice packet of the answer,
+//! minus the simulator's 300 ms.
 //!
 //! That charges golos's whole phone path to it: the caller's packets through the worker's
 //! jitter buffer and its 20 ms playout tick, the 8 → 16 kHz resampler, the STT, LLM and TTS
@@ -45,6 +47,9 @@ const PCMA: u8 = 8;
 const TELEPHONE_EVENT: u8 = 101;
 /// 16 kHz PCM16 bytes per 8 kHz G.711 byte (module docs).
 const PCM16_BYTES_PER_G711_BYTE: usize = 4;
+/// A voice packet holds more than this many samples louder than [`LOUD`].
+const LOUD_SAMPLES: usize = 10;
+const LOUD: u16 = 1000;
 /// An INVITE not answered by then counts as a failed call.
 const INVITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -282,6 +287,12 @@ impl Default for Payloads {
     }
 }
 
+/// An A-law payload carries voice, not silence or the faint edge of a resampled frame (the
+/// simulator's voice is a tone of amplitude 3000; A-law silence decodes to ±8).
+pub fn is_voice(alaw: &[u8]) -> bool {
+    alaw.iter().filter(|&&b| G711::Pcma.decode(b).unsigned_abs() > LOUD).count() > LOUD_SAMPLES
+}
+
 /// This caller's outgoing RTP stream.
 struct Stream {
     ssrc: u32,
@@ -414,6 +425,9 @@ async fn run_call(
                 let Ok(packet) = RtpPacket::parse(&buf[..len]) else { continue };
                 if packet.header.payload_type != PCMA {
                     continue; // key presses, comfort noise: not the agent's voice
+                }
+                if caller.awaiting_audio() && !is_voice(packet.payload) {
+                    continue; // not yet audible: the turn's audio is then short (an odd turn)
                 }
                 if config.trace && caller.awaiting_audio() {
                     eprintln!("call {id}: {:10.3} ms  first audio", ms_since(ready, now));
@@ -616,6 +630,17 @@ mod tests {
         // Speech is far above the simulated STT's threshold (64); A-law silence decodes to ±8.
         assert!(peak(a.payload) > 2_900, "{}", peak(a.payload));
         assert!(peak(b.payload) < 64, "{}", peak(b.payload));
+    }
+
+    #[test]
+    fn voice_is_loud_a_law() {
+        let payloads = Payloads::new();
+        assert!(is_voice(&payloads.speech));
+        assert!(!is_voice(&payloads.silence));
+        // A frame whose tone starts only in its last 8 samples is not heard yet.
+        let mut edge = payloads.silence;
+        edge[FRAME_SAMPLES - 8..].copy_from_slice(&payloads.speech[..8]);
+        assert!(!is_voice(&edge));
     }
 
     #[test]
