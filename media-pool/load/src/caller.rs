@@ -1,6 +1,7 @@
 //! The WORKLOAD's caller (`bench/WORKLOAD.md` §2.1) as seen from outside the worker, for
-//! `golos-load ws`: which frame each 20 ms slot carries, and the per-turn measurements from
-//! what comes back over the socket. Sans-IO: the driver passes the time in, so the arithmetic
+//! `golos-load ws` and `golos-load sip`: which frame each 20 ms slot carries, and the per-turn
+//! measurements from what comes back over the socket (bot audio counted as 16 kHz PCM16 bytes;
+//! the SIP mode converts its A-law). Sans-IO: the driver passes the time in, so the arithmetic
 //! is tested on made-up instants.
 //!
 //! The caller cannot see the STT's T_final, so it is reconstructed from the audio it sent. The

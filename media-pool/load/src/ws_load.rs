@@ -14,12 +14,15 @@
 
 use crate::caller::{SimulatedCaller, TurnResult, FRAME_BYTES, LATE, TURN_AUDIO_BYTES};
 use crate::load::loadavg;
+pub use crate::measure::{
+    cpu_percent, parse_stat_cpu, parse_status_kib, proc_cpu, proc_status_kib, rss_per_call_kib, start_offset,
+};
+use crate::measure::{histogram, ms, us_of_ms, Sampler};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -123,69 +126,6 @@ pub struct WsReport {
     pub errors: BTreeMap<String, u64>,
 }
 
-/// `utime + stime` of a process from `/proc/<pid>/stat` (`None`: this process), in USER_HZ
-/// ticks of 10 ms.
-pub fn proc_cpu(pid: Option<u32>) -> Option<Duration> {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
-    parse_stat_cpu(&std::fs::read_to_string(path).ok()?)
-}
-
-/// utime and stime are fields 14 and 15 (1-based); the command name before them may hold
-/// spaces, so counting starts after its closing parenthesis.
-pub fn parse_stat_cpu(stat: &str) -> Option<Duration> {
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
-}
-
-/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    parse_status_kib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, field)
-}
-
-pub fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-    line[field.len() + 1..].split_whitespace().next()?.parse().ok()
-}
-
-/// CPU used between two samples, as % of one core.
-pub fn cpu_percent(cpu_from: Duration, cpu_to: Duration, wall: Duration) -> f64 {
-    if wall.is_zero() {
-        return f64::NAN;
-    }
-    100.0 * cpu_to.saturating_sub(cpu_from).as_secs_f64() / wall.as_secs_f64()
-}
-
-/// (peak − idle baseline) / N.
-pub fn rss_per_call_kib(peak_kib: u64, baseline_kib: u64, calls: usize) -> f64 {
-    peak_kib.saturating_sub(baseline_kib) as f64 / calls.max(1) as f64
-}
-
-/// Call `i` of `n` starts at `t0 + spread·i/n` (§4).
-pub fn start_offset(spread: Duration, i: usize, n: usize) -> Duration {
-    spread.mul_f64(i as f64 / n.max(1) as f64)
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    at: Instant,
-    worker_cpu: Option<Duration>,
-    worker_rss: Option<u64>,
-    sim_cpu: Option<Duration>,
-    own_cpu: Option<Duration>,
-}
-
-fn sample(worker: Option<u32>, sim: Option<u32>) -> Sample {
-    Sample {
-        at: Instant::now(),
-        worker_cpu: worker.and_then(|p| proc_cpu(Some(p))),
-        worker_rss: worker.and_then(|p| proc_status_kib(p, "VmRSS")),
-        sim_cpu: sim.and_then(|p| proc_cpu(Some(p))),
-        own_cpu: proc_cpu(None),
-    }
-}
-
 /// The pre-built frames: a 220 Hz sine of amplitude 3000 (the reference's speech) and silence.
 #[derive(Debug, Clone)]
 pub struct Frames {
@@ -210,18 +150,6 @@ impl Default for Frames {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1_000.0
-}
-
-fn us_of_ms(v: f64) -> u64 {
-    (v.max(0.0) * 1_000.0).round() as u64
 }
 
 /// What one call brings back.
@@ -449,23 +377,7 @@ pub async fn run_ws(config: &WsConfig, baseline_rss_kib: u64) -> WsReport {
     let config = Arc::new(config.clone());
     let frames = Frames::new();
     let input_lag = Arc::new(Mutex::new(histogram()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = Arc::clone(&stop);
-        let (worker, sim) = (config.worker_pid, config.sim_pid);
-        std::thread::spawn(move || {
-            let mut samples = Vec::with_capacity(512);
-            let start = Instant::now();
-            let mut k = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                samples.push(sample(worker, sim));
-                k += 1;
-                std::thread::sleep((start + Duration::from_millis(500) * k).saturating_duration_since(Instant::now()));
-            }
-            samples.push(sample(worker, sim));
-            samples
-        })
-    };
+    let sampler = Sampler::start(config.worker_pid, config.sim_pid);
 
     let n = config.calls.max(1);
     let t0 = Instant::now() + Duration::from_millis(50);
@@ -489,8 +401,6 @@ pub async fn run_ws(config: &WsConfig, baseline_rss_kib: u64) -> WsReport {
         );
     }
     let end = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let samples = sampler.join().expect("sampler");
 
     let mut added = histogram();
     let mut min_ms = f64::INFINITY;
@@ -542,16 +452,7 @@ pub async fn run_ws(config: &WsConfig, baseline_rss_kib: u64) -> WsReport {
     // Steady window: all calls up, from the last call's start + 1 s to the first call's end.
     let window_start = t0 + start_offset(config.spread, n - 1, n) + Duration::from_secs(1);
     let window_end = first_end.unwrap_or(end).min(end);
-    let (from, to) =
-        if window_end > window_start + Duration::from_secs(2) { (window_start, window_end) } else { (t0, end) };
-    let first = samples.iter().find(|s| s.at >= from).copied().unwrap_or(samples[0]);
-    let last = samples.iter().rev().find(|s| s.at <= to).copied().unwrap_or(samples[samples.len() - 1]);
-    let wall = last.at.saturating_duration_since(first.at);
-    let pct = |get: fn(&Sample) -> Option<Duration>| match (get(&first), get(&last)) {
-        (Some(a), Some(b)) => cpu_percent(a, b, wall),
-        _ => f64::NAN,
-    };
-    let peak_rss_kib = samples.iter().filter_map(|s| s.worker_rss).max().unwrap_or(0);
+    let usage = sampler.finish(window_start, window_end, t0, end);
     let lag = input_lag.lock().expect("input lag");
     WsReport {
         calls: n,
@@ -581,13 +482,13 @@ pub async fn run_ws(config: &WsConfig, baseline_rss_kib: u64) -> WsReport {
         odd_turns: odd,
         input_lag_p99_ms: ms(lag.value_at_quantile(0.99)),
         input_lag_max_ms: ms(lag.max()),
-        worker_cpu_percent: pct(|s| s.worker_cpu),
-        sim_cpu_percent: pct(|s| s.sim_cpu),
-        client_cpu_percent: pct(|s| s.own_cpu),
-        steady_window_s: wall.as_secs_f64(),
+        worker_cpu_percent: usage.worker_cpu_percent,
+        sim_cpu_percent: usage.sim_cpu_percent,
+        client_cpu_percent: usage.client_cpu_percent,
+        steady_window_s: usage.window_s,
         baseline_rss_kib,
-        peak_rss_kib,
-        rss_per_call_kib: rss_per_call_kib(peak_rss_kib, baseline_rss_kib, n),
+        peak_rss_kib: usage.peak_rss_kib,
+        rss_per_call_kib: rss_per_call_kib(usage.peak_rss_kib, baseline_rss_kib, n),
         wall_s: end.saturating_duration_since(t0).as_secs_f64(),
         loadavg_start,
         loadavg_end: loadavg(),
@@ -632,40 +533,6 @@ impl WsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_from_proc_stat() {
-        // A command name with spaces and parentheses; utime 250, stime 50 ticks.
-        let stat = "4242 (golos (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 0 0";
-        assert_eq!(parse_stat_cpu(stat), Some(Duration::from_secs(3)));
-        assert_eq!(parse_stat_cpu("garbage"), None);
-    }
-
-    #[test]
-    fn rss_from_proc_status() {
-        let status = "Name:\tgolos\nVmHWM:\t   90000 kB\nVmRSS:\t   81234 kB\nRssAnon:\t 1 kB\n";
-        assert_eq!(parse_status_kib(status, "VmRSS"), Some(81_234));
-        assert_eq!(parse_status_kib(status, "VmHWM"), Some(90_000));
-        assert_eq!(parse_status_kib(status, "Vm"), None);
-    }
-
-    #[test]
-    fn cpu_percent_and_memory_per_call() {
-        let p = cpu_percent(Duration::from_secs(10), Duration::from_secs(13), Duration::from_secs(12));
-        assert!((p - 25.0).abs() < 1e-9);
-        assert!(cpu_percent(Duration::ZERO, Duration::ZERO, Duration::ZERO).is_nan());
-        assert!((rss_per_call_kib(60_000, 50_000, 100) - 100.0).abs() < 1e-9);
-        // Memory given back below the baseline counts as zero, not as a wrapped number.
-        assert!(rss_per_call_kib(40_000, 50_000, 100).abs() < 1e-9);
-    }
-
-    #[test]
-    fn calls_spread_evenly_over_ten_seconds() {
-        let spread = Duration::from_secs(10);
-        assert_eq!(start_offset(spread, 0, 1), Duration::ZERO);
-        assert_eq!(start_offset(spread, 5, 10), Duration::from_secs(5));
-        assert_eq!(start_offset(spread, 99, 100), Duration::from_millis(9_900));
-    }
 
     #[test]
     fn frames_are_speech_and_silence_to_the_stt() {

@@ -12,12 +12,21 @@
 //! in turn against the same worker, stops at the first N whose p99 added latency is above
 //! `--max-p99-ms` (20) or that lost a turn, and names the largest N that held; it exits 1 only
 //! if none did.
+//!
+//! `golos-load sip --sip 127.0.0.1:5060 --number 7XXXXXXXXXX --calls N` places the same
+//! callers as SIP calls from 127.0.0.1 (a trunk's `source_networks` must hold it) to a number
+//! routed to such an agent, G.711 A-law over RTP (`scripts/bench-sip` sets all of that up);
+//! `--sweep` as for ws, with a 10 ms p99 target (`--max-p99-ms`) for its verdict; it goes up
+//! until a point is above `--stop-p99-ms` (200) or loses a turn.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use golos_load::load::{run_inprocess, LoadConfig, Report, TABLE_HEADER};
+use golos_load::sip_load::{self, run_sip, SipLoadConfig, SipReport, Uac, SIP_TABLE_HEADER};
 use golos_load::ws_load::{run_ws, warm_up, worker_rss_kib, WsConfig, WsReport, WS_TABLE_HEADER};
+use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -35,6 +44,56 @@ enum Mode {
     /// Drive a running `golos serve` over its WebSocket audio protocol, with its providers
     /// pointed at `golos-simulator` (the realistic number).
     Ws(WsArgs),
+    /// Place SIP calls (G.711 A-law over RTP) from 127.0.0.1 to a running `golos serve`'s SIP
+    /// edge, to a number routed to an agent on `golos-simulator` (the phone number).
+    Sip(SipArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SipArgs {
+    /// golos's SIP address (GOLOS_SIP_LISTEN), e.g. 127.0.0.1:5060.
+    #[arg(long)]
+    sip: SocketAddr,
+    /// The dialled number as the trunk sends it (the Request-URI's user part).
+    #[arg(long)]
+    number: String,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// Run each of these N in turn and print a markdown table.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// Turns per call (5 in the WORKLOAD).
+    #[arg(long, default_value_t = 5)]
+    turns: u32,
+    /// Calls start evenly over this many seconds (10 in the WORKLOAD).
+    #[arg(long, default_value_t = 10.0)]
+    spread_s: f64,
+    /// The `golos` process: its CPU (/proc/P/stat) and RSS (/proc/P/status) are reported.
+    #[arg(long)]
+    worker_pid: Option<u32>,
+    /// The `golos-simulator` process, for its CPU.
+    #[arg(long)]
+    sim_pid: Option<u32>,
+    /// The sweep's target: stop above this p99 added latency.
+    #[arg(long, default_value_t = 10.0)]
+    max_p99_ms: f64,
+    /// Stop going up the sweep after a point above this p99 (WORKLOAD §4: 200 ms, a late
+    /// turn), or with a lost turn or an unanswered call.
+    #[arg(long, default_value_t = 200.0)]
+    stop_p99_ms: f64,
+    /// Skip the throw-away warm-up call.
+    #[arg(long)]
+    no_warm_up: bool,
+    /// Load-generator threads (tokio workers).
+    #[arg(long, default_value_t = default_shards())]
+    threads: usize,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
+    /// Print each call's setup and each turn's first audio to stderr.
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +172,7 @@ fn main() -> anyhow::Result<()> {
     let args = match Cli::parse().command {
         Mode::Inprocess(args) => args,
         Mode::Ws(args) => return ws(&args),
+        Mode::Sip(args) => return sip(&args),
     };
     if !args.sweep.is_empty() {
         return sweep(&args);
@@ -243,11 +303,112 @@ fn ws(args: &WsArgs) -> anyhow::Result<()> {
 }
 
 fn errors_suffix(r: &WsReport) -> String {
-    if r.errors.is_empty() {
+    errors_list(&r.errors)
+}
+
+fn errors_list(errors: &std::collections::BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
         return String::new();
     }
-    let list: Vec<String> = r.errors.iter().map(|(e, n)| format!("{e} ×{n}")).collect();
+    let list: Vec<String> = errors.iter().map(|(e, n)| format!("{e} ×{n}")).collect();
     format!("; errors: {}", list.join(", "))
+}
+
+fn sip(args: &SipArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let mut config = SipLoadConfig::workload(args.sip, args.number.clone(), args.calls);
+    config.turns = args.turns;
+    config.spread = Duration::from_secs_f64(args.spread_s.max(0.0));
+    config.worker_pid = args.worker_pid;
+    config.sim_pid = args.sim_pid;
+    config.trace = args.trace;
+    runtime.block_on(async {
+        let uac = Arc::new(Uac::bind().await.context("bind the SIP client")?);
+        if !args.no_warm_up {
+            sip_load::warm_up(&uac, &config).await.map_err(|e| anyhow::anyhow!("warm-up call failed: {e}"))?;
+        }
+        let baseline = sip_load::worker_rss_kib(&config);
+        if args.sweep.is_empty() {
+            let report = run_sip(&uac, &config, baseline).await;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print_sip_report(&report);
+            }
+            if report.turns_lost > 0 || report.calls_failed > 0 {
+                bail!(
+                    "{} of {} turns lost, {} calls not answered{}",
+                    report.turns_lost,
+                    report.turns_expected,
+                    report.calls_failed,
+                    errors_list(&report.errors)
+                );
+            }
+            return Ok(());
+        }
+        println!("{SIP_TABLE_HEADER}");
+        let (mut held, mut whole) = (None, None);
+        for &calls in &args.sweep {
+            let report = run_sip(&uac, &SipLoadConfig { calls, ..config.clone() }, baseline).await;
+            println!("{}", report.table_row());
+            if report.holds(args.max_p99_ms) {
+                held = Some(calls);
+            }
+            if !report.holds(args.stop_p99_ms) {
+                println!(
+                    "\nN = {calls}: p99 {:.2} ms, {} turns lost, {} calls not answered{}; stopping.",
+                    report.p99_ms,
+                    report.turns_lost,
+                    report.calls_failed,
+                    errors_list(&report.errors)
+                );
+                break;
+            }
+            whole = Some((calls, report.p99_ms));
+            // Let the worker settle (calls ended, ports free) before the next point.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if let Some((n, p99)) = whole {
+            println!("\nlargest N with p99 <= {} ms and no lost turn: {n} (p99 {p99:.2} ms)", args.stop_p99_ms);
+        }
+        match held {
+            Some(n) => {
+                println!("largest N with p99 <= {} ms and no lost turn: {n}", args.max_p99_ms);
+                Ok(())
+            }
+            None => bail!("no N held p99 <= {} ms without lost turns", args.max_p99_ms),
+        }
+    })
+}
+
+fn print_sip_report(r: &SipReport) {
+    println!("golos-load sip: {} calls, {:.1} s", r.calls, r.wall_s);
+    println!(
+        "added latency ms (client: end of utterance + 300 ms endpointing -> first RTP of the answer, - 300 ms): p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  min {:.2}  (>50 ms: {}, late >200 ms: {})",
+        r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms, r.min_ms, r.above_50ms, r.late
+    );
+    println!(
+        "turns: {} expected, {} answered, {} lost, {} late, {} not 192,000 bytes; calls not answered: {}",
+        r.turns_expected, r.turns_answered, r.turns_lost, r.late, r.odd_turns, r.calls_failed
+    );
+    println!("call setup (INVITE -> 200 OK) ms: p50 {:.1}  p99 {:.1}", r.setup_p50_ms, r.setup_p99_ms);
+    println!("input lag (this generator's sends) ms: p99 {:.2}  max {:.2}", r.input_lag_p99_ms, r.input_lag_max_ms);
+    println!(
+        "CPU % of one core over a {:.1} s steady window: worker {:.1} ({:.2} ms per call-second), simulator {:.1}, load generator {:.1}",
+        r.steady_window_s, r.worker_cpu_percent, r.worker_cpu_ms_per_call_s, r.sim_cpu_percent, r.client_cpu_percent
+    );
+    println!(
+        "worker RSS: idle baseline {} KiB, peak {} KiB, {:.1} KiB per call",
+        r.baseline_rss_kib, r.peak_rss_kib, r.rss_per_call_kib
+    );
+    println!("load average {:.2} -> {:.2}", r.loadavg_start, r.loadavg_end);
+    if !r.errors.is_empty() {
+        println!("{}", errors_list(&r.errors).trim_start_matches("; "));
+    }
 }
 
 fn print_ws_report(r: &WsReport) {
