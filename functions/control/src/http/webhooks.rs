@@ -24,8 +24,10 @@ pub struct CreateEndpoint {
     /// What the endpoint receives, a non-empty set of `call.started`, `call.ended`,
     /// `balance.low`, `quota.exceeded`, `agent.escalation_triggered`, `call.transfer`,
     /// `call.shutdown_initiated`, `endpoint.disabled`. There is no wildcard.
+    #[schema(min_items = 1, max_items = 8)]
     pub event_types: Vec<String>,
     /// At most 500 characters; default empty.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -35,7 +37,9 @@ pub struct CreateEndpoint {
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 8)]
     pub event_types: Option<Vec<String>>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// `true` re-enables an endpoint disabled after failed deliveries.
     pub enabled: Option<bool>,
@@ -45,6 +49,7 @@ pub struct UpdateEndpoint {
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the previous secret keeps signing, 0-604800 seconds; default 86400.
+    #[schema(maximum = 604_800)]
     pub overlap_secs: Option<u64>,
 }
 
