@@ -28,6 +28,7 @@ pub mod sip_trunks;
 pub mod state;
 pub mod tool_signing;
 pub mod transcripts;
+pub mod webhooks;
 
 pub use error::{ControlError, ControlResult};
 pub use http::{openapi, payments_router, router, ApiError, ApiResult};

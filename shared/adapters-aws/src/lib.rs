@@ -47,6 +47,7 @@ mod outbox;
 mod records;
 mod sqs;
 mod trunks;
+mod webhooks;
 
 pub use error::AwsError;
 
@@ -267,6 +268,7 @@ impl AwsPlatform {
             outbox: Arc::new(outbox::DynamoOutbox(t())),
             hold: Arc::new(hold::DynamoHoldQueue(t())),
             trunks: Arc::new(trunks::DynamoTrunks(t())),
+            webhook_endpoints: Arc::new(webhooks::DynamoWebhookEndpoints(t())),
         }
     }
 

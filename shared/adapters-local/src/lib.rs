@@ -103,6 +103,7 @@ impl LocalPlatform {
             outbox: store.clone(),
             hold: store.clone(),
             trunks: store.clone(),
+            webhook_endpoints: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

@@ -214,6 +214,17 @@ CREATE TABLE sip_trunks (
     body_json TEXT NOT NULL
 ) WITHOUT ROWID;
 ",
+    // 9: organisations' webhook endpoints, each one versioned JSON document (at most a few
+    // per org, listed whole); the signing secrets inside are envelope-encrypted.
+    r"
+CREATE TABLE webhook_endpoints (
+    org_id    TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    body_json TEXT NOT NULL,
+    PRIMARY KEY (org_id, id)
+) WITHOUT ROWID;
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

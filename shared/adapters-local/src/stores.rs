@@ -108,3 +108,5 @@ mod ledger;
 mod records;
 #[allow(clippy::wildcard_imports)]
 mod trunks;
+#[allow(clippy::wildcard_imports)]
+mod webhooks;

@@ -121,6 +121,12 @@ pub enum WebhookEventType {
     BalanceLow,
     #[serde(rename = "quota.exceeded")]
     QuotaExceeded,
+    #[serde(rename = "call.transfer")]
+    CallTransfer,
+    /// An endpoint of the org was disabled after repeated failed deliveries (told to its
+    /// other endpoints).
+    #[serde(rename = "endpoint.disabled")]
+    EndpointDisabled,
 }
 
 impl WebhookEventType {
@@ -132,7 +138,26 @@ impl WebhookEventType {
             Self::ShutdownInitiated => "call.shutdown_initiated",
             Self::BalanceLow => "balance.low",
             Self::QuotaExceeded => "quota.exceeded",
+            Self::CallTransfer => "call.transfer",
+            Self::EndpointDisabled => "endpoint.disabled",
         }
+    }
+
+    /// Every kind, in the order the docs list them: what an endpoint may subscribe to.
+    pub const ALL: [Self; 8] = [
+        Self::CallStarted,
+        Self::CallEnded,
+        Self::BalanceLow,
+        Self::QuotaExceeded,
+        Self::EscalationTriggered,
+        Self::CallTransfer,
+        Self::ShutdownInitiated,
+        Self::EndpointDisabled,
+    ];
+
+    /// The kind of a wire name (`call.ended`); `None` for a name golos does not emit.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
 

@@ -87,6 +87,11 @@ id_type!(
     TrunkId, "trk"
 );
 
+id_type!(
+    /// A customer's webhook endpoint: where an org's events are delivered.
+    WebhookEndpointId, "whe"
+);
+
 pub const MAX_ID_LEN: usize = 64;
 
 fn validate_id(kind: &'static str, raw: &str) -> Result<(), DomainError> {

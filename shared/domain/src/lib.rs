@@ -16,10 +16,11 @@ pub mod plans;
 pub mod rbac;
 pub mod time;
 pub mod trunks;
+pub mod webhooks;
 
 pub use calls::{CallDirection, EndReason, TranscriptRole};
 pub use error::DomainError;
-pub use ids::{AgentId, ApiKeyId, CallId, OrgId, TrunkId};
+pub use ids::{AgentId, ApiKeyId, CallId, OrgId, TrunkId, WebhookEndpointId};
 pub use money::Kopecks;
 pub use phone::PhoneNumber;
 pub use time::Timestamp;

@@ -15,6 +15,7 @@ pub mod records;
 pub mod secrets;
 pub mod stores;
 pub mod trunks;
+pub mod webhooks;
 
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UuidIds};
 pub use control::{
@@ -31,5 +32,6 @@ pub use records::*;
 pub use secrets::{SecretString, Secrets};
 pub use stores::*;
 pub use trunks::{SipTrunk, SipTrunkStore};
+pub use webhooks::{SealedSigningSecret, WebhookEndpoint, WebhookEndpointStore};
 
 pub type Result<T, E = PortError> = std::result::Result<T, E>;

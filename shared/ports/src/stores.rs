@@ -167,6 +167,8 @@ pub struct Stores {
     pub hold: Arc<dyn crate::hold::HoldQueue>,
     /// The operator's SIP trunks.
     pub trunks: Arc<dyn crate::trunks::SipTrunkStore>,
+    /// Organisations' webhook endpoints.
+    pub webhook_endpoints: Arc<dyn crate::webhooks::WebhookEndpointStore>,
 }
 
 /// A health check of one dependency, for `/health`.

@@ -11,6 +11,7 @@ pub mod numbers;
 pub mod queue;
 pub mod records;
 pub mod trunks;
+pub mod webhooks;
 
 /// Expands to one `#[tokio::test]` per contract. `$make` is an expression evaluating to a
 /// future of a fresh [`crate::Harness`]; it is evaluated once per test.
@@ -61,6 +62,8 @@ macro_rules! contract_tests {
             crypto::envelope_round_trip_and_context_binding,
             crypto::secrets_by_name,
             trunks::trunks_are_versioned_documents,
+            webhooks::webhook_endpoints_are_versioned_documents_per_org,
+            webhooks::webhook_endpoint_limit_is_atomic_and_deletes_free_slots,
         );
     };
     (@tests $make:expr; $($module:ident :: $name:ident),+ $(,)?) => {

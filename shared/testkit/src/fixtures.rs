@@ -97,3 +97,7 @@ impl Prng {
 pub fn trunk_id() -> golos_domain::TrunkId {
     golos_domain::TrunkId::with_suffix(&suffix()).expect("valid id")
 }
+
+pub fn webhook_endpoint_id() -> golos_domain::WebhookEndpointId {
+    golos_domain::WebhookEndpointId::with_suffix(&suffix()).expect("valid id")
+}

@@ -23,6 +23,7 @@ pub mod orgs;
 pub mod payments;
 pub mod sip_trunks;
 pub mod tool_signing;
+pub mod webhooks;
 
 use crate::state::ControlState;
 use axum::routing::{get, post, put};
@@ -48,6 +49,7 @@ use utoipa::{Modify, OpenApi};
         payments::receive_signed, payments::receive_yookassa,
         admission::admit_http, admission::heartbeat_http, admission::release_http, call_events::enqueue_http,
         sip_trunks::create, sip_trunks::list, sip_trunks::get, sip_trunks::update, sip_trunks::delete,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
     ),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
@@ -153,6 +155,9 @@ pub fn router(state: ControlState) -> Router {
         .route("/call-events", post(call_events::enqueue_http))
         .route("/sip-trunks", post(sip_trunks::create).get(sip_trunks::list))
         .route("/sip-trunks/{trunk_id}", get(sip_trunks::get).patch(sip_trunks::update).delete(sip_trunks::delete))
+        .route("/webhook-endpoints", post(webhooks::create).get(webhooks::list))
+        .route("/webhook-endpoints/{endpoint_id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhook-endpoints/{endpoint_id}/rotate-secret", post(webhooks::rotate_secret))
         .fallback(|| async { ApiError::not_found("route") })
         // Layers run outside-in from the last added: authenticate, then idempotency.
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))

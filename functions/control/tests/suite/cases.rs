@@ -173,6 +173,22 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
         (Method::GET, "/v1/usage".into(), None, Action::ReadUsage),
         (Method::GET, "/v1/audit-log".into(), None, Action::ReadAuditLog),
         (Method::GET, "/v1/sip-trunks".into(), None, Action::ReadSipTrunks),
+        (Method::GET, "/v1/webhook-endpoints".into(), None, Action::ReadWebhooks),
+        (Method::GET, "/v1/webhook-endpoints/whe_missing".into(), None, Action::ReadWebhooks),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints".into(),
+            Some(json!({"url": "https://crm.example.ru/", "event_types": ["call.ended"]})),
+            Action::ManageWebhooks,
+        ),
+        (
+            Method::PATCH,
+            "/v1/webhook-endpoints/whe_missing".into(),
+            Some(json!({"enabled": false})),
+            Action::ManageWebhooks,
+        ),
+        (Method::DELETE, "/v1/webhook-endpoints/whe_missing".into(), None, Action::ManageWebhooks),
+        (Method::POST, "/v1/webhook-endpoints/whe_missing/rotate-secret".into(), None, Action::ManageWebhooks),
         (Method::GET, "/v1/provider-credentials".into(), None, Action::ReadProviderCredentials),
         (
             Method::PUT,
@@ -1251,4 +1267,189 @@ pub async fn sip_trunks_are_the_operators_and_admins_read_their_own(app: &TestAp
     for action in ["sip_trunk.create", "sip_trunk.update", "sip_trunk.delete"] {
         assert!(audit.contains(action), "{action} in {audit}");
     }
+}
+
+pub async fn webhook_endpoints_are_the_orgs_with_a_secret_shown_once(app: &TestApp) {
+    use base64::Engine as _;
+    let (org, admin) = app.org_with_admin().await;
+    let editor = app.key_with_role(&admin, "editor").await;
+    let body = json!({"url": "https://crm.example.ru/golos", "event_types": ["call.ended", "balance.low"],
+        "description": "CRM"});
+
+    // The egress policy: HTTPS to a public destination, nothing else without the operator.
+    for (url, code) in [
+        ("http://crm.example.ru/golos", "https_required"),
+        ("https://10.0.0.1/golos", "forbidden_destination"),
+        ("https://169.254.169.254/latest/meta-data/", "forbidden_destination"),
+    ] {
+        let mut refused_body = body.clone();
+        refused_body["url"] = json!(url);
+        let refused = app.post("/v1/webhook-endpoints", &admin, &refused_body).await;
+        assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{url}");
+        assert_eq!(
+            (&refused.body["errors"][0]["field"], &refused.body["errors"][0]["code"]),
+            (&json!("url"), &json!(code))
+        );
+    }
+    let unknown =
+        app.post("/v1/webhook-endpoints", &admin, &json!({"url": "https://x.ru/", "event_types": ["*"]})).await;
+    assert_eq!(unknown.body["errors"][0]["code"], "unknown_event_type", "{:?}", unknown.body);
+    let by_editor = app.post("/v1/webhook-endpoints", &editor, &body).await;
+    assert_eq!((by_editor.status, by_editor.code()), (StatusCode::FORBIDDEN, "insufficient_role"));
+
+    // Created: the secret is in this answer and nowhere else.
+    let created = app
+        .call(Method::POST, "/v1/webhook-endpoints", Some(&admin), Some(&body), &[("Idempotency-Key", "whe-1")])
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let raw = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    assert_eq!(raw.len(), 32);
+    let endpoint = &created.body["endpoint"];
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    assert_eq!((endpoint["org_id"].as_str(), created.header("etag")), (Some(org.as_str()), Some("\"1\"")));
+    assert_eq!(endpoint["event_types"], json!(["call.ended", "balance.low"]));
+    assert_eq!((endpoint["enabled"].as_bool(), endpoint["description"].as_str()), (Some(true), Some("CRM")));
+    let fingerprint = endpoint["secret_fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint, golos_control::credentials::fingerprint(&secret));
+    let path = format!("/v1/webhook-endpoints/{id}");
+    let read = app.get(&path, &editor).await;
+    assert_eq!((read.status, read.header("etag")), (StatusCode::OK, Some("\"1\"")), "editors read");
+    assert!(!read.body.to_string().contains(&secret));
+    assert_eq!(read.body["secret_fingerprint"], fingerprint.as_str());
+    let listed = app.get("/v1/webhook-endpoints", &editor).await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1), "{:?}", listed.body);
+    assert!(!listed.body.to_string().contains(&secret));
+    let org_id = OrgId::parse(&org).unwrap();
+    let stored = app.state.stores.webhook_endpoints.list(&org_id).await.unwrap();
+    assert!(!serde_json::to_string(&stored).unwrap().contains(&secret), "stored sealed, never in plaintext");
+    // A retry of the creation learns which endpoint was made, not the secret.
+    let replay = app
+        .call(Method::POST, "/v1/webhook-endpoints", Some(&admin), Some(&body), &[("Idempotency-Key", "whe-1")])
+        .await;
+    assert_eq!((replay.status, replay.code()), (StatusCode::CONFLICT, "replay_of_secret"), "{:?}", replay.body);
+    assert_eq!(replay.body["resource_id"], id.as_str());
+    assert!(!replay.body.to_string().contains(&secret));
+
+    // Viewers do not read; another org's admin does not find it.
+    let viewer = app.key_with_role(&admin, "viewer").await;
+    assert_eq!(app.get("/v1/webhook-endpoints", &viewer).await.status, StatusCode::FORBIDDEN);
+    let (_, other) = app.org_with_admin().await;
+    assert_eq!(app.get(&path, &other).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/v1/webhook-endpoints", &other).await.body["items"], json!([]));
+    for (method, reply_body) in [(Method::PATCH, Some(json!({"enabled": false}))), (Method::DELETE, None)] {
+        let reply = app.call(method, &path, Some(&other), reply_body.as_ref(), &[]).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    }
+    let rotate_path = format!("{path}/rotate-secret");
+    assert_eq!(app.call(Method::POST, &rotate_path, Some(&other), None, &[]).await.status, StatusCode::NOT_FOUND);
+
+    // Versioned updates, held to the same rules.
+    let disabled = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(&json!({"enabled": false, "event_types": ["call.started"]})),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!((disabled.status, disabled.body["version"].as_u64()), (StatusCode::OK, Some(2)), "{:?}", disabled.body);
+    assert_eq!((&disabled.body["enabled"], &disabled.body["event_types"]), (&json!(false), &json!(["call.started"])));
+    assert_eq!(disabled.body["url"], "https://crm.example.ru/golos", "a field not sent is kept");
+    let stale =
+        app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"enabled": true})), &[("If-Match", "\"1\"")]).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "version_mismatch"));
+    let private = app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"url": "https://10.0.0.1/"})), &[]).await;
+    assert_eq!(private.body["errors"][0]["code"], "forbidden_destination", "{:?}", private.body);
+    let by_editor = app.call(Method::PATCH, &path, Some(&editor), Some(&json!({"enabled": true})), &[]).await;
+    assert_eq!(by_editor.status, StatusCode::FORBIDDEN);
+    let enabled = app.call(Method::PATCH, &path, Some(&admin), Some(&json!({"enabled": true})), &[]).await;
+    assert_eq!(enabled.body["enabled"], true, "re-enabling is one PATCH");
+
+    // Rotation: a new secret shown once; the previous one signs for the overlap, then not.
+    let too_long =
+        app.call(Method::POST, &rotate_path, Some(&admin), Some(&json!({"overlap_secs": 604_801})), &[]).await;
+    assert_eq!((too_long.status, too_long.code()), (StatusCode::BAD_REQUEST, "invalid_overlap"));
+    let rotated = app.call(Method::POST, &rotate_path, Some(&admin), None, &[("Idempotency-Key", "rot-1")]).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    assert_eq!(rotated.body["endpoint"]["previous_secret_fingerprint"], fingerprint.as_str());
+    assert!(rotated.body["endpoint"]["previous_secret_expires_at"].is_string());
+    let replayed = app.call(Method::POST, &rotate_path, Some(&admin), None, &[("Idempotency-Key", "rot-1")]).await;
+    assert_eq!(replayed.code(), "replay_of_secret");
+    assert!(!replayed.body.to_string().contains(&new_secret));
+    let stored = app
+        .state
+        .stores
+        .webhook_endpoints
+        .get(&org_id, &golos_domain::WebhookEndpointId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!serde_json::to_string(&stored).unwrap().contains(&new_secret));
+    let signing = |at| golos_control::webhooks::signing_secrets(&app.state, &stored, at);
+    let now = app.clock.now();
+    let both: Vec<String> = signing(now).await.unwrap().iter().map(|s| s.expose().to_owned()).collect();
+    assert_eq!(both, [new_secret.clone(), secret.clone()], "both sign during the overlap");
+    let after: Vec<String> =
+        signing(now.plus_secs(86_400)).await.unwrap().iter().map(|s| s.expose().to_owned()).collect();
+    assert_eq!(after.as_slice(), std::slice::from_ref(&new_secret), "only the new one after a day");
+    let by_editor = app.call(Method::POST, &rotate_path, Some(&editor), None, &[]).await;
+    assert_eq!(by_editor.status, StatusCode::FORBIDDEN);
+
+    // At most 20 per organisation; a deletion frees a place.
+    for i in 1..20 {
+        let more = app
+            .post(
+                "/v1/webhook-endpoints",
+                &admin,
+                &json!({"url": format!("https://crm.example.ru/{i}"), "event_types": ["call.ended"]}),
+            )
+            .await;
+        assert_eq!(more.status, StatusCode::CREATED, "{i}: {:?}", more.body);
+    }
+    let over = app.post("/v1/webhook-endpoints", &admin, &body).await;
+    assert_eq!((over.status, over.code()), (StatusCode::FORBIDDEN, "max_webhook_endpoints_reached"), "{:?}", over.body);
+    let first_page = app.get("/v1/webhook-endpoints?limit=15", &admin).await;
+    assert_eq!(first_page.body["items"].as_array().map(Vec::len), Some(15));
+    let cursor = first_page.body["next_cursor"].as_str().unwrap().to_owned();
+    let second_page = app.get(&format!("/v1/webhook-endpoints?limit=15&cursor={cursor}"), &admin).await;
+    assert_eq!(
+        (second_page.body["items"].as_array().map(Vec::len), &second_page.body["next_cursor"]),
+        (Some(5), &Value::Null)
+    );
+
+    assert_eq!(app.call(Method::DELETE, &path, Some(&editor), None, &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.call(Method::DELETE, &path, Some(&admin), None, &[]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, &admin).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.post("/v1/webhook-endpoints", &admin, &body).await.status, StatusCode::CREATED, "a place was freed");
+    let audit = app.get("/v1/audit-log?limit=100", &admin).await.body.to_string();
+    for action in [
+        "webhook_endpoint.create",
+        "webhook_endpoint.update",
+        "webhook_endpoint.rotate_secret",
+        "webhook_endpoint.delete",
+    ] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    assert!(!audit.contains(&secret) && !audit.contains(&new_secret));
+
+    // The API document describes every route and the answer that carries the secret.
+    let spec = app.call(Method::GET, "/openapi.json", None, None, &[]).await.body;
+    let paths = &spec["paths"];
+    for (path, methods) in [
+        ("/v1/webhook-endpoints", &["get", "post"][..]),
+        ("/v1/webhook-endpoints/{endpoint_id}", &["get", "patch", "delete"][..]),
+        ("/v1/webhook-endpoints/{endpoint_id}/rotate-secret", &["post"][..]),
+    ] {
+        for method in methods {
+            assert!(paths[path][method].is_object(), "{method} {path} in the document");
+        }
+    }
+    let schemas = &spec["components"]["schemas"];
+    assert!(schemas["EndpointWithSecretView"]["properties"]["secret"].is_object(), "{schemas}");
+    assert!(schemas["EndpointView"]["properties"]["secret_fingerprint"].is_object());
+    assert!(schemas["EndpointView"]["properties"].get("secret").is_none(), "a read never shows the secret");
 }

@@ -10,7 +10,8 @@ macro_rules! api_tests {
             admission_hold_queue_is_bounded,
             started_and_ended_race_in_both_orders, transcripts_never_cross_a_queue_in_plaintext,
             erasure_removes_a_callers_data_from_the_store, retention_is_per_org_and_swept,
-            sip_trunks_are_the_operators_and_admins_read_their_own);
+            sip_trunks_are_the_operators_and_admins_read_their_own,
+            webhook_endpoints_are_the_orgs_with_a_secret_shown_once);
         $crate::api_tests!(@spending $make;
             spending_is_bounded_while_calls_run, lost_workers_are_billed_once, call_ends_survive_a_queue_outage);
     };
