@@ -1,6 +1,8 @@
 //! An adaptive jitter buffer for 20 ms G.711 frames at 8 kHz. The transport pushes packets
-//! as they arrive; the 20 ms pacer pops one frame per tick and always gets 20 ms of audio:
-//! the frame that is due, a concealment of a lost one, or silence.
+//! as they arrive. A loudspeaker's 20 ms pacer pops one frame per tick and always gets 20 ms
+//! of audio: the frame that is due, a concealment of a lost one, or silence. A consumer that
+//! is not a loudspeaker (speech recognition) takes frames as soon as they are in order with
+//! `pop_arrived`, and calls `pop` only to get past a gap.
 //!
 //! Playout follows sequence numbers (our SDP answer asks for `ptime:20`), so timestamp jumps
 //! of silence suppression cost nothing and timestamps matter only to the jitter estimate.

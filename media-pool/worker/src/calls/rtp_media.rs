@@ -2,8 +2,10 @@
 //! trunk and the call's engine. golos-rtp does the packets, the jitter buffer and the
 //! digits; this is the clock and the socket around them.
 //!
-//! Inbound, the jitter buffer is popped every 20 ms (it conceals what is late or lost), the
-//! 8 kHz frame resampled to the pipeline's rate and handed to the engine. Outbound, the engine
+//! Inbound, each frame leaves the jitter buffer as soon as it is in order (the caller's audio
+//! goes to speech recognition, which needs no playout delay), is resampled to the pipeline's
+//! rate and handed to the engine; a 20 ms clock fills only a gap of 60 ms or more (a
+//! concealment, a lost frame skipped, or silence), so the engine hears time pass. Outbound, the engine
 //! paces its audio (one frame per 20 ms), so each frame is resampled, encoded and sent as it
 //! arrives. The peer's address is latched from its first packet (symmetric RTP, RFC 4961):
 //! behind NAT the address in the SDP is often not where its packets come from.
