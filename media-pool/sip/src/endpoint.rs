@@ -396,9 +396,10 @@ async fn bind_sockets(
 /// Where in-dialog requests about the caller go: the host (and port) of the INVITE's Contact,
 /// the trunk's signalling address.
 fn remote_host(invite: &rsipstack::sip::Request) -> Result<String, SipError> {
-    let contact = invite.contact_header().map_err(|e| SipError::Parse(e.to_string()))?;
-    let contact =
-        rsipstack::sip::typed::Contact::parse(contact.value()).map_err(|e| SipError::Parse(format!("Contact: {e}")))?;
+    // Fixed error texts: the stack's would quote the Contact, a phone number among it.
+    let contact = invite.contact_header().map_err(|_| SipError::Parse("no Contact".into()))?;
+    let contact = rsipstack::sip::typed::Contact::parse(contact.value())
+        .map_err(|_| SipError::Parse("Contact is not a URI".into()))?;
     Ok(contact.uri.host_with_port.to_string())
 }
 

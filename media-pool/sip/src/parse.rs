@@ -18,20 +18,26 @@ pub(crate) struct InviteFields {
     pub digest: Option<Box<DigestAnswer>>,
 }
 
+/// A parse failure of peer input. The stack's own error text quotes the bytes it choked on
+/// (a From or To holds phone numbers), and these errors are logged: a fixed description only.
+fn peer_error(what: &'static str) -> SipError {
+    SipError::Parse(what.to_owned())
+}
+
 /// Reads an INVITE (or any dialog-creating request). Fails, so the adapter answers `400`,
 /// when a header a dialog needs is missing or has no tag: the stack would otherwise drop the
 /// request with a warning the caller never sees.
 pub(crate) fn invite_fields(req: &Request, plan: NumberPlan) -> Result<InviteFields, SipError> {
-    let from = req.from_header().map_err(|e| SipError::Parse(e.to_string()))?;
+    let from = req.from_header().map_err(|_| peer_error("no From"))?;
     match from.tag() {
         Ok(Some(_)) => {}
         _ => return Err(SipError::Parse("From has no tag".into())),
     }
-    let to = req.to_header().map_err(|e| SipError::Parse(e.to_string()))?;
-    to.uri().map_err(|e| SipError::Parse(format!("To: {e}")))?;
+    let to = req.to_header().map_err(|_| peer_error("no To"))?;
+    to.uri().map_err(|_| peer_error("To is not a URI"))?;
     check_content_length(req)?;
-    req.call_id_header().map_err(|e| SipError::Parse(e.to_string()))?;
-    let cseq = req.cseq_header().map_err(|e| SipError::Parse(e.to_string()))?;
+    req.call_id_header().map_err(|_| peer_error("no Call-ID"))?;
+    let cseq = req.cseq_header().map_err(|_| peer_error("no CSeq"))?;
     // RFC 3261 §8.1.1.8: without a Contact there is nowhere to send our BYE or re-INVITE.
     if req.method == Method::Invite && req.contact_header().is_err() {
         return Err(SipError::Parse("INVITE without Contact".into()));
@@ -107,7 +113,7 @@ pub enum Inspected {
 /// Parses `bytes` with the stack's parser and, for an INVITE, golos's extraction. Never
 /// panics, whatever the input (fuzzed in `tests/fuzz_parse.rs`).
 pub fn inspect(bytes: &[u8], plan: NumberPlan) -> Result<Inspected, SipError> {
-    let msg = SipMessage::try_from(bytes).map_err(|e| SipError::Parse(e.to_string()))?;
+    let msg = SipMessage::try_from(bytes).map_err(|_| peer_error("not a SIP message"))?;
     match msg {
         SipMessage::Request(req) if req.method == Method::Invite => {
             let f = invite_fields(&req, plan)?;
