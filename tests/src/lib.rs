@@ -250,3 +250,23 @@ impl Drop for Simulator {
         let _ = self.child.wait();
     }
 }
+
+/// Credits `org_id` with `kopecks` through the signed payment webhook of the `test` provider
+/// (golos started with `GOLOS_SECRET_PAYMENTS_HMAC_TEST` = `secret`), as a payment provider
+/// would; the payment id is per org, so a second call is a replay.
+pub async fn credit_by_test_payment(http: &reqwest::Client, base: &str, secret: &str, org_id: &str, kopecks: i64) {
+    let body = serde_json::json!({"event": "payment.succeeded", "id": format!("p-{org_id}"), "org_id": org_id, "amount_kopecks": kopecks})
+        .to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let signature = golos_control::payments::sign(secret, i64::try_from(now).expect("time"), body.as_bytes());
+    let response = http
+        .post(format!("{base}/webhooks/payments/test"))
+        .header("Content-Type", "application/json")
+        .header(golos_control::payments::SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await
+        .expect("the payment webhook answers");
+    let status = response.status().as_u16();
+    assert_eq!(status, 200, "{}", response.text().await.unwrap_or_default());
+}

@@ -406,21 +406,7 @@ impl Operator {
             .post(&format!("/v1/orgs/{org_id}/api-keys"), &self.operator, &json!({"name": "owner", "role": "admin"}))
             .await;
         let key = key["token"].as_str().unwrap().to_owned();
-        let body =
-            json!({"event": "payment.succeeded", "id": format!("p-{org_id}"), "org_id": org_id, "amount_kopecks": 10_000})
-                .to_string();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let signature = golos_control::payments::sign(PAYMENT_SECRET, i64::try_from(now).unwrap(), body.as_bytes());
-        let response = self
-            .http
-            .post(format!("{}/webhooks/payments/test", self.base))
-            .header("Content-Type", "application/json")
-            .header(golos_control::payments::SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        crate::credit_by_test_payment(&self.http, &self.base, PAYMENT_SECRET, &org_id, 10_000).await;
         (org_id, key)
     }
 

@@ -80,21 +80,14 @@ impl Customer {
         assert_eq!(status, 201, "{key}");
         customer.key = key["token"].as_str().unwrap().to_owned();
         if kopecks > 0 {
-            let body = json!({"event": "payment.succeeded", "id": format!("p-{}", customer.org_id), "org_id": customer.org_id, "amount_kopecks": kopecks}).to_string();
-            let now =
-                i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-                    .unwrap();
-            let signature = golos_control::payments::sign(PAYMENT_SECRET, now, body.as_bytes());
-            let response = customer
-                .http
-                .post(format!("{}/webhooks/payments/test", customer.base))
-                .header("Content-Type", "application/json")
-                .header(golos_control::payments::SIGNATURE_HEADER, signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());
+            golos_tests::credit_by_test_payment(
+                &customer.http,
+                &customer.base,
+                PAYMENT_SECRET,
+                &customer.org_id,
+                kopecks,
+            )
+            .await;
         }
         customer
     }

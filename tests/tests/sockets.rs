@@ -126,20 +126,7 @@ async fn agent_and_token(golos: &RunningGolos) -> (String, String) {
     let org_id = org["id"].as_str().unwrap().to_owned();
     let key = post(format!("/v1/orgs/{org_id}/api-keys"), operator, json!({"name": "owner", "role": "admin"})).await;
     let key = key["token"].as_str().unwrap().to_owned();
-    let payment =
-        json!({"event": "payment.succeeded", "id": format!("p-{org_id}"), "org_id": org_id, "amount_kopecks": 10_000})
-            .to_string();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let signature = golos_control::payments::sign(PAYMENT_SECRET, i64::try_from(now).unwrap(), payment.as_bytes());
-    let response = http
-        .post(format!("{base}/webhooks/payments/test"))
-        .header("Content-Type", "application/json")
-        .header(golos_control::payments::SIGNATURE_HEADER, signature)
-        .body(payment)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    golos_tests::credit_by_test_payment(&http, &base, PAYMENT_SECRET, &org_id, 10_000).await;
     let agent = post(
         "/v1/agents".into(),
         key.clone(),
