@@ -285,6 +285,21 @@ impl Table {
         }
     }
 
+    /// Every item of partition `pk` whose sort key begins with `prefix`, strongly consistent,
+    /// all pages.
+    pub async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<Item>> {
+        self.query_all(|| {
+            self.client
+                .query()
+                .table_name(&*self.name)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
+                .set_expression_attribute_names(Some(names(&["pk", "sk"])))
+                .set_expression_attribute_values(Some(values([(":p", s(pk)), (":pre", s(prefix))])))
+        })
+        .await
+    }
+
     /// One page of a query, in sort-key order (`forward`) or reverse. `index` is `None` for
     /// the table (`pk` = `partition`, `sk` begins with `prefix`) or `Some(GSI1)`
     /// (`gsi1pk` = `partition`). The cursor is the encoded key of the last item returned.

@@ -88,19 +88,7 @@ impl DynamoHoldQueue {
 
     /// Every waiter item of the org, strongly consistent, in no particular order.
     async fn all(&self, org: &OrgId) -> Result<Vec<Waiter>> {
-        let table = &self.0;
-        let items = table
-            .query_all(|| {
-                table
-                    .client
-                    .query()
-                    .table_name(&*table.name)
-                    .consistent_read(true)
-                    .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
-                    .set_expression_attribute_names(Some(names(&["pk", "sk"])))
-                    .set_expression_attribute_values(Some(values([(":p", s(org_pk(org))), (":pre", s(WAITER_PREFIX))])))
-            })
-            .await?;
+        let items = self.0.query_prefix(&org_pk(org), WAITER_PREFIX).await?;
         items.iter().map(waiter_from).collect()
     }
 

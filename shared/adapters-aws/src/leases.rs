@@ -243,19 +243,7 @@ impl Leases for DynamoLeases {
     }
 
     async fn list(&self, org: &OrgId) -> Result<Vec<Lease>> {
-        let table = &self.0;
-        let items = table
-            .query_all(|| {
-                table
-                    .client
-                    .query()
-                    .table_name(&*table.name)
-                    .consistent_read(true)
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                    .set_expression_attribute_names(Some(names(&["pk", "sk"])))
-                    .set_expression_attribute_values(Some(values([(":pk", s(org_pk(org))), (":prefix", s("LEASE#"))])))
-            })
-            .await?;
+        let items = self.0.query_prefix(&org_pk(org), "LEASE#").await?;
         items.iter().map(lease_from).collect()
     }
 

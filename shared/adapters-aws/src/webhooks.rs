@@ -111,22 +111,7 @@ impl WebhookEndpointStore for DynamoWebhookEndpoints {
     }
 
     async fn list(&self, org: &OrgId) -> Result<Vec<WebhookEndpoint>> {
-        let table = &self.0;
-        let items = table
-            .query_all(|| {
-                table
-                    .client
-                    .query()
-                    .table_name(&*table.name)
-                    .consistent_read(true)
-                    .key_condition_expression("#pk = :p AND begins_with(#sk, :pre)")
-                    .set_expression_attribute_names(Some(names(&["pk", "sk"])))
-                    .set_expression_attribute_values(Some(values([
-                        (":p", s(org_pk(org))),
-                        (":pre", s(ENDPOINT_PREFIX)),
-                    ])))
-            })
-            .await?;
+        let items = self.0.query_prefix(&org_pk(org), ENDPOINT_PREFIX).await?;
         items.iter().map(|item| get_json(item, "body")).collect()
     }
 }
