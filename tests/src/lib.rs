@@ -242,6 +242,16 @@ impl Simulator {
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
     }
+
+    /// An agent's `providers` on this simulator: its OpenAI-compatible LLM and Deepgram STT
+    /// (authenticated with the org's credential `credential`), espeak-ng TTS.
+    pub fn agent_providers(&self, credential: &str) -> serde_json::Value {
+        serde_json::json!({
+            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", self.addr), "credentials_secret": credential}],
+            "tts": [{"kind": "espeak_ng"}],
+            "stt": [{"kind": "deepgram", "endpoint": self.ws_url(), "credentials_secret": credential}]
+        })
+    }
 }
 
 impl Drop for Simulator {
@@ -269,4 +279,23 @@ pub async fn credit_by_test_payment(http: &reqwest::Client, base: &str, secret: 
         .expect("the payment webhook answers");
     let status = response.status().as_u16();
     assert_eq!(status, 200, "{}", response.text().await.unwrap_or_default());
+}
+
+/// The café FAQ agent most suites call: an English host with a greeting, two FAQ answers, the
+/// canned LLM, espeak-ng TTS and `stt` as its recognisers (pocketsphinx's grammar comes from
+/// the FAQ's questions).
+pub fn cafe_agent(max_concurrent_calls: u32, stt: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "name": "Café host",
+        "system_prompt": "You are the host of a café.",
+        "greeting": "Hello, how can I help?",
+        "language": "en-US",
+        "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
+        "faq": [
+            {"questions": ["when are you open", "what time do you open", "what are your opening hours"], "answer": "We are open from eight in the morning."},
+            {"questions": ["do you have wifi"], "answer": "Yes, we have free wifi."}
+        ],
+        "limits": {"max_concurrent_calls": max_concurrent_calls, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
+        "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": stt}
+    })
 }

@@ -357,19 +357,7 @@ impl Operator {
     /// carrying it.
     pub async fn phone_line(&self) -> PhoneLine {
         let (org_id, key) = self.funded_org("Café").await;
-        let agent = json!({
-            "name": "Café host",
-            "system_prompt": "You are the host of a café.",
-            "greeting": "Hello, how can I help?",
-            "language": "en-US",
-            "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
-            "faq": [
-                {"questions": ["when are you open", "what time do you open", "what are your opening hours"], "answer": "We are open from eight in the morning."},
-                {"questions": ["do you have wifi"], "answer": "Yes, we have free wifi."}
-            ],
-            "limits": {"max_concurrent_calls": 5, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
-            "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": [{"kind": "pocketsphinx"}]}
-        });
+        let agent = crate::cafe_agent(5, &json!([{"kind": "pocketsphinx"}]));
         let trunk = json!({"source_networks": ["127.0.0.1/32"]});
         let agent_id = self.agent_line(&org_id, &key, &agent, &trunk).await;
         PhoneLine { org_id, agent_id, key }

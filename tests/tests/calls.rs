@@ -101,19 +101,7 @@ impl Customer {
     }
 
     async fn agent_with_priority(&self, max_concurrent_calls: u32, stt: &Value, priority: Option<u8>) -> String {
-        let mut agent = json!({
-            "name": "Café host",
-            "system_prompt": "You are the host of a café.",
-            "greeting": "Hello, how can I help?",
-            "language": "en-US",
-            "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
-            "faq": [
-                {"questions": ["when are you open", "what time do you open", "what are your opening hours"], "answer": "We are open from eight in the morning."},
-                {"questions": ["do you have wifi"], "answer": "Yes, we have free wifi."}
-            ],
-            "limits": {"max_concurrent_calls": max_concurrent_calls, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
-            "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": stt}
-        });
+        let mut agent = golos_tests::cafe_agent(max_concurrent_calls, stt);
         if let Some(priority) = priority {
             agent["priority"] = json!(priority);
         }
@@ -650,11 +638,7 @@ async fn tool_agent(customer: &Customer, simulator: &Simulator, tools: &[(&str, 
         "language": "en-US",
         "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
         "tools": tools,
-        "providers": {
-            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", simulator.addr), "credentials_secret": "sim-key"}],
-            "tts": [{"kind": "espeak_ng"}],
-            "stt": [{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "sim-key"}]
-        }
+        "providers": simulator.agent_providers("sim-key")
     });
     customer.post("/v1/agents", &customer.key, &agent).await
 }

@@ -44,11 +44,7 @@ fn agent(simulator: &Simulator, tools: &Value, greeting: &str) -> Value {
         "language": "en-US",
         "voice": {"provider": "espeak_ng", "voice_id": "en-us"},
         "tools": tools,
-        "providers": {
-            "llm": [{"kind": "openai_compatible", "endpoint": format!("http://{}/v1", simulator.addr), "credentials_secret": "sim-key"}],
-            "tts": [{"kind": "espeak_ng"}],
-            "stt": [{"kind": "deepgram", "endpoint": simulator.ws_url(), "credentials_secret": "sim-key"}]
-        }
+        "providers": simulator.agent_providers("sim-key")
     })
 }
 
