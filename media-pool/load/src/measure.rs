@@ -59,6 +59,16 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
+/// Milliseconds from `from` to `to` (0 if `to` is earlier).
+pub fn ms_since(from: Instant, to: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64() * 1e3
+}
+
+/// A process's VmRSS in KiB now (0 without a pid or a readable /proc).
+pub fn rss_kib(pid: Option<u32>) -> u64 {
+    pid.and_then(|p| proc_status_kib(p, "VmRSS")).unwrap_or(0)
+}
+
 pub fn ms(us: u64) -> f64 {
     us as f64 / 1_000.0
 }

@@ -22,7 +22,7 @@
 
 use crate::caller::{SimulatedCaller, TurnResult, LATE, TURN_AUDIO_BYTES};
 use crate::load::loadavg;
-use crate::measure::{histogram, ms, proc_status_kib, rss_per_call_kib, start_offset, us_of_ms, Sampler};
+use crate::measure::{histogram, ms, ms_since, rss_per_call_kib, start_offset, us_of_ms, Sampler};
 use golos_rtp::{sdp, RtpHeader, RtpPacket, FRAME_SAMPLES, G711};
 use hdrhistogram::Histogram;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, DialogStateSender};
@@ -335,10 +335,6 @@ struct CallOutcome {
     errors: Vec<String>,
 }
 
-fn ms_since(from: Instant, to: Instant) -> f64 {
-    to.saturating_duration_since(from).as_secs_f64() * 1e3
-}
-
 /// One call, from its start time to the BYE (or the cap).
 async fn run_call(
     uac: Arc<Uac>,
@@ -489,7 +485,7 @@ pub async fn warm_up(uac: &Arc<Uac>, config: &SipLoadConfig) -> Result<(), Strin
 
 /// The worker's VmRSS now (the idle baseline, after the warm-up).
 pub fn worker_rss_kib(config: &SipLoadConfig) -> u64 {
-    config.worker_pid.and_then(|p| proc_status_kib(p, "VmRSS")).unwrap_or(0)
+    crate::measure::rss_kib(config.worker_pid)
 }
 
 /// Runs the WORKLOAD at `config.calls` SIP calls and measures it. `baseline_rss_kib` is the

@@ -17,7 +17,7 @@ use crate::load::loadavg;
 pub use crate::measure::{
     cpu_percent, parse_stat_cpu, parse_status_kib, proc_cpu, proc_status_kib, rss_per_call_kib, start_offset,
 };
-use crate::measure::{histogram, ms, us_of_ms, Sampler};
+use crate::measure::{histogram, ms, ms_since, us_of_ms, Sampler};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -348,10 +348,6 @@ async fn run_call(
     out
 }
 
-fn ms_since(from: Instant, to: Instant) -> f64 {
-    to.saturating_duration_since(from).as_secs_f64() * 1e3
-}
-
 /// The WORKLOAD's throw-away 1-turn call (§4). Returns the errors if it did not answer.
 pub async fn warm_up(config: &WsConfig) -> Result<(), String> {
     let config = Arc::new(config.clone());
@@ -367,7 +363,7 @@ pub async fn warm_up(config: &WsConfig) -> Result<(), String> {
 
 /// The worker's VmRSS now (the idle baseline, after the warm-up).
 pub fn worker_rss_kib(config: &WsConfig) -> u64 {
-    config.worker_pid.and_then(|p| proc_status_kib(p, "VmRSS")).unwrap_or(0)
+    crate::measure::rss_kib(config.worker_pid)
 }
 
 /// Runs the WORKLOAD at `config.calls` calls and measures it. `baseline_rss_kib` is the
