@@ -91,6 +91,10 @@ id_type!(
     /// A customer's webhook endpoint: where an org's events are delivered.
     WebhookEndpointId, "whe"
 );
+id_type!(
+    /// One attempt to deliver one event to one webhook endpoint.
+    WebhookDeliveryId, "whd"
+);
 
 pub const MAX_ID_LEN: usize = 64;
 

@@ -20,7 +20,7 @@ pub mod webhooks;
 
 pub use calls::{CallDirection, EndReason, TranscriptRole};
 pub use error::DomainError;
-pub use ids::{AgentId, ApiKeyId, CallId, OrgId, TrunkId, WebhookEndpointId};
+pub use ids::{AgentId, ApiKeyId, CallId, OrgId, TrunkId, WebhookDeliveryId, WebhookEndpointId};
 pub use money::Kopecks;
 pub use phone::PhoneNumber;
 pub use time::Timestamp;

@@ -32,6 +32,8 @@ pub use records::*;
 pub use secrets::{SecretString, Secrets};
 pub use stores::*;
 pub use trunks::{SipTrunk, SipTrunkStore};
-pub use webhooks::{SealedSigningSecret, WebhookEndpoint, WebhookEndpointStore};
+pub use webhooks::{
+    DeliveryOutcome, SealedSigningSecret, WebhookDelivery, WebhookDeliveryStore, WebhookEndpoint, WebhookEndpointStore,
+};
 
 pub type Result<T, E = PortError> = std::result::Result<T, E>;

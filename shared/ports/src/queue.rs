@@ -65,6 +65,15 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// how many moved. At least once: a crash mid-move can deliver one twice, never lose one.
     async fn redrive(&self, max: usize) -> Result<usize>;
 
+    /// Puts `body` straight into the dead-letter queue: a consumer's verdict that retrying it
+    /// is pointless (a receiver that answered 404). Returns the dead letter's id.
+    async fn dead_letter(&self, body: &str) -> Result<String>;
+
+    /// Moves the dead letters with these ids back to the queue with a fresh receive count;
+    /// returns how many moved (ids not in the dead-letter queue are skipped). At least once,
+    /// as `redrive`.
+    async fn redrive_ids(&self, ids: &[String]) -> Result<usize>;
+
     /// Approximate visible + in-flight messages (for metrics and health).
     async fn depth(&self) -> Result<u64>;
 }

@@ -169,6 +169,8 @@ pub struct Stores {
     pub trunks: Arc<dyn crate::trunks::SipTrunkStore>,
     /// Organisations' webhook endpoints.
     pub webhook_endpoints: Arc<dyn crate::webhooks::WebhookEndpointStore>,
+    /// The log of webhook delivery attempts.
+    pub webhook_deliveries: Arc<dyn crate::webhooks::WebhookDeliveryStore>,
 }
 
 /// A health check of one dependency, for `/health`.

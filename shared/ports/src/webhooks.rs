@@ -55,3 +55,77 @@ pub trait WebhookEndpointStore: Send + Sync + Debug {
     /// Every endpoint of the org, ordered by id.
     async fn list(&self, org: &OrgId) -> Result<Vec<WebhookEndpoint>>;
 }
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It failed and another attempt is queued (`next_attempt_at`).
+    Retrying,
+    /// It failed for good (a permanent status, an invalid URL, or the last attempt) and the
+    /// event went to the dead-letter queue.
+    DeadLettered,
+    /// It was not attempted: the endpoint was disabled or deleted meanwhile.
+    Skipped,
+}
+
+impl DeliveryOutcome {
+    /// Counts towards disabling the endpoint.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Retrying | Self::DeadLettered)
+    }
+}
+
+/// One attempt to deliver one event to one endpoint, as the deliveries log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: golos_domain::WebhookDeliveryId,
+    pub org_id: OrgId,
+    pub endpoint_id: WebhookEndpointId,
+    /// The event's deterministic id (`webhook-id`).
+    pub event_id: String,
+    pub event_type: WebhookEventType,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub outcome: DeliveryOutcome,
+    /// The receiver's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// From sending the request to the end of the answer (or the failure).
+    pub latency_ms: u64,
+    /// A fixed description of the failure (never the receiver's body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    /// When the log forgets it (30 days by default).
+    pub expires_at: Timestamp,
+}
+
+/// The deliveries log: what an org's admins see of each endpoint's traffic, and what the
+/// failure count that disables an endpoint is read from.
+#[async_trait]
+pub trait WebhookDeliveryStore: Send + Sync + Debug {
+    /// Keeps these attempts (a put by id: recording one twice keeps one).
+    async fn record(&self, deliveries: &[WebhookDelivery]) -> Result<()>;
+    /// An endpoint's unexpired attempts, newest first (by `created_at`, then id).
+    async fn list(
+        &self,
+        org: &OrgId,
+        endpoint: &WebhookEndpointId,
+        page: &crate::PageRequest,
+        now: Timestamp,
+    ) -> Result<crate::Page<WebhookDelivery>>;
+    /// How many failed attempts (`DeliveryOutcome::is_failure`) the endpoint had at or after
+    /// `since`, counting no further than `cap`.
+    async fn count_failures_since(
+        &self,
+        org: &OrgId,
+        endpoint: &WebhookEndpointId,
+        since: Timestamp,
+        cap: u32,
+    ) -> Result<u32>;
+}
