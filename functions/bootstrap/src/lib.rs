@@ -87,6 +87,7 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         }
         Err(err) => return Err(err).context("reading the operator key"),
     };
+    let config_egress = config.egress.clone();
     Ok(ControlState {
         stores,
         numbers,
@@ -104,6 +105,11 @@ pub async fn control_state(backend: &Backend, config: ControlConfig) -> anyhow::
         health_checks: Arc::new(vec![health]),
         queues,
         http: reqwest::Client::builder().build().context("building the HTTP client")?,
+        webhook_http: golos_egress::net::EgressClient::with_builder(
+            config_egress,
+            reqwest::Client::builder().pool_max_idle_per_host(64),
+        )
+        .context("building the webhook HTTP client")?,
     })
 }
 

@@ -250,6 +250,11 @@ pub struct ControlSettings {
     pub hold_max_waiters_per_org: u32,
     pub reconcile_call_window_days: u32,
     pub auth_failures_per_ip_per_minute: u32,
+    pub webhook_timeout_ms: u64,
+    pub webhook_max_attempts: u32,
+    pub webhook_retry_unit_ms: u64,
+    pub webhook_disable_after_failures: u32,
+    pub webhook_consumers: usize,
 }
 
 impl Default for ControlSettings {
@@ -264,6 +269,11 @@ impl Default for ControlSettings {
             hold_max_waiters_per_org: config.hold_max_waiters_per_org,
             reconcile_call_window_days: config.reconcile_call_window_days,
             auth_failures_per_ip_per_minute: config.auth_failures_per_ip_per_minute,
+            webhook_timeout_ms: duration_ms(config.webhooks.timeout),
+            webhook_max_attempts: config.webhooks.max_attempts,
+            webhook_retry_unit_ms: duration_ms(config.webhooks.retry_unit),
+            webhook_disable_after_failures: config.webhooks.disable_after_failures,
+            webhook_consumers: config.webhooks.consumers,
         }
     }
 }
@@ -502,6 +512,13 @@ const VARS: &[(&str, Setter)] = &[
     ("GOLOS_AUTH_FAILURES_PER_IP_PER_MINUTE", |s, v| {
         assign(&mut s.control.auth_failures_per_ip_per_minute, parse(v, AUTH_FAILURES))
     }),
+    ("GOLOS_WEBHOOK_TIMEOUT_MS", |s, v| assign(&mut s.control.webhook_timeout_ms, parse(v, WEBHOOK_TIMEOUT))),
+    ("GOLOS_WEBHOOK_MAX_ATTEMPTS", |s, v| assign(&mut s.control.webhook_max_attempts, parse(v, WEBHOOK_ATTEMPTS))),
+    ("GOLOS_WEBHOOK_RETRY_UNIT_MS", |s, v| assign(&mut s.control.webhook_retry_unit_ms, parse(v, WEBHOOK_RETRY_UNIT))),
+    ("GOLOS_WEBHOOK_DISABLE_AFTER_FAILURES", |s, v| {
+        assign(&mut s.control.webhook_disable_after_failures, parse(v, AT_LEAST_ONE))
+    }),
+    ("GOLOS_WEBHOOK_CONSUMERS", |s, v| assign(&mut s.control.webhook_consumers, parse(v, WEBHOOK_CONSUMERS))),
     // Anything else leaves the format to the layers below (and, at the bottom, to where the
     // process runs), as it always has: a typo must not stop a deployment's logging.
     ("GOLOS_LOG_FORMAT", |s, v| {
@@ -531,6 +548,14 @@ const SWEEP_INTERVAL: &str = "milliseconds, at least 100";
 const HOLD_MAX: &str = "a whole number (0: no hold queue)";
 const CALL_WINDOW: &str = "whole days, 1 to 3650";
 const AUTH_FAILURES: &str = "a whole number, at least 1";
+const WEBHOOK_TIMEOUT: &str = "milliseconds, 100 to 30000";
+const WEBHOOK_ATTEMPTS: &str = "a whole number, 1 to 10";
+const WEBHOOK_RETRY_UNIT: &str = "milliseconds, 10 to 60000";
+const WEBHOOK_CONSUMERS: &str = "a whole number, 1 to 64";
+
+fn duration_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 const PROBE_EVERY: &str = "milliseconds, at least 100";
 const BREAKER_OPEN: &str = "milliseconds, at least 100";
 const AT_LEAST_ONE: &str = "a whole number, at least 1";
@@ -636,7 +661,36 @@ impl Settings {
             AUTH_FAILURES,
             &c.auth_failures_per_ip_per_minute,
         )?;
+        check((100..=30_000).contains(&c.webhook_timeout_ms), "GOLOS_WEBHOOK_TIMEOUT_MS", WEBHOOK_TIMEOUT, &c.webhook_timeout_ms)?;
+        check(
+            (1..=10).contains(&c.webhook_max_attempts),
+            "GOLOS_WEBHOOK_MAX_ATTEMPTS",
+            WEBHOOK_ATTEMPTS,
+            &c.webhook_max_attempts,
+        )?;
+        check(
+            (10..=60_000).contains(&c.webhook_retry_unit_ms),
+            "GOLOS_WEBHOOK_RETRY_UNIT_MS",
+            WEBHOOK_RETRY_UNIT,
+            &c.webhook_retry_unit_ms,
+        )?;
+        check(
+            c.webhook_disable_after_failures >= 1,
+            "GOLOS_WEBHOOK_DISABLE_AFTER_FAILURES",
+            AT_LEAST_ONE,
+            &c.webhook_disable_after_failures,
+        )?;
+        check((1..=64).contains(&c.webhook_consumers), "GOLOS_WEBHOOK_CONSUMERS", WEBHOOK_CONSUMERS, &c.webhook_consumers)?;
+        let webhooks = golos_control::webhook_delivery::DeliveryConfig {
+            timeout: std::time::Duration::from_millis(c.webhook_timeout_ms),
+            max_attempts: c.webhook_max_attempts,
+            retry_unit: std::time::Duration::from_millis(c.webhook_retry_unit_ms),
+            disable_after_failures: c.webhook_disable_after_failures,
+            consumers: c.webhook_consumers,
+            ..golos_control::webhook_delivery::DeliveryConfig::default()
+        };
         let mut config = ControlConfig {
+            webhooks,
             trust_forwarded_for: self.server.trust_forwarded_for,
             lease_ttl_ms: c.lease_ttl_ms,
             sweep_interval_ms: c.sweep_interval_ms,

@@ -15,6 +15,7 @@ pub mod call_events;
 pub mod call_tokens;
 pub mod calls;
 pub mod credentials;
+pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod http;
@@ -28,6 +29,7 @@ pub mod sip_trunks;
 pub mod state;
 pub mod tool_signing;
 pub mod transcripts;
+pub mod webhook_delivery;
 pub mod webhooks;
 
 pub use error::{ControlError, ControlResult};

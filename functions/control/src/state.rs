@@ -45,6 +45,8 @@ pub struct ControlConfig {
     pub auth_failures_per_ip_per_minute: u32,
     /// Reconciliation checks the debits of calls that started in this many last days.
     pub reconcile_call_window_days: u32,
+    /// How customer webhooks are delivered.
+    pub webhooks: crate::webhook_delivery::DeliveryConfig,
 }
 
 impl Default for ControlConfig {
@@ -62,6 +64,7 @@ impl Default for ControlConfig {
             auth_failures_per_ip_per_minute: 20,
             egress: golos_egress::EgressAllowlist::none(),
             reconcile_call_window_days: crate::reconcile::DEFAULT_CALL_WINDOW_DAYS,
+            webhooks: crate::webhook_delivery::DeliveryConfig::default(),
         }
     }
 }
@@ -82,6 +85,10 @@ pub struct ControlMetrics {
     pub call_events_failed_total: AtomicU64,
     pub leases_swept_total: AtomicU64,
     pub webhook_events_emitted_total: AtomicU64,
+    pub webhook_deliveries_succeeded_total: AtomicU64,
+    pub webhook_deliveries_failed_total: AtomicU64,
+    pub webhook_dead_letters_total: AtomicU64,
+    pub webhook_endpoints_disabled_total: AtomicU64,
 }
 
 impl ControlMetrics {
@@ -113,6 +120,9 @@ pub struct ControlState {
     pub queues: EventQueues,
     /// Outbound HTTP (confirming payments with providers).
     pub http: reqwest::Client,
+    /// Outbound HTTP to customers' webhook endpoints, under the egress policy
+    /// (`config.egress`): built once, since a client holds connection pools and TLS roots.
+    pub webhook_http: golos_egress::net::EgressClient,
 }
 
 /// The queues between the media pool, the control plane and customers.

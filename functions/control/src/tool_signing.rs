@@ -48,6 +48,13 @@ impl OrgSigningKey {
         Self(mac.finalize().into_bytes().to_vec())
     }
 
+    /// The key of a `whsec_<base64>` secret (a webhook endpoint's): the bytes after the prefix,
+    /// as Standard Webhooks libraries read it. `None` for anything else.
+    pub fn from_whsec(secret: &str) -> Option<Self> {
+        let encoded = secret.strip_prefix("whsec_")?;
+        base64::engine::general_purpose::STANDARD.decode(encoded).ok().filter(|key| !key.is_empty()).map(Self)
+    }
+
     /// As Standard Webhooks libraries take it: `whsec_<base64 of the key>`.
     pub fn to_whsec(&self) -> String {
         format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(&self.0))

@@ -103,6 +103,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         std::time::Duration::from_millis(50),
         stop(),
     ));
+    // Customers' webhooks: delivered, retried with per-message delays, dead-lettered.
+    let deliverer = tokio::spawn(golos_control::webhook_delivery::run_consumer(
+        state.clone(),
+        std::time::Duration::from_millis(50),
+        stop(),
+    ));
     let sweep_every = std::time::Duration::from_millis(state.config.sweep_interval_ms);
     let sweeper = tokio::spawn(golos_control::admission::run_sweeper(state.clone(), sweep_every, stop()));
     let worker = golos::Worker::new(std::sync::Arc::clone(&state.metrics));
@@ -210,7 +216,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("HTTP connections still open after 5 s; closing them"),
     }
     let _ = stop_background.send(true);
-    let _ = tokio::join!(consumer, sweeper);
+    let _ = tokio::join!(consumer, deliverer, sweeper);
     tracing::info!("stopped");
     Ok(())
 }

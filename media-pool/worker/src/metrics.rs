@@ -276,6 +276,26 @@ pub fn render(
             "Customer webhook events queued for delivery.",
             &control.webhook_events_emitted_total,
         ),
+        (
+            "golos_webhook_deliveries_succeeded_total",
+            "Webhook delivery attempts an endpoint answered with 2xx.",
+            &control.webhook_deliveries_succeeded_total,
+        ),
+        (
+            "golos_webhook_deliveries_failed_total",
+            "Webhook delivery attempts that failed (retried or dead-lettered).",
+            &control.webhook_deliveries_failed_total,
+        ),
+        (
+            "golos_webhook_dead_letters_total",
+            "Webhook deliveries dead-lettered (a permanent status, an invalid URL, the last attempt, a disabled endpoint).",
+            &control.webhook_dead_letters_total,
+        ),
+        (
+            "golos_webhook_endpoints_disabled_total",
+            "Webhook endpoints disabled after too many failed deliveries.",
+            &control.webhook_endpoints_disabled_total,
+        ),
     ];
     for (name, help, counter) in counters {
         sample(&mut out, name, help, "counter", load(counter));

@@ -127,6 +127,9 @@ pub enum WebhookEventType {
     /// other endpoints).
     #[serde(rename = "endpoint.disabled")]
     EndpointDisabled,
+    /// Sent by `POST /v1/webhook-endpoints/{id}/test` to that endpoint only; not subscribable.
+    #[serde(rename = "webhook.test")]
+    Test,
 }
 
 impl WebhookEventType {
@@ -140,6 +143,7 @@ impl WebhookEventType {
             Self::QuotaExceeded => "quota.exceeded",
             Self::CallTransfer => "call.transfer",
             Self::EndpointDisabled => "endpoint.disabled",
+            Self::Test => "webhook.test",
         }
     }
 

@@ -69,6 +69,8 @@ pub enum DeliveryOutcome {
     DeadLettered,
     /// It was not attempted: the endpoint was disabled or deleted meanwhile.
     Skipped,
+    /// It failed and is not retried, nor counted against the endpoint: a test delivery.
+    Failed,
 }
 
 impl DeliveryOutcome {

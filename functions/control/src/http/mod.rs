@@ -23,6 +23,7 @@ pub mod orgs;
 pub mod payments;
 pub mod sip_trunks;
 pub mod tool_signing;
+pub mod dead_letters;
 pub mod webhooks;
 
 use crate::state::ControlState;
@@ -50,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         admission::admit_http, admission::heartbeat_http, admission::release_http, call_events::enqueue_http,
         sip_trunks::create, sip_trunks::list, sip_trunks::get, sip_trunks::update, sip_trunks::delete,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
+        webhooks::deliveries, webhooks::test, dead_letters::list, dead_letters::redrive,
     ),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
@@ -158,6 +160,10 @@ pub fn router(state: ControlState) -> Router {
         .route("/webhook-endpoints", post(webhooks::create).get(webhooks::list))
         .route("/webhook-endpoints/{endpoint_id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/webhook-endpoints/{endpoint_id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/webhook-endpoints/{endpoint_id}/deliveries", get(webhooks::deliveries))
+        .route("/webhook-endpoints/{endpoint_id}/test", post(webhooks::test))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/redrive", post(dead_letters::redrive))
         .fallback(|| async { ApiError::not_found("route") })
         // Layers run outside-in from the last added: authenticate, then idempotency.
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))

@@ -5,13 +5,14 @@
 use super::error::ApiResult;
 use super::extract::{if_match, optional_json, Authed, JsonBody, ListQuery, QueryParams};
 use super::middleware::SecretInResponse;
+use crate::webhook_delivery;
 use crate::webhooks::{self, EndpointChanges, EndpointWithSecret, NewEndpoint};
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use golos_domain::rbac::Action;
-use golos_ports::WebhookEndpoint;
+use golos_ports::{WebhookDelivery, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -215,4 +216,77 @@ pub async fn rotate_secret(
     let org = caller.member(Action::ManageWebhooks)?.id.clone();
     let rotated = webhooks::rotate_secret(&state, &actor, &org, &endpoint_id, body.overlap_secs).await?;
     Ok(with_secret(StatusCode::OK, rotated))
+}
+
+/// One delivery attempt as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub endpoint_id: String,
+    /// The event's id, also its `webhook-id` header.
+    pub event_id: String,
+    pub event_type: String,
+    /// 1-based.
+    pub attempt: u32,
+    /// `delivered`, `retrying`, `dead_lettered`, `skipped`, or `failed` (a test).
+    pub outcome: String,
+    /// The endpoint's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    /// Why it failed, in golos's words (the endpoint's answer is not kept).
+    pub error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<WebhookDelivery> for DeliveryView {
+    fn from(d: WebhookDelivery) -> Self {
+        let outcome = serde_json::to_value(d.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        Self {
+            id: d.id.to_string(),
+            endpoint_id: d.endpoint_id.to_string(),
+            event_id: d.event_id,
+            event_type: d.event_type.as_str().to_owned(),
+            attempt: d.attempt,
+            outcome,
+            status_code: d.status_code,
+            latency_ms: d.latency_ms,
+            error: d.error,
+            next_attempt_at: d.next_attempt_at.map(|t| t.to_string()),
+            created_at: d.created_at.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+/// An endpoint's delivery attempts, newest first, kept 30 days (admin, editor).
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{endpoint_id}/deliveries", tag = "webhook-endpoints",
+    params(("endpoint_id" = String, Path), ListQuery), responses((status = 200, body = DeliveryList), (status = 404)))]
+pub async fn deliveries(
+    Authed { state, caller, .. }: Authed,
+    Path(endpoint_id): Path<String>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> ApiResult<Json<DeliveryList>> {
+    let org = caller.member(Action::ReadWebhooks)?.id.clone();
+    let endpoint = webhooks::get(&state, &org, &endpoint_id).await?;
+    let page =
+        state.stores.webhook_deliveries.list(&org, &endpoint.id, &query.page()?, state.clock.now()).await.map_err(
+            crate::ControlError::from,
+        )?;
+    Ok(Json(DeliveryList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// Send a `webhook.test` event to this endpoint now (admin): one attempt, no retry, logged
+/// with the deliveries; the answer is that attempt. Works on a disabled endpoint, to check it
+/// before enabling it again.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{endpoint_id}/test", tag = "webhook-endpoints",
+    params(("endpoint_id" = String, Path)), responses((status = 200, body = DeliveryView), (status = 404)))]
+pub async fn test(Authed { state, caller, .. }: Authed, Path(endpoint_id): Path<String>) -> ApiResult<Json<DeliveryView>> {
+    let org = caller.member(Action::ManageWebhooks)?.id.clone();
+    Ok(Json(webhook_delivery::send_test(&state, &org, &endpoint_id).await?.into()))
 }

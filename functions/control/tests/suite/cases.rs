@@ -189,6 +189,10 @@ pub async fn every_route_enforces_the_rbac_matrix(app: &TestApp) {
         ),
         (Method::DELETE, "/v1/webhook-endpoints/whe_missing".into(), None, Action::ManageWebhooks),
         (Method::POST, "/v1/webhook-endpoints/whe_missing/rotate-secret".into(), None, Action::ManageWebhooks),
+        (Method::GET, "/v1/webhook-endpoints/whe_missing/deliveries".into(), None, Action::ReadWebhooks),
+        (Method::POST, "/v1/webhook-endpoints/whe_missing/test".into(), None, Action::ManageWebhooks),
+        (Method::GET, "/v1/dead-letters".into(), None, Action::ReadWebhooks),
+        (Method::POST, "/v1/dead-letters/redrive".into(), Some(json!({"ids": ["none"]})), Action::RedriveDeadLetters),
         (Method::GET, "/v1/provider-credentials".into(), None, Action::ReadProviderCredentials),
         (
             Method::PUT,

@@ -12,6 +12,10 @@ macro_rules! api_tests {
             erasure_removes_a_callers_data_from_the_store, retention_is_per_org_and_swept,
             sip_trunks_are_the_operators_and_admins_read_their_own,
             webhook_endpoints_are_the_orgs_with_a_secret_shown_once);
+        $crate::api_tests!(@webhooks $make;
+            failed_deliveries_are_retried_after_one_then_two_seconds,
+            permanent_refusals_are_dead_lettered_at_once_and_redriven, slow_and_untrusted_endpoints_are_retried,
+            an_endpoint_failing_ten_times_in_an_hour_is_disabled, a_test_delivery_reports_how_the_endpoint_answers);
         $crate::api_tests!(@spending $make;
             spending_is_bounded_while_calls_run, lost_workers_are_billed_once, call_ends_survive_a_queue_outage);
     };
@@ -21,6 +25,15 @@ macro_rules! api_tests {
             async fn $name() {
                 let app = suite::spawn_app($make.await).await;
                 suite::spending::$name(&app).await;
+            }
+        )+
+    };
+    (@webhooks $make:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let app = suite::spawn_app_with($make.await, suite::webhooks::config()).await;
+                suite::webhooks::$name(&app).await;
             }
         )+
     };

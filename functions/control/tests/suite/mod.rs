@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod spending;
+pub mod webhooks;
 #[macro_use]
 pub mod macros;
 
@@ -72,6 +73,7 @@ pub async fn spawn_app_with(backend: Backend, config: ControlConfig) -> TestApp 
     let clock = ManualClock::new(T0);
     let pepper = SecretString::new("test-pepper");
     let metrics = Arc::new(ControlMetrics::default());
+    let webhook_http = golos_egress::net::EgressClient::new(config.egress.clone()).expect("webhook client");
     let state = ControlState {
         stores: backend.stores,
         numbers: backend.numbers,
@@ -89,6 +91,7 @@ pub async fn spawn_app_with(backend: Backend, config: ControlConfig) -> TestApp 
         health_checks: Arc::new(vec![backend.health]),
         queues: backend.queues,
         http: reqwest::Client::new(),
+        webhook_http,
     };
     let app = golos_control::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
