@@ -317,8 +317,12 @@ async fn warn_balance_low(state: &ControlState, org: &Org, available: Kopecks, t
         Ok(_) => return,
         Err(error) => return tracing::warn!(org = %org.id, %error, "could not count balance.low warnings"),
     }
-    let data = serde_json::json!({"balance_kopecks": available.get(), "threshold_kopecks": threshold.get(),
-        "live_calls": true});
+    let data = crate::webhook_payloads::data(&crate::webhook_payloads::BalanceLowData {
+        balance_kopecks: available.get(),
+        threshold_kopecks: threshold.get(),
+        call_id: None,
+        live_calls: Some(true),
+    });
     let subject = format!("{}_{day}", org.id);
     let event = WebhookEvent::new(WebhookEventType::BalanceLow, &subject, org.id.clone(), now, data);
     if let Err(error) = crate::call_events::emit(state, event).await {

@@ -12,6 +12,7 @@
 //! nothing and re-queues webhooks under the same deterministic event ids. The Lambda
 //! (`functions/call-events`) and the local consumer (`run_consumer`) call the same `process`.
 
+use crate::webhook_payloads as payloads;
 use crate::state::{ControlMetrics, ControlState};
 use crate::{retention, transcripts, ControlError, ControlResult};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
@@ -94,8 +95,14 @@ async fn call_started(state: &ControlState, org: &Org, started: CallStarted) -> 
         erased: None,
     };
     state.calls.record_start(&record).await?;
-    let data = json!({"call_id": started.call_id, "agent_id": started.agent_id, "direction": started.direction,
-        "started_at": started.started_at.to_string()});
+    let data = payloads::data(&payloads::CallStartedData {
+        call_id: started.call_id.to_string(),
+        agent_id: started.agent_id.to_string(),
+        direction: started.direction.as_str().to_owned(),
+        from: started.from.clone(),
+        to: started.to.clone(),
+        started_at: started.started_at.to_string(),
+    });
     emit(
         state,
         WebhookEvent::new(
@@ -159,8 +166,12 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     let threshold = balance_low_threshold(org);
     if balance < threshold {
         let day = ended.ended_at.to_string().get(..10).unwrap_or_default().replace('-', "");
-        let data =
-            json!({"balance_kopecks": balance.get(), "threshold_kopecks": threshold.get(), "call_id": ended.call_id});
+        let data = payloads::data(&payloads::BalanceLowData {
+            balance_kopecks: balance.get(),
+            threshold_kopecks: threshold.get(),
+            call_id: Some(ended.call_id.to_string()),
+            live_calls: None,
+        });
         let subject = format!("{}_{day}", org.id);
         emit(state, WebhookEvent::new(WebhookEventType::BalanceLow, &subject, org.id.clone(), ended.ended_at, data))
             .await?;
@@ -169,17 +180,35 @@ pub(crate) async fn call_ended(state: &ControlState, org: &Org, ended: CallEnded
     let used = state.stores.ledger.usage_minutes(&org.id, month).await?;
     if used > org.quotas.monthly_minutes {
         let included = org.quotas.monthly_minutes;
-        let data = json!({"quota": "monthly_minutes", "used": used, "included": included, "month": month});
+        let data = payloads::data(&payloads::QuotaExceededData {
+            quota: "monthly_minutes".into(),
+            used,
+            included,
+            month: month.to_string(),
+        });
         let subject = format!("{}_monthly_minutes_{month}_{included}", org.id);
         emit(state, WebhookEvent::new(WebhookEventType::QuotaExceeded, &subject, org.id.clone(), ended.ended_at, data))
             .await?;
     }
 
-    let data = json!({"call_id": ended.call_id, "agent_id": ended.agent_id, "direction": ended.direction,
-        "started_at": ended.started_at.to_string(), "ended_at": ended.ended_at.to_string(),
-        "duration_secs": ended.duration_secs, "billed_minutes": billable_minutes(ended.duration_secs),
-        "cost_kopecks": cost.get(), "end_reason": ended.end_reason,
-        "transcript": transcripts::for_webhook(stored.transcript.as_deref()), "metrics": stored.metrics});
+    let data = payloads::data(&payloads::CallEndedData {
+        call_id: ended.call_id.to_string(),
+        agent_id: ended.agent_id.to_string(),
+        direction: ended.direction.as_str().to_owned(),
+        from: ended.from.clone(),
+        to: ended.to.clone(),
+        started_at: ended.started_at.to_string(),
+        ended_at: ended.ended_at.to_string(),
+        duration_secs: ended.duration_secs,
+        billed_minutes: billable_minutes(ended.duration_secs),
+        cost_kopecks: cost.get(),
+        end_reason: ended.end_reason.as_str().to_owned(),
+        // Sealed on the queue; opened by the deliverer.
+        transcript: transcripts::for_webhook(stored.transcript.as_deref()),
+        transcript_url: None,
+        transcript_truncated: None,
+        metrics: stored.metrics,
+    });
     let subject = ended.call_id.as_str();
     emit(state, WebhookEvent::new(WebhookEventType::CallEnded, subject, org.id.clone(), ended.ended_at, data)).await?;
     if matches!(ended.transcript, Some(Transcript::Sealed(SealedTranscript::Blob))) {

@@ -15,6 +15,13 @@ use golos_ports::{DeadLetter, Queue};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// Fields of event data that hold phone numbers.
+const NUMBER_FIELDS: [&str; 4] = ["from", "to", "destination", "transfer_to"];
+
+fn mask_number(raw: &str) -> String {
+    golos_domain::PhoneNumber::parse(raw).map_or_else(|_| "[redacted]".to_owned(), |number| number.to_string())
+}
+
 /// Dead letters read per listing or redrive.
 pub const SCAN_LIMIT: usize = 1000;
 
@@ -104,6 +111,14 @@ fn describe(queue: DeadLetterQueue, letter: &DeadLetter) -> DeadLetterEntry {
             let mut data = event.data.clone();
             if let Some(fields) = data.as_object_mut() {
                 fields.remove("transcript");
+                // Numbers as everywhere outside the delivery itself: masked.
+                for (key, value) in fields.iter_mut() {
+                    if NUMBER_FIELDS.contains(&key.as_str()) {
+                        if let Some(masked) = value.as_str().map(mask_number) {
+                            *value = serde_json::Value::String(masked);
+                        }
+                    }
+                }
             }
             entry.data = Some(data);
             if let QueuedWebhook::Endpoint(delivery) = &queued {

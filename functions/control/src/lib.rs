@@ -30,6 +30,7 @@ pub mod state;
 pub mod tool_signing;
 pub mod transcripts;
 pub mod webhook_delivery;
+pub mod webhook_payloads;
 pub mod webhooks;
 
 pub use error::{ControlError, ControlResult};

@@ -25,6 +25,7 @@
 use crate::audit::{self, Actor};
 use crate::state::ControlState;
 use crate::tool_signing::{OrgSigningKey, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::webhook_payloads::{self as payloads, DeliveredEvent};
 use crate::{call_events, transcripts, webhooks, ControlError};
 use golos_domain::events::{WebhookEvent, WebhookEventType};
 use golos_domain::{CallId, OrgId, Timestamp, WebhookDeliveryId, WebhookEndpointId};
@@ -275,7 +276,7 @@ pub async fn payload(state: &ControlState, event: &WebhookEvent) -> Result<Vec<u
     if event.kind == WebhookEventType::CallEnded {
         open_transcript(state, &mut event).await?;
     }
-    serde_json::to_vec(&event).map_err(PortError::invalid)
+    serde_json::to_vec(&DeliveredEvent::of(event)).map_err(PortError::invalid)
 }
 
 async fn open_transcript(state: &ControlState, event: &mut WebhookEvent) -> Result<(), PortError> {
@@ -497,12 +498,12 @@ async fn disable_if_failing(state: &ControlState, endpoint: &WebhookEndpoint) ->
     state.metrics.webhook_endpoints_disabled_total.fetch_add(1, Ordering::Relaxed);
     audit::record(state, &deliverer(), &endpoint.org_id, "webhook_endpoint.disable", endpoint.id.as_str()).await;
     tracing::warn!(org = %endpoint.org_id, endpoint = %endpoint.id, failures, "webhook endpoint disabled after failed deliveries");
-    let data = json!({
-        "endpoint_id": endpoint.id,
-        "url": endpoint.url,
-        "failures": failures,
-        "window_secs": config.disable_window.as_secs(),
-        "disabled_at": now.to_string(),
+    let data = payloads::data(&payloads::EndpointDisabledData {
+        endpoint_id: endpoint.id.to_string(),
+        url: endpoint.url.clone(),
+        failures,
+        window_secs: config.disable_window.as_secs(),
+        disabled_at: now.to_string(),
     });
     // The version it was disabled at names the fact: disabled again later is a new event.
     let subject = format!("{}_{}", endpoint.id, current.version);
@@ -604,9 +605,12 @@ pub async fn send_test(
     let endpoint = webhooks::get(state, org, endpoint_id).await?;
     let now = state.clock.now();
     let subject = format!("{}_{}", endpoint.id, state.ids.new_suffix());
-    let data = json!({"endpoint_id": endpoint.id, "message": "a test delivery from golos"});
+    let data = payloads::data(&payloads::TestData {
+        endpoint_id: endpoint.id.to_string(),
+        message: "a test delivery from golos".into(),
+    });
     let event = WebhookEvent::new(WebhookEventType::Test, &subject, org.clone(), now, data);
-    let payload = serde_json::to_vec(&event).map_err(ControlError::internal)?;
+    let payload = serde_json::to_vec(&DeliveredEvent::of(event.clone())).map_err(ControlError::internal)?;
     let result = attempt(state, &endpoint, &payload, &event.id, 1).await?;
     let outcome = match result.verdict {
         Verdict::Delivered => DeliveryOutcome::Delivered,

@@ -53,6 +53,13 @@ use utoipa::{Modify, OpenApi};
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
         webhooks::deliveries, webhooks::test, dead_letters::list, dead_letters::redrive,
     ),
+    components(schemas(
+        crate::webhook_payloads::DeliveredEvent, crate::webhook_payloads::CallStartedData,
+        crate::webhook_payloads::CallEndedData, crate::webhook_payloads::TranscriptTurnData,
+        crate::webhook_payloads::BalanceLowData, crate::webhook_payloads::QuotaExceededData,
+        crate::webhook_payloads::ShutdownInitiatedData, crate::webhook_payloads::EndpointDisabledData,
+        crate::webhook_payloads::TestData,
+    )),
     modifiers(&ApiKeyAuth, &ProblemResponses),
     security(("api_key" = [])),
 )]
