@@ -59,10 +59,20 @@ async fn new_secret(
     org: &OrgId,
     id: &WebhookEndpointId,
 ) -> ControlResult<(SecretString, SealedSigningSecret)> {
+    new_sealed_secret(state.crypto.as_ref(), org, id).await
+}
+
+/// A new signing secret and its sealed form, for an endpoint written to the store by other
+/// means than this module (tests of the deliverer's binaries).
+pub async fn new_sealed_secret(
+    crypto: &dyn golos_ports::Crypto,
+    org: &OrgId,
+    id: &WebhookEndpointId,
+) -> ControlResult<(SecretString, SealedSigningSecret)> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(ControlError::internal)?;
     let secret = format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes));
-    let envelope = state.crypto.encrypt(secret.as_bytes(), &secret_context(org, id)).await?;
+    let envelope = crypto.encrypt(secret.as_bytes(), &secret_context(org, id)).await?;
     let sealed = SealedSigningSecret {
         envelope: envelope.to_bytes(),
         fingerprint: crate::credentials::fingerprint(&secret),
