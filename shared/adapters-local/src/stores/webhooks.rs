@@ -243,10 +243,9 @@ impl WebhookDeliveryStore for SqliteStores {
                          AND outcome IN ('retrying', 'dead_lettered') LIMIT ?4)",
                     )
                     .and_then(|mut s| {
-                        s.query_row(
-                            params![endpoint.as_str(), since.as_millis(), org.as_str(), i64::from(cap)],
-                            |r| r.get(0),
-                        )
+                        s.query_row(params![endpoint.as_str(), since.as_millis(), org.as_str(), i64::from(cap)], |r| {
+                            r.get(0)
+                        })
                     })
                     .map_err(sql)?;
                 Ok(u32::try_from(counted).unwrap_or(cap).min(cap))
