@@ -253,3 +253,56 @@ impl WebhookDeliveryStore for SqliteStores {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Durability;
+    use golos_domain::events::WebhookEventType;
+    use golos_domain::WebhookDeliveryId;
+
+    const T0: Timestamp = Timestamp::from_millis(1_795_305_600_000);
+    const DAY_MS: i64 = 86_400_000;
+
+    fn delivery(n: usize, endpoint: &WebhookEndpointId, at: Timestamp, keep_ms: i64) -> WebhookDelivery {
+        WebhookDelivery {
+            id: WebhookDeliveryId::with_suffix(&format!("d{n}")).unwrap(),
+            org_id: OrgId::with_suffix("o1").unwrap(),
+            endpoint_id: endpoint.clone(),
+            event_id: format!("evt_{n}"),
+            event_type: WebhookEventType::CallEnded,
+            attempt: 1,
+            outcome: DeliveryOutcome::Delivered,
+            status_code: Some(200),
+            latency_ms: 3,
+            error: None,
+            next_attempt_at: None,
+            created_at: at,
+            expires_at: at.plus_millis(keep_ms),
+        }
+    }
+
+    async fn rows(store: &SqliteStores) -> i64 {
+        store
+            .db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM webhook_deliveries", [], |r| r.get(0)).map_err(sql))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recording_sweeps_expired_rows_a_bounded_number_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStores::new(crate::db::Db::open(&dir.path().join("t.db"), Durability::Full).unwrap());
+        let endpoint = WebhookEndpointId::with_suffix("e1").unwrap();
+        let old: Vec<_> = (0..50).map(|n| delivery(n, &endpoint, T0, DAY_MS)).collect();
+        store.record(&old).await.unwrap();
+        assert_eq!(rows(&store).await, 50, "nothing expired yet");
+
+        // Each later record deletes up to 2 × its rows + 32 expired ones.
+        store.record(&[delivery(100, &endpoint, T0.plus_millis(2 * DAY_MS), DAY_MS)]).await.unwrap();
+        assert_eq!(rows(&store).await, 50 - 34 + 1);
+        store.record(&[delivery(101, &endpoint, T0.plus_millis(2 * DAY_MS), DAY_MS)]).await.unwrap();
+        assert_eq!(rows(&store).await, 2, "only the unexpired rows are left");
+    }
+}
