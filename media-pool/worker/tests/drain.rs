@@ -58,6 +58,12 @@ impl Queue for RecordingQueue {
     async fn redrive(&self, _max: usize) -> golos_ports::Result<usize> {
         Ok(0)
     }
+    async fn dead_letter(&self, _body: &str) -> golos_ports::Result<String> {
+        unimplemented!("not used by the drain")
+    }
+    async fn redrive_ids(&self, _ids: &[String]) -> golos_ports::Result<usize> {
+        Ok(0)
+    }
     async fn depth(&self) -> golos_ports::Result<u64> {
         Ok(self.0.lock().unwrap().len() as u64)
     }

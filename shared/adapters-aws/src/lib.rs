@@ -22,6 +22,7 @@
 //! | `ORG#o` | `CALLBLOB#c` | an encrypted transcript too large for a queue message (ttl) |
 //! | `ORG#o` | `AUDIT#<padded at>#…` | one audit entry |
 //! | `ORG#o` | `CRED#<name>` | a provider credential (value as a KMS envelope) |
+//! | `WHD#<endpoint>` | `<created_at ms, 13 digits>#<delivery id>` | one webhook delivery attempt (`org_id`, `outcome`, `expires_at`; ttl) |
 //!
 //! Reads that decide something are strongly consistent (`GetItem`/`Query` on the table);
 //! listings served by `gsi1` (orgs, API keys, ledger history, numbers, calls) and the lease
@@ -269,6 +270,7 @@ impl AwsPlatform {
             hold: Arc::new(hold::DynamoHoldQueue(t())),
             trunks: Arc::new(trunks::DynamoTrunks(t())),
             webhook_endpoints: Arc::new(webhooks::DynamoWebhookEndpoints(t())),
+            webhook_deliveries: Arc::new(webhooks::DynamoWebhookDeliveries(t())),
         }
     }
 

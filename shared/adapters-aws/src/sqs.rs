@@ -3,10 +3,10 @@
 use crate::error::{sdk_error, AwsError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 use golos_ports::{DeadLetter, PortError, Queue, QueueConfig, QueueMessage, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 const MAX_DELAY_SECS: u64 = 900;
@@ -199,6 +199,81 @@ impl SqsQueue {
     }
 }
 
+/// How long the DLQ messages a `redrive_ids` search looked at stay hidden if it cannot hand
+/// them back.
+const REDRIVE_SEARCH_VISIBILITY: Duration = Duration::from_secs(30);
+/// Rounds in a row without an unseen message that end the search: one short-poll receive
+/// samples only some of SQS's servers, so one empty answer is not proof of an empty queue.
+const REDRIVE_FRUITLESS_ROUNDS: u32 = 3;
+/// Receives in one search at most (10 messages each).
+const REDRIVE_MAX_ROUNDS: u32 = 1_000;
+
+impl SqsQueue {
+    /// Moves the DLQ messages with `wanted` ids (removed from it as they are found) to the
+    /// queue; receipts of the other messages it received are pushed to `others`.
+    async fn redrive_search(&self, wanted: &mut HashSet<&str>, others: &mut Vec<String>) -> Result<usize> {
+        let mut seen = HashSet::new();
+        let (mut moved, mut fruitless) = (0, 0);
+        for _ in 0..REDRIVE_MAX_ROUNDS {
+            if wanted.is_empty() || fruitless >= REDRIVE_FRUITLESS_ROUNDS {
+                break;
+            }
+            let batch = self.receive_from(&self.dlq_url, 10, REDRIVE_SEARCH_VISIBILITY).await?;
+            let mut fresh = false;
+            for m in batch {
+                let (Some(id), Some(receipt)) = (m.message_id, m.receipt_handle) else {
+                    continue;
+                };
+                fresh |= seen.insert(id.clone());
+                if wanted.remove(id.as_str()) {
+                    self.send_to(&self.url, m.body.as_deref().unwrap_or_default(), Duration::ZERO).await?;
+                    self.delete_from(&self.dlq_url, &receipt).await?;
+                    moved += 1;
+                } else {
+                    others.push(receipt);
+                }
+            }
+            fruitless = if fresh { 0 } else { fruitless + 1 };
+        }
+        Ok(moved)
+    }
+
+    /// Makes these DLQ messages visible again at once. Best effort: one left hidden comes
+    /// back by itself after `REDRIVE_SEARCH_VISIBILITY`.
+    async fn release(&self, receipts: &[String]) {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>();
+            let sent = match entries {
+                Ok(entries) => self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.dlq_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map(|out| out.failed.len())
+                    .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", &e).to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match sent {
+                Ok(0) => {}
+                Ok(failed) => tracing::warn!(failed, "dead letters left hidden after a redrive search"),
+                Err(error) => tracing::warn!(%error, "dead letters left hidden after a redrive search"),
+            }
+        }
+    }
+}
+
 fn receive_count(message: &aws_sdk_sqs::types::Message) -> u32 {
     message
         .attributes()
@@ -299,6 +374,25 @@ impl Queue for SqsQueue {
             }
         }
         Ok(moved)
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<String> {
+        self.send_to(&self.dlq_url, body, Duration::ZERO).await
+    }
+
+    /// Searches the DLQ: receives rounds of up to 10 (hidden for `REDRIVE_SEARCH_VISIBILITY`,
+    /// so each round draws others) until every id is found or rounds stop bringing unseen
+    /// messages; the named ones are sent to the queue and deleted, the others handed back at
+    /// once (visibility 0) so they stay inspectable.
+    async fn redrive_ids(&self, ids: &[String]) -> Result<usize> {
+        let mut wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        if wanted.is_empty() {
+            return Ok(0);
+        }
+        let mut others = Vec::new();
+        let searched = self.redrive_search(&mut wanted, &mut others).await;
+        self.release(&others).await;
+        searched
     }
 
     async fn depth(&self) -> Result<u64> {

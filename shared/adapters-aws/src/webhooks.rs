@@ -1,16 +1,28 @@
 //! Webhook endpoints: `ORG#o / WEBHOOK#<id>`, the record as JSON with its version as a number
 //! attribute (so updates are conditional on it); the org's count lives on `ORG#o / COUNTERS`
 //! (`webhook_endpoints`), moved in the same transaction as the create or delete.
+//!
+//! The deliveries log: `WHD#<endpoint> / <created_at ms, 13 digits>#<delivery id>`, so an
+//! endpoint's attempts are one partition in time order; `org_id`, `outcome`, `expires_at`
+//! (ms) for the filters, the record as JSON in `body`, and `ttl` (s) for DynamoDB to delete
+//! it, lazily: reads filter expired items themselves.
 
 use crate::directory::{org_pk, COUNTERS};
 use crate::dynamo::{
-    get_json, get_n, key, n, names, s, to_json, tx_delete, tx_put, tx_update, values, Item, Table, TxOutcome,
+    get_json, get_n, get_s, key, n, names, s, to_json, tx_delete, tx_put, tx_update, values, Item, Table, TxOutcome,
     UpdateSpec,
 };
+use crate::error::build_error;
+use crate::error::sdk_error;
 use async_trait::async_trait;
-use golos_domain::{OrgId, WebhookEndpointId};
-use golos_ports::{PortError, Result, WebhookEndpoint, WebhookEndpointStore};
+use aws_sdk_dynamodb::types::{PutRequest, Select, WriteRequest};
+use golos_domain::{OrgId, Timestamp, WebhookEndpointId};
+use golos_ports::{
+    DeliveryOutcome, Page, PageRequest, PortError, Result, WebhookDelivery, WebhookDeliveryStore, WebhookEndpoint,
+    WebhookEndpointStore,
+};
 use std::collections::HashMap;
+use std::time::Duration;
 
 const ENDPOINT_PREFIX: &str = "WEBHOOK#";
 
@@ -113,5 +125,231 @@ impl WebhookEndpointStore for DynamoWebhookEndpoints {
     async fn list(&self, org: &OrgId) -> Result<Vec<WebhookEndpoint>> {
         let items = self.0.query_prefix(&org_pk(org), ENDPOINT_PREFIX).await?;
         items.iter().map(|item| get_json(item, "body")).collect()
+    }
+}
+
+const DELIVERY_PK_PREFIX: &str = "WHD#";
+/// `BatchWriteItem` takes at most 25 puts.
+const BATCH_WRITE_MAX: usize = 25;
+/// Attempts to write a batch's unprocessed items (throttling) before giving up.
+const BATCH_WRITE_ATTEMPTS: u32 = 6;
+
+#[derive(Debug, Clone)]
+pub(crate) struct DynamoWebhookDeliveries(pub Table);
+
+fn delivery_pk(endpoint: &WebhookEndpointId) -> String {
+    format!("{DELIVERY_PK_PREFIX}{endpoint}")
+}
+
+/// Milliseconds zero-padded to 13 digits (good until the year 2286), so string order is time
+/// order.
+fn padded_ms(at: Timestamp) -> String {
+    format!("{:013}", at.as_millis().max(0))
+}
+
+fn delivery_sk(delivery: &WebhookDelivery) -> String {
+    format!("{}#{}", padded_ms(delivery.created_at), delivery.id)
+}
+
+const fn outcome_name(outcome: DeliveryOutcome) -> &'static str {
+    match outcome {
+        DeliveryOutcome::Delivered => "delivered",
+        DeliveryOutcome::Retrying => "retrying",
+        DeliveryOutcome::DeadLettered => "dead_lettered",
+        DeliveryOutcome::Skipped => "skipped",
+    }
+}
+
+fn delivery_item(delivery: &WebhookDelivery) -> Result<Item> {
+    let mut item = key(delivery_pk(&delivery.endpoint_id), delivery_sk(delivery));
+    item.extend([
+        ("org_id".to_owned(), s(delivery.org_id.as_str())),
+        ("outcome".to_owned(), s(outcome_name(delivery.outcome))),
+        ("expires_at".to_owned(), n(delivery.expires_at.as_millis())),
+        // Seconds, rounded up: DynamoDB never deletes an item before it expired.
+        ("ttl".to_owned(), n(delivery.expires_at.as_secs() + 1)),
+        ("body".to_owned(), s(to_json(delivery)?)),
+    ]);
+    Ok(item)
+}
+
+/// A cursor is the sort key of the last delivery shown: 13 digits, `#`, an id.
+fn check_cursor(cursor: &str) -> Result<()> {
+    match cursor.split_once('#') {
+        Some((at, id)) if at.len() == 13 && at.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => Ok(()),
+        _ => Err(PortError::bad_cursor("webhook deliveries")),
+    }
+}
+
+impl DynamoWebhookDeliveries {
+    /// One `BatchWriteItem` of at most 25 puts, writing again what DynamoDB left unprocessed
+    /// (throttling) with a short backoff.
+    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
+        let mut delay = Duration::from_millis(20);
+        for attempt in 1..=BATCH_WRITE_ATTEMPTS {
+            let out = self
+                .0
+                .client
+                .batch_write_item()
+                .request_items(&*self.0.name, requests)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchWriteItem", &e))?;
+            requests = out.unprocessed_items.and_then(|mut left| left.remove(&*self.0.name)).unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt < BATCH_WRITE_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+        }
+        Err(PortError::Throttled { reason: format!("{} webhook deliveries left unprocessed", requests.len()) })
+    }
+}
+
+#[async_trait]
+impl WebhookDeliveryStore for DynamoWebhookDeliveries {
+    async fn record(&self, deliveries: &[WebhookDelivery]) -> Result<()> {
+        // One put per key, the last one winning: a batch must not name a key twice.
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut latest: HashMap<(String, String), Item> = HashMap::new();
+        for delivery in deliveries {
+            let item = delivery_item(delivery)?;
+            let item_key = (delivery_pk(&delivery.endpoint_id), delivery_sk(delivery));
+            if latest.insert(item_key.clone(), item).is_none() {
+                order.push(item_key);
+            }
+        }
+        let mut requests = Vec::with_capacity(order.len());
+        for item_key in order {
+            let item = latest.remove(&item_key).unwrap_or_default();
+            let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| build_error(&e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(BATCH_WRITE_MAX));
+            self.write_batch(std::mem::replace(&mut requests, rest)).await?;
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        org: &OrgId,
+        endpoint: &WebhookEndpointId,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> Result<Page<WebhookDelivery>> {
+        let limit = page.clamped_limit() as usize;
+        let pk = delivery_pk(endpoint);
+        let mut start = match &page.cursor {
+            Some(cursor) => {
+                check_cursor(cursor)?;
+                Some(key(pk.clone(), cursor.clone()))
+            }
+            None => None,
+        };
+        let mut items: Vec<Item> = Vec::new();
+        loop {
+            let out = self
+                .0
+                .client
+                .query()
+                .table_name(&*self.0.name)
+                .consistent_read(true)
+                .scan_index_forward(false)
+                .key_condition_expression("#pk = :p")
+                .filter_expression("#org = :org AND #exp > :now")
+                .set_expression_attribute_names(Some(HashMap::from([
+                    ("#pk".to_owned(), "pk".to_owned()),
+                    ("#org".to_owned(), "org_id".to_owned()),
+                    ("#exp".to_owned(), "expires_at".to_owned()),
+                ])))
+                .set_expression_attribute_values(Some(values([
+                    (":p", s(pk.clone())),
+                    (":org", s(org.as_str())),
+                    (":now", n(now.as_millis())),
+                ])))
+                .limit((limit + 1) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", &e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) if items.len() <= limit => start = Some(next),
+                _ => break,
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|item| get_s(item, "sk").map(str::to_owned)).transpose()?
+        } else {
+            None
+        };
+        let items = items.iter().map(|item| get_json(item, "body")).collect::<Result<Vec<WebhookDelivery>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn count_failures_since(
+        &self,
+        org: &OrgId,
+        endpoint: &WebhookEndpointId,
+        since: Timestamp,
+        cap: u32,
+    ) -> Result<u32> {
+        let mut counted: u32 = 0;
+        let mut start: Option<Item> = None;
+        while counted < cap {
+            let out = self
+                .0
+                .client
+                .query()
+                .table_name(&*self.0.name)
+                .consistent_read(true)
+                .select(Select::Count)
+                .key_condition_expression("#pk = :p AND #sk >= :since")
+                .filter_expression("#org = :org AND #outcome IN (:retrying, :dead)")
+                .set_expression_attribute_names(Some(HashMap::from([
+                    ("#pk".to_owned(), "pk".to_owned()),
+                    ("#sk".to_owned(), "sk".to_owned()),
+                    ("#org".to_owned(), "org_id".to_owned()),
+                    ("#outcome".to_owned(), "outcome".to_owned()),
+                ])))
+                .set_expression_attribute_values(Some(values([
+                    (":p", s(delivery_pk(endpoint))),
+                    (":since", s(padded_ms(since))),
+                    (":org", s(org.as_str())),
+                    (":retrying", s(outcome_name(DeliveryOutcome::Retrying))),
+                    (":dead", s(outcome_name(DeliveryOutcome::DeadLettered))),
+                ])))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", &e))?;
+            counted = counted.saturating_add(u32::try_from(out.count).unwrap_or(0));
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+        Ok(counted.min(cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_sort_keys_order_by_time_and_cursors_are_checked() {
+        assert_eq!(padded_ms(Timestamp::from_millis(1_795_305_600_000)), "1795305600000");
+        assert!(padded_ms(Timestamp::from_millis(999)) < padded_ms(Timestamp::from_millis(1_000)));
+        assert_eq!(padded_ms(Timestamp::from_millis(-5)), "0000000000000");
+        check_cursor("1795305600000#whd_abc").unwrap();
+        for bad in ["", "1795305600000", "179530560000#whd_abc", "17953056000x0#whd_abc", "1795305600000#"] {
+            assert!(check_cursor(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -104,6 +104,7 @@ impl LocalPlatform {
             hold: store.clone(),
             trunks: store.clone(),
             webhook_endpoints: store.clone(),
+            webhook_deliveries: store.clone(),
             contexts: store,
             counters: Arc::new(stores::SqliteStores::new(Arc::clone(&self.counters_db))),
         }

@@ -226,6 +226,53 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    async fn dead_letter(&self, body: &str) -> Result<String> {
+        if body.len() > MAX_BODY {
+            return Err(PortError::invalid("message body over 256 KiB"));
+        }
+        let now = self.clock.now().as_millis();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (dlq, body) = (self.dlq.clone(), body.to_owned());
+        let answer = id.clone();
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO queue_messages (id, queue, body, visible_at, receive_count,
+                     receipt, sent_at) VALUES (?1, ?2, ?3, ?4, 0, NULL, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![id, dlq, body, now]))
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await?;
+        Ok(answer)
+    }
+
+    async fn redrive_ids(&self, ids: &[String]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = self.clock.now().as_millis();
+        let (queue, dlq) = (self.config.name.clone(), self.dlq.clone());
+        // Each id once: a repeated id must not count twice.
+        let ids: Vec<String> = ids.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
+        self.db
+            .write(move |c| {
+                let mut update = c
+                    .prepare_cached(
+                        "UPDATE queue_messages SET queue = ?1, receive_count = 0, receipt = NULL,
+                         visible_at = ?3 WHERE id = ?4 AND queue = ?2",
+                    )
+                    .map_err(sql)?;
+                let mut moved = 0;
+                for id in &ids {
+                    moved += update.execute(params![queue, dlq, now, id]).map_err(sql)?;
+                }
+                Ok(moved)
+            })
+            .await
+    }
+
     async fn depth(&self) -> Result<u64> {
         let queue = self.config.name.clone();
         self.db

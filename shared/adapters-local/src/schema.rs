@@ -225,6 +225,22 @@ CREATE TABLE webhook_endpoints (
     PRIMARY KEY (org_id, id)
 ) WITHOUT ROWID;
 ",
+    // 10: the webhook deliveries log, clustered by endpoint and time for newest-first keyset
+    // pages; a delivery is put by its id (unique), and expired rows are swept by expiry.
+    r"
+CREATE TABLE webhook_deliveries (
+    endpoint_id TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    id          TEXT NOT NULL,
+    org_id      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    body_json   TEXT NOT NULL,
+    PRIMARY KEY (endpoint_id, created_at, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX webhook_deliveries_by_id ON webhook_deliveries (id);
+CREATE INDEX webhook_deliveries_by_expiry ON webhook_deliveries (expires_at);
+",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), LocalError> {

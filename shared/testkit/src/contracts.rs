@@ -53,6 +53,8 @@ macro_rules! contract_tests {
             queue::delayed_message_is_invisible_until_due,
             queue::dead_letters_after_max_receives_and_redrive,
             queue::stale_receipt_does_not_delete_a_redelivery,
+            queue::dead_letter_goes_straight_to_the_dead_letter_queue,
+            queue::redrive_ids_moves_only_the_named_dead_letters,
             calls::start_then_end_and_replays_change_nothing,
             calls::end_before_start_stays_ended,
             calls::racing_start_and_end_always_end_ended,
@@ -64,6 +66,9 @@ macro_rules! contract_tests {
             trunks::trunks_are_versioned_documents,
             webhooks::webhook_endpoints_are_versioned_documents_per_org,
             webhooks::webhook_endpoint_limit_is_atomic_and_deletes_free_slots,
+            webhooks::webhook_deliveries_are_listed_newest_first_in_pages,
+            webhooks::webhook_deliveries_are_put_by_id_and_expire,
+            webhooks::webhook_delivery_failures_are_counted_since_with_a_cap,
         );
     };
     (@tests $make:expr; $($module:ident :: $name:ident),+ $(,)?) => {

@@ -101,3 +101,7 @@ pub fn trunk_id() -> golos_domain::TrunkId {
 pub fn webhook_endpoint_id() -> golos_domain::WebhookEndpointId {
     golos_domain::WebhookEndpointId::with_suffix(&suffix()).expect("valid id")
 }
+
+pub fn webhook_delivery_id() -> golos_domain::WebhookDeliveryId {
+    golos_domain::WebhookDeliveryId::with_suffix(&suffix()).expect("valid id")
+}

@@ -199,6 +199,12 @@ impl Queue for Outage {
     async fn redrive(&self, max: usize) -> golos_ports::Result<usize> {
         self.queue.redrive(max).await
     }
+    async fn dead_letter(&self, body: &str) -> golos_ports::Result<String> {
+        self.queue.dead_letter(body).await
+    }
+    async fn redrive_ids(&self, ids: &[String]) -> golos_ports::Result<usize> {
+        self.queue.redrive_ids(ids).await
+    }
     async fn depth(&self) -> golos_ports::Result<u64> {
         self.queue.depth().await
     }

@@ -103,3 +103,50 @@ pub async fn stale_receipt_does_not_delete_a_redelivery(h: &impl Harness) {
     queue.delete(&second.receipt).await.unwrap();
     assert_eq!(queue.depth().await.unwrap(), 0);
 }
+
+/// Receives from `queue` until `want` messages came (a few polls: SQS samples its servers).
+async fn receive_all(queue: &dyn golos_ports::Queue, want: usize) -> Vec<golos_ports::QueueMessage> {
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.extend(queue.receive(10, Duration::from_secs(30)).await.unwrap());
+        if got.len() >= want {
+            break;
+        }
+    }
+    got
+}
+
+pub async fn dead_letter_goes_straight_to_the_dead_letter_queue(h: &impl Harness) {
+    let queue = h.queue(config(5)).await;
+    let id = queue.dead_letter("{\"status\":404}").await.unwrap();
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].id.as_str(), dead[0].body.as_str()), (id.as_str(), "{\"status\":404}"));
+    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "not in the queue itself");
+    assert_eq!(queue.depth().await.unwrap(), 0, "the queue's depth does not count it");
+    assert!(queue.redrive_ids(&[]).await.unwrap() == 0, "nothing named, nothing moved");
+}
+
+pub async fn redrive_ids_moves_only_the_named_dead_letters(h: &impl Harness) {
+    let queue = h.queue(config(3)).await;
+    let mut ids = Vec::new();
+    for body in ["a", "b", "c", "d"] {
+        ids.push(queue.dead_letter(body).await.unwrap());
+    }
+    let named = vec![ids[0].clone(), ids[2].clone(), "no-such-message".to_owned(), ids[0].clone()];
+    assert_eq!(queue.redrive_ids(&named).await.unwrap(), 2, "unknown and repeated ids are skipped");
+
+    let left: BTreeSet<_> = queue.dead_letters(10).await.unwrap().into_iter().map(|d| d.body).collect();
+    assert_eq!(left, BTreeSet::from(["b".to_owned(), "d".to_owned()]), "the others stay inspectable");
+    let back = receive_all(&*queue, 2).await;
+    assert_eq!(back.iter().map(|m| m.body.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["a", "c"]));
+    assert!(back.iter().all(|m| m.receive_count == 1), "a fresh receive count: {back:?}");
+    for m in &back {
+        queue.delete(&m.receipt).await.unwrap();
+    }
+    assert_eq!(queue.redrive_ids(&ids[..1]).await.unwrap(), 0, "moved once");
+    assert_eq!(queue.redrive_ids(&ids[1..2]).await.unwrap(), 1);
+    let b = receive_all(&*queue, 1).await;
+    assert_eq!(b.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(queue.dead_letters(10).await.unwrap().len(), 1, "d is still there");
+}
