@@ -141,6 +141,79 @@ fn cap(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Everything on the embedded backend's webhooks queue once `count` events are there.
+    async fn queued(state: &ControlState, count: usize) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while events.len() < count {
+            assert!(tokio::time::Instant::now() < deadline, "only {events:#?} were queued");
+            for message in state.queues.webhooks.receive(10, Duration::from_secs(60)).await.unwrap() {
+                events.push(serde_json::from_str(&message.body).unwrap());
+            }
+        }
+        events.sort_by_key(|e: &serde_json::Value| e["id"].as_str().unwrap().to_owned());
+        events
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn escalations_and_transfers_are_numbered_within_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = golos_bootstrap::Backend::Local { data_dir: dir.path().to_path_buf() };
+        let state = golos_bootstrap::control_state(&backend, golos_control::ControlConfig::default()).await.unwrap();
+        let call = CallIdentity {
+            call_id: CallId::parse("call_w1").unwrap(),
+            org_id: OrgId::parse("org_w").unwrap(),
+            agent_id: AgentId::parse("agt_w").unwrap(),
+            direction: CallDirection::Inbound,
+            from: Some("+79161234567".to_owned()),
+            to: Some("+74951234567".to_owned()),
+        };
+        let mut webhooks = CallWebhooks::new(state.clone(), tokio::runtime::Handle::current(), call);
+        webhooks.escalation("wants a person", Some("+74959876543"));
+        webhooks.transfer_requested("+74959876543", TransferCause::EscalateToHuman);
+        assert!(webhooks.transfer_pending());
+        webhooks.transfer_ended(Err("the line is busy"));
+        webhooks.transfer_ended(Ok(()));
+        webhooks.escalation(&"ж".repeat(600), None);
+        webhooks.transfer_requested("+74950000000", TransferCause::TransferCall);
+        webhooks.transfer_ended(Ok(()));
+        assert!(!webhooks.transfer_pending());
+
+        let events = queued(&state, 4).await;
+        let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            [
+                "evt_agent_escalation_triggered_call_w1_1",
+                "evt_agent_escalation_triggered_call_w1_2",
+                "evt_call_transfer_call_w1_1",
+                "evt_call_transfer_call_w1_2",
+            ],
+            "one event per fact, none for an outcome without a pending transfer"
+        );
+        let first = &events[0]["data"];
+        assert_eq!(first["reason"], "wants a person");
+        assert_eq!(first["transfer_to"], "+74959876543");
+        assert_eq!((&first["from"], &first["to"]), (&json!("+79161234567"), &json!("+74951234567")));
+        assert_eq!(first["direction"], "inbound");
+        assert_eq!(events[0]["org_id"], "org_w");
+        let second = &events[1]["data"];
+        assert_eq!(second["reason"].as_str().unwrap().chars().count(), MAX_REASON_CHARS);
+        assert_eq!(second["transfer_to"], serde_json::Value::Null);
+        let failed = &events[2]["data"];
+        assert_eq!(
+            (&failed["status"], &failed["reason"], &failed["initiated_by"]),
+            (&json!("failed"), &json!("the line is busy"), &json!("escalate_to_human"))
+        );
+        let completed = &events[3]["data"];
+        assert_eq!(
+            (&completed["status"], &completed["reason"], &completed["initiated_by"], &completed["destination"]),
+            (&json!("completed"), &serde_json::Value::Null, &json!("transfer_call"), &json!("+74950000000"))
+        );
+        assert!(completed["requested_at"].as_str().unwrap() <= completed["ended_at"].as_str().unwrap());
+    }
 
     #[test]
     fn reasons_are_capped_on_character_boundaries() {
