@@ -1,10 +1,11 @@
 # The control-plane Lambda functions (issue #4): the API and the payment webhooks behind one
 # API Gateway HTTP API, the call-events consumer on its SQS queue (partial batch failures),
-# and two functions on EventBridge schedules (issue #15): the lease sweeper every minute and
-# reconciliation (balances and call debits) every hour, each with its own least-privilege
-# role. Packages come from `cargo lambda build --release --output-format zip -p golos-fn-api
-# -p golos-fn-payments -p golos-fn-call-events -p golos-fn-sweeper -p golos-fn-reconciliation`
-# (target/lambda/<binary>/bootstrap.zip); see docs/deployment.md.
+# two functions on EventBridge schedules (issue #15): the lease sweeper every minute and
+# reconciliation (balances and call debits) every hour, and the customer webhooks consumer on
+# the webhooks queue (issue #18); the last three each with their own least-privilege role.
+# Packages come from `cargo lambda build --release --output-format zip -p golos-fn-api
+# -p golos-fn-payments -p golos-fn-call-events -p golos-fn-sweeper -p golos-fn-reconciliation
+# -p golos-fn-webhooks` (target/lambda/<binary>/bootstrap.zip); see docs/deployment.md.
 
 variable "lambda_package_dir" {
   description = "Directory holding <binary>/bootstrap.zip as cargo lambda writes them."
@@ -327,4 +328,119 @@ variable "alarm_topic_arn" {
 
 output "api_url" {
   value = aws_apigatewayv2_api.golos.api_endpoint
+}
+
+# --- webhooks: customer webhook deliveries (issue #18) ---
+#
+# Reads the `webhooks` queue in batches and POSTs each event, signed, to the org's endpoints;
+# a failed delivery is re-queued with its own delay (SendMessage on the webhooks queue) or, for
+# a permanent failure or after the last attempt, sent to the dead-letter queue. Partial batch
+# failures: one slow or failing endpoint never re-delivers the rest of the batch.
+#
+# Egress: the function POSTs to customers' URLs on the public internet, so it runs outside any
+# VPC (Lambda's default, which has internet egress). Put into a VPC it would need a NAT gateway.
+# Which destinations are allowed (HTTPS, no private or metadata addresses) is the egress policy
+# in the code (golos-egress, docs/security.md), not the network's.
+
+variable "webhooks_log_retention_days" {
+  description = "How long the webhooks consumer's logs are kept (deliveries themselves are kept 30 days in the table)."
+  type        = number
+  default     = 30
+}
+
+locals {
+  # timeout: a batch of 10 events delivered concurrently, each HTTP request at most 10 s.
+  webhooks_function = { binary = "golos-webhooks", memory = 256, timeout = 30 }
+}
+
+resource "aws_cloudwatch_log_group" "webhooks" {
+  name              = "/aws/lambda/${local.prefix}-webhooks"
+  retention_in_days = var.webhooks_log_retention_days
+}
+
+data "aws_iam_policy_document" "webhooks" {
+  statement {
+    # Endpoints and their encrypted secrets, call records (transcripts), delivery records
+    # (written in batches), the failure counts that disable an endpoint and its audit entry.
+    sid = "Table"
+    actions = [
+      "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem",
+    ]
+    resources = [aws_dynamodb_table.golos.arn, "${aws_dynamodb_table.golos.arn}/index/*"]
+  }
+  statement {
+    # Start-up (golos-bootstrap) looks up both queues.
+    sid       = "QueueLookup"
+    actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+    resources = local.all_queue_arns
+  }
+  statement {
+    # The event source mapping receives and deletes; the function re-queues a retry with its
+    # delay and extends a slow message's visibility.
+    sid = "WebhooksQueue"
+    actions = [
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
+    ]
+    resources = [aws_sqs_queue.main["webhooks"].arn]
+  }
+  statement {
+    # Permanent failures (400, 401, 403, 404, 410, invalid URLs) and the last attempt's.
+    sid       = "WebhooksDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter["webhooks"].arn]
+  }
+  statement {
+    # Decrypt: transcripts and endpoint signing secrets (envelope-encrypted), and messages of
+    # the KMS-encrypted queues. GenerateDataKey: sending to those queues (SQS encrypts with it).
+    sid       = "Envelope"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.golos.arn]
+  }
+  statement {
+    # Only what start-up reads: the key pepper, the call-token key and the operator key.
+    sid       = "Secrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [for name in ["api-key-pepper", "call-token-key", "operator-api-key"] : aws_secretsmanager_secret.generated[name].arn]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.webhooks.arn}:*"]
+  }
+}
+
+resource "aws_iam_role" "webhooks" {
+  name               = "${local.prefix}-webhooks"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "webhooks" {
+  name   = "${local.prefix}-webhooks"
+  role   = aws_iam_role.webhooks.id
+  policy = data.aws_iam_policy_document.webhooks.json
+}
+
+resource "aws_lambda_function" "webhooks" {
+  function_name    = "${local.prefix}-webhooks"
+  description      = "Delivers customer webhooks from the webhooks queue: signed, retried, dead-lettered."
+  role             = aws_iam_role.webhooks.arn
+  runtime          = "provided.al2023"
+  architectures    = ["x86_64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_package_dir}/${local.webhooks_function.binary}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_package_dir}/${local.webhooks_function.binary}/bootstrap.zip")
+  memory_size      = local.webhooks_function.memory
+  timeout          = local.webhooks_function.timeout
+  environment {
+    variables = local.function_environment
+  }
+  depends_on = [aws_cloudwatch_log_group.webhooks, aws_iam_role_policy.webhooks]
+}
+
+resource "aws_lambda_event_source_mapping" "webhooks" {
+  event_source_arn                   = aws_sqs_queue.main["webhooks"].arn
+  function_name                      = aws_lambda_function.webhooks.arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
 }

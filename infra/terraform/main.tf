@@ -25,7 +25,7 @@ locals {
   # Queue names match golos-aws: "<GOLOS_QUEUE_PREFIX>-<name>" and "...-dlq".
   queues = {
     "call-events" = { max_receives = 5, visibility_seconds = 360 } # 6x the function timeout, as AWS advises
-    "webhooks"    = { max_receives = 5, visibility_seconds = 60 }
+    "webhooks"    = { max_receives = 5, visibility_seconds = 180 } # 6x the webhooks function's 30 s timeout
   }
 }
 

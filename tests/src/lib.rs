@@ -105,6 +105,36 @@ impl RunningGolos {
         self.child.wait().expect("wait")
     }
 
+    /// The customer webhooks queued so far, oldest first: the `webhooks` queue of the
+    /// embedded backend, read from its database (read-only, beside the running golos).
+    pub fn queued_webhooks(&self) -> Vec<serde_json::Value> {
+        let path = self.data_dir.path().join("golos.db");
+        let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open golos.db read-only");
+        db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        let mut query =
+            db.prepare("SELECT body FROM queue_messages WHERE queue = 'webhooks' ORDER BY seq").expect("query");
+        let bodies = query.query_map([], |row| row.get::<_, String>(0)).expect("the webhooks queue");
+        bodies.map(|body| serde_json::from_str(&body.expect("a row")).expect("a JSON webhook")).collect()
+    }
+
+    /// Polls the queued webhooks until `done` holds for them (within 30 s); returns them.
+    pub async fn webhooks_until(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let queued = self.queued_webhooks();
+            if done(&queued) {
+                return queued;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; queued: {queued:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

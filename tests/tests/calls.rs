@@ -658,6 +658,106 @@ async fn ask_until(golos: &RunningGolos, customer: &Customer, agent: &str, answe
     call_id
 }
 
+/// Where the handing-off agent's `escalate_to_human` transfers calls.
+const ESCALATION_TARGET: &str = "+74959876543";
+
+/// The queued webhooks of `kind` about `call_id`.
+fn webhooks_of<'a>(queued: &'a [Value], kind: &str, call_id: &str) -> Vec<&'a Value> {
+    queued.iter().filter(|e| e["type"] == kind && e["data"]["call_id"] == call_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalations_and_transfers_are_queued_for_the_orgs_webhooks() {
+    // The LLM escalates whatever the caller says, in more words than a webhook carries; told
+    // a person will follow up, it says so.
+    let reason = format!("Double charge on the card. {}", "Очень недоволен. ".repeat(40));
+    let scenario = json!({"openai": {
+        "replies": [
+            {"when": "escalation recorded", "tokens": ["Someone", " will", " call", " you", " back."]},
+            {"tokens": [], "tool_calls": [{"name": "escalate_to_human", "arguments": json!({"reason": reason}).to_string(), "fragments": 1}]}
+        ],
+        "latency": {"ttft_ms": 20, "token_interval_ms": 5}
+    }});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escalations.json");
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    let simulator = Simulator::start_with(&["--config", path.to_str().unwrap()]);
+    let golos = start_golos(&[]);
+    let customer = Customer::new(&golos, 10_000).await;
+    customer.put_credential("sim-key", "sim-key").await;
+    let agent = |tools: Value| {
+        json!({"name": "Support", "system_prompt": "Help the caller.", "language": "en-US",
+            "voice": {"provider": "espeak_ng", "voice_id": "en-us"}, "tools": tools,
+            "providers": simulator.agent_providers("sim-key")})
+    };
+    let (status, follow_up) =
+        customer.post("/v1/agents", &customer.key, &agent(json!([{"type": "escalate_to_human"}]))).await;
+    assert_eq!(status, 201, "{follow_up}");
+    let handoff = json!([{"type": "escalate_to_human", "destination": ESCALATION_TARGET}]);
+    let (status, handoff) = customer.post("/v1/agents", &customer.key, &agent(handoff)).await;
+    assert_eq!(status, 201, "{handoff}");
+    // 1.6 s of "speech": the Deepgram simulator makes it a turn.
+    let speech: Vec<i16> = (0..25_600).map(|i| ((f64::from(i) * 0.35).sin() * 8_000.0) as i16).collect();
+
+    // Without a destination the escalation is reported and the conversation goes on.
+    let follow_up = follow_up["id"].as_str().unwrap();
+    let token = customer.call_token(follow_up).await;
+    let mut caller = Caller::start(&golos, start_message(follow_up, &token)).await;
+    caller.until("started", |c| c.event("started").is_some()).await;
+    caller.say(&speech);
+    caller.until("the follow-up promise", |c| c.said("assistant", "call you back")).await;
+    assert!(caller.ended().is_none(), "the call goes on after an escalation without a destination");
+    let followed_up = caller.call_id();
+    caller.hang_up().await;
+
+    // With one, the call is handed off; a web call has no line to hand over, so it ends as
+    // transferred and the org's systems follow up with the caller.
+    let handoff = handoff["id"].as_str().unwrap();
+    let token = customer.call_token(handoff).await;
+    let mut caller = Caller::start(&golos, start_message(handoff, &token)).await;
+    caller.until("started", |c| c.event("started").is_some()).await;
+    caller.say(&speech);
+    caller.until("the end of the call", |c| c.ended().is_some()).await;
+    assert_eq!(caller.ended().as_deref(), Some("transfer"), "{:?}", caller.events);
+    let handed_off = caller.call_id();
+
+    let queued = golos
+        .webhooks_until("both escalations and the transfer", |q| {
+            webhooks_of(q, "agent.escalation_triggered", &followed_up).len() == 1
+                && webhooks_of(q, "agent.escalation_triggered", &handed_off).len() == 1
+                && webhooks_of(q, "call.transfer", &handed_off).len() == 1
+        })
+        .await;
+    let capped: String = reason.chars().take(500).collect();
+    let escalation = webhooks_of(&queued, "agent.escalation_triggered", &followed_up)[0];
+    assert_eq!(escalation["id"], format!("evt_agent_escalation_triggered_{followed_up}_1"), "{escalation}");
+    assert_eq!(escalation["org_id"], customer.org_id.as_str());
+    let data = &escalation["data"];
+    assert_eq!(data["agent_id"], follow_up, "{escalation}");
+    assert_eq!(data["direction"], "web", "{escalation}");
+    assert_eq!(data["reason"], capped.as_str(), "the LLM's reason, cut at 500 characters: {escalation}");
+    assert_eq!(data["transfer_to"], Value::Null, "{escalation}");
+    assert_eq!((&data["from"], &data["to"]), (&Value::Null, &Value::Null), "a web call has no numbers: {escalation}");
+    assert!(data["triggered_at"].as_str().is_some_and(|t| t.len() == 24 && t.ends_with('Z')), "{escalation}");
+    assert!(webhooks_of(&queued, "call.transfer", &followed_up).is_empty(), "nothing was transferred");
+
+    let escalation = webhooks_of(&queued, "agent.escalation_triggered", &handed_off)[0];
+    assert_eq!(escalation["id"], format!("evt_agent_escalation_triggered_{handed_off}_1"), "{escalation}");
+    assert_eq!(escalation["data"]["transfer_to"], ESCALATION_TARGET, "{escalation}");
+    let transfer = webhooks_of(&queued, "call.transfer", &handed_off)[0];
+    assert_eq!(transfer["id"], format!("evt_call_transfer_{handed_off}_1"), "{transfer}");
+    let data = &transfer["data"];
+    assert_eq!(data["agent_id"], handoff, "{transfer}");
+    assert_eq!(data["destination"], ESCALATION_TARGET, "{transfer}");
+    assert_eq!(data["status"], "completed", "{transfer}");
+    assert_eq!(data["reason"], Value::Null, "{transfer}");
+    assert_eq!(data["initiated_by"], "escalate_to_human", "{transfer}");
+    let (requested, ended) = (data["requested_at"].as_str().unwrap(), data["ended_at"].as_str().unwrap());
+    assert!(requested <= ended && escalation["data"]["triggered_at"].as_str().unwrap() <= requested, "{transfer}");
+    let record = customer.billed_call(&handed_off).await;
+    assert_eq!(record["end_reason"], "transfer", "{record}");
+}
+
 /// A listener on 127.0.0.1 that must never be reached; `accept` tells afterwards whether
 /// anything connected (the kernel queues a connection even if nobody accepts it).
 fn tripwire() -> (std::net::TcpListener, u16) {

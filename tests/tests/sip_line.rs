@@ -109,6 +109,36 @@ async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_go
     assert_eq!(record["end_reason"], "caller_hangup", "{record}");
     assert_eq!(record["metrics"]["line"]["transfer"]["outcome"], "refused", "{record}");
     assert_eq!(record["metrics"]["line"]["transfer"]["sip_status"], 603, "{record}");
+    let second = record["id"].as_str().unwrap().to_owned();
+
+    // Each outcome is queued for the org's webhooks as one `call.transfer`, with the call's
+    // numbers (the org's own endpoints receive them).
+    let transfer_of = |queued: &[Value], call: &str| -> Option<Value> {
+        queued.iter().find(|e| e["type"] == "call.transfer" && e["data"]["call_id"] == call).cloned()
+    };
+    let queued = golos
+        .golos
+        .webhooks_until("both transfers' outcomes", |q| {
+            transfer_of(q, &first).is_some() && transfer_of(q, &second).is_some()
+        })
+        .await;
+    for (call, status, reason) in [
+        (&first, "completed", Value::Null),
+        (&second, "failed", json!("the phone network refused to transfer the call")),
+    ] {
+        let transfer = transfer_of(&queued, call).unwrap();
+        assert_eq!(transfer["id"], format!("evt_call_transfer_{call}_1"), "{transfer}");
+        let data = &transfer["data"];
+        assert_eq!((&data["status"], &data["reason"]), (&json!(status), &reason), "{transfer}");
+        assert_eq!(data["destination"], TRANSFER_TARGET, "{transfer}");
+        assert_eq!(data["initiated_by"], "transfer_call", "{transfer}");
+        assert_eq!(data["direction"], "inbound", "{transfer}");
+        assert_eq!((&data["from"], &data["to"]), (&json!("+79161234567"), &json!(sip::NUMBER)), "{transfer}");
+        assert!(data["requested_at"].as_str().unwrap() <= data["ended_at"].as_str().unwrap(), "{transfer}");
+    }
+    let transfers = queued.iter().filter(|e| e["type"] == "call.transfer").count();
+    assert_eq!(transfers, 2, "one event per outcome: {queued:#?}");
+    assert!(!queued.iter().any(|e| e["type"] == "agent.escalation_triggered"), "transfer_call is no escalation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@ use crate::chunker::Chunker;
 use crate::config::{CallConfig, ToolKind};
 use crate::types::{
     CallQuality, Clip, Command, ContextMessage, EndReason, Event, Frame, Input, MessageRole, Output, RequestId,
-    Snapshot, ToolCall, TurnMetrics,
+    Snapshot, ToolCall, TransferCause, TurnMetrics,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ struct Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Finish {
     Hangup(EndReason),
-    Transfer(String),
+    Transfer(String, TransferCause),
 }
 
 /// A transfer handed to the phone line, waiting for [`Input::TransferResult`].
@@ -771,7 +771,7 @@ impl CallEngine {
                         self.tool_message(&call.id, "ok");
                         self.close_open_tools("not run: the call is being transferred");
                         let message = self.config.transfer_message.clone();
-                        self.say_final(&message, Finish::Transfer(target), now);
+                        self.say_final(&message, Finish::Transfer(target, TransferCause::TransferCall), now);
                         return;
                     }
                     self.tool_message(&call.id, "error: no transfer destination");
@@ -793,12 +793,13 @@ impl CallEngine {
                 }
                 ToolKind::EscalateToHuman => {
                     let reason = arg("reason").unwrap_or_default();
-                    self.emit(Output::Event(Event::Escalation { reason }));
-                    if let Some(target) = self.config.escalation_target.clone() {
+                    let transfer_to = self.config.escalation_target.clone();
+                    self.emit(Output::Event(Event::Escalation { reason, transfer_to: transfer_to.clone() }));
+                    if let Some(target) = transfer_to {
                         self.tool_message(&call.id, "ok");
                         self.close_open_tools("not run: the call is being transferred");
                         let message = self.config.escalation_message.clone();
-                        self.say_final(&message, Finish::Transfer(target), now);
+                        self.say_final(&message, Finish::Transfer(target, TransferCause::EscalateToHuman), now);
                         return;
                     }
                     self.tool_message(&call.id, "escalation recorded; a person will follow up after the call");
@@ -1284,8 +1285,8 @@ impl CallEngine {
         self.cancel_providers();
         match finish {
             Finish::Hangup(reason) => self.hang_up(reason, now),
-            Finish::Transfer(target) => {
-                self.emit(Output::Transfer { target });
+            Finish::Transfer(target, cause) => {
+                self.emit(Output::Transfer { target, cause });
                 self.transfer = Some(PendingTransfer { deadline: now + self.config.transfer_timeout });
             }
         }

@@ -34,5 +34,5 @@ pub use config::{CallConfig, ToolConfig, ToolKind};
 pub use engine::CallEngine;
 pub use types::{
     CallQuality, Clip, Command, ContextMessage, EndReason, Event, Frame, Input, MessageRole, Output, RequestId,
-    Snapshot, ToolCall, TurnMetrics,
+    Snapshot, ToolCall, TransferCause, TurnMetrics,
 };

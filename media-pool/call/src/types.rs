@@ -147,10 +147,30 @@ pub enum Output {
     /// [`Input::TransferResult`]. Until then the engine says and hears nothing.
     Transfer {
         target: String,
+        /// Which tool asked for it (what a `call.transfer` webhook reports).
+        cause: TransferCause,
     },
     SendDtmf {
         digits: String,
     },
+}
+
+/// Why the engine hands the caller over: the agent's `transfer_call` tool, or
+/// `escalate_to_human` with a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCause {
+    TransferCall,
+    EscalateToHuman,
+}
+
+impl TransferCause {
+    /// The tool's name, as webhooks report it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TransferCall => "transfer_call",
+            Self::EscalateToHuman => "escalate_to_human",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,8 +301,12 @@ pub enum Event {
     Resumed {
         at: Instant,
     },
+    /// The LLM called `escalate_to_human` with `reason` (its own words). `transfer_to`: the
+    /// agent's escalation destination when the call is now being transferred there, `None`
+    /// when a person is to follow up after the call.
     Escalation {
         reason: String,
+        transfer_to: Option<String>,
     },
     /// Speech recognition is gone: the caller was asked to use the keypad.
     DtmfMenu {

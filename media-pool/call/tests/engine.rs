@@ -4,7 +4,7 @@ mod support;
 
 use golos_call::{
     CallConfig, CallEngine, Clip, Command, EndReason, Event, MessageRole, Output, RequestId, ToolConfig, ToolKind,
-    TurnMetrics,
+    TransferCause, TurnMetrics,
 };
 use std::time::Duration;
 use support::{is_play, ms, Ev, Reply, Sim};
@@ -805,7 +805,10 @@ fn transfer_call_speaks_then_transfers() {
     sim.utterance(1_000, "give me a person");
     sim.run_until(10_000);
     let transfer = sim.log.iter().find_map(|(t, o)| match o {
-        Output::Transfer { target } => Some((t.as_millis() as u64, target.clone())),
+        Output::Transfer { target, cause } => {
+            assert_eq!(*cause, TransferCause::TransferCall);
+            Some((t.as_millis() as u64, target.clone()))
+        }
         _ => None,
     });
     // "Transferring your call." is 3 words: frames 3100..3680.
@@ -895,7 +898,7 @@ fn the_llm_cannot_choose_where_a_call_is_transferred() {
         .log
         .iter()
         .filter_map(|(_, o)| match o {
-            Output::Transfer { target } => Some(target.clone()),
+            Output::Transfer { target, .. } => Some(target.clone()),
             _ => None,
         })
         .collect();
@@ -968,8 +971,33 @@ fn escalate_to_human_emits_an_event_and_hands_off() {
     sim.utterance(1_000, "I want to complain");
     sim.run();
     assert!(sim.log.iter().any(|(t, o)| t.as_millis() == 3_000
-        && matches!(o, Output::Event(Event::Escalation { reason }) if reason == "angry caller")));
-    assert!(sim.log.iter().any(|(_, o)| matches!(o, Output::Transfer { target } if target == "+79990003344")));
+        && matches!(o, Output::Event(Event::Escalation { reason, transfer_to })
+            if reason == "angry caller" && transfer_to.as_deref() == Some("+79990003344"))));
+    assert!(sim
+        .log
+        .iter()
+        .any(|(_, o)| matches!(o, Output::Transfer { target, cause: TransferCause::EscalateToHuman }
+        if target == "+79990003344")));
+}
+
+#[test]
+fn escalate_to_human_without_a_destination_is_reported_and_the_call_goes_on() {
+    let config = with_tools(vec![ToolConfig { name: "escalate_to_human".to_owned(), kind: ToolKind::EscalateToHuman }]);
+    let mut sim = Sim::new(config);
+    sim.replies.push_back(Reply::tool("c1", "escalate_to_human", r#"{"reason":"wants a refund"}"#));
+    sim.utterance(1_000, "I want my money back");
+    sim.run_until(8_000);
+    let escalations: Vec<_> = sim
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Event(Event::Escalation { reason, transfer_to }) => Some((reason.clone(), transfer_to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(escalations, [("wants a refund".to_owned(), None)]);
+    assert_eq!(sim.first(|o| matches!(o, Output::Transfer { .. })), None);
+    assert_eq!(sim.first(|o| matches!(o, Output::Hangup { .. })), None, "the call goes on");
 }
 
 // ---- failures: never silence ----------------------------------------------------------------

@@ -31,6 +31,7 @@ pub mod sip;
 mod start;
 mod stt;
 mod trunk_probes;
+mod webhooks;
 
 use admission::Admit;
 pub use resume::RESUME_WINDOW;

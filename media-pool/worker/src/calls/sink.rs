@@ -5,6 +5,7 @@
 //! Everything here runs on the shard's thread and must not block: async work is spawned on
 //! the runtime, transport writes are `try_send` into a bounded queue.
 
+use super::webhooks::{CallWebhooks, ENDED_DURING_TRANSFER};
 use super::{CallLink, CallReport};
 use crate::metrics::CallMetrics;
 use futures::StreamExt;
@@ -50,6 +51,8 @@ pub(crate) struct SinkParts {
     pub on_closed: Box<dyn FnOnce(CallReport) + Send>,
     /// Called after each turn with the engine's snapshot.
     pub on_snapshot: Arc<dyn Fn(golos_call::Snapshot) + Send + Sync>,
+    /// The call's escalation and transfer webhooks.
+    pub webhooks: CallWebhooks,
 }
 
 struct LlmTask {
@@ -313,10 +316,15 @@ impl WorkerSink {
             }
             Event::TransferFailed { error, .. } => {
                 tracing::info!(call = %self.parts.link.call_id, %error, "the transfer failed; the call goes on");
+                self.parts.webhooks.transfer_ended(Err(&error));
+            }
+            Event::Escalation { reason, transfer_to } => {
+                // The LLM's words may quote the caller: they go to the org's endpoints only.
+                tracing::info!(call = %self.parts.link.call_id, transfer = transfer_to.is_some(), "escalated to a person");
+                self.parts.webhooks.escalation(&reason, transfer_to.as_deref());
             }
             Event::Interruption { .. }
             | Event::Resumed { .. }
-            | Event::Escalation { .. }
             | Event::LowConfidence { .. }
             | Event::ToolFinished { .. } => {}
         }
@@ -487,10 +495,15 @@ impl CallSink for WorkerSink {
             Output::PlayClip(Clip::Apology) => self.play_apology(),
             Output::Event(event) => self.event(event, call),
             Output::Hangup { reason } => {
+                // A transfer's success ends the call as transferred; any other end while one
+                // is pending (the call's time limit) means it did not happen.
+                let outcome = if reason == EndReason::Transfer { Ok(()) } else { Err(ENDED_DURING_TRANSFER) };
+                self.parts.webhooks.transfer_ended(outcome);
                 self.engine_reason.get_or_insert(reason);
                 self.parts.link.request_end(reason);
             }
-            Output::Transfer { target } => {
+            Output::Transfer { target, cause } => {
+                self.parts.webhooks.transfer_requested(&target, cause);
                 if let Some(line) = self.parts.link.line() {
                     if line.transfers.try_send(target).is_err() {
                         call.input(Input::TransferResult { result: Err("the phone line is not available") });
@@ -535,6 +548,12 @@ impl CallSink for WorkerSink {
         }
         for task in self.tools.drain(..) {
             task.abort();
+        }
+        if self.parts.webhooks.transfer_pending() {
+            // Hung up while the line was transferring: the line's own report says whether the
+            // far end took the call before the hangup reached the engine.
+            let completed = self.parts.link.line_report().is_some_and(|r| r["transfer"]["outcome"] == "completed");
+            self.parts.webhooks.transfer_ended(if completed { Ok(()) } else { Err(ENDED_DURING_TRANSFER) });
         }
         let reason = self.parts.link.reason().or(self.engine_reason).unwrap_or(EndReason::CallerHangup);
         let duration = self.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));

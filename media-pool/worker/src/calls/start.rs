@@ -5,6 +5,7 @@ use super::admission::Pending;
 use super::finish::Finisher;
 use super::sink::{SinkParts, WorkerSink};
 use super::stt::run_stt;
+use super::webhooks::{CallIdentity, CallWebhooks};
 use super::{CallLink, CallReport, LiveCalls, STT_QUEUE};
 use golos_call::CallConfig;
 use golos_domain::agent::AgentConfig;
@@ -87,6 +88,18 @@ impl LiveCalls {
         config.fill_variables(&call_variables(&pending));
         let config = Arc::new(config);
         let Pending { org_id, agent_id, agent, resume, metadata, from, to, registration } = pending;
+        let webhooks = CallWebhooks::new(
+            self.state.clone(),
+            self.runtime.clone(),
+            CallIdentity {
+                call_id: link.call_id.clone(),
+                org_id: org_id.clone(),
+                agent_id: agent_id.clone(),
+                direction,
+                from: from.as_ref().map(PhoneNumber::expose_e164),
+                to: to.as_ref().map(PhoneNumber::expose_e164),
+            },
+        );
         let resumed_from = resume.as_ref().map(|(previous, _)| previous.to_string());
         if let Some((previous, _)) = &resume {
             // One snapshot resumes one call: a second reconnect with the same id must not fork it.
@@ -125,6 +138,7 @@ impl LiveCalls {
             tool_signer,
             on_closed,
             on_snapshot,
+            webhooks,
         };
         let handle = self.pool.add_call_with(config, resume.map(|(_, s)| s), |handle| {
             Box::new(WorkerSink::new(parts(handle))) as Box<dyn golos_shard::CallSink>
