@@ -661,7 +661,12 @@ impl Settings {
             AUTH_FAILURES,
             &c.auth_failures_per_ip_per_minute,
         )?;
-        check((100..=30_000).contains(&c.webhook_timeout_ms), "GOLOS_WEBHOOK_TIMEOUT_MS", WEBHOOK_TIMEOUT, &c.webhook_timeout_ms)?;
+        check(
+            (100..=30_000).contains(&c.webhook_timeout_ms),
+            "GOLOS_WEBHOOK_TIMEOUT_MS",
+            WEBHOOK_TIMEOUT,
+            &c.webhook_timeout_ms,
+        )?;
         check(
             (1..=10).contains(&c.webhook_max_attempts),
             "GOLOS_WEBHOOK_MAX_ATTEMPTS",
@@ -680,7 +685,12 @@ impl Settings {
             AT_LEAST_ONE,
             &c.webhook_disable_after_failures,
         )?;
-        check((1..=64).contains(&c.webhook_consumers), "GOLOS_WEBHOOK_CONSUMERS", WEBHOOK_CONSUMERS, &c.webhook_consumers)?;
+        check(
+            (1..=64).contains(&c.webhook_consumers),
+            "GOLOS_WEBHOOK_CONSUMERS",
+            WEBHOOK_CONSUMERS,
+            &c.webhook_consumers,
+        )?;
         let webhooks = golos_control::webhook_delivery::DeliveryConfig {
             timeout: std::time::Duration::from_millis(c.webhook_timeout_ms),
             max_attempts: c.webhook_max_attempts,

@@ -12,8 +12,8 @@
 //! nothing and re-queues webhooks under the same deterministic event ids. The Lambda
 //! (`functions/call-events`) and the local consumer (`run_consumer`) call the same `process`.
 
-use crate::webhook_payloads as payloads;
 use crate::state::{ControlMetrics, ControlState};
+use crate::webhook_payloads as payloads;
 use crate::{retention, transcripts, ControlError, ControlResult};
 use golos_domain::billing::{billable_minutes, LedgerEventKind};
 use golos_domain::events::{

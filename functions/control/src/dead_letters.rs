@@ -203,12 +203,8 @@ pub async fn redrive(
             entries.iter().filter(|entry| wanted.contains(entry.id.as_str())).collect()
         }
     };
-    let not_found = ids
-        .unwrap_or_default()
-        .iter()
-        .filter(|id| !chosen.iter().any(|entry| &&entry.id == id))
-        .cloned()
-        .collect();
+    let not_found =
+        ids.unwrap_or_default().iter().filter(|id| !chosen.iter().any(|entry| &&entry.id == id)).cloned().collect();
     let chosen_ids: Vec<String> = chosen.iter().map(|entry| entry.id.clone()).collect();
     let redriven = if chosen_ids.is_empty() { 0 } else { queue.queue(state).redrive_ids(&chosen_ids).await? };
     let mut per_org: BTreeMap<&OrgId, usize> = BTreeMap::new();

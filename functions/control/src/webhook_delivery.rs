@@ -203,8 +203,11 @@ pub async fn attempt(
         Ok(response) => {
             let status = response.status().as_u16();
             // Read (a little of) the answer so the connection can be reused; it is not kept.
-            let _ = tokio::time::timeout(state.config.webhooks.timeout, golos_egress::net::read_prefix(response, MAX_ANSWER_BYTES))
-                .await;
+            let _ = tokio::time::timeout(
+                state.config.webhooks.timeout,
+                golos_egress::net::read_prefix(response, MAX_ANSWER_BYTES),
+            )
+            .await;
             let (error, verdict) = match status {
                 200..=299 => (None, Verdict::Delivered),
                 s if PERMANENT_STATUSES.contains(&s) => {
@@ -227,9 +230,9 @@ fn egress_failure(error: &EgressError) -> &'static str {
         EgressError::InvalidUrl(_) | EgressError::Scheme(_) => "the endpoint URL is not valid",
         EgressError::PlainText(_) => "plain http is not allowed to this destination",
         EgressError::Userinfo => "the endpoint URL carries credentials",
-        EgressError::Forbidden { .. } | EgressError::ForbiddenResolution { .. } | EgressError::PortNotAllowed { .. } => {
-            "the endpoint resolves to a destination golos does not connect to"
-        }
+        EgressError::Forbidden { .. }
+        | EgressError::ForbiddenResolution { .. }
+        | EgressError::PortNotAllowed { .. } => "the endpoint resolves to a destination golos does not connect to",
         _ => "the endpoint URL is not allowed",
     }
 }
@@ -282,8 +285,7 @@ pub async fn payload(state: &ControlState, event: &WebhookEvent) -> Result<Vec<u
 async fn open_transcript(state: &ControlState, event: &mut WebhookEvent) -> Result<(), PortError> {
     let Some(data) = event.data.as_object_mut() else { return Ok(()) };
     let sealed = data.get("transcript").cloned().unwrap_or_default();
-    let Some(call) = data.get("call_id").and_then(serde_json::Value::as_str).and_then(|c| CallId::parse(c).ok())
-    else {
+    let Some(call) = data.get("call_id").and_then(serde_json::Value::as_str).and_then(|c| CallId::parse(c).ok()) else {
         return Ok(());
     };
     let turns = transcripts::open_webhook_transcript(state, &event.org_id, &call, &sealed).await?;
@@ -343,8 +345,15 @@ pub async fn process(state: &ControlState, body: &str) -> Result<(), PortError> 
             };
             if !endpoint.enabled {
                 // Kept for a redrive once the endpoint is enabled again.
-                dead_letter(state, &endpoint, &delivery.event, delivery.attempt.saturating_sub(1), "endpoint_disabled", None)
-                    .await?;
+                dead_letter(
+                    state,
+                    &endpoint,
+                    &delivery.event,
+                    delivery.attempt.saturating_sub(1),
+                    "endpoint_disabled",
+                    None,
+                )
+                .await?;
                 return Ok(());
             }
             let payload = payload(state, &delivery.event).await?;
@@ -421,7 +430,7 @@ async fn record(
     let now = state.clock.now();
     let keep = i64::try_from(state.config.webhooks.keep_deliveries.as_millis()).unwrap_or(i64::MAX);
     let delivery = WebhookDelivery {
-        id: WebhookDeliveryId::parse(&format!("whd_{}", state.ids.new_suffix())).map_err(PortError::invalid)?,
+        id: WebhookDeliveryId::parse(format!("whd_{}", state.ids.new_suffix())).map_err(PortError::invalid)?,
         org_id: endpoint.org_id.clone(),
         endpoint_id: endpoint.id.clone(),
         event_id: event.id.clone(),
@@ -597,11 +606,7 @@ pub async fn deliver_ready(state: &ControlState) -> usize {
 
 /// `POST /v1/webhook-endpoints/{id}/test`: a `webhook.test` event delivered to this endpoint
 /// only, now, once (no retry, no dead letter), and logged like any delivery.
-pub async fn send_test(
-    state: &ControlState,
-    org: &OrgId,
-    endpoint_id: &str,
-) -> Result<WebhookDelivery, ControlError> {
+pub async fn send_test(state: &ControlState, org: &OrgId, endpoint_id: &str) -> Result<WebhookDelivery, ControlError> {
     let endpoint = webhooks::get(state, org, endpoint_id).await?;
     let now = state.clock.now();
     let subject = format!("{}_{}", endpoint.id, state.ids.new_suffix());

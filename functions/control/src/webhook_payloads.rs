@@ -131,6 +131,43 @@ pub struct QuotaExceededData {
     pub month: String,
 }
 
+/// `agent.escalation_triggered`: the agent's LLM called `escalate_to_human`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EscalationTriggeredData {
+    pub call_id: String,
+    pub agent_id: String,
+    pub direction: String,
+    /// The call's numbers, E.164; null on a web call.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The LLM's words for why (may quote the caller), at most 500 characters; "" if none.
+    pub reason: String,
+    /// Where the call is now being transferred (its outcome follows as `call.transfer`);
+    /// null when a person is to follow up after the call.
+    pub transfer_to: Option<String>,
+    pub triggered_at: String,
+}
+
+/// `call.transfer`: a transfer's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CallTransferData {
+    pub call_id: String,
+    pub agent_id: String,
+    pub direction: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Where the caller was handed, E.164.
+    pub destination: String,
+    /// `completed` or `failed`.
+    pub status: String,
+    /// Null when completed; else golos's fixed text of why (`the line is busy`, …).
+    pub reason: Option<String>,
+    /// `transfer_call` or `escalate_to_human`.
+    pub initiated_by: String,
+    pub requested_at: String,
+    pub ended_at: String,
+}
+
 /// `call.shutdown_initiated`: a media worker is draining; these calls end within the grace
 /// period.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -17,8 +17,10 @@ async fn main() -> Result<(), Error> {
     let state =
         golos_bootstrap::lambda::control_state(&settings).await.map_err(|e| format!("start-up failed: {e:#}"))?;
     let state = &state;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move { handle(state, event.payload).await }))
-        .await
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<SqsEvent>| async move { handle(state, event.payload).await },
+    ))
+    .await
 }
 
 async fn handle(state: &golos_control::ControlState, event: SqsEvent) -> Result<SqsBatchResponse, Error> {

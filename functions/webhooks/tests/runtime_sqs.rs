@@ -75,7 +75,7 @@ async fn sqs_batches_are_delivered_retried_and_dead_lettered_through_the_runtime
     let mut endpoints = Vec::new();
     for (n, status) in [200, 500, 404].into_iter().enumerate() {
         let (url, seen) = receiver(status).await;
-        let id = WebhookEndpointId::parse(&format!("whe_lambda{n}")).unwrap();
+        let id = WebhookEndpointId::parse(format!("whe_lambda{n}")).unwrap();
         let (secret, sealed) =
             golos_control::webhooks::new_sealed_secret(platform.crypto().as_ref(), &org, &id).await.unwrap();
         let endpoint = WebhookEndpoint {
@@ -99,8 +99,10 @@ async fn sqs_batches_are_delivered_retried_and_dead_lettered_through_the_runtime
     let mut env = platform.config().to_env();
     env.push(("GOLOS_EGRESS_ALLOW".into(), "127.0.0.1/32".into()));
     let mut function = LambdaProcess::start(&workspace_binary("golos-webhooks"), "golos-webhooks", &env).await;
-    let started = WebhookEvent::new(WebhookEventType::CallStarted, "call_l1", org.clone(), now(), json!({"call_id": "call_l1"}));
-    let low = WebhookEvent::new(WebhookEventType::BalanceLow, "low_l1", org.clone(), now(), json!({"balance_kopecks": 1}));
+    let started =
+        WebhookEvent::new(WebhookEventType::CallStarted, "call_l1", org.clone(), now(), json!({"call_id": "call_l1"}));
+    let low =
+        WebhookEvent::new(WebhookEventType::BalanceLow, "low_l1", org.clone(), now(), json!({"balance_kopecks": 1}));
     let batch = json!({"Records": [
         sqs_record("m-1", &serde_json::to_string(&started).unwrap()),
         sqs_record("m-2", &serde_json::to_string(&low).unwrap()),

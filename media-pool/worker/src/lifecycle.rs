@@ -325,12 +325,13 @@ pub async fn drain(
     let now = state.clock.now();
     let drain_ms = i64::try_from(config.drain_for.as_millis()).unwrap_or(i64::MAX);
     for (org, calls) in by_org {
-        let data = json!({
-            "worker_id": worker_id,
-            "call_ids": calls.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(),
-            "agent_ids": calls.iter().map(|c| c.agent_id.as_str()).collect::<std::collections::BTreeSet<_>>(),
-            "grace_period_secs": config.drain_for.as_secs(),
-            "drain_deadline": now.plus_millis(drain_ms).to_string(),
+        let agent_ids: std::collections::BTreeSet<String> = calls.iter().map(|c| c.agent_id.to_string()).collect();
+        let data = golos_control::webhook_payloads::data(&golos_control::webhook_payloads::ShutdownInitiatedData {
+            worker_id: worker_id.to_owned(),
+            call_ids: calls.iter().map(|c| c.call_id.to_string()).collect(),
+            agent_ids: agent_ids.into_iter().collect(),
+            grace_period_secs: config.drain_for.as_secs(),
+            drain_deadline: now.plus_millis(drain_ms).to_string(),
         });
         // One drain per worker process, so worker + org names the fact: a re-emission keeps the id.
         let subject = format!("{worker_id}_{org}");

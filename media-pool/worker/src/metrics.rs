@@ -239,7 +239,7 @@ pub fn render(
 ) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let counters: [(&str, &str, &AtomicU64); 8] = [
+    let counters: [(&str, &str, &AtomicU64); 12] = [
         ("golos_requests_total", "HTTP requests to the control-plane API.", &control.requests_total),
         (
             "golos_auth_failures_total",

@@ -157,6 +157,7 @@ const fn outcome_name(outcome: DeliveryOutcome) -> &'static str {
         DeliveryOutcome::Retrying => "retrying",
         DeliveryOutcome::DeadLettered => "dead_lettered",
         DeliveryOutcome::Skipped => "skipped",
+        DeliveryOutcome::Failed => "failed",
     }
 }
 

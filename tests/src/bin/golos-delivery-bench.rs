@@ -41,12 +41,9 @@ async fn main() {
     };
     let org = post(format!("{base}/v1/orgs"), operator.clone(), json!({"name": "delivery bench"})).await;
     let org = org["id"].as_str().expect("org id").to_owned();
-    let admin = post(
-        format!("{base}/v1/orgs/{org}/api-keys"),
-        operator.clone(),
-        json!({"name": "bench", "role": "admin"}),
-    )
-    .await;
+    let admin =
+        post(format!("{base}/v1/orgs/{org}/api-keys"), operator.clone(), json!({"name": "bench", "role": "admin"}))
+            .await;
     let admin = admin["token"].as_str().expect("token").to_owned();
     post(
         format!("{base}/v1/webhook-endpoints"),

@@ -84,7 +84,7 @@ pub struct RedriveResult {
 fn scope(caller: &Caller, action: Action) -> ApiResult<Scope> {
     Ok(match caller {
         Caller::Operator => Scope::Operator,
-        member => Scope::Org(member.member(action)?.id.clone()),
+        member @ Caller::Member { .. } => Scope::Org(member.member(action)?.id.clone()),
     })
 }
 
@@ -121,7 +121,8 @@ pub async fn redrive(
     JsonBody(body): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<RedriveResult>> {
     let scope = scope(&caller, Action::RedriveDeadLetters)?;
-    if body.ids.as_ref().is_some_and(|ids| ids.len() > dead_letters::SCAN_LIMIT || ids.iter().any(|id| id.len() > 256)) {
+    if body.ids.as_ref().is_some_and(|ids| ids.len() > dead_letters::SCAN_LIMIT || ids.iter().any(|id| id.len() > 256))
+    {
         return Err(super::ApiError::bad_request("too_many_ids", "at most 1000 ids of at most 256 characters"));
     }
     let done =

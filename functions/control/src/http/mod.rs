@@ -13,6 +13,7 @@ pub mod call_events;
 pub mod call_tokens;
 pub mod calls;
 pub mod credentials;
+pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod extract;
@@ -23,7 +24,6 @@ pub mod orgs;
 pub mod payments;
 pub mod sip_trunks;
 pub mod tool_signing;
-pub mod dead_letters;
 pub mod webhooks;
 
 use crate::state::ControlState;
@@ -58,6 +58,7 @@ use utoipa::{Modify, OpenApi};
         crate::webhook_payloads::CallEndedData, crate::webhook_payloads::TranscriptTurnData,
         crate::webhook_payloads::BalanceLowData, crate::webhook_payloads::QuotaExceededData,
         crate::webhook_payloads::ShutdownInitiatedData, crate::webhook_payloads::EndpointDisabledData,
+        crate::webhook_payloads::EscalationTriggeredData, crate::webhook_payloads::CallTransferData,
         crate::webhook_payloads::TestData,
     )),
     modifiers(&ApiKeyAuth, &ProblemResponses),

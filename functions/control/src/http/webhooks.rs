@@ -241,7 +241,8 @@ pub struct DeliveryView {
 
 impl From<WebhookDelivery> for DeliveryView {
     fn from(d: WebhookDelivery) -> Self {
-        let outcome = serde_json::to_value(d.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let outcome =
+            serde_json::to_value(d.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         Self {
             id: d.id.to_string(),
             endpoint_id: d.endpoint_id.to_string(),
@@ -274,10 +275,12 @@ pub async fn deliveries(
 ) -> ApiResult<Json<DeliveryList>> {
     let org = caller.member(Action::ReadWebhooks)?.id.clone();
     let endpoint = webhooks::get(&state, &org, &endpoint_id).await?;
-    let page =
-        state.stores.webhook_deliveries.list(&org, &endpoint.id, &query.page()?, state.clock.now()).await.map_err(
-            crate::ControlError::from,
-        )?;
+    let page = state
+        .stores
+        .webhook_deliveries
+        .list(&org, &endpoint.id, &query.page()?, state.clock.now())
+        .await
+        .map_err(crate::ControlError::from)?;
     Ok(Json(DeliveryList { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -286,7 +289,10 @@ pub async fn deliveries(
 /// before enabling it again.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{endpoint_id}/test", tag = "webhook-endpoints",
     params(("endpoint_id" = String, Path)), responses((status = 200, body = DeliveryView), (status = 404)))]
-pub async fn test(Authed { state, caller, .. }: Authed, Path(endpoint_id): Path<String>) -> ApiResult<Json<DeliveryView>> {
+pub async fn test(
+    Authed { state, caller, .. }: Authed,
+    Path(endpoint_id): Path<String>,
+) -> ApiResult<Json<DeliveryView>> {
     let org = caller.member(Action::ManageWebhooks)?.id.clone();
     Ok(Json(webhook_delivery::send_test(&state, &org, &endpoint_id).await?.into()))
 }

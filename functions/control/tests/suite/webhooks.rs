@@ -225,9 +225,7 @@ pub async fn failed_deliveries_are_retried_after_one_then_two_seconds(app: &Test
     let log = deliveries(app, &admin, &id).await;
     let summary: Vec<(u64, &str, u64)> = log
         .iter()
-        .map(|d| {
-            (d["attempt"].as_u64().unwrap(), d["outcome"].as_str().unwrap(), d["status_code"].as_u64().unwrap())
-        })
+        .map(|d| (d["attempt"].as_u64().unwrap(), d["outcome"].as_str().unwrap(), d["status_code"].as_u64().unwrap()))
         .collect();
     assert_eq!(summary, [(3, "delivered", 200), (2, "retrying", 503), (1, "retrying", 500)], "newest first");
     assert!(log[2]["next_attempt_at"].is_string() && log[0]["next_attempt_at"].is_null());

@@ -109,7 +109,7 @@ impl LiveCalls {
                     // A clear first: the rest of the hold prompt must not run into the greeting.
                     prompt.stop().await;
                     let _ = link.outputs.send(SessionOutput::Clear).await;
-                    return self.begin(pending, link, direction).await;
+                    return Box::pin(self.begin(pending, link, direction)).await;
                 }
                 Ok(Admission::Wait { .. }) => {}
                 Ok(Admission::Rejected { reason }) => {

@@ -254,9 +254,11 @@ impl LiveCalls {
 
     async fn serve_socket(self, socket: axum::extract::ws::WebSocket, dialect: Dialect, permit: ConnectionPermit) {
         let outcome = match dialect {
-            Dialect::Golos => ws::run(socket, self.session(CallDirection::Web), PIPELINE_RATE, &self.edge).await,
+            Dialect::Golos => {
+                Box::pin(ws::run(socket, self.session(CallDirection::Web), PIPELINE_RATE, &self.edge)).await
+            }
             Dialect::Twilio => {
-                ws::run_twilio(socket, self.session(CallDirection::Inbound), PIPELINE_RATE, &self.edge).await
+                Box::pin(ws::run_twilio(socket, self.session(CallDirection::Inbound), PIPELINE_RATE, &self.edge)).await
             }
         };
         tracing::debug!(?outcome, ?dialect, "call connection closed");

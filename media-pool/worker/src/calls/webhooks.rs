@@ -7,10 +7,10 @@
 //! is logged (never with the numbers or the LLM's text) and the call goes on.
 
 use golos_call::TransferCause;
+use golos_control::webhook_payloads as payloads;
 use golos_control::ControlState;
 use golos_domain::events::{WebhookEvent, WebhookEventType};
 use golos_domain::{AgentId, CallDirection, CallId, OrgId, Timestamp};
-use serde_json::json;
 
 /// The most of the LLM's escalation reason a webhook carries, in characters.
 pub(crate) const MAX_REASON_CHARS: usize = 500;
@@ -58,15 +58,15 @@ impl CallWebhooks {
     pub(crate) fn escalation(&mut self, reason: &str, transfer_to: Option<&str>) {
         self.escalations += 1;
         let now = self.state.clock.now();
-        let data = json!({
-            "call_id": self.call.call_id,
-            "agent_id": self.call.agent_id,
-            "direction": self.call.direction,
-            "from": self.call.from,
-            "to": self.call.to,
-            "reason": cap(reason, MAX_REASON_CHARS),
-            "transfer_to": transfer_to,
-            "triggered_at": now.to_string(),
+        let data = payloads::data(&payloads::EscalationTriggeredData {
+            call_id: self.call.call_id.to_string(),
+            agent_id: self.call.agent_id.to_string(),
+            direction: self.call.direction.as_str().to_owned(),
+            from: self.call.from.clone(),
+            to: self.call.to.clone(),
+            reason: cap(reason, MAX_REASON_CHARS).to_owned(),
+            transfer_to: transfer_to.map(str::to_owned),
+            triggered_at: now.to_string(),
         });
         let subject = format!("{}_{}", self.call.call_id, self.escalations);
         self.queue(WebhookEventType::EscalationTriggered, &subject, now, data);
@@ -101,18 +101,18 @@ impl CallWebhooks {
             Ok(()) => ("completed", None),
             Err(reason) => ("failed", Some(cap(reason, MAX_FAILURE_CHARS))),
         };
-        let data = json!({
-            "call_id": self.call.call_id,
-            "agent_id": self.call.agent_id,
-            "direction": self.call.direction,
-            "from": self.call.from,
-            "to": self.call.to,
-            "destination": transfer.destination,
-            "status": status,
-            "reason": reason,
-            "initiated_by": transfer.cause.as_str(),
-            "requested_at": transfer.requested_at.to_string(),
-            "ended_at": now.to_string(),
+        let data = payloads::data(&payloads::CallTransferData {
+            call_id: self.call.call_id.to_string(),
+            agent_id: self.call.agent_id.to_string(),
+            direction: self.call.direction.as_str().to_owned(),
+            from: self.call.from.clone(),
+            to: self.call.to.clone(),
+            destination: transfer.destination,
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+            initiated_by: transfer.cause.as_str().to_owned(),
+            requested_at: transfer.requested_at.to_string(),
+            ended_at: now.to_string(),
         });
         let subject = format!("{}_{}", self.call.call_id, transfer.n);
         self.queue(WebhookEventType::CallTransfer, &subject, now, data);
@@ -141,6 +141,7 @@ fn cap(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::time::Duration;
 
     /// Everything on the embedded backend's webhooks queue once `count` events are there.

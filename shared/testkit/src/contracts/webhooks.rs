@@ -111,6 +111,7 @@ fn delivery(org: &OrgId, endpoint: &WebhookEndpointId, at_ms: i64, outcome: Deli
             DeliveryOutcome::Retrying => Some(503),
             DeliveryOutcome::DeadLettered => Some(404),
             DeliveryOutcome::Skipped => None,
+            DeliveryOutcome::Failed => Some(500),
         },
         latency_ms: 42,
         error: (outcome == DeliveryOutcome::Retrying).then(|| "status 503".to_owned()),
@@ -226,6 +227,7 @@ pub async fn webhook_delivery_failures_are_counted_since_with_a_cap(h: &impl Har
         delivery(&org, &endpoint, 0, DeliveryOutcome::Retrying),
         delivery(&org, &endpoint, 1_000, DeliveryOutcome::Delivered),
         delivery(&org, &endpoint, 2_000, DeliveryOutcome::Skipped),
+        delivery(&org, &endpoint, 2_500, DeliveryOutcome::Failed),
         delivery(&org, &endpoint, 3_000, DeliveryOutcome::DeadLettered),
     ];
     log.extend((0..12).map(|i| delivery(&org, &endpoint, 10_000 + i * 100, DeliveryOutcome::Retrying)));
@@ -238,7 +240,11 @@ pub async fn webhook_delivery_failures_are_counted_since_with_a_cap(h: &impl Har
         let (org, endpoint) = (org.clone(), endpoint.clone());
         async move { store.count_failures_since(&org, &endpoint, T0.plus_millis(since_ms), cap).await.unwrap() }
     };
-    assert_eq!(count(0, 100).await, 14, "retrying and dead-lettered count; delivered and skipped do not");
+    assert_eq!(
+        count(0, 100).await,
+        14,
+        "retrying and dead-lettered count; delivered, skipped and a failed test do not"
+    );
     assert_eq!(count(0, 10).await, 10, "counting stops at the cap");
     assert_eq!(count(0, 0).await, 0);
     assert_eq!(count(3_000, 100).await, 13, "at or after since");
