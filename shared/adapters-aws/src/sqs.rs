@@ -339,21 +339,33 @@ impl Queue for SqsQueue {
         let max = max.max(1);
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        // Peek with visibility 0, so the messages stay available; a few rounds, since one
-        // receive samples only some of the servers.
-        for _ in 0..3 {
-            let before = out.len();
-            for m in self.receive_from(&self.dlq_url, max - out.len(), Duration::ZERO).await? {
+        let mut held = Vec::new();
+        // Each round hides what it received, so the next one reaches further (a receive with
+        // visibility 0 returns the same few messages again); all are handed back at the end.
+        // Rounds that bring nothing new end the search: one receive samples only some servers.
+        let mut fruitless = 0;
+        while out.len() < max && fruitless < 3 {
+            let batch =
+                match self.receive_from(&self.dlq_url, (max - out.len()).min(10), REDRIVE_SEARCH_VISIBILITY).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        self.release(&held).await;
+                        return Err(error);
+                    }
+                };
+            let mut fresh = false;
+            for m in batch {
                 let receive_count = receive_count(&m);
+                held.extend(m.receipt_handle.clone());
                 let Some(id) = m.message_id else { continue };
                 if seen.insert(id.clone()) {
+                    fresh = true;
                     out.push(DeadLetter { id, body: m.body.unwrap_or_default(), receive_count });
                 }
             }
-            if out.len() >= max || out.len() == before {
-                break;
-            }
+            fruitless = if fresh { 0 } else { fruitless + 1 };
         }
+        self.release(&held).await;
         Ok(out)
     }
 

@@ -174,12 +174,21 @@ fn delivery_item(delivery: &WebhookDelivery) -> Result<Item> {
     Ok(item)
 }
 
-/// A cursor is the sort key of the last delivery shown: 13 digits, `#`, an id.
-fn check_cursor(cursor: &str) -> Result<()> {
-    match cursor.split_once('#') {
-        Some((at, id)) if at.len() == 13 && at.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => Ok(()),
+/// A cursor is the sort key of the last delivery shown, spelt URL-safe: 13 digits, `.`, an
+/// id (the key's `#` would end a URL's query). Answers the sort key.
+fn check_cursor(cursor: &str) -> Result<String> {
+    match cursor.split_once('.') {
+        Some((at, id))
+            if at.len() == 13 && at.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() && !id.contains('#') =>
+        {
+            Ok(format!("{at}#{id}"))
+        }
         _ => Err(PortError::bad_cursor("webhook deliveries")),
     }
+}
+
+fn cursor_of(sort_key: &str) -> String {
+    sort_key.replacen('#', ".", 1)
 }
 
 impl DynamoWebhookDeliveries {
@@ -246,8 +255,8 @@ impl WebhookDeliveryStore for DynamoWebhookDeliveries {
         let pk = delivery_pk(endpoint);
         let mut start = match &page.cursor {
             Some(cursor) => {
-                check_cursor(cursor)?;
-                Some(key(pk.clone(), cursor.clone()))
+                let sort_key = check_cursor(cursor)?;
+                Some(key(pk.clone(), sort_key))
             }
             None => None,
         };
@@ -285,7 +294,7 @@ impl WebhookDeliveryStore for DynamoWebhookDeliveries {
         }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|item| get_s(item, "sk").map(str::to_owned)).transpose()?
+            items.last().map(|item| get_s(item, "sk").map(cursor_of)).transpose()?
         } else {
             None
         };
@@ -348,8 +357,16 @@ mod tests {
         assert_eq!(padded_ms(Timestamp::from_millis(1_795_305_600_000)), "1795305600000");
         assert!(padded_ms(Timestamp::from_millis(999)) < padded_ms(Timestamp::from_millis(1_000)));
         assert_eq!(padded_ms(Timestamp::from_millis(-5)), "0000000000000");
-        check_cursor("1795305600000#whd_abc").unwrap();
-        for bad in ["", "1795305600000", "179530560000#whd_abc", "17953056000x0#whd_abc", "1795305600000#"] {
+        assert_eq!(check_cursor("1795305600000.whd_abc").unwrap(), "1795305600000#whd_abc");
+        assert_eq!(cursor_of("1795305600000#whd_abc"), "1795305600000.whd_abc");
+        for bad in [
+            "",
+            "1795305600000",
+            "179530560000.whd_abc",
+            "17953056000x0.whd_abc",
+            "1795305600000.",
+            "1795305600000#whd_abc",
+        ] {
             assert!(check_cursor(bad).is_err(), "{bad:?}");
         }
     }
