@@ -105,36 +105,6 @@ impl RunningGolos {
         self.child.wait().expect("wait")
     }
 
-    /// The customer webhooks queued so far, oldest first: the `webhooks` queue of the
-    /// embedded backend, read from its database (read-only, beside the running golos).
-    pub fn queued_webhooks(&self) -> Vec<serde_json::Value> {
-        let path = self.data_dir.path().join("golos.db");
-        let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open golos.db read-only");
-        db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
-        let mut query =
-            db.prepare("SELECT body FROM queue_messages WHERE queue = 'webhooks' ORDER BY seq").expect("query");
-        let bodies = query.query_map([], |row| row.get::<_, String>(0)).expect("the webhooks queue");
-        bodies.map(|body| serde_json::from_str(&body.expect("a row")).expect("a JSON webhook")).collect()
-    }
-
-    /// Polls the queued webhooks until `done` holds for them (within 30 s); returns them.
-    pub async fn webhooks_until(
-        &self,
-        what: &str,
-        done: impl Fn(&[serde_json::Value]) -> bool,
-    ) -> Vec<serde_json::Value> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let queued = self.queued_webhooks();
-            if done(&queued) {
-                return queued;
-            }
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; queued: {queued:#?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -328,4 +298,80 @@ pub fn cafe_agent(max_concurrent_calls: u32, stt: &serde_json::Value) -> serde_j
         "limits": {"max_concurrent_calls": max_concurrent_calls, "max_call_duration_secs": 600, "silence_timeout_secs": 60},
         "providers": {"llm": [{"kind": "canned"}], "tts": [{"kind": "espeak_ng"}], "stt": stt}
     })
+}
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct ReceivedWebhook {
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedWebhook {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON webhook")
+    }
+
+    /// Checks the delivery's signature with the Standard Webhooks reference implementation
+    /// (against the wall clock, as a customer's receiver would).
+    pub fn verify(&self, secret: &str) {
+        standardwebhooks::Webhook::new(secret)
+            .expect("a whsec_ secret")
+            .verify(&self.body, &self.headers)
+            .unwrap_or_else(|e| panic!("a delivery with a bad signature ({e}): {:?}", self.headers));
+    }
+}
+
+/// A customer's webhook receiver on loopback (golos must allow 127.0.0.1 in
+/// `GOLOS_EGRESS_ALLOW`): answers 204 and keeps every request.
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedWebhook>>>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Self {
+        let received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedWebhook>>> = std::sync::Arc::default();
+        let kept = std::sync::Arc::clone(&received);
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let kept = std::sync::Arc::clone(&kept);
+            async move {
+                kept.lock().expect("received").push(ReceivedWebhook { headers, body: body.to_vec() });
+                axum::http::StatusCode::NO_CONTENT
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+        Self { url: format!("http://{addr}/golos-webhooks"), received }
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<ReceivedWebhook> {
+        self.received.lock().expect("received").clone()
+    }
+
+    /// The events received, each `webhook-id` once (a receiver drops repeats), in order.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.received()
+            .iter()
+            .filter(|r| seen.insert(r.headers.get("webhook-id").map(|v| v.as_bytes().to_vec())))
+            .map(ReceivedWebhook::json)
+            .collect()
+    }
+
+    /// Polls the events until `done` holds for them (within 30 s); returns them.
+    pub async fn until(&self, what: &str, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; received: {events:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -661,13 +661,13 @@ async fn ask_until(golos: &RunningGolos, customer: &Customer, agent: &str, answe
 /// Where the handing-off agent's `escalate_to_human` transfers calls.
 const ESCALATION_TARGET: &str = "+74959876543";
 
-/// The queued webhooks of `kind` about `call_id`.
+/// The delivered webhooks of `kind` about `call_id`.
 fn webhooks_of<'a>(queued: &'a [Value], kind: &str, call_id: &str) -> Vec<&'a Value> {
     queued.iter().filter(|e| e["type"] == kind && e["data"]["call_id"] == call_id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn escalations_and_transfers_are_queued_for_the_orgs_webhooks() {
+async fn escalations_and_transfers_reach_the_orgs_webhook_endpoint() {
     // The LLM escalates whatever the caller says, in more words than a webhook carries; told
     // a person will follow up, it says so.
     let reason = format!("Double charge on the card. {}", "Очень недоволен. ".repeat(40));
@@ -685,6 +685,17 @@ async fn escalations_and_transfers_are_queued_for_the_orgs_webhooks() {
     let golos = start_golos(&[]);
     let customer = Customer::new(&golos, 10_000).await;
     customer.put_credential("sim-key", "sim-key").await;
+    // The org's CRM: golos serve's own consumer delivers to it, signed.
+    let receiver = golos_tests::WebhookReceiver::start().await;
+    let (status, endpoint) = customer
+        .post(
+            "/v1/webhook-endpoints",
+            &customer.key,
+            &json!({"url": receiver.url, "event_types": ["agent.escalation_triggered", "call.transfer", "call.ended"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
     let agent = |tools: Value| {
         json!({"name": "Support", "system_prompt": "Help the caller.", "language": "en-US",
             "voice": {"provider": "espeak_ng", "voice_id": "en-us"}, "tools": tools,
@@ -721,13 +732,24 @@ async fn escalations_and_transfers_are_queued_for_the_orgs_webhooks() {
     assert_eq!(caller.ended().as_deref(), Some("transfer"), "{:?}", caller.events);
     let handed_off = caller.call_id();
 
-    let queued = golos
-        .webhooks_until("both escalations and the transfer", |q| {
+    let queued = receiver
+        .until("both escalations, the transfer and the calls' ends", |q| {
             webhooks_of(q, "agent.escalation_triggered", &followed_up).len() == 1
                 && webhooks_of(q, "agent.escalation_triggered", &handed_off).len() == 1
                 && webhooks_of(q, "call.transfer", &handed_off).len() == 1
+                && webhooks_of(q, "call.ended", &handed_off).len() == 1
         })
         .await;
+    for delivery in receiver.received() {
+        delivery.verify(&secret);
+        assert!(delivery.headers.contains_key("x-webhook-attempt"), "{:?}", delivery.headers);
+    }
+    // The transcript crossed the queues sealed and is decrypted for the delivery.
+    let ended = webhooks_of(&queued, "call.ended", &handed_off)[0];
+    let turns = ended["data"]["transcript"].as_array().unwrap_or_else(|| panic!("an inline transcript: {ended}"));
+    assert!(turns.iter().any(|t| t["role"] == "assistant"), "{ended}");
+    assert_eq!(ended["data"]["transcript_url"], format!("/v1/calls/{handed_off}"), "{ended}");
+    assert_eq!(ended["data"]["end_reason"], "transfer", "{ended}");
     let capped: String = reason.chars().take(500).collect();
     let escalation = webhooks_of(&queued, "agent.escalation_triggered", &followed_up)[0];
     assert_eq!(escalation["id"], format!("evt_agent_escalation_triggered_{followed_up}_1"), "{escalation}");

@@ -88,6 +88,16 @@ async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_go
     let golos = SipGolos::start(&[]);
     let (operator, key) =
         line(&golos, &simulator, &json!([{"type": "transfer_call", "destination": TRANSFER_TARGET}]), GREETING).await;
+    let receiver = golos_tests::WebhookReceiver::start().await;
+    let endpoint = reqwest::Client::new()
+        .post(format!("http://{}/v1/webhook-endpoints", golos.golos.addr))
+        .header("X-API-Key", &key)
+        .json(&json!({"url": receiver.url, "event_types": ["call.transfer", "agent.escalation_triggered"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(endpoint.status(), 201);
+    let secret = endpoint.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
 
     // The trunk takes the transfer and its NOTIFY says the target answered: golos hangs up.
     let (ok, log, heard) = call(golos.sip, "transfer-accepted.xml", BadNetwork::default()).await;
@@ -111,17 +121,15 @@ async fn transfer_call_refers_the_caller_to_the_target_and_a_refused_transfer_go
     assert_eq!(record["metrics"]["line"]["transfer"]["sip_status"], 603, "{record}");
     let second = record["id"].as_str().unwrap().to_owned();
 
-    // Each outcome is queued for the org's webhooks as one `call.transfer`, with the call's
+    // Each outcome reaches the org's webhook endpoint as one `call.transfer`, with the call's
     // numbers (the org's own endpoints receive them).
     let transfer_of = |queued: &[Value], call: &str| -> Option<Value> {
         queued.iter().find(|e| e["type"] == "call.transfer" && e["data"]["call_id"] == call).cloned()
     };
-    let queued = golos
-        .golos
-        .webhooks_until("both transfers' outcomes", |q| {
-            transfer_of(q, &first).is_some() && transfer_of(q, &second).is_some()
-        })
+    let queued = receiver
+        .until("both transfers' outcomes", |q| transfer_of(q, &first).is_some() && transfer_of(q, &second).is_some())
         .await;
+    receiver.received().iter().for_each(|delivery| delivery.verify(&secret));
     for (call, status, reason) in [
         (&first, "completed", Value::Null),
         (&second, "failed", json!("the phone network refused to transfer the call")),
