@@ -427,7 +427,7 @@ pub async fn run_consumer(
         if messages.is_empty() {
             tokio::select! {
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(idle_poll) => continue,
+                () = idle(queue.as_ref(), idle_poll) => continue,
             }
         }
         let failed = process_batch(&state, &messages).await;
@@ -444,6 +444,14 @@ pub async fn run_consumer(
                 tracing::error!(message = %message.id, error = %err, "acknowledging a call event failed; it will be redelivered");
             }
         }
+    }
+}
+
+/// Waits for work on an empty queue: until a send from this process wakes it (the embedded
+/// queue can tell), else `idle_poll`.
+pub async fn idle(queue: &dyn Queue, idle_poll: Duration) {
+    if !queue.wait_for_send(idle_poll).await {
+        tokio::time::sleep(idle_poll).await;
     }
 }
 

@@ -573,7 +573,7 @@ pub async fn run_consumer(
 /// One receive and what follows; sleeps `idle_poll` when the queue is empty.
 async fn consume_once(state: &ControlState, idle_poll: Duration) {
     if deliver_ready(state).await == 0 {
-        tokio::time::sleep(idle_poll).await;
+        call_events::idle(state.queues.webhooks.as_ref(), idle_poll).await;
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct SqliteQueue {
     clock: Arc<dyn Clock>,
     config: QueueConfig,
     dlq: String,
+    /// Sends (of visible messages) and redrives in this process wake one idle consumer.
+    sent: tokio::sync::Notify,
 }
 
 impl SqliteQueue {
@@ -38,7 +40,7 @@ impl SqliteQueue {
             return Err(LocalError::Invalid("default visibility over 12 hours".into()));
         }
         let dlq = format!("{}-dlq", config.name);
-        Ok(Self { db, clock, config, dlq })
+        Ok(Self { db, clock, config, dlq, sent: tokio::sync::Notify::new() })
     }
 }
 
@@ -82,6 +84,9 @@ impl Queue for SqliteQueue {
                 Ok(())
             })
             .await?;
+        if delay.is_zero() {
+            self.sent.notify_one();
+        }
         Ok(answer)
     }
 
@@ -224,6 +229,7 @@ impl Queue for SqliteQueue {
                 .map_err(sql)
             })
             .await
+            .inspect(|_| self.sent.notify_one())
     }
 
     async fn dead_letter(&self, body: &str) -> Result<String> {
@@ -271,6 +277,12 @@ impl Queue for SqliteQueue {
                 Ok(moved)
             })
             .await
+            .inspect(|_| self.sent.notify_one())
+    }
+
+    async fn wait_for_send(&self, max: Duration) -> bool {
+        let _ = tokio::time::timeout(max, self.sent.notified()).await;
+        true
     }
 
     async fn depth(&self) -> Result<u64> {

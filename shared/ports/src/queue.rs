@@ -74,6 +74,13 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// as `redrive`.
     async fn redrive_ids(&self, ids: &[String]) -> Result<usize>;
 
+    /// Waits at most `max` for a message to be sent to this queue from this process, so an
+    /// idle consumer wakes as soon as there is work. An adapter that cannot tell answers
+    /// `false` at once, and the consumer waits `max` itself.
+    async fn wait_for_send(&self, _max: Duration) -> bool {
+        false
+    }
+
     /// Approximate visible + in-flight messages (for metrics and health).
     async fn depth(&self) -> Result<u64>;
 }
