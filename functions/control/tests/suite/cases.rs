@@ -643,9 +643,30 @@ pub async fn health_and_openapi(app: &TestApp) {
         "/v1/balance",
         "/health",
         "/v1/erasures",
+        "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+        "/v1/webhook-endpoints/{endpoint_id}/test",
+        "/v1/dead-letters",
+        "/v1/dead-letters/redrive",
     ] {
         assert!(spec.body["paths"].get(path).is_some(), "{path} is documented");
     }
+    // What a webhook endpoint receives: the envelope and each event's data.
+    let schemas = &spec.body["components"]["schemas"];
+    for schema in [
+        "DeliveredEvent",
+        "CallStartedData",
+        "CallEndedData",
+        "BalanceLowData",
+        "QuotaExceededData",
+        "EscalationTriggeredData",
+        "CallTransferData",
+        "ShutdownInitiatedData",
+        "EndpointDisabledData",
+        "TestData",
+    ] {
+        assert!(schemas.get(schema).is_some(), "the {schema} schema is documented");
+    }
+    assert!(schemas["CallEndedData"]["properties"].get("cost_kopecks").is_some());
     assert!(spec.body["paths"]["/v1/calls/{call_id}"].get("delete").is_some(), "DELETE /v1/calls/{{id}} is documented");
     assert_eq!(spec.body["components"]["securitySchemes"]["api_key"]["name"], "X-API-Key");
     let unknown = app.get("/v1/nothing-here", OPERATOR_TOKEN).await;
