@@ -150,14 +150,7 @@ impl AwsDeployment {
     /// Provisions the table, queues and key (named after `name` and a random suffix).
     pub async fn provision(name: &str) -> Self {
         let table = golos_testkit::moto::unique_name(name);
-        let config = golos_aws::AwsConfig {
-            region: "us-east-1".into(),
-            endpoint_url: Some(golos_testkit::moto::endpoint()),
-            table_name: table.clone(),
-            queue_prefix: table.clone(),
-            kms_key_id: None,
-            secrets_prefix: table,
-        };
+        let config = golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &table);
         let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
         platform.provision().await.expect("provision the table and key");
         let mut env = platform.config().to_env();

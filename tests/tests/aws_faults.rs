@@ -32,14 +32,7 @@ async fn send(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_cancellations_are_503_and_call_events_are_retried_not_dead_lettered() {
     let table = golos_testkit::moto::unique_name("faults");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
+    let config = golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &table);
     let mut direct = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     direct.provision().await.expect("provision the table and key");
     let credentials = [

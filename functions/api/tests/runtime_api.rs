@@ -51,14 +51,7 @@ impl Lambda {
 
 async fn start_function() -> Lambda {
     let table = golos_testkit::moto::unique_name("golos-fn");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
+    let config = golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &table);
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision table");
     platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");

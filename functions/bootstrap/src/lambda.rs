@@ -46,3 +46,40 @@ pub async fn control_state(settings: &crate::settings::Settings) -> anyhow::Resu
     let config = golos_control::ControlConfig { trust_forwarded_for: false, ..settings.control_config()? };
     crate::control_state(&crate::Backend::Aws(settings.aws_config()?), config).await
 }
+
+/// What every function does first: its settings from the environment, JSON logs (whatever
+/// `GOLOS_LOG_FORMAT` says: a function's lines are read from CloudWatch, never from a
+/// terminal), and the control plane over AWS ([`control_state`]).
+pub async fn start() -> Result<(crate::settings::Settings, golos_control::ControlState), String> {
+    let settings = crate::settings::Settings::from_environment().map_err(|e| format!("configuration: {e:#}"))?;
+    golos_telemetry::init(golos_telemetry::LogFormat::Json, settings.telemetry.log_filter.as_deref());
+    let state = control_state(&settings).await.map_err(|e| format!("start-up failed: {e:#}"))?;
+    Ok((settings, state))
+}
+
+/// The messages of an SQS batch as the `Queue` port's consumers take them.
+pub fn sqs_messages(event: aws_lambda_events::event::sqs::SqsEvent) -> Vec<golos_ports::QueueMessage> {
+    event
+        .records
+        .into_iter()
+        .map(|record| golos_ports::QueueMessage {
+            id: record.message_id.unwrap_or_default(),
+            receipt: record.receipt_handle.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
+            receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+        })
+        .collect()
+}
+
+/// The partial batch failure answer: SQS redelivers only these messages.
+pub fn batch_failures<'a>(
+    failed: impl IntoIterator<Item = &'a golos_ports::QueueMessage>,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+    for message in failed {
+        let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+        failure.item_identifier.clone_from(&message.id);
+        response.batch_item_failures.push(failure);
+    }
+    response
+}

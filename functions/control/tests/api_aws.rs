@@ -7,14 +7,7 @@ use golos_control::EventQueues;
 
 async fn aws() -> suite::Backend {
     let name = golos_testkit::moto::unique_name("golos-api");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: name.clone(),
-        queue_prefix: name.clone(),
-        kms_key_id: None,
-        secrets_prefix: name,
-    };
+    let config = golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &name);
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision");
     suite::Backend {

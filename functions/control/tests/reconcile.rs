@@ -156,16 +156,10 @@ async fn ended_calls_have_one_debit_locally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_calls_have_one_debit_on_aws() {
     let name = golos_testkit::moto::unique_name("golos-rec");
-    let mut platform = golos_aws::AwsPlatform::connect(golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: name.clone(),
-        queue_prefix: name.clone(),
-        kms_key_id: None,
-        secrets_prefix: name,
-    })
-    .await
-    .expect("connect to moto");
+    let mut platform =
+        golos_aws::AwsPlatform::connect(golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &name))
+            .await
+            .expect("connect to moto");
     platform.provision().await.expect("provision");
     calls_are_checked_against_their_debits(&platform.stores(), platform.calls().as_ref()).await;
 }

@@ -12,14 +12,7 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_reports_unbilled_calls_through_the_runtime_api() {
     let table = golos_testkit::moto::unique_name("golos-rc");
-    let config = golos_aws::AwsConfig {
-        region: "us-east-1".into(),
-        endpoint_url: Some(golos_testkit::moto::endpoint()),
-        table_name: table.clone(),
-        queue_prefix: table.clone(),
-        kms_key_id: None,
-        secrets_prefix: table,
-    };
+    let config = golos_aws::AwsConfig::on_endpoint(golos_testkit::moto::endpoint(), &table);
     let mut platform = golos_aws::AwsPlatform::connect(config).await.expect("connect to moto");
     platform.provision().await.expect("provision");
     platform.put_secret("api-key-pepper", "lambda-test-pepper").await.expect("pepper");

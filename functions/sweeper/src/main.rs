@@ -10,13 +10,7 @@ use serde_json::{json, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let settings =
-        golos_bootstrap::settings::Settings::from_environment().map_err(|e| format!("configuration: {e:#}"))?;
-    // JSON whatever GOLOS_LOG_FORMAT says, as the functions have always logged: their lines
-    // are read from CloudWatch, never from a terminal.
-    golos_telemetry::init(golos_telemetry::LogFormat::Json, settings.telemetry.log_filter.as_deref());
-    let state =
-        golos_bootstrap::lambda::control_state(&settings).await.map_err(|e| format!("start-up failed: {e:#}"))?;
+    let (_, state) = golos_bootstrap::lambda::start().await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(state, &event.payload).await }))
         .await

@@ -78,6 +78,19 @@ pub struct AwsConfig {
 }
 
 impl AwsConfig {
+    /// Every resource (table, queues, secrets) named `name`, in us-east-1, on an
+    /// AWS-compatible endpoint: moto or LocalStack.
+    pub fn on_endpoint(endpoint_url: String, name: &str) -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint_url: Some(endpoint_url),
+            table_name: name.to_owned(),
+            queue_prefix: name.to_owned(),
+            kms_key_id: None,
+            secrets_prefix: name.to_owned(),
+        }
+    }
+
     /// The variables golos reads this configuration from (docs/configuration.md), with its
     /// values: how a parent process (a test, a launcher) points a binary at the same resources.
     pub fn to_env(&self) -> Vec<(String, String)> {

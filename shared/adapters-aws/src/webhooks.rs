@@ -151,21 +151,11 @@ fn delivery_sk(delivery: &WebhookDelivery) -> String {
     format!("{}#{}", padded_ms(delivery.created_at), delivery.id)
 }
 
-const fn outcome_name(outcome: DeliveryOutcome) -> &'static str {
-    match outcome {
-        DeliveryOutcome::Delivered => "delivered",
-        DeliveryOutcome::Retrying => "retrying",
-        DeliveryOutcome::DeadLettered => "dead_lettered",
-        DeliveryOutcome::Skipped => "skipped",
-        DeliveryOutcome::Failed => "failed",
-    }
-}
-
 fn delivery_item(delivery: &WebhookDelivery) -> Result<Item> {
     let mut item = key(delivery_pk(&delivery.endpoint_id), delivery_sk(delivery));
     item.extend([
         ("org_id".to_owned(), s(delivery.org_id.as_str())),
-        ("outcome".to_owned(), s(outcome_name(delivery.outcome))),
+        ("outcome".to_owned(), s(delivery.outcome.as_str())),
         ("expires_at".to_owned(), n(delivery.expires_at.as_millis())),
         // Seconds, rounded up: DynamoDB never deletes an item before it expired.
         ("ttl".to_owned(), n(delivery.expires_at.as_secs() + 1)),
@@ -331,8 +321,8 @@ impl WebhookDeliveryStore for DynamoWebhookDeliveries {
                     (":p", s(delivery_pk(endpoint))),
                     (":since", s(padded_ms(since))),
                     (":org", s(org.as_str())),
-                    (":retrying", s(outcome_name(DeliveryOutcome::Retrying))),
-                    (":dead", s(outcome_name(DeliveryOutcome::DeadLettered))),
+                    (":retrying", s(DeliveryOutcome::Retrying.as_str())),
+                    (":dead", s(DeliveryOutcome::DeadLettered.as_str())),
                 ])))
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -74,6 +74,17 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    /// The wire name (`dead_lettered`), as serde writes it and the stores index it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::DeadLettered => "dead_lettered",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+
     /// Counts towards disabling the endpoint.
     pub const fn is_failure(self) -> bool {
         matches!(self, Self::Retrying | Self::DeadLettered)

@@ -241,15 +241,13 @@ pub struct DeliveryView {
 
 impl From<WebhookDelivery> for DeliveryView {
     fn from(d: WebhookDelivery) -> Self {
-        let outcome =
-            serde_json::to_value(d.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         Self {
             id: d.id.to_string(),
             endpoint_id: d.endpoint_id.to_string(),
             event_id: d.event_id,
             event_type: d.event_type.as_str().to_owned(),
             attempt: d.attempt,
-            outcome,
+            outcome: d.outcome.as_str().to_owned(),
             status_code: d.status_code,
             latency_ms: d.latency_ms,
             error: d.error,

@@ -7,7 +7,7 @@
 
 use super::*;
 use golos_domain::WebhookEndpointId;
-use golos_ports::{DeliveryOutcome, WebhookDelivery, WebhookDeliveryStore, WebhookEndpoint, WebhookEndpointStore};
+use golos_ports::{WebhookDelivery, WebhookDeliveryStore, WebhookEndpoint, WebhookEndpointStore};
 
 fn endpoint_version(endpoint: &WebhookEndpoint) -> Result<i64> {
     i64::try_from(endpoint.version).map_err(|_| PortError::invalid("webhook endpoint version out of range"))
@@ -128,16 +128,6 @@ impl WebhookEndpointStore for SqliteStores {
 /// the writes, so the table stays at about its unexpired size without a sweeper of its own.
 const DELIVERY_SWEEP_EXTRA: usize = 32;
 
-const fn outcome_name(outcome: DeliveryOutcome) -> &'static str {
-    match outcome {
-        DeliveryOutcome::Delivered => "delivered",
-        DeliveryOutcome::Retrying => "retrying",
-        DeliveryOutcome::DeadLettered => "dead_lettered",
-        DeliveryOutcome::Skipped => "skipped",
-        DeliveryOutcome::Failed => "failed",
-    }
-}
-
 /// Cursor `<created_at>:<id>` of the last delivery shown.
 fn delivery_cursor(delivery: &WebhookDelivery) -> String {
     format!("{}:{}", delivery.created_at.as_millis(), delivery.id)
@@ -157,7 +147,7 @@ impl WebhookDeliveryStore for SqliteStores {
                     d.created_at.as_millis(),
                     d.id.as_str().to_owned(),
                     d.org_id.as_str().to_owned(),
-                    outcome_name(d.outcome),
+                    d.outcome.as_str(),
                     d.expires_at.as_millis(),
                     to_json(d)?,
                 ))
@@ -273,7 +263,7 @@ mod tests {
             event_id: format!("evt_{n}"),
             event_type: WebhookEventType::CallEnded,
             attempt: 1,
-            outcome: DeliveryOutcome::Delivered,
+            outcome: golos_ports::DeliveryOutcome::Delivered,
             status_code: Some(200),
             latency_ms: 3,
             error: None,
