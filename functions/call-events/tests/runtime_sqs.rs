@@ -5,23 +5,8 @@
 use golos_domain::{Kopecks, Timestamp};
 use golos_ports::LeaseRequest;
 use golos_testkit::fixtures;
-use golos_testkit::lambda::{workspace_binary, LambdaProcess};
-use serde_json::{json, Value};
-
-fn sqs_record(message_id: &str, body: &str) -> Value {
-    json!({
-        "messageId": message_id,
-        "receiptHandle": format!("receipt-{message_id}"),
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795305600000",
-            "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795305600000"},
-        "messageAttributes": {},
-        "md5OfBody": "00000000000000000000000000000000",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:golos-call-events",
-        "awsRegion": "us-east-1"
-    })
-}
+use golos_testkit::lambda::{sqs_record, workspace_binary, LambdaProcess};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_batches_and_the_sweep_schedule_through_the_runtime_api() {
@@ -53,8 +38,7 @@ async fn sqs_batches_and_the_sweep_schedule_through_the_runtime_api() {
         "started_at": fixtures::T0, "ended_at": fixtures::T0.plus_secs(61), "duration_secs": 61,
         "end_reason": "caller_hangup"})
     .to_string();
-    let batch =
-        json!({"Records": [sqs_record("m-1", &ended), sqs_record("m-2", &ended), sqs_record("m-3", "{not json")]});
+    let batch = json!({"Records": [sqs_record("golos-call-events", "m-1", &ended), sqs_record("golos-call-events", "m-2", &ended), sqs_record("golos-call-events", "m-3", "{not json")]});
     let answer = function.invoke(batch).await;
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-3"}]}), "only the malformed record fails");
     let rate = fixtures::org(&org).quotas.rate_per_minute.get();

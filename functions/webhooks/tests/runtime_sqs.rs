@@ -9,25 +9,10 @@ use golos_domain::events::{WebhookEvent, WebhookEventType};
 use golos_domain::{Timestamp, WebhookEndpointId};
 use golos_ports::{QueueConfig, WebhookEndpoint};
 use golos_testkit::fixtures;
-use golos_testkit::lambda::{workspace_binary, LambdaProcess};
-use serde_json::{json, Value};
+use golos_testkit::lambda::{sqs_record, workspace_binary, LambdaProcess};
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn sqs_record(message_id: &str, body: &str) -> Value {
-    json!({
-        "messageId": message_id,
-        "receiptHandle": format!("receipt-{message_id}"),
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795305600000",
-            "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795305600000"},
-        "messageAttributes": {},
-        "md5OfBody": "00000000000000000000000000000000",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:golos-webhooks",
-        "awsRegion": "us-east-1"
-    })
-}
 
 type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
 
@@ -97,9 +82,9 @@ async fn sqs_batches_are_delivered_retried_and_dead_lettered_through_the_runtime
     let low =
         WebhookEvent::new(WebhookEventType::BalanceLow, "low_l1", org.clone(), now(), json!({"balance_kopecks": 1}));
     let batch = json!({"Records": [
-        sqs_record("m-1", &serde_json::to_string(&started).unwrap()),
-        sqs_record("m-2", &serde_json::to_string(&low).unwrap()),
-        sqs_record("m-3", "{not json"),
+        sqs_record("golos-webhooks", "m-1", &serde_json::to_string(&started).unwrap()),
+        sqs_record("golos-webhooks", "m-2", &serde_json::to_string(&low).unwrap()),
+        sqs_record("golos-webhooks", "m-3", "{not json"),
     ]});
     let answer = function.invoke(batch).await;
     assert_eq!(answer, json!({"batchItemFailures": []}), "every record is settled");

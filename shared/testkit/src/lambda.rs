@@ -131,3 +131,19 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     exe.parent().and_then(FsPath::parent).expect("target dir").join(name)
 }
+
+/// One record of an SQS event as the Lambda service hands it to a function, from `queue`.
+pub fn sqs_record(queue: &str, message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("receipt-{message_id}"),
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795305600000",
+            "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795305600000"},
+        "messageAttributes": {},
+        "md5OfBody": "00000000000000000000000000000000",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"),
+        "awsRegion": "us-east-1"
+    })
+}
