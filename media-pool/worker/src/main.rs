@@ -103,10 +103,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         std::time::Duration::from_millis(50),
         stop(),
     ));
-    // Customers' webhooks: delivered, retried with per-message delays, dead-lettered.
+    // Customers' webhooks: delivered, retried with per-message delays, dead-lettered. New
+    // events wake a consumer at once (Queue::wait_for_send); the poll finds retries that came
+    // due (their delays are whole seconds) and what other processes queued.
     let deliverer = tokio::spawn(golos_control::webhook_delivery::run_consumer(
         state.clone(),
-        std::time::Duration::from_millis(50),
+        std::time::Duration::from_millis(100),
         stop(),
     ));
     let sweep_every = std::time::Duration::from_millis(state.config.sweep_interval_ms);
