@@ -28,12 +28,13 @@ const FRONT_IP: &str = "127.0.0.3";
 const MEDIA_TIMEOUT_SECS: &str = "2";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Kamailio with the repository's front configuration, in its own process group, stopped on
-/// drop.
+/// The repository's SIP front (`infra/sip-front/run`: Kamailio in the foreground), in its own
+/// process group, stopped on drop. Its workers are the lines of a file the test rewrites
+/// (`SIP_FRONT_WORKERS_COMMAND`), looked up again every second.
 struct Front {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Front {
@@ -41,35 +42,26 @@ impl Front {
         let port = UdpSocket::bind((FRONT_IP, 0)).expect("bind").local_addr().expect("address").port();
         let addr: SocketAddr = format!("{FRONT_IP}:{port}").parse().expect("an address");
         let dir = tempfile::tempdir().expect("tempdir");
-        let front = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/sip-front");
-        let workers = workers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-        let rendered = Command::new(front.join("render"))
-            .arg(dir.path())
-            .env("WORKERS", workers)
-            .env("SIP_LISTEN", addr.to_string())
-            .env("TRUNK_NETWORKS", trunk_networks)
-            .env("PROBE_INTERVAL", "1")
-            .env("FAILOVER_TIMEOUT_MS", "1500")
-            .output()
-            .expect("infra/sip-front/render");
-        assert!(rendered.status.success(), "{rendered:?}");
-        let config = dir.path().join("kamailio.cfg");
-        let checked = Command::new("kamailio")
-            .arg("-c")
-            .arg("-f")
-            .arg(&config)
-            .output()
-            .expect("kamailio must be installed (scripts/install-deps)");
-        assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
-        let child = Command::new("kamailio")
-            .args(["-DD", "-E", "-m", "32", "-M", "4", "-Y"])
-            .arg(dir.path())
-            .arg("-f")
-            .arg(&config)
+        write_workers(dir.path(), workers);
+        let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/sip-front/run");
+        let child = Command::new(run)
+            .env("SIP_FRONT_CONFIG", dir.path().join("kamailio.cfg"))
+            .env("SIP_FRONT_WORKERS_COMMAND", format!("cat {}", dir.path().join("workers").display()))
+            .env("SIP_FRONT_LISTEN", addr.to_string())
+            .env("SIP_FRONT_TRUNK_NETWORKS", trunk_networks)
+            .env("SIP_FRONT_PROBE_INTERVAL", "1")
+            .env("SIP_FRONT_FAILOVER_TIMEOUT_MS", "1500")
+            .env("SIP_FRONT_REFRESH_SECS", "1")
+            .env("SIP_FRONT_KAMAILIO_ARGS", "-m 32 -M 4")
             .process_group(0)
             .spawn()
-            .expect("start kamailio");
-        Self { child, addr, _dir: dir }
+            .expect("infra/sip-front/run (kamailio must be installed: scripts/install-deps)");
+        Self { child, addr, dir }
+    }
+
+    /// The workers the front dispatches to from its next look-up on.
+    fn set_workers(&self, workers: &[SocketAddr]) {
+        write_workers(self.dir.path(), workers);
     }
 
     /// Polls the front with OPTIONS until it answers `status` (200: a worker is active; 503:
@@ -102,6 +94,14 @@ impl Drop for Front {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
+}
+
+/// `dir/workers`: one ip:port a line, replaced at once.
+fn write_workers(dir: &Path, workers: &[SocketAddr]) {
+    let lines: String = workers.iter().map(|w| w.to_string() + "\n").collect();
+    let staged = dir.join("workers.new");
+    std::fs::write(&staged, lines).expect("write the workers");
+    std::fs::rename(staged, dir.join("workers")).expect("replace the workers");
 }
 
 /// An OPTIONS from 127.0.0.1 (the trunk's network) to `to`: the status of its answer.
@@ -281,9 +281,18 @@ async fn calls_spread_over_workers_behind_the_front_and_fail_over_when_one_drain
     let exit = tokio::task::spawn_blocking(move || draining.wait()).await.expect("wait");
     assert!(exit.success(), "the drained worker exits once its call is over: {exit:?}");
 
-    // A new worker in its place (same address) gets calls again once it answers the probes.
-    let (sip, rtp) = if drained == 0 { (sip_a, &rtp_a) } else { (sip_b, &rtp_b) };
-    workers[drained] = Some(start_worker(&env, sip, rtp));
+    // A new worker in its place, at a new address (as ECS replaces a task), joins the front's
+    // list (`dispatcher.reload`) and gets calls once it answers the probes.
+    let replacement = loop {
+        let port = free_sip_port();
+        if port != sip_a.port() && port != sip_b.port() {
+            break format!("127.0.0.1:{port}").parse().expect("an address");
+        }
+    };
+    let rtp = if drained == 0 { &rtp_a } else { &rtp_b };
+    workers[drained] = Some(start_worker(&env, replacement, rtp));
+    let sip_survivor = if drained == 0 { sip_b } else { sip_a };
+    front.set_workers(&[replacement, sip_survivor]);
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let call = LiveCall::open(front.addr).await;
