@@ -212,34 +212,56 @@ fn distinct_sip_ports() -> (SocketAddr, SocketAddr) {
     }
 }
 
+/// Two workers of one deployment behind the front, and the café line whose trunk golos knows
+/// by `identification` (its `source_networks` is the front's address).
+struct Pool {
+    aws: AwsDeployment,
+    workers: [Option<RunningGolos>; 2],
+    sip: [SocketAddr; 2],
+    rtp: [RangeInclusive<u16>; 2],
+    front: Front,
+    operator: Operator,
+    /// The org's admin key.
+    key: String,
+}
+
+impl Pool {
+    async fn start(name: &str, identification: &serde_json::Value) -> Self {
+        let aws = AwsDeployment::provision(name).await;
+        let operator_key = aws.init_secrets().await;
+        let rtp_first = 40_000 + (std::process::id() % 100) as u16 * 200;
+        let rtp = [rtp_first..=rtp_first + 99, rtp_first + 100..=rtp_first + 199];
+        let (sip_a, sip_b) = distinct_sip_ports();
+        let env = aws.env();
+        let workers = [Some(start_worker(&env, sip_a, &rtp[0])), Some(start_worker(&env, sip_b, &rtp[1]))];
+        let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32");
+
+        let base = workers[0].as_ref().expect("worker").base_url();
+        let operator = Operator { http: reqwest::Client::new(), base, operator: operator_key.clone() };
+        let org = operator.post("/v1/orgs", &operator_key, &json!({"name": "Café"})).await;
+        let org_id = org["id"].as_str().expect("org id").to_owned();
+        let key = operator
+            .post(&format!("/v1/orgs/{org_id}/api-keys"), &operator_key, &json!({"name": "owner", "role": "admin"}))
+            .await;
+        let key = key["token"].as_str().expect("token").to_owned();
+        let org = golos_domain::OrgId::parse(org_id.clone()).expect("org id");
+        let credit = golos_testkit::fixtures::credit(&format!("{name}-1"), 100_000);
+        aws.platform.stores().ledger.apply(&org, &credit, golos_testkit::fixtures::T0).await.expect("credit");
+        let agent = golos_tests::cafe_agent(10, &json!([{"kind": "pocketsphinx"}]));
+        operator.agent_line(&org_id, &key, &agent, identification).await;
+        front.until_options(200, "the front must take calls once its workers answer its probes").await;
+        Self { aws, workers, sip: [sip_a, sip_b], rtp, front, operator, key }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_spread_over_workers_behind_the_front_and_fail_over_when_one_drains_or_dies() {
-    let aws = AwsDeployment::provision("front").await;
-    let operator_key = aws.init_secrets().await;
-    let env = aws.env();
-    let rtp_first = 40_000 + (std::process::id() % 100) as u16 * 200;
-    let (rtp_a, rtp_b) = (rtp_first..=rtp_first + 99, rtp_first + 100..=rtp_first + 199);
-    let (sip_a, sip_b) = distinct_sip_ports();
-    let mut workers = [Some(start_worker(&env, sip_a, &rtp_a)), Some(start_worker(&env, sip_b, &rtp_b))];
-    let ranges = [&rtp_a, &rtp_b];
-    let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32");
-
-    // The café line; its trunk, as golos sees it, sends from the front's address.
-    let base = workers[0].as_ref().expect("worker").base_url();
-    let operator = Operator { http: reqwest::Client::new(), base, operator: operator_key.clone() };
-    let org = operator.post("/v1/orgs", &operator_key, &json!({"name": "Café"})).await;
-    let org_id = org["id"].as_str().expect("org id").to_owned();
-    let key = operator
-        .post(&format!("/v1/orgs/{org_id}/api-keys"), &operator_key, &json!({"name": "owner", "role": "admin"}))
-        .await;
-    let key = key["token"].as_str().expect("token").to_owned();
-    let org = golos_domain::OrgId::parse(org_id.clone()).expect("org id");
-    let credit = golos_testkit::fixtures::credit("front-1", 100_000);
-    aws.platform.stores().ledger.apply(&org, &credit, golos_testkit::fixtures::T0).await.expect("credit");
-    let agent = golos_tests::cafe_agent(10, &json!([{"kind": "pocketsphinx"}]));
+    // The trunk, as golos sees it, sends from the front's address.
     let trunk = json!({"source_networks": [format!("{FRONT_IP}/32")]});
-    operator.agent_line(&org_id, &key, &agent, &trunk).await;
-    front.until_options(200, "the front must take calls once its workers answer its probes").await;
+    let Pool { aws, mut workers, sip: [sip_a, sip_b], rtp: [rtp_a, rtp_b], front, operator, key } =
+        Pool::start("front", &trunk).await;
+    let env = aws.env();
+    let ranges = [&rtp_a, &rtp_b];
 
     // The trunk's allowlist is the front's; past the front, golos takes calls from it only.
     let (ok, log) = Sipp::new(front.addr, "inbound-refused.xml").from_ip("127.0.0.2").run_async().await;
@@ -346,4 +368,26 @@ async fn calls_spread_over_workers_behind_the_front_and_fail_over_when_one_drain
     front.until_options(503, "the front must see its last worker die through its probes").await;
     let (ok, log) = Sipp::new(front.addr, "invite-draining.xml").run_async().await;
     assert!(ok, "with no worker the front refuses a new call 503 with Retry-After:\n{log}");
+}
+
+/// A trunk known by digest credentials behind the front: golos's 401 goes back through the
+/// front, and the trunk's second INVITE (same Call-ID, the answer to the challenge) reaches
+/// the worker that issued the nonce — the only one that accepts it — call after call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_trunk_behind_the_front_answers_its_challenge_to_the_worker_that_sent_it() {
+    let trunk = json!({
+        "source_networks": [format!("{FRONT_IP}/32")],
+        "digest_username": "exolve-test",
+        "digest_password": "trunk-s3cret"
+    });
+    let pool = Pool::start("front-digest", &trunk).await;
+    let media = UdpSocket::bind("127.0.0.1:0").expect("bind the media socket");
+    let port = media.local_addr().expect("address").port();
+    // Two workers: a retry sent to either at random would fail this one time in sixteen.
+    for _ in 0..4 {
+        let (ok, log) = Sipp::new(pool.front.addr, "front-digest-call.xml").set("rtpport", port).run_async().await;
+        assert!(ok, "the challenge (401) through the front, then the answer accepted (200):\n{log}");
+    }
+    let records = pool.operator.ended_calls(&pool.key, 4).await;
+    assert_eq!(records.len(), 4, "{records:?}");
 }
