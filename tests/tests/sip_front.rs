@@ -13,6 +13,7 @@
 use golos_tests::sip::{free_sip_port, Operator, Sipp};
 use golos_tests::{AwsDeployment, RunningGolos};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::os::unix::process::CommandExt;
@@ -29,24 +30,65 @@ const MEDIA_TIMEOUT_SECS: &str = "2";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The repository's SIP front (`infra/sip-front/run`: Kamailio in the foreground), in its own
-/// process group, stopped on drop. Its workers are the lines of a file the test rewrites
-/// (`SIP_FRONT_WORKERS_COMMAND`), looked up again every second.
+/// process group, stopped on drop, looking its workers up again every second.
 struct Front {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
 }
 
+/// How the front finds its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    /// The lines of a file the test rewrites (`SIP_FRONT_WORKERS_COMMAND`).
+    File,
+    /// An SRV name (`SIP_FRONT_WORKERS_SRV`), as on AWS with Cloud Map, answered by a `dig` of
+    /// the test's first on the PATH: SRV targets `worker-<i>.golos.internal.`, each an A record.
+    Srv,
+}
+
+/// `dig +short SRV <name>` and `dig +short A <host>` from the files `srv` and `hosts` next to it.
+const FAKE_DIG: &str = r#"#!/usr/bin/env bash
+here=$(dirname "$0")
+for arg in "$@"; do case $arg in SRV|A) type=$arg ;; +*) ;; *) name=$arg ;; esac; done
+case $type in
+  SRV) [ "$name" = _sip._udp.workers.golos.internal ] && cat "$here/srv" ;;
+  A) awk -v name="$name" '$1 == name { print $2 }' "$here/hosts" ;;
+esac
+"#;
+
 impl Front {
-    fn start(workers: &[SocketAddr], trunk_networks: &str) -> Self {
+    fn start(workers: &[SocketAddr], trunk_networks: &str, discovery: Discovery) -> Self {
         let port = UdpSocket::bind((FRONT_IP, 0)).expect("bind").local_addr().expect("address").port();
         let addr: SocketAddr = format!("{FRONT_IP}:{port}").parse().expect("an address");
         let dir = tempfile::tempdir().expect("tempdir");
-        write_workers(dir.path(), workers);
         let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/sip-front/run");
-        let child = Command::new(run)
+        let mut command = Command::new(run);
+        match discovery {
+            Discovery::File => {
+                write_workers(dir.path(), workers);
+                let workers_file = dir.path().join("workers");
+                command.env("SIP_FRONT_WORKERS_COMMAND", format!("cat {}", workers_file.display()));
+            }
+            Discovery::Srv => {
+                let bin = dir.path().join("bin");
+                std::fs::create_dir(&bin).expect("bin");
+                let (mut srv, mut hosts) = (String::new(), String::new());
+                for (i, worker) in workers.iter().enumerate() {
+                    let _ = writeln!(srv, "10 50 {} worker-{i}.golos.internal.", worker.port());
+                    let _ = writeln!(hosts, "worker-{i}.golos.internal. {}", worker.ip());
+                }
+                std::fs::write(bin.join("srv"), srv).expect("srv");
+                std::fs::write(bin.join("hosts"), hosts).expect("hosts");
+                std::fs::write(bin.join("dig"), FAKE_DIG).expect("dig");
+                let chmod = Command::new("chmod").arg("+x").arg(bin.join("dig")).status().expect("chmod");
+                assert!(chmod.success());
+                let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+                command.env("PATH", path).env("SIP_FRONT_WORKERS_SRV", "_sip._udp.workers.golos.internal");
+            }
+        }
+        let child = command
             .env("SIP_FRONT_CONFIG", dir.path().join("kamailio.cfg"))
-            .env("SIP_FRONT_WORKERS_COMMAND", format!("cat {}", dir.path().join("workers").display()))
             .env("SIP_FRONT_LISTEN", addr.to_string())
             .env("SIP_FRONT_TRUNK_NETWORKS", trunk_networks)
             .env("SIP_FRONT_PROBE_INTERVAL", "1")
@@ -226,7 +268,7 @@ struct Pool {
 }
 
 impl Pool {
-    async fn start(name: &str, identification: &serde_json::Value) -> Self {
+    async fn start(name: &str, identification: &serde_json::Value, discovery: Discovery) -> Self {
         let aws = AwsDeployment::provision(name).await;
         let operator_key = aws.init_secrets().await;
         let rtp_first = 40_000 + (std::process::id() % 100) as u16 * 200;
@@ -234,7 +276,7 @@ impl Pool {
         let (sip_a, sip_b) = distinct_sip_ports();
         let env = aws.env();
         let workers = [Some(start_worker(&env, sip_a, &rtp[0])), Some(start_worker(&env, sip_b, &rtp[1]))];
-        let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32");
+        let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32", discovery);
 
         let base = workers[0].as_ref().expect("worker").base_url();
         let operator = Operator { http: reqwest::Client::new(), base, operator: operator_key.clone() };
@@ -259,7 +301,7 @@ async fn calls_spread_over_workers_behind_the_front_and_fail_over_when_one_drain
     // The trunk, as golos sees it, sends from the front's address.
     let trunk = json!({"source_networks": [format!("{FRONT_IP}/32")]});
     let Pool { aws, mut workers, sip: [sip_a, sip_b], rtp: [rtp_a, rtp_b], front, operator, key } =
-        Pool::start("front", &trunk).await;
+        Pool::start("front", &trunk, Discovery::File).await;
     let env = aws.env();
     let ranges = [&rtp_a, &rtp_b];
 
@@ -380,7 +422,8 @@ async fn a_digest_trunk_behind_the_front_answers_its_challenge_to_the_worker_tha
         "digest_username": "exolve-test",
         "digest_password": "trunk-s3cret"
     });
-    let pool = Pool::start("front-digest", &trunk).await;
+    // The front finds its workers by SRV, as on AWS.
+    let pool = Pool::start("front-digest", &trunk, Discovery::Srv).await;
     let media = UdpSocket::bind("127.0.0.1:0").expect("bind the media socket");
     let port = media.local_addr().expect("address").port();
     // Two workers: a retry sent to either at random would fail this one time in sixteen.
