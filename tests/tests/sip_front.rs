@@ -58,7 +58,8 @@ esac
 "#;
 
 impl Front {
-    fn start(workers: &[SocketAddr], trunk_networks: &str, discovery: Discovery) -> Self {
+    /// The front probes each worker every `probe_secs`.
+    fn start(workers: &[SocketAddr], trunk_networks: &str, discovery: Discovery, probe_secs: u32) -> Self {
         let port = UdpSocket::bind((FRONT_IP, 0)).expect("bind").local_addr().expect("address").port();
         let addr: SocketAddr = format!("{FRONT_IP}:{port}").parse().expect("an address");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -91,7 +92,7 @@ impl Front {
             .env("SIP_FRONT_CONFIG", dir.path().join("kamailio.cfg"))
             .env("SIP_FRONT_LISTEN", addr.to_string())
             .env("SIP_FRONT_TRUNK_NETWORKS", trunk_networks)
-            .env("SIP_FRONT_PROBE_INTERVAL", "1")
+            .env("SIP_FRONT_PROBE_INTERVAL", probe_secs.to_string())
             .env("SIP_FRONT_FAILOVER_TIMEOUT_MS", "1500")
             .env("SIP_FRONT_REFRESH_SECS", "1")
             .env("SIP_FRONT_KAMAILIO_ARGS", "-m 32 -M 4")
@@ -268,7 +269,7 @@ struct Pool {
 }
 
 impl Pool {
-    async fn start(name: &str, identification: &serde_json::Value, discovery: Discovery) -> Self {
+    async fn start(name: &str, identification: &serde_json::Value, discovery: Discovery, probe_secs: u32) -> Self {
         let aws = AwsDeployment::provision(name).await;
         let operator_key = aws.init_secrets().await;
         let rtp_first = 40_000 + (std::process::id() % 100) as u16 * 200;
@@ -276,7 +277,7 @@ impl Pool {
         let (sip_a, sip_b) = distinct_sip_ports();
         let env = aws.env();
         let workers = [Some(start_worker(&env, sip_a, &rtp[0])), Some(start_worker(&env, sip_b, &rtp[1]))];
-        let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32", discovery);
+        let front = Front::start(&[sip_a, sip_b], "127.0.0.1/32", discovery, probe_secs);
 
         let base = workers[0].as_ref().expect("worker").base_url();
         let operator = Operator { http: reqwest::Client::new(), base, operator: operator_key.clone() };
@@ -301,7 +302,7 @@ async fn calls_spread_over_workers_behind_the_front_and_fail_over_when_one_drain
     // The trunk, as golos sees it, sends from the front's address.
     let trunk = json!({"source_networks": [format!("{FRONT_IP}/32")]});
     let Pool { aws, mut workers, sip: [sip_a, sip_b], rtp: [rtp_a, rtp_b], front, operator, key } =
-        Pool::start("front", &trunk, Discovery::File).await;
+        Pool::start("front", &trunk, Discovery::File, 1).await;
     let env = aws.env();
     let ranges = [&rtp_a, &rtp_b];
 
@@ -423,7 +424,7 @@ async fn a_digest_trunk_behind_the_front_answers_its_challenge_to_the_worker_tha
         "digest_password": "trunk-s3cret"
     });
     // The front finds its workers by SRV, as on AWS.
-    let pool = Pool::start("front-digest", &trunk, Discovery::Srv).await;
+    let pool = Pool::start("front-digest", &trunk, Discovery::Srv, 1).await;
     let media = UdpSocket::bind("127.0.0.1:0").expect("bind the media socket");
     let port = media.local_addr().expect("address").port();
     // Two workers: a retry sent to either at random would fail this one time in sixteen.
@@ -433,4 +434,49 @@ async fn a_digest_trunk_behind_the_front_answers_its_challenge_to_the_worker_tha
     }
     let records = pool.operator.ended_calls(&pool.key, 4).await;
     assert_eq!(records.len(), 4, "{records:?}");
+}
+
+/// A worker that starts draining between two probes still gets the calls the front sends it
+/// before the next one: it refuses them `503`, and the front takes each to the other worker
+/// (failure_route, ds_next_dst). The probes are a minute apart here, so only that failover
+/// can keep those calls off the draining worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_worker_draining_between_probes_is_refused_503_and_fails_over_to_the_other() {
+    let trunk = json!({"source_networks": [format!("{FRONT_IP}/32")]});
+    let pool = Pool::start("front-503", &trunk, Discovery::File, 60).await;
+    let ranges = [&pool.rtp[0], &pool.rtp[1]];
+
+    // A call on worker 0 keeps it draining (rather than gone) once it is told to stop.
+    let mut others = Vec::new();
+    let live = loop {
+        assert!(others.len() < 12, "twelve calls, none on worker 0");
+        let call = LiveCall::open(pool.front.addr).await;
+        if worker_of(&call, &ranges) == 0 {
+            break call;
+        }
+        others.push(call);
+    };
+    for call in others {
+        call.hang_up().await;
+    }
+    let draining = pool.workers[0].as_ref().expect("worker 0");
+    let pid = draining.pid().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let until = Instant::now() + DEADLINE;
+    while golos_tests::get_from(draining.addr, "/ready", "").0 != 503 {
+        assert!(Instant::now() < until, "the worker did not start draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Six new calls: about half hash to the draining worker (all six miss it once in 64 runs);
+    // every one must be answered, by worker 1.
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        calls.push(LiveCall::open(pool.front.addr).await);
+    }
+    for call in calls {
+        assert_eq!(worker_of(&call, &ranges), 1, "a new call goes to the worker that is not draining");
+        call.hang_up().await;
+    }
+    live.hang_up().await;
 }
