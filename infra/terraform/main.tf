@@ -69,7 +69,6 @@ module "media_pool" {
   kms_key_arn             = module.data.kms_key_arn
   queue_arns              = module.data.queue_arns
   dead_letter_arns        = module.data.dead_letter_arns
-  secret_arns             = module.data.secret_arns
   recordings_bucket_arn   = module.data.recordings_bucket_arn
   image_tag               = var.worker_image_tag
   certificate_arn         = var.certificate_arn

@@ -85,7 +85,10 @@ locals {
   }
   table_resources = [var.table_arn, "${var.table_arn}/index/*"]
   all_queue_arns  = concat(values(var.queue_arns), values(var.dead_letter_arns))
-  log_group_arn   = "arn:aws:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.prefix}"
+  # The platform's secrets: the declared ones and those the operator adds under the prefix
+  # (payments-hmac-<provider>, one per signed payment provider).
+  platform_secrets = "arn:aws:secretsmanager:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:secret:${var.prefix}/*"
+  log_group_arn    = "arn:aws:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.prefix}"
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -144,7 +147,7 @@ data "aws_iam_policy_document" "api" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = [local.platform_secrets]
   }
   statement {
     sid       = "Logs"
@@ -178,7 +181,7 @@ data "aws_iam_policy_document" "payments" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = [local.platform_secrets]
   }
   statement {
     sid       = "Logs"
@@ -217,7 +220,7 @@ data "aws_iam_policy_document" "call_events" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = [local.platform_secrets]
   }
   statement {
     sid       = "Logs"
@@ -298,7 +301,7 @@ data "aws_iam_policy_document" "sweeper" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = [local.platform_secrets]
   }
   statement {
     sid       = "Logs"
@@ -318,7 +321,7 @@ data "aws_iam_policy_document" "reconciliation" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = [local.platform_secrets]
   }
   statement {
     sid       = "Logs"

@@ -369,7 +369,7 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = values(var.secret_arns)
+    resources = ["arn:aws:secretsmanager:${local.region}:${local.account}:secret:${var.prefix}/*"] # provider-* keys the operator adds too
   }
   statement {
     sid       = "Recordings"

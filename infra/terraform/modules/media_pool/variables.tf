@@ -37,10 +37,6 @@ variable "dead_letter_arns" {
   type = map(string)
 }
 
-variable "secret_arns" {
-  type = map(string)
-}
-
 variable "recordings_bucket_arn" {
   type = string
 }
