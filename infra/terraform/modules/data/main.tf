@@ -159,6 +159,9 @@ resource "aws_iam_role_policy_attachment" "backup" {
   for_each = toset([
     "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup",
     "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores",
+    # S3 (the recordings bucket) needs its own two.
+    "arn:aws:iam::aws:policy/AWSBackupServiceRolePolicyForS3Backup",
+    "arn:aws:iam::aws:policy/AWSBackupServiceRolePolicyForS3Restore",
   ])
   role       = aws_iam_role.backup.name
   policy_arn = each.value

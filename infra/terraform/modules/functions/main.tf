@@ -346,6 +346,7 @@ resource "aws_iam_role_policy" "function" {
 resource "aws_lambda_function" "golos" {
   #checkov:skip=CKV_AWS_116:the queue consumers' failures go to their queues' DLQs (redrive policy); api and payments are invoked synchronously, where a Lambda DLQ never applies.
   #checkov:skip=CKV_AWS_117:outside a VPC on purpose: the functions need internet egress (customer webhooks, YooKassa) and talk only to public AWS APIs; a VPC would add a NAT gateway and nothing else.
+  #checkov:skip=CKV_AWS_173:the environment holds names only (table, queue and secret prefixes, the key id); secrets are read from Secrets Manager. Lambda's default key encrypts it at rest.
   #checkov:skip=CKV_AWS_272:code signing needs an AWS Signer profile in the operator's account; the packages are built from this repository by cargo lambda in CI.
   for_each                       = local.functions
   function_name                  = "${var.prefix}-${each.key}"
@@ -359,7 +360,6 @@ resource "aws_lambda_function" "golos" {
   memory_size                    = each.value.memory
   timeout                        = each.value.timeout
   reserved_concurrent_executions = var.reserved_concurrency[each.key]
-  kms_key_arn                    = var.kms_key_arn
   environment {
     variables = merge(var.golos_environment, { GOLOS_LOG_FORMAT = "json" }, each.value.environment)
   }

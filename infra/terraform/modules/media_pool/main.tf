@@ -250,8 +250,10 @@ resource "aws_launch_template" "worker" {
     ebs {
       volume_size = 30
       volume_type = "gp3"
-      encrypted   = true
-      kms_key_id  = var.kms_key_arn
+      # The account's EBS key: a customer key would need a key-policy grant for the Auto
+      # Scaling service-linked role, which may not exist before the first group. The root
+      # volume holds images and nothing of the calls.
+      encrypted = true
     }
   }
   user_data = base64encode(<<-EOT

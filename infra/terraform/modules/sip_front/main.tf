@@ -92,7 +92,6 @@ resource "aws_instance" "front" {
     volume_size = 30
     volume_type = "gp3"
     encrypted   = true
-    kms_key_id  = var.kms_key_arn
   }
   user_data = <<-EOT
     #!/bin/bash
