@@ -84,6 +84,7 @@ module "api" {
   prefix             = local.prefix
   invoke_arns        = module.functions.invoke_arns
   function_names     = module.functions.function_names
+  alias_name         = module.functions.alias_name
   kms_key_arn        = module.data.kms_key_arn
   alb_arn            = module.media_pool.alb_arn
   log_retention_days = var.log_retention_days

@@ -29,3 +29,12 @@ output "recordings_bucket" {
 output "alarm_topic_arn" {
   value = module.observability.alarm_topic_arn
 }
+
+output "function_versions" {
+  description = "Versions published by this apply; shift each function's live alias to its own with CodeDeploy (docs/deployment.md)."
+  value       = module.functions.function_versions
+}
+
+output "functions_codedeploy_app" {
+  value = module.functions.codedeploy_app
+}

@@ -574,6 +574,11 @@ fn every_queue_exists_with_a_dead_letter_queue_and_a_consumer_and_every_secret_h
     assert_eq!(consumed, queues, "every queue needs exactly one consumer");
     let mapping = block(&blocks, "resource", &["aws_lambda_event_source_mapping", "consumer"]);
     assert_eq!(attr(&mapping.body, "for_each").map(text).as_deref(), Some("local.consumers"));
+    assert_eq!(
+        attr(&mapping.body, "function_name").map(text).as_deref(),
+        Some("aws_lambda_alias.live[each.key].arn"),
+        "consumers invoke the live alias, which canary deployments move"
+    );
     let types = attr(&mapping.body, "function_response_types").map(strings).unwrap_or_default();
     assert_eq!(types, ["ReportBatchItemFailures"], "consumers report partial batch failures");
 

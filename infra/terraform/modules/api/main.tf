@@ -82,6 +82,7 @@ resource "aws_lambda_permission" "api_gateway" {
   statement_id  = "api-gateway"
   action        = "lambda:InvokeFunction"
   function_name = var.function_names[each.key]
+  qualifier     = var.alias_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.golos.execution_arn}/*/*"
 }

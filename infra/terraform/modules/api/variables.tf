@@ -7,6 +7,11 @@ variable "invoke_arns" {
   type        = map(string)
 }
 
+variable "alias_name" {
+  description = "The alias API Gateway invokes (modules/functions' live alias)."
+  type        = string
+}
+
 variable "function_names" {
   description = "Function key to function name (needs api and payments)."
   type        = map(string)

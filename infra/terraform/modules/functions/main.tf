@@ -366,7 +366,73 @@ resource "aws_lambda_function" "golos" {
   tracing_config {
     mode = "PassThrough"
   }
+  publish    = true # each apply with a new package publishes a version; the alias moves by canary
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+}
+
+# --- Upgrades: the `live` alias, moved by CodeDeploy canaries ---
+#
+# Everything invokes a function through its `live` alias (API Gateway, the queues, the
+# schedules). `terraform apply` publishes a new version but does not move the alias (after
+# the first apply); the operator's deploy step asks CodeDeploy to shift the alias from its
+# version to the new one (output function_versions): 10 % of invocations for 5 minutes,
+# then all, rolled back automatically if the function's error-rate alarm
+# (modules/observability, "<prefix>-<function>-error-rate") fires. docs/deployment.md has
+# the command.
+
+resource "aws_lambda_alias" "live" {
+  for_each         = local.functions
+  name             = "live"
+  function_name    = aws_lambda_function.golos[each.key].function_name
+  function_version = aws_lambda_function.golos[each.key].version
+  lifecycle {
+    ignore_changes = [function_version, routing_config] # CodeDeploy moves them
+  }
+}
+
+resource "aws_codedeploy_app" "functions" {
+  name             = "${var.prefix}-functions"
+  compute_platform = "Lambda"
+}
+
+data "aws_iam_policy_document" "codedeploy_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["codedeploy.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "codedeploy" {
+  name               = "${var.prefix}-functions-deploy"
+  assume_role_policy = data.aws_iam_policy_document.codedeploy_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "codedeploy" {
+  role       = aws_iam_role.codedeploy.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited"
+}
+
+resource "aws_codedeploy_deployment_group" "function" {
+  for_each               = local.functions
+  app_name               = aws_codedeploy_app.functions.name
+  deployment_group_name  = each.key
+  service_role_arn       = aws_iam_role.codedeploy.arn
+  deployment_config_name = "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+  deployment_style {
+    deployment_type   = "BLUE_GREEN"
+    deployment_option = "WITH_TRAFFIC_CONTROL"
+  }
+  auto_rollback_configuration {
+    enabled = true
+    events  = ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"]
+  }
+  alarm_configuration {
+    enabled = true
+    alarms  = ["${var.prefix}-${each.key}-error-rate"]
+  }
 }
 
 # --- Queue consumers ---
@@ -374,7 +440,7 @@ resource "aws_lambda_function" "golos" {
 resource "aws_lambda_event_source_mapping" "consumer" {
   for_each                           = local.consumers
   event_source_arn                   = var.queue_arns[each.value]
-  function_name                      = aws_lambda_function.golos[each.key].arn
+  function_name                      = aws_lambda_alias.live[each.key].arn
   batch_size                         = 10
   maximum_batching_window_in_seconds = 1
   function_response_types            = ["ReportBatchItemFailures"]
@@ -392,7 +458,7 @@ resource "aws_cloudwatch_event_rule" "schedule" {
 resource "aws_cloudwatch_event_target" "schedule" {
   for_each = local.schedules
   rule     = aws_cloudwatch_event_rule.schedule[each.key].name
-  arn      = aws_lambda_function.golos[each.key].arn
+  arn      = aws_lambda_alias.live[each.key].arn
 }
 
 resource "aws_lambda_permission" "schedule" {
@@ -400,6 +466,7 @@ resource "aws_lambda_permission" "schedule" {
   statement_id  = "${each.key}-schedule"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.golos[each.key].function_name
+  qualifier     = aws_lambda_alias.live[each.key].name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.schedule[each.key].arn
 }
