@@ -8,6 +8,14 @@
 # because a trunk allowlists addresses, not names: a second front means a second EIP there
 # too (raise `count`s here, or run this module twice). If it dies, ECS restarts the task
 # and EC2 auto-recovery restarts the instance with the same EIP.
+#
+# The container's contract (what infra/sip-front/'s image reads):
+#   SIP_FRONT_CONFIG          the Kamailio configuration file in the image (var.config_path)
+#   SIP_FRONT_WORKERS_SRV     the SRV name listing every worker's private address and SIP port
+#                             (Cloud Map, TTL 10 s; a drained or dead worker leaves it)
+#   SIP_FRONT_PUBLIC_ADDRESS  the Elastic IP, to advertise in Via/Record-Route (the instance
+#                             sees only its private address: 1:1 NAT)
+# The workers accept SIP from inside the VPC only (modules/media_pool).
 
 data "aws_region" "current" {}
 
