@@ -1,174 +1,121 @@
-# golos data layer on AWS: the single DynamoDB table, the SQS queues with their dead-letter
-# queues, the KMS key for envelope encryption, the Secrets Manager entries, and the IAM
-# policy every golos function and worker needs. The Lambda functions are in functions.tf; the
-# ECS media pool comes with issue #6 and attaches `aws_iam_policy.golos_data` too.
-
-terraform {
-  required_version = ">= 1.5"
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.0"
-    }
-  }
-}
-
-provider "aws" {
-  region = var.region
-  default_tags {
-    tags = { project = "golos", environment = var.environment }
-  }
-}
+# golos on AWS: the root module is the example deployment; it wires the modules together and
+# holds nothing else. Copy this directory (or call the modules from your own root) for
+# another environment: `terraform -chdir=infra/terraform apply -var environment=prod ...`
+# with its own state (see docs/deployment.md).
+#
+#   modules/network        VPC over 2+ zones, public/private subnets, flow logs
+#   modules/data           DynamoDB (PITR, TTL, AWS Backup), SQS + DLQs, KMS, secrets, S3 recordings
+#   modules/functions      the six Lambda functions, their roles, logs, queues and schedules
+#   modules/api            HTTP API (throttled) and the WAF web ACL (on the ALB)
+#   modules/media_pool     ECR, ECS on EC2 (host networking), ALB with TLS, autoscaling
+#   modules/sip_front      Kamailio dispatcher with the trunk's one Elastic IP
+#   modules/observability  alarms, dashboard, budget, SNS topic
+#
+# tests/tests/infra.rs reads these files and fails when the code and this disagree.
 
 locals {
   prefix = "golos-${var.environment}"
-  # Queue names match golos-aws: "<GOLOS_QUEUE_PREFIX>-<name>" and "...-dlq".
-  queues = {
-    "call-events" = { max_receives = 5, visibility_seconds = 360 } # 6x the function timeout, as AWS advises
-    "webhooks"    = { max_receives = 5, visibility_seconds = 180 } # 6x the webhooks function's 30 s timeout
-  }
+  # The values golos reads from its environment in AWS mode (docs/configuration.md), for
+  # every function and every worker; also the golos_environment output.
+  golos_environment = merge(
+    {
+      GOLOS_BACKEND        = "aws"
+      GOLOS_AWS_REGION     = var.region
+      GOLOS_TABLE          = module.data.table_name
+      GOLOS_QUEUE_PREFIX   = local.prefix
+      GOLOS_KMS_KEY_ID     = module.data.kms_key_id
+      GOLOS_SECRETS_PREFIX = local.prefix
+    },
+    # The workers connect under the same exceptions the API validated agents against.
+    var.egress_allow == "" ? {} : { GOLOS_EGRESS_ALLOW = var.egress_allow },
+  )
 }
 
-resource "aws_kms_key" "golos" {
-  description             = "golos envelope encryption (transcripts, recordings, provider keys)"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
+module "network" {
+  source      = "./modules/network"
+  prefix      = local.prefix
+  kms_key_arn = module.data.kms_key_arn
 }
 
-resource "aws_kms_alias" "golos" {
-  name          = "alias/${local.prefix}"
-  target_key_id = aws_kms_key.golos.key_id
+module "data" {
+  source              = "./modules/data"
+  prefix              = local.prefix
+  deletion_protection = var.environment == "prod"
 }
 
-# One table; see docs/ARCHITECTURE.md for the item layout. gsi1 serves key listing per org,
-# newest-first ledger history and the lease sweeper.
-resource "aws_dynamodb_table" "golos" {
-  name         = local.prefix
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "pk"
-  range_key    = "sk"
-
-  attribute {
-    name = "pk"
-    type = "S"
-  }
-  attribute {
-    name = "sk"
-    type = "S"
-  }
-  attribute {
-    name = "gsi1pk"
-    type = "S"
-  }
-  attribute {
-    name = "gsi1sk"
-    type = "S"
-  }
-
-  global_secondary_index {
-    name            = "gsi1"
-    hash_key        = "gsi1pk"
-    range_key       = "gsi1sk"
-    projection_type = "ALL"
-  }
-
-  ttl {
-    attribute_name = "ttl"
-    enabled        = true
-  }
-
-  point_in_time_recovery {
-    enabled = true
-  }
-
-  server_side_encryption {
-    enabled     = true
-    kms_key_arn = aws_kms_key.golos.arn
-  }
-
-  deletion_protection_enabled = var.environment == "prod"
+module "functions" {
+  source                     = "./modules/functions"
+  prefix                     = local.prefix
+  golos_environment          = local.golos_environment
+  lambda_package_dir         = var.lambda_package_dir
+  table_arn                  = module.data.table_arn
+  kms_key_arn                = module.data.kms_key_arn
+  queue_arns                 = module.data.queue_arns
+  dead_letter_arns           = module.data.dead_letter_arns
+  secret_arns                = module.data.secret_arns
+  yookassa_allowed_ips       = var.yookassa_allowed_ips
+  reconcile_call_window_days = var.reconcile_call_window_days
+  log_retention_days         = var.log_retention_days
 }
 
-resource "aws_sqs_queue" "dead_letter" {
-  for_each                  = local.queues
-  name                      = "${local.prefix}-${each.key}-dlq"
-  message_retention_seconds = 1209600 # 14 days: time to inspect and redrive
-  kms_master_key_id         = aws_kms_key.golos.key_id
+module "media_pool" {
+  source                  = "./modules/media_pool"
+  prefix                  = local.prefix
+  golos_environment       = local.golos_environment
+  vpc_id                  = module.network.vpc_id
+  vpc_cidr                = module.network.vpc_cidr
+  public_subnet_ids       = module.network.public_subnet_ids
+  table_arn               = module.data.table_arn
+  kms_key_arn             = module.data.kms_key_arn
+  queue_arns              = module.data.queue_arns
+  dead_letter_arns        = module.data.dead_letter_arns
+  recordings_bucket_arn   = module.data.recordings_bucket_arn
+  image_tag               = var.worker_image_tag
+  certificate_arn         = var.certificate_arn
+  trunk_media_cidrs       = var.trunk_media_cidrs
+  min_tasks               = var.media_min_tasks
+  max_tasks               = var.media_max_tasks
+  log_retention_days      = var.log_retention_days
+  alb_deletion_protection = var.environment == "prod"
 }
 
-resource "aws_sqs_queue" "main" {
-  for_each                   = local.queues
-  name                       = "${local.prefix}-${each.key}"
-  visibility_timeout_seconds = each.value.visibility_seconds
-  message_retention_seconds  = 345600 # 4 days
-  kms_master_key_id          = aws_kms_key.golos.key_id
-  redrive_policy = jsonencode({
-    deadLetterTargetArn = aws_sqs_queue.dead_letter[each.key].arn
-    maxReceiveCount     = each.value.max_receives
-  })
+module "api" {
+  source             = "./modules/api"
+  prefix             = local.prefix
+  invoke_arns        = module.functions.invoke_arns
+  function_names     = module.functions.function_names
+  alias_name         = module.functions.alias_name
+  kms_key_arn        = module.data.kms_key_arn
+  alb_arn            = module.media_pool.alb_arn
+  log_retention_days = var.log_retention_days
 }
 
-resource "aws_sqs_queue_redrive_allow_policy" "dead_letter" {
-  for_each  = local.queues
-  queue_url = aws_sqs_queue.dead_letter[each.key].id
-  redrive_allow_policy = jsonencode({
-    redrivePermission = "byQueue"
-    sourceQueueArns   = [aws_sqs_queue.main[each.key].arn]
-  })
+module "sip_front" {
+  source                 = "./modules/sip_front"
+  prefix                 = local.prefix
+  vpc_id                 = module.network.vpc_id
+  public_subnet_id       = module.network.public_subnet_ids[0]
+  cluster_name           = module.media_pool.cluster_name
+  cluster_arn            = module.media_pool.cluster_arn
+  image                  = var.sip_front_image
+  workers_srv_name       = module.media_pool.workers_srv_name
+  trunk_signalling_cidrs = var.trunk_signalling_cidrs
+  kms_key_arn            = module.data.kms_key_arn
+  log_retention_days     = var.log_retention_days
 }
 
-# The platform's generated keys, each with one job: the API-key pepper (rotating it
-# invalidates every API key), the call-token key (rotating it ends every call token), the
-# key every org's function-tool signing key derives from, and the operator key. Terraform creates only the containers; `golos init-secrets --backend aws`,
-# run once by the operator, generates the values, so they never pass through Terraform state.
-resource "aws_secretsmanager_secret" "generated" {
-  for_each   = toset(["api-key-pepper", "call-token-key", "tool-signing-key", "operator-api-key"])
-  name       = "${local.prefix}/${each.key}"
-  kms_key_id = aws_kms_key.golos.arn
-}
-
-# Filled in by the operator (console or CLI), never by Terraform state. provider-<name> are
-# the platform's own provider keys (used only at the providers' default endpoints);
-# organisations store their own through the API.
-resource "aws_secretsmanager_secret" "operator" {
-  for_each = toset([
-    "yookassa", "payments-hmac", "provider-openai", "provider-anthropic", "provider-deepgram",
-    "provider-elevenlabs", "provider-google",
-  ])
-  name       = "${local.prefix}/${each.key}"
-  kms_key_id = aws_kms_key.golos.arn
-}
-
-data "aws_iam_policy_document" "golos_data" {
-  statement {
-    sid = "Table"
-    actions = [
-      "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-      "dynamodb:Query", "dynamodb:TransactWriteItems", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable",
-    ]
-    resources = [aws_dynamodb_table.golos.arn, "${aws_dynamodb_table.golos.arn}/index/*"]
-  }
-  statement {
-    sid = "Queues"
-    actions = [
-      "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-      "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
-    ]
-    resources = concat([for q in aws_sqs_queue.main : q.arn], [for q in aws_sqs_queue.dead_letter : q.arn])
-  }
-  statement {
-    sid       = "Envelope"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-    resources = [aws_kms_key.golos.arn]
-  }
-  statement {
-    sid       = "Secrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = ["arn:aws:secretsmanager:${var.region}:*:secret:${local.prefix}/*"]
-  }
-}
-
-resource "aws_iam_policy" "golos_data" {
-  name   = "${local.prefix}-data"
-  policy = data.aws_iam_policy_document.golos_data.json
+module "observability" {
+  source             = "./modules/observability"
+  prefix             = local.prefix
+  kms_key_arn        = module.data.kms_key_arn
+  alarm_emails       = var.alarm_emails
+  monthly_budget_usd = var.monthly_budget_usd
+  table_name         = module.data.table_name
+  function_names     = module.functions.function_names
+  dead_letter_names  = module.data.dead_letter_names
+  api_id             = module.api.api_id
+  api_stage          = module.api.stage_name
+  cluster_name       = module.media_pool.cluster_name
+  service_name       = module.media_pool.service_name
+  alb_arn_suffix     = module.media_pool.alb_arn_suffix
 }

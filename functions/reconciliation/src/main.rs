@@ -1,5 +1,5 @@
 //! Reconciliation as an AWS Lambda function, invoked hourly by an EventBridge schedule
-//! (infra/terraform/functions.tf): `golos_control::reconcile::reconcile`, the same check
+//! (infra/terraform/modules/functions): `golos_control::reconcile::reconcile`, the same check
 //! `golos serve` runs hourly and `golos reconcile` runs once: every balance against its
 //! ledger (`alert = "ledger_drift"`) and every ended call of the last
 //! `GOLOS_RECONCILE_CALL_WINDOW_DAYS` days (default 7) against its one debit

@@ -1,5 +1,5 @@
 //! The lease sweeper as an AWS Lambda function, invoked every minute by an EventBridge
-//! schedule (infra/terraform/functions.tf): one `golos_control::admission::sweep` per
+//! schedule (infra/terraform/modules/functions): one `golos_control::admission::sweep` per
 //! invocation, the same sweep `golos serve` runs every 10 s. Any event triggers it (the
 //! schedule's carries nothing it needs), so an operator can also invoke it by hand.
 //! A failed sweep fails the invocation; EventBridge retries it, and the next minute's
