@@ -6,6 +6,7 @@ pub mod calls;
 pub mod demo;
 pub mod lifecycle;
 pub mod metrics;
+pub mod scale_in;
 pub mod trunk_health;
 
 use axum::extract::State;
