@@ -1191,10 +1191,26 @@ async fn a_worker_on_ecs_protects_its_task_from_scale_in_while_a_call_is_live() 
     }
     assert_eq!(agent_api.bodies(), [protect.clone(), protect.clone()]);
     assert!(caller.ended().is_none(), "the call goes on: {:?}", caller.events);
+    let metrics = |expected: &'static str| {
+        let golos = &golos;
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (_, page) = tokio::task::block_in_place(|| golos.get_as_operator("/metrics"));
+                if page.contains(expected) && page.contains("golos_scale_in_protection_failures_total 1\n") {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "/metrics never showed {expected}:\n{page}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    metrics("golos_worker_scale_in_protected 1\n").await;
 
     caller.hang_up().await;
     agent_api.until("the protection lifted", |bodies| bodies.len() >= 3).await;
     assert_eq!(agent_api.bodies(), [protect.clone(), protect, json!({"ProtectionEnabled": false})]);
+    metrics("golos_worker_scale_in_protected 0\n").await;
     assert!(tokio::task::block_in_place(|| golos.terminate()).success());
     assert_eq!(agent_api.bodies().len(), 3, "nothing more to lift at the drain's end");
 }

@@ -134,6 +134,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(agent_uri) => Some(tokio::spawn(golos::scale_in::run(
             golos::scale_in::AgentClient::new(agent_uri)?,
             limits.scale_in_protection_minutes,
+            std::sync::Arc::clone(&worker.scale_in),
             worker.registry.subscribe_live(),
             stop_background.subscribe(),
         ))),

@@ -16,6 +16,8 @@
 
 use serde::Deserialize;
 use serde_json::json;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -130,6 +132,41 @@ impl Protection {
     }
 }
 
+/// What `/metrics` shows of the protection: on or off as the agent last confirmed it, and
+/// the requests it did not confirm (0 and 0 off ECS).
+#[derive(Debug, Default)]
+pub struct ProtectionStatus {
+    protected: AtomicBool,
+    failures: AtomicU64,
+}
+
+impl ProtectionStatus {
+    pub fn is_protected(&self) -> bool {
+        self.protected.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP golos_worker_scale_in_protected 1 while the ECS agent confirmed this task's scale-in protection \
+             (set while calls are live), else 0.\n# TYPE golos_worker_scale_in_protected gauge\n\
+             golos_worker_scale_in_protected {}",
+            u8::from(self.is_protected())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP golos_scale_in_protection_failures_total Requests to the ECS agent's task protection endpoint \
+             that did not set the state asked (retried).\n# TYPE golos_scale_in_protection_failures_total counter\n\
+             golos_scale_in_protection_failures_total {}",
+            self.failures()
+        );
+    }
+}
+
 /// The agent's answer (the documented shapes; every field optional so an unexpected one is
 /// reported rather than unparsed).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -227,6 +264,7 @@ impl AgentClient {
 pub async fn run(
     client: AgentClient,
     minutes: u32,
+    status: std::sync::Arc<ProtectionStatus>,
     mut live_calls: watch::Receiver<usize>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -236,7 +274,7 @@ pub async fn run(
         let live = *live_calls.borrow_and_update();
         let now = tokio::time::Instant::now().into_std();
         if let Some(request) = protection.decide(live, now) {
-            exchange(&client, &mut protection, request, live).await;
+            exchange(&client, &mut protection, &status, request, live).await;
             continue;
         }
         let wake = protection.next_wake(now).map(tokio::time::Instant::from_std);
@@ -247,14 +285,24 @@ pub async fn run(
         }
     }
     if protection.is_protected() {
-        exchange(&client, &mut protection, Request::Unprotect, 0).await;
+        exchange(&client, &mut protection, &status, Request::Unprotect, 0).await;
     }
 }
 
-async fn exchange(client: &AgentClient, protection: &mut Protection, request: Request, live: usize) {
+async fn exchange(
+    client: &AgentClient,
+    protection: &mut Protection,
+    status: &ProtectionStatus,
+    request: Request,
+    live: usize,
+) {
     let result = client.send(request).await;
     let now = tokio::time::Instant::now().into_std();
     protection.sent(request, result.is_ok(), now);
+    status.protected.store(protection.is_protected(), Ordering::Relaxed);
+    if result.is_err() {
+        status.failures.fetch_add(1, Ordering::Relaxed);
+    }
     match (result, request) {
         (Ok(state), Request::Protect { expires_in_minutes }) => tracing::info!(
             calls = live,
