@@ -265,16 +265,35 @@ pub async fn run(
     client: AgentClient,
     minutes: u32,
     status: std::sync::Arc<ProtectionStatus>,
+    live_calls: watch::Receiver<usize>,
+    stop: watch::Receiver<bool>,
+) {
+    tracing::info!(url = %client.url(), minutes, "ECS task scale-in protection while calls are live");
+    let send = |request| {
+        let client = client.clone();
+        async move { client.send(request).await }
+    };
+    drive(Protection::new(minutes), &status, live_calls, stop, send).await;
+}
+
+/// `run` with the request's transport given: the loop feeding `protection` the live count
+/// and the time, sending what it decides.
+async fn drive<F, Fut>(
+    mut protection: Protection,
+    status: &ProtectionStatus,
     mut live_calls: watch::Receiver<usize>,
     mut stop: watch::Receiver<bool>,
-) {
-    let mut protection = Protection::new(minutes);
-    tracing::info!(url = %client.url(), minutes = protection.minutes, "ECS task scale-in protection while calls are live");
+    mut send: F,
+) where
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<ProtectionState, AgentError>>,
+{
     loop {
         let live = *live_calls.borrow_and_update();
         let now = tokio::time::Instant::now().into_std();
         if let Some(request) = protection.decide(live, now) {
-            exchange(&client, &mut protection, &status, request, live).await;
+            let result = send(request).await;
+            record(&mut protection, status, request, result, live);
             continue;
         }
         let wake = protection.next_wake(now).map(tokio::time::Instant::from_std);
@@ -285,18 +304,18 @@ pub async fn run(
         }
     }
     if protection.is_protected() {
-        exchange(&client, &mut protection, &status, Request::Unprotect, 0).await;
+        let result = send(Request::Unprotect).await;
+        record(&mut protection, status, Request::Unprotect, result, 0);
     }
 }
 
-async fn exchange(
-    client: &AgentClient,
+fn record(
     protection: &mut Protection,
     status: &ProtectionStatus,
     request: Request,
+    result: Result<ProtectionState, AgentError>,
     live: usize,
 ) {
-    let result = client.send(request).await;
     let now = tokio::time::Instant::now().into_std();
     protection.sent(request, result.is_ok(), now);
     status.protected.store(protection.is_protected(), Ordering::Relaxed);
@@ -398,5 +417,41 @@ mod tests {
         let error: AgentReply =
             serde_json::from_str(r#"{"error":{"Arn":"arn:x","Code":"AccessDeniedException","Message":"no"}}"#).unwrap();
         assert_eq!(error.error.unwrap().code.as_deref(), Some("AccessDeniedException"));
+    }
+
+    /// The loop on tokio's paused clock: protect at the first call, renew every 5 minutes of
+    /// a 10-minute protection while calls go on, unprotect after the last, nothing at the stop.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_renews_on_the_clock_while_calls_go_on() {
+        let (calls, live) = watch::channel(0_usize);
+        let (stopping, stop) = watch::channel(false);
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let start = tokio::time::Instant::now();
+        let log = std::sync::Arc::clone(&sent);
+        let send = move |request: Request| {
+            log.lock().unwrap().push((start.elapsed().as_secs(), request));
+            async move {
+                Ok(ProtectionState { protection_enabled: request.enables(), expiration_date: None, task_arn: None })
+            }
+        };
+        let status = std::sync::Arc::new(ProtectionStatus::default());
+        let driver = tokio::spawn({
+            let status = std::sync::Arc::clone(&status);
+            async move { drive(Protection::new(10), &status, live, stop, send).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        calls.send_replace(1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(status.is_protected());
+        calls.send_replace(2);
+        tokio::time::sleep(Duration::from_secs(660)).await;
+        calls.send_replace(0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!status.is_protected());
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        stopping.send_replace(true);
+        driver.await.unwrap();
+        assert_eq!(*sent.lock().unwrap(), [(60, PROTECT), (360, PROTECT), (660, PROTECT), (721, Request::Unprotect)]);
+        assert_eq!(status.failures(), 0);
     }
 }
