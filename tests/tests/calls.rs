@@ -1107,3 +1107,110 @@ async fn a_worker_killed_mid_call_on_aws_is_billed_once_by_another_worker() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(balance_of(&customer).await, 10_000 - 600, "billed once, though both workers sweep");
 }
+
+/// A fake ECS container agent: answers `PUT /api/<task>/task-protection/v1/state` as the
+/// documented endpoint does, recording each body. The first request gets a `failure` answer
+/// (as for a task the agent cannot protect yet), every later one the `protection` state.
+struct FakeEcsAgent {
+    uri: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl FakeEcsAgent {
+    const TASK_ARN: &'static str = "arn:aws:ecs:eu-west-1:111122223333:task/golos/0123456789abcdef";
+
+    async fn start() -> Self {
+        use axum::routing::put;
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let seen = std::sync::Arc::clone(&bodies);
+        let app = axum::Router::new().route(
+            "/api/task-1/task-protection/v1/state",
+            put(move |axum::Json(body): axum::Json<Value>| {
+                let seen = std::sync::Arc::clone(&seen);
+                async move {
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(body.clone());
+                        seen.len() == 1
+                    };
+                    if first {
+                        return axum::Json(
+                            json!({"failure": {"Arn": Self::TASK_ARN, "Reason": "TASK_NOT_VALID", "Detail": null}}),
+                        );
+                    }
+                    let enabled = body["ProtectionEnabled"].as_bool().unwrap_or(false);
+                    axum::Json(json!({"protection": {
+                        "ExpirationDate": if enabled { json!("2026-12-06T06:00:00.000Z") } else { Value::Null },
+                        "ProtectionEnabled": enabled,
+                        "TaskArn": Self::TASK_ARN,
+                    }}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/api/task-1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { uri, bodies }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    async fn until(&self, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(&self.bodies()) {
+            assert!(Instant::now() < deadline, "the ECS agent never saw {what}: {:?}", self.bodies());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// On ECS (`ECS_AGENT_URI` set) the worker protects its task from scale-in while it has a
+/// live call and lifts the protection when the call ends; a failed request is retried and
+/// never disturbs the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_on_ecs_protects_its_task_from_scale_in_while_a_call_is_live() {
+    let agent_api = FakeEcsAgent::start().await;
+    let golos = start_golos(&[("ECS_AGENT_URI", &agent_api.uri), ("GOLOS_SCALE_IN_PROTECTION_MINUTES", "20")]);
+    let customer = Customer::new(&golos, 10_000).await;
+    let agent = customer.cafe_agent(10).await;
+    let token = customer.call_token(&agent).await;
+    assert!(agent_api.bodies().is_empty(), "no call, no protection");
+
+    let mut caller = Caller::start(&golos, start_message(&agent, &token)).await;
+    caller.until("the greeting", |c| c.said("assistant", "how can i help")).await;
+    let protect = json!({"ProtectionEnabled": true, "ExpiresInMinutes": 20});
+    // The first answer is a failure: the same request again a few seconds later, while the
+    // call goes on.
+    let deadline = Instant::now() + WAIT;
+    while agent_api.bodies().len() < 2 {
+        assert!(Instant::now() < deadline, "protection was not retried: {:?}", agent_api.bodies());
+        let moment = Instant::now() + Duration::from_millis(200);
+        caller.until("a moment of the call", move |_| Instant::now() >= moment).await;
+    }
+    assert_eq!(agent_api.bodies(), [protect.clone(), protect.clone()]);
+    assert!(caller.ended().is_none(), "the call goes on: {:?}", caller.events);
+    let metrics = |expected: &'static str| {
+        let golos = &golos;
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (_, page) = tokio::task::block_in_place(|| golos.get_as_operator("/metrics"));
+                if page.contains(expected) && page.contains("golos_scale_in_protection_failures_total 1\n") {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "/metrics never showed {expected}:\n{page}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    metrics("golos_worker_scale_in_protected 1\n").await;
+
+    caller.hang_up().await;
+    agent_api.until("the protection lifted", |bodies| bodies.len() >= 3).await;
+    assert_eq!(agent_api.bodies(), [protect.clone(), protect, json!({"ProtectionEnabled": false})]);
+    metrics("golos_worker_scale_in_protected 0\n").await;
+    assert!(tokio::task::block_in_place(|| golos.terminate()).success());
+    assert_eq!(agent_api.bodies().len(), 3, "nothing more to lift at the drain's end");
+}

@@ -69,6 +69,8 @@ fn metrics_parse_and_carry_the_names_from_the_reviews() {
         ("ledger_drift_orgs", "gauge"),
         ("unbilled_calls", "gauge"),
         ("golos_worker_draining", "gauge"),
+        ("golos_worker_scale_in_protected", "gauge"),
+        ("golos_scale_in_protection_failures", "counter"),
         ("golos_requests", "counter"),
         ("golos_auth_failures", "counter"),
         ("golos_rate_limited", "counter"),

@@ -79,6 +79,13 @@ pub struct WorkerSettings {
     pub ws_max_connections_per_ip: usize,
     pub twilio_max_connections_per_ip: usize,
     pub drain_secs: u64,
+    /// `ExpiresInMinutes` of the ECS task scale-in protection set while calls are live
+    /// (renewed half-way through); 1 to 2,880.
+    pub scale_in_protection_minutes: u32,
+    /// `ECS_AGENT_URI`, injected by the ECS agent: where task scale-in protection is set.
+    /// Not a file key: it names the task the process runs in.
+    #[serde(skip)]
+    pub ecs_agent_uri: Option<String>,
 }
 
 impl Default for WorkerSettings {
@@ -92,6 +99,8 @@ impl Default for WorkerSettings {
             ws_max_connections_per_ip: 20,
             twilio_max_connections_per_ip: 200,
             drain_secs: 600,
+            scale_in_protection_minutes: 15,
+            ecs_agent_uri: None,
         }
     }
 }
@@ -479,6 +488,9 @@ const VARS: &[(&str, Setter)] = &[
     }),
     ("GOLOS_TRUST_FORWARDED_FOR", |s, v| assign(&mut s.server.trust_forwarded_for, parse(v, "true or false"))),
     ("GOLOS_DRAIN_SECS", |s, v| assign(&mut s.worker.drain_secs, parse(v, "whole seconds"))),
+    ("GOLOS_SCALE_IN_PROTECTION_MINUTES", |s, v| {
+        assign(&mut s.worker.scale_in_protection_minutes, parse(v, PROTECTION_MINUTES))
+    }),
     ("GOLOS_SHARDS", |s, v| assign(&mut s.worker.shards, parse(v, "a number of threads").map(Some))),
     ("GOLOS_CLIPS_DIR", |s, v| assign(&mut s.worker.clips_dir, path(v).map(Some))),
     ("GOLOS_WS_MAX_CONNECTIONS", |s, v| {
@@ -559,6 +571,7 @@ fn duration_ms(duration: std::time::Duration) -> u64 {
 const PROBE_EVERY: &str = "milliseconds, at least 100";
 const BREAKER_OPEN: &str = "milliseconds, at least 100";
 const AT_LEAST_ONE: &str = "a whole number, at least 1";
+const PROTECTION_MINUTES: &str = "whole minutes, 1 to 2880";
 const MEDIA_TIMEOUT: &str = "whole seconds, at least 1";
 
 fn assign<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -612,6 +625,11 @@ impl Settings {
         // are filled in only where none of them set a value.
         if settings.aws.region.is_none() {
             settings.aws.region = env.non_blank("AWS_REGION").map(str::to_owned);
+        }
+        settings.worker.ecs_agent_uri = env.non_blank("ECS_AGENT_URI").map(str::to_owned);
+        let minutes = settings.worker.scale_in_protection_minutes;
+        if !(1..=2_880).contains(&minutes) {
+            return Err(anyhow!("GOLOS_SCALE_IN_PROTECTION_MINUTES: {PROTECTION_MINUTES}, not {minutes}"));
         }
         if settings.telemetry.log_format.is_none() {
             let in_cloud = ["AWS_LAMBDA_FUNCTION_NAME", "ECS_CONTAINER_METADATA_URI_V4"]
@@ -939,6 +957,22 @@ mod tests {
         assert!(format!("{err:#}").starts_with("GOLOS_SIP_PUBLIC_ADDRESS: "), "{err:#}");
         let err = load(&Flags::default(), &[("GOLOS_RTP_PORTS", "20999-20000")]).unwrap_err();
         assert!(format!("{err:#}").starts_with("GOLOS_RTP_PORTS: "), "{err:#}");
+    }
+
+    #[test]
+    fn the_ecs_agent_uri_and_the_protection_length() {
+        let settings = load(&Flags::default(), &[]).unwrap();
+        assert_eq!((settings.worker.ecs_agent_uri, settings.worker.scale_in_protection_minutes), (None, 15));
+        let vars = [("ECS_AGENT_URI", "http://169.254.170.2/api/abc"), ("GOLOS_SCALE_IN_PROTECTION_MINUTES", "60")];
+        let settings = load(&Flags::default(), &vars).unwrap();
+        assert_eq!(settings.worker.ecs_agent_uri.as_deref(), Some("http://169.254.170.2/api/abc"));
+        assert_eq!(settings.worker.scale_in_protection_minutes, 60);
+        for bad in ["0", "2881", "soon"] {
+            let err = load(&Flags::default(), &[("GOLOS_SCALE_IN_PROTECTION_MINUTES", bad)]).unwrap_err();
+            assert!(format!("{err:#}").starts_with("GOLOS_SCALE_IN_PROTECTION_MINUTES: "), "{err:#}");
+        }
+        let (_dir, path) = file("[worker]\necs_agent_uri = \"http://x\"\n");
+        assert!(load(&Flags::default(), &[("GOLOS_CONFIG", path.to_str().unwrap())]).is_err(), "not a file key");
     }
 
     /// The example in docs/configuration.md is a file golos accepts.

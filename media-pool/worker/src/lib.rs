@@ -6,6 +6,7 @@ pub mod calls;
 pub mod demo;
 pub mod lifecycle;
 pub mod metrics;
+pub mod scale_in;
 pub mod trunk_health;
 
 use axum::extract::State;
@@ -33,6 +34,8 @@ pub struct Worker {
     /// The SIP trunks' circuit breakers: fed by the SIP edge's health checks, asked by its
     /// INVITE path, shown on `/metrics`.
     pub trunk_health: Arc<trunk_health::TrunkHealth>,
+    /// ECS task scale-in protection as last confirmed (scale_in.rs), shown on `/metrics`.
+    pub scale_in: Arc<scale_in::ProtectionStatus>,
 }
 
 impl Worker {
@@ -44,6 +47,7 @@ impl Worker {
             edge: Arc::default(),
             shards: Arc::default(),
             trunk_health: Arc::default(),
+            scale_in: Arc::default(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Worker {
         };
         let mut page = metrics::render(&self.control_metrics, &self.call_metrics, &self.edge, &self.shards, gauges);
         self.trunk_health.render(&mut page, std::time::Instant::now());
+        self.scale_in.render(&mut page);
         page
     }
 }

@@ -184,6 +184,11 @@ impl CallRegistry {
         self.len() == 0
     }
 
+    /// The number of live calls, as it changes (ECS task scale-in protection follows it).
+    pub fn subscribe_live(&self) -> watch::Receiver<usize> {
+        self.live.subscribe()
+    }
+
     /// The live calls now.
     pub fn snapshot(&self) -> Vec<LiveCall> {
         self.lock().calls.values().map(|e| e.call.clone()).collect()

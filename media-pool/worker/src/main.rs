@@ -131,6 +131,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             ))
         },
     );
+    // On ECS: keep scale-in and deployments away from this task while it has live calls.
+    let protection = match &limits.ecs_agent_uri {
+        Some(agent_uri) => Some(tokio::spawn(golos::scale_in::run(
+            golos::scale_in::AgentClient::new(agent_uri)?,
+            limits.scale_in_protection_minutes,
+            std::sync::Arc::clone(&worker.scale_in),
+            worker.registry.subscribe_live(),
+            stop_background.subscribe(),
+        ))),
+        None => None,
+    };
     let sip = match (settings.sip.listen, settings.sip.media_address()?) {
         (Some(listen), Some(media_address)) => {
             let ports = settings.sip.rtp_ports;
@@ -219,6 +230,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = stop_background.send(true);
     let _ = tokio::join!(consumer, deliverer, sweeper);
+    if let Some(protection) = protection {
+        // Off already when the last call ended; this waits for a retry if that failed.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), protection).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

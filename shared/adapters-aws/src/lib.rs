@@ -46,6 +46,7 @@ mod leases;
 mod ledger;
 mod outbox;
 mod records;
+mod recovery;
 mod sqs;
 mod trunks;
 mod webhooks;
@@ -55,13 +56,13 @@ pub use error::AwsError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use dynamo::Table;
 use error::sdk_error;
 use golos_ports::{AuditLog, CallStore, HealthCheck, NumberStore, PortError, Queue, QueueConfig, Stores};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
@@ -236,22 +237,7 @@ impl AwsPlatform {
             }
             tracing::info!(table = name, "created DynamoDB table");
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let out = client
-                .describe_table()
-                .table_name(name)
-                .send()
-                .await
-                .map_err(|e| AwsError::call("DescribeTable", sdk_error("DescribeTable", &e)))?;
-            if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(AwsError::Timeout(format!("table {name} to become ACTIVE")));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.wait_active(name, Duration::from_secs(120)).await?;
         let ttl = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name("ttl")

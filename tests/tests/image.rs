@@ -1,0 +1,179 @@
+//! The worker image's Dockerfile, checked without building it (a release build inside a
+//! container is 10-20 minutes: `scripts/build-image` does that on demand): it parses with
+//! BuildKit's own parser, and what it says agrees with the code — the binary it builds, the
+//! programs golos runs, the ports it listens on, a non-root user, SIGTERM for the drain, and a
+//! health check that works against a real `golos serve`.
+
+use golos_tests::RunningGolos;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository").to_path_buf()
+}
+
+/// One instruction: its keyword (upper case) and the rest, continuation lines joined.
+#[derive(Debug)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+fn instructions() -> Vec<Instruction> {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile at the repository root");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            let (keyword, args) = current.split_once(char::is_whitespace).unwrap_or((&current, ""));
+            out.push(Instruction { keyword: keyword.to_uppercase(), args: args.trim().to_owned() });
+            current.clear();
+        }
+    }
+    out
+}
+
+/// The instructions of each stage, by stage (the `FROM` first).
+fn stages() -> Vec<Vec<Instruction>> {
+    let mut stages: Vec<Vec<Instruction>> = Vec::new();
+    for instruction in instructions() {
+        if instruction.keyword == "FROM" {
+            stages.push(Vec::new());
+        }
+        if let Some(stage) = stages.last_mut() {
+            stage.push(instruction);
+        }
+    }
+    stages
+}
+
+fn args_of<'a>(stage: &'a [Instruction], keyword: &str) -> Vec<&'a str> {
+    stage.iter().filter(|i| i.keyword == keyword).map(|i| i.args.as_str()).collect()
+}
+
+#[test]
+fn the_dockerfile_parses_with_buildkits_parser() {
+    // The Python binding of the official Go parser (scripts/install-deps installs it).
+    let output = Command::new("python3")
+        .args(["-c", "import dockerfile, sys; print(len(dockerfile.parse_file(sys.argv[1])))"])
+        .arg(repo().join("Dockerfile"))
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let count: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert_eq!(count, instructions().len(), "our reading of the Dockerfile agrees with BuildKit's");
+}
+
+#[test]
+fn a_builder_stage_builds_the_golos_binary_and_a_slim_runtime_runs_it() {
+    let stages = stages();
+    assert_eq!(stages.len(), 2, "builder and runtime");
+    let (builder, runtime) = (&stages[0], &stages[1]);
+    assert!(builder[0].args.contains("rust:") && builder[0].args.ends_with("AS builder"), "{:?}", builder[0]);
+    let build = args_of(builder, "RUN").join(" ");
+    assert!(build.contains("cargo build --release --locked -p golos --bin golos"), "{build}");
+    // The binary is named `golos` by media-pool/worker's package, which the workspace builds.
+    let manifest = std::fs::read_to_string(repo().join("media-pool/worker/Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"golos\""));
+    assert!(runtime[0].args.contains("debian:") && runtime[0].args.contains("-slim"), "{:?}", runtime[0]);
+    assert!(
+        args_of(runtime, "COPY").iter().any(|c| c.starts_with("--from=builder") && c.ends_with("/usr/local/bin/golos")),
+        "the runtime gets the built binary"
+    );
+    assert_eq!(args_of(runtime, "ENTRYPOINT"), [r#"["golos"]"#]);
+    assert_eq!(args_of(runtime, "CMD"), [r#"["serve"]"#]);
+}
+
+#[test]
+fn the_runtime_has_the_programs_golos_runs_and_nothing_for_tests() {
+    let stages = stages();
+    let install = args_of(&stages[1], "RUN").join(" ");
+    assert!(install.contains("--no-install-recommends"), "{install}");
+    let packages: Vec<&str> = install
+        .split("--no-install-recommends")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .take_while(|word| !word.starts_with("&&"))
+        .collect();
+    // espeak-ng: the local TTS tier; pocketsphinx_continuous and its model directory: the
+    // local STT tier; CA certificates for every HTTPS provider and webhook.
+    assert_eq!(golos_providers::pocketsphinx::DEFAULT_MODEL_DIR, "/usr/share/pocketsphinx/model/en-us");
+    for needed in ["ca-certificates", "espeak-ng", "pocketsphinx", "pocketsphinx-en-us"] {
+        assert!(packages.contains(&needed), "{needed} missing from {packages:?}");
+    }
+    for test_only in ["sox", "sip-tester", "baresip-core", "chromium", "curl", "python3"] {
+        assert!(!packages.contains(&test_only), "{test_only} is a test tool: {packages:?}");
+    }
+}
+
+#[test]
+fn the_worker_runs_unprivileged_drains_on_sigterm_and_exposes_its_ports() {
+    let stages = stages();
+    let runtime = &stages[1];
+    let users = args_of(runtime, "USER");
+    assert_eq!(users.len(), 1);
+    let user = users[0].split(':').next().unwrap();
+    assert!(!["root", "0", ""].contains(&user), "runs as {user}");
+    assert_eq!(args_of(runtime, "STOPSIGNAL"), ["SIGTERM"], "SIGTERM starts the drain (lifecycle.rs)");
+
+    let env = args_of(runtime, "ENV").join(" ");
+    let listen_port = env
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("GOLOS_LISTEN="))
+        .and_then(|addr| addr.rsplit(':').next())
+        .expect("GOLOS_LISTEN set: golos listens on loopback by default");
+    let exposed: Vec<&str> = args_of(runtime, "EXPOSE").iter().flat_map(|e| e.split_whitespace()).collect();
+    let rtp = golos_bootstrap::settings::SipSettings::default().rtp_ports;
+    for port in [format!("{listen_port}/tcp"), "5060/udp".to_owned(), format!("{}-{}/udp", rtp.first, rtp.last)] {
+        assert!(exposed.contains(&port.as_str()), "{port} not in EXPOSE {exposed:?}");
+    }
+    let default_listen = golos_bootstrap::settings::ServerSettings::default().listen;
+    assert_eq!(listen_port, default_listen.port().to_string(), "the same port as outside a container");
+}
+
+#[test]
+fn the_build_context_has_every_copied_file_and_no_target_dir() {
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target/"), "the target dir would be sent as context");
+    for stage in stages() {
+        for copy in args_of(&stage, "COPY") {
+            let words: Vec<&str> = copy.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            if copy.contains("--from=") || words[0] == "." {
+                continue;
+            }
+            for source in &words[..words.len() - 1] {
+                assert!(repo().join(source).exists(), "COPY {source}: no such file");
+            }
+        }
+    }
+}
+
+/// The image's HEALTHCHECK script, run here against a real `golos serve`: 0 while it answers
+/// `/health`, non-zero when nothing listens.
+#[test]
+fn the_health_check_passes_on_a_serving_golos_and_fails_without_one() {
+    let stages = stages();
+    let check = args_of(&stages[1], "HEALTHCHECK").join(" ");
+    assert!(check.ends_with(r#"CMD ["golos-healthcheck"]"#), "{check}");
+    assert!(args_of(&stages[1], "COPY")
+        .iter()
+        .any(|c| c.contains("infra/image/healthcheck /usr/local/bin/golos-healthcheck")));
+    let script = repo().join("infra/image/healthcheck");
+    let golos = RunningGolos::start(&[]);
+    let run = |listen: &str| Command::new(&script).env("GOLOS_LISTEN", listen).output().expect("the script");
+    let up = run(&golos.addr.to_string());
+    assert!(up.status.success(), "{up:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert!(!run(&format!("127.0.0.1:{port}")).status.success());
+}
