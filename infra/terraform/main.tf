@@ -110,6 +110,7 @@ module "observability" {
   kms_key_arn        = module.data.kms_key_arn
   alarm_emails       = var.alarm_emails
   monthly_budget_usd = var.monthly_budget_usd
+  spend_anomaly_usd  = var.spend_anomaly_usd
   table_name         = module.data.table_name
   function_names     = module.functions.function_names
   dead_letter_names  = module.data.dead_letter_names

@@ -88,3 +88,9 @@ variable "monthly_budget_usd" {
   type        = number
   default     = 500
 }
+
+variable "spend_anomaly_usd" {
+  description = "Cost Anomaly Detection alerts on a spend anomaly of golos's tagged resources with at least this total impact (USD)."
+  type        = number
+  default     = 50
+}

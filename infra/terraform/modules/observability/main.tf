@@ -8,7 +8,8 @@
 # | DLQ depth > 0           | ApproximateNumberOfMessagesVisible > 0 on every dead-letter queue  |
 # | ledger drift            | reconciliation's ledger_drift_orgs (and unbilled_calls) > 0        |
 # | trunk breaker open      | golos_sip_trunk_breaker_open == 1 for 2 min on any worker          |
-# | unusual spend           | AWS Budgets: 80 % of the monthly budget spent, or 100 % forecast   |
+# | unusual spend           | AWS Budgets: 80 % of the monthly budget spent, or 100 % forecast;  |
+# |                         | Cost Anomaly Detection on golos's tagged spend (impact >= $N/day)  |
 #
 # The workers' metrics reach CloudWatch through the media pool's metrics sidecar (namespace
 # golos/media); reconciliation's through Embedded Metric Format (namespace golos).
@@ -32,7 +33,7 @@ data "aws_iam_policy_document" "alarms" {
     resources = [aws_sns_topic.alarms.arn]
     principals {
       type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "budgets.amazonaws.com"]
+      identifiers = ["cloudwatch.amazonaws.com", "budgets.amazonaws.com", "costalerts.amazonaws.com"]
     }
   }
 }
@@ -109,6 +110,36 @@ resource "aws_budgets_budget" "monthly" {
     notification_type         = "FORECASTED"
     subscriber_sns_topic_arns = local.actions
   }
+}
+
+# A budget catches a month that runs over; an anomaly monitor catches a day that does not
+# look like the others (a toll-fraud burst, a runaway loop of calls) long before. A custom
+# monitor on the `project` cost allocation tag: the account may hold other workloads, and
+# an account has room for only one monitor of all AWS services.
+resource "aws_ce_anomaly_monitor" "spend" {
+  name         = "${var.prefix}-spend"
+  monitor_type = "CUSTOM"
+  monitor_specification = jsonencode({
+    Tags = { Key = "project", Values = ["golos"], MatchOptions = ["EQUALS"] }
+  })
+}
+
+resource "aws_ce_anomaly_subscription" "spend" {
+  name             = "${var.prefix}-spend"
+  frequency        = "IMMEDIATE"
+  monitor_arn_list = [aws_ce_anomaly_monitor.spend.arn]
+  subscriber {
+    type    = "SNS"
+    address = aws_sns_topic.alarms.arn
+  }
+  threshold_expression {
+    dimension {
+      key           = "ANOMALY_TOTAL_IMPACT_ABSOLUTE"
+      match_options = ["GREATER_THAN_OR_EQUAL"]
+      values        = [tostring(var.spend_anomaly_usd)]
+    }
+  }
+  depends_on = [aws_sns_topic_policy.alarms]
 }
 
 # --- Queues ---

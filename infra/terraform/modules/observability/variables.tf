@@ -53,3 +53,9 @@ variable "monthly_budget_usd" {
   type        = number
   default     = 500
 }
+
+variable "spend_anomaly_usd" {
+  description = "Cost Anomaly Detection alerts when a spend anomaly's total impact reaches this many USD."
+  type        = number
+  default     = 50
+}
