@@ -20,7 +20,12 @@ struct Instruction {
 }
 
 fn instructions() -> Vec<Instruction> {
-    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile at the repository root");
+    instructions_of("Dockerfile")
+}
+
+/// The instructions of the Dockerfile at `path` (from the repository's root).
+fn instructions_of(path: &str) -> Vec<Instruction> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut out = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
@@ -59,16 +64,21 @@ fn args_of<'a>(stage: &'a [Instruction], keyword: &str) -> Vec<&'a str> {
     stage.iter().filter(|i| i.keyword == keyword).map(|i| i.args.as_str()).collect()
 }
 
-#[test]
-fn the_dockerfile_parses_with_buildkits_parser() {
-    // The Python binding of the official Go parser (scripts/install-deps installs it).
+/// How many instructions BuildKit's own parser reads in the Dockerfile at `path` (through its
+/// Python binding, which scripts/install-deps installs).
+fn buildkit_instruction_count(path: &str) -> usize {
     let output = Command::new("python3")
         .args(["-c", "import dockerfile, sys; print(len(dockerfile.parse_file(sys.argv[1])))"])
-        .arg(repo().join("Dockerfile"))
+        .arg(repo().join(path))
         .output()
         .expect("python3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let count: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert!(output.status.success(), "{path}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn the_dockerfile_parses_with_buildkits_parser() {
+    let count = buildkit_instruction_count("Dockerfile");
     assert_eq!(count, instructions().len(), "our reading of the Dockerfile agrees with BuildKit's");
 }
 
@@ -95,23 +105,15 @@ fn a_builder_stage_builds_the_golos_binary_and_a_slim_runtime_runs_it() {
 #[test]
 fn the_runtime_has_the_programs_golos_runs_and_nothing_for_tests() {
     let stages = stages();
-    let install = args_of(&stages[1], "RUN").join(" ");
-    assert!(install.contains("--no-install-recommends"), "{install}");
-    let packages: Vec<&str> = install
-        .split("--no-install-recommends")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .take_while(|word| !word.starts_with("&&"))
-        .collect();
+    let packages = installed_packages(&stages[1]);
     // espeak-ng: the local TTS tier; pocketsphinx_continuous and its model directory: the
     // local STT tier; CA certificates for every HTTPS provider and webhook.
     assert_eq!(golos_providers::pocketsphinx::DEFAULT_MODEL_DIR, "/usr/share/pocketsphinx/model/en-us");
     for needed in ["ca-certificates", "espeak-ng", "pocketsphinx", "pocketsphinx-en-us"] {
-        assert!(packages.contains(&needed), "{needed} missing from {packages:?}");
+        assert!(packages.iter().any(|p| p == needed), "{needed} missing from {packages:?}");
     }
     for test_only in ["sox", "sip-tester", "baresip-core", "chromium", "curl", "python3"] {
-        assert!(!packages.contains(&test_only), "{test_only} is a test tool: {packages:?}");
+        assert!(!packages.iter().any(|p| p == test_only), "{test_only} is a test tool: {packages:?}");
     }
 }
 
@@ -176,4 +178,68 @@ fn the_health_check_passes_on_a_serving_golos_and_fails_without_one() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     assert!(!run(&format!("127.0.0.1:{port}")).status.success());
+}
+
+/// The packages an image's `apt-get install --no-install-recommends` line installs.
+fn installed_packages(stage: &[Instruction]) -> Vec<String> {
+    let install = args_of(stage, "RUN").join(" ");
+    install
+        .split("--no-install-recommends")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no apt-get install --no-install-recommends in {install}"))
+        .split_whitespace()
+        .take_while(|word| !word.starts_with("&&"))
+        .map(str::to_owned)
+        .collect()
+}
+
+const SIP_FRONT: &str = "infra/sip-front/Dockerfile";
+
+/// The SIP front's image (infra/sip-front/Dockerfile; its build context is that directory):
+/// BuildKit reads it as we do, it copies every file `run` uses from the directory, installs
+/// the programs `run` calls, starts `run`, and runs Kamailio as an unprivileged user that may
+/// still bind the SIP port.
+#[test]
+fn the_sip_front_image_runs_its_entrypoint_unprivileged_with_the_programs_it_calls() {
+    let instructions = instructions_of(SIP_FRONT);
+    assert_eq!(buildkit_instruction_count(SIP_FRONT), instructions.len(), "our reading agrees with BuildKit's");
+    assert!(instructions[0].keyword == "ARG" || instructions[0].keyword == "FROM");
+    let from = args_of(&instructions, "FROM");
+    assert_eq!(from.len(), 1, "one stage");
+    assert!(from[0].contains("debian:") && from[0].contains("-slim"), "{from:?}");
+
+    let context = repo().join("infra/sip-front");
+    let mut copied = Vec::new();
+    for copy in args_of(&instructions, "COPY") {
+        let words: Vec<&str> = copy.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        for source in &words[..words.len() - 1] {
+            assert!(context.join(source).is_file(), "COPY {source}: not in infra/sip-front");
+            copied.push((*source).to_owned());
+        }
+    }
+    for needed in ["run", "render", "kamailio.cfg", "dispatcher.list.tmpl"] {
+        assert!(copied.iter().any(|c| c == needed), "{needed} is not copied into the image: {copied:?}");
+    }
+    assert_eq!(args_of(&instructions, "ENTRYPOINT"), [r#"["/opt/sip-front/run"]"#]);
+
+    // The programs run and render call beyond the base image's coreutils, grep, sed and awk.
+    let packages = installed_packages(&instructions);
+    let run = std::fs::read_to_string(context.join("run")).unwrap();
+    for (program, package) in [("kamailio ", "kamailio"), ("kamcmd ", "kamailio"), ("dig ", "bind9-dnsutils")] {
+        assert!(run.contains(program), "run no longer calls {program}: drop the check");
+        assert!(packages.iter().any(|p| p == package), "{package} (for {program}) missing from {packages:?}");
+    }
+
+    let users = args_of(&instructions, "USER");
+    assert_eq!(users.len(), 1);
+    let user = users[0].split(':').next().unwrap();
+    assert!(!["root", "0", ""].contains(&user), "runs as {user}");
+    let setup = args_of(&instructions, "RUN").join(" ");
+    assert!(
+        setup.contains("setcap cap_net_bind_service=+ep /usr/sbin/kamailio"),
+        "an unprivileged Kamailio needs the capability to bind 5060"
+    );
+    let exposed: Vec<&str> = args_of(&instructions, "EXPOSE").iter().flat_map(|e| e.split_whitespace()).collect();
+    assert!(exposed.contains(&"5060/udp") && exposed.contains(&"5060/tcp"), "{exposed:?}");
+    assert_eq!(args_of(&instructions, "STOPSIGNAL"), ["SIGTERM"], "run passes SIGTERM on to Kamailio");
 }

@@ -611,3 +611,52 @@ fn every_queue_exists_with_a_dead_letter_queue_and_a_consumer_and_every_secret_h
         assert!(secrets.contains(read), "golos reads the secret `{read}`; modules/data creates {secrets:?}");
     }
 }
+
+/// The `SIP_FRONT_*` names in `text`.
+fn sip_front_names(text: &str) -> Names {
+    text.match_indices("SIP_FRONT_")
+        .map(|(at, _)| text[at..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect())
+        .collect()
+}
+
+/// The SIP front's container (modules/sip_front) against the entrypoint its image runs
+/// (infra/sip-front/run) and the image itself (infra/sip-front/Dockerfile): every variable
+/// `run` requires is set, the workers are found by the SRV name, nothing is set that `run`
+/// does not read, and the configuration goes where the image lets Kamailio's user write.
+#[test]
+fn the_sip_front_task_sets_what_its_entrypoint_requires_and_writes_where_the_image_allows() {
+    let run = std::fs::read_to_string(workspace().join("infra/sip-front/run")).unwrap();
+    let read = sip_front_names(&run);
+    let required: Names = run
+        .match_indices("${SIP_FRONT_")
+        .filter_map(|(at, _)| {
+            let name: String = run[at + 2..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+            run[at + 2 + name.len()..].starts_with(":?").then_some(name)
+        })
+        .collect();
+    assert!(required.contains("SIP_FRONT_TRUNK_NETWORKS"), "run requires the trunks' networks: {required:?}");
+
+    let blocks = module("modules/sip_front");
+    let task = block(&blocks, "resource", &["aws_ecs_task_definition", "front"]);
+    let container = text(attr(&task.body, "container_definitions").expect("container_definitions"));
+    let set = sip_front_names(&container);
+    assert!(required.is_subset(&set), "the SIP front's container lacks {:?}", missing(&required, &set));
+    assert!(set.contains("SIP_FRONT_WORKERS_SRV"), "on AWS the front finds the workers by their SRV name");
+    let unread = missing(&set, &read);
+    assert!(unread.is_empty(), "the SIP front's container sets {unread:?}, which run does not read");
+
+    let config_path = block(&blocks, "variable", &["config_path"]);
+    let default = text(attr(&config_path.body, "default").expect("config_path has a default"));
+    let default = default.trim_matches('"');
+    assert!(default.ends_with("/kamailio.cfg"), "run writes a kamailio.cfg: {default}");
+    let dockerfile = std::fs::read_to_string(workspace().join("infra/sip-front/Dockerfile")).unwrap();
+    let dir = default.trim_end_matches("/kamailio.cfg");
+    assert!(
+        dockerfile.contains(&format!("ENV SIP_FRONT_CONFIG={default}")),
+        "the image and the module must agree on SIP_FRONT_CONFIG ({default})"
+    );
+    assert!(
+        dockerfile.lines().any(|l| l.contains("install -d -o kamailio") && l.trim_end().ends_with(dir)),
+        "the image must give Kamailio's user {dir}, where run writes the configuration"
+    );
+}

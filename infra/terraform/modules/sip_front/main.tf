@@ -9,12 +9,14 @@
 # too (raise `count`s here, or run this module twice). If it dies, ECS restarts the task
 # and EC2 auto-recovery restarts the instance with the same EIP.
 #
-# The container's contract (what infra/sip-front/'s image reads):
+# The container's contract (what infra/sip-front/Dockerfile's image reads):
 #   SIP_FRONT_CONFIG          the Kamailio configuration file in the image (var.config_path)
 #   SIP_FRONT_WORKERS_SRV     the SRV name listing every worker's private address and SIP port
 #                             (Cloud Map, TTL 10 s; a drained or dead worker leaves it)
 #   SIP_FRONT_PUBLIC_ADDRESS  the Elastic IP, to advertise in Via/Record-Route (the instance
 #                             sees only its private address: 1:1 NAT)
+#   SIP_FRONT_TRUNK_NETWORKS  the trunks' signalling CIDRs: the front answers anyone else 403
+#                             (the security group already drops them; this is the second wall)
 # The workers accept SIP from inside the VPC only (modules/media_pool).
 
 data "aws_region" "current" {}
@@ -138,6 +140,7 @@ resource "aws_ecs_task_definition" "front" {
       { name = "SIP_FRONT_CONFIG", value = var.config_path },
       { name = "SIP_FRONT_WORKERS_SRV", value = var.workers_srv_name },
       { name = "SIP_FRONT_PUBLIC_ADDRESS", value = aws_eip.front.public_ip },
+      { name = "SIP_FRONT_TRUNK_NETWORKS", value = join(",", var.trunk_signalling_cidrs) },
     ]
     portMappings = [
       { containerPort = 5060, hostPort = 5060, protocol = "udp" },

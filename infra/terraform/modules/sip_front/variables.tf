@@ -26,9 +26,9 @@ variable "image" {
 }
 
 variable "config_path" {
-  description = "Where the image reads its configuration (kamailio.cfg); passed to the container as SIP_FRONT_CONFIG."
+  description = "Where the image's run writes Kamailio's configuration (a kamailio.cfg in a directory Kamailio's user owns); passed to the container as SIP_FRONT_CONFIG."
   type        = string
-  default     = "/etc/kamailio/kamailio.cfg"
+  default     = "/var/lib/sip-front/kamailio.cfg"
 }
 
 variable "workers_srv_name" {
