@@ -441,3 +441,22 @@ impl Operator {
         }
     }
 }
+
+/// Sends 20 ms A-law silence packets (SSRC `ssrc`) to `to` from `socket` until `stop` is set:
+/// a trunk's live media stream.
+pub fn stream_silence(socket: &UdpSocket, to: SocketAddr, ssrc: u32, stop: &AtomicBool) {
+    let (mut sequence, mut timestamp) = (1u16, 1000u32);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut packet = vec![0x80, 8];
+        packet.extend_from_slice(&sequence.to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&ssrc.to_be_bytes());
+        packet.extend_from_slice(&[0xD5; 160]);
+        let _ = socket.send_to(&packet, to);
+        sequence = sequence.wrapping_add(1);
+        timestamp = timestamp.wrapping_add(160);
+        next += Duration::from_millis(20);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}

@@ -10,7 +10,7 @@
 //! touches the SDP). A call ends with golos's BYE once the test's media falls silent (the media
 //! timeout), through the front as the front's Record-Route says.
 
-use golos_tests::sip::{free_sip_port, Operator, Sipp};
+use golos_tests::sip::{free_sip_port, stream_silence, Operator, Sipp};
 use golos_tests::{AwsDeployment, RunningGolos};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -208,7 +208,7 @@ impl LiveCall {
         let stop = Arc::new(AtomicBool::new(false));
         let streaming = std::thread::spawn({
             let stop = Arc::clone(&stop);
-            move || stream_silence(&media, worker_media, &stop)
+            move || stream_silence(&media, worker_media, 0x0f0f_0f0f, &stop)
         });
         Self { sipp, worker_media, stop, streaming }
     }
@@ -219,24 +219,6 @@ impl LiveCall {
         self.streaming.join().expect("the streaming thread");
         let (ok, log) = self.sipp.await.expect("sipp's task");
         assert!(ok, "the call must be answered through the front and hung up by golos through it:\n{log}");
-    }
-}
-
-/// 20 ms A-law silence to `to` until `stop`: a trunk's live media.
-fn stream_silence(socket: &UdpSocket, to: SocketAddr, stop: &AtomicBool) {
-    let (mut sequence, mut timestamp) = (1u16, 1000u32);
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let mut packet = vec![0x80, 8];
-        packet.extend_from_slice(&sequence.to_be_bytes());
-        packet.extend_from_slice(&timestamp.to_be_bytes());
-        packet.extend_from_slice(&0x0f0f_0f0fu32.to_be_bytes());
-        packet.extend_from_slice(&[0xD5; 160]);
-        let _ = socket.send_to(&packet, to);
-        sequence = sequence.wrapping_add(1);
-        timestamp = timestamp.wrapping_add(160);
-        next += Duration::from_millis(20);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
 }
 

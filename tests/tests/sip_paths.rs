@@ -5,7 +5,7 @@
 //! API. Nothing waits on the wall clock: SIPp waits for each message (`-recv_timeout` bounds
 //! it), the test waits for RTP or polls the API with a deadline.
 
-use golos_tests::sip::{PhoneLine, SipGolos};
+use golos_tests::sip::{stream_silence, PhoneLine, SipGolos};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,25 +33,6 @@ fn receive_rtp(socket: &UdpSocket, patience: Duration) -> Option<(SocketAddr, bo
     }
     let loud = buf[12..len].iter().filter(|&&b| golos_audio::g711::alaw_decode(b).unsigned_abs() > 1000).count();
     Some((from, loud > 10))
-}
-
-/// Sends 20 ms A-law silence packets to `to` from `socket` until `stop` is set: a trunk's live
-/// media stream.
-fn stream_silence(socket: &UdpSocket, to: SocketAddr, stop: &AtomicBool) {
-    let (mut sequence, mut timestamp) = (1u16, 1000u32);
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let mut packet = vec![0x80, 8];
-        packet.extend_from_slice(&sequence.to_be_bytes());
-        packet.extend_from_slice(&timestamp.to_be_bytes());
-        packet.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
-        packet.extend_from_slice(&[0xD5; 160]);
-        let _ = socket.send_to(&packet, to);
-        sequence = sequence.wrapping_add(1);
-        timestamp = timestamp.wrapping_add(160);
-        next += Duration::from_millis(20);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
 }
 
 /// An INVITE from the trunk to `NUMBER` written by hand (SIPp computes Content-Length itself),
@@ -283,7 +264,7 @@ async fn options_is_answered_200_and_while_draining_options_and_invites_get_503_
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = std::thread::spawn({
         let stop = Arc::clone(&stop);
-        move || stream_silence(&media, golos_media, &stop)
+        move || stream_silence(&media, golos_media, 0x0bad_cafe, &stop)
     });
 
     let pid = golos.golos.pid().to_string();
