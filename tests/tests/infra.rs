@@ -660,3 +660,74 @@ fn the_sip_front_task_sets_what_its_entrypoint_requires_and_writes_where_the_ima
         "the image must give Kamailio's user {dir}, where run writes the configuration"
     );
 }
+
+/// Every block of `blocks`, nested ones too.
+fn all_blocks(blocks: &[Block]) -> Vec<&Block> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Block> = blocks.iter().collect();
+    while let Some(block) = stack.pop() {
+        stack.extend(block.body.blocks());
+        out.push(block);
+    }
+    out
+}
+
+/// Whether `code` names the metric `name` as a whole word (not as the prefix of another).
+fn names_metric(code: &str, name: &str) -> bool {
+    code.match_indices(name).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + name.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        !word(before) && !word(after)
+    })
+}
+
+/// The worker's metrics reach CloudWatch only through the metrics sidecar's selectors
+/// (modules/media_pool): every `golos/media` metric an alarm, the dashboard or the
+/// autoscaling policy uses is selected, and every selected metric is one the worker exposes.
+/// A renamed metric would otherwise leave an alarm that can never fire.
+#[test]
+fn every_worker_metric_the_alarms_and_autoscaling_use_is_shipped_and_exposed() {
+    let media_pool = module("modules/media_pool");
+    let sidecar = text(local(&media_pool, "cwagent_config"));
+    let selectors = sidecar.split("metric_selectors").nth(1).expect("metric_selectors in the sidecar's config");
+    let selectors = &selectors[..selectors.find(']').expect("a list")];
+    let selected: Names = selectors
+        .match_indices("\"^")
+        .map(|(at, _)| selectors[at + 2..].chars().take_while(|c| *c != '$').collect())
+        .collect();
+    assert!(selected.contains("concurrent_calls_active"), "the sidecar's selectors: {selected:?}");
+
+    let observability = module("modules/observability");
+    let mut used = Names::new();
+    for block in all_blocks(&media_pool).into_iter().chain(all_blocks(&observability)) {
+        let namespace = attr(&block.body, "namespace").map(text);
+        if namespace.as_deref() == Some("\"golos/media\"") {
+            let metric = attr(&block.body, "metric_name").map(text).expect("a golos/media metric_name");
+            used.insert(metric.trim_matches('"').to_owned());
+        }
+    }
+    let dashboard = text(
+        attr(&block(&observability, "resource", &["aws_cloudwatch_dashboard", "golos"]).body, "dashboard_body")
+            .unwrap(),
+    );
+    for (at, _) in dashboard.match_indices("\"golos/media\", \"") {
+        let rest = &dashboard[at + "\"golos/media\", \"".len()..];
+        used.insert(rest.chars().take_while(|c| *c != '"').collect());
+    }
+    assert!(used.contains("concurrent_calls_active") && used.contains("golos_sip_trunk_breaker_open"), "{used:?}");
+    let unshipped = missing(&used, &selected);
+    assert!(unshipped.is_empty(), "used but not shipped by the metrics sidecar: {unshipped:?}");
+
+    let mut worker_code = String::new();
+    for dir in ["media-pool/worker/src", "media-pool/sip/src"] {
+        for entry in std::fs::read_dir(workspace().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "rs") {
+                worker_code.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let unexposed: Vec<&String> = selected.iter().filter(|name| !names_metric(&worker_code, name)).collect();
+    assert!(unexposed.is_empty(), "the sidecar selects metrics the worker does not expose: {unexposed:?}");
+}

@@ -81,6 +81,7 @@ locals {
               metric_selectors = [
                 "^concurrent_calls_active$", "^call_error_rate$", "^golos_worker_draining$",
                 "^golos_sip_trunk_breaker_open$", "^golos_ws_connections$",
+                "^golos_worker_scale_in_protected$", "^golos_scale_in_protection_failures_total$",
               ]
             }]
           }

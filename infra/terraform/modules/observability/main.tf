@@ -8,6 +8,7 @@
 # | DLQ depth > 0           | ApproximateNumberOfMessagesVisible > 0 on every dead-letter queue  |
 # | ledger drift            | reconciliation's ledger_drift_orgs (and unbilled_calls) > 0        |
 # | trunk breaker open      | golos_sip_trunk_breaker_open == 1 for 2 min on any worker          |
+# | (scale-in protection)   | golos_scale_in_protection_failures_total rising for 10 min         |
 # | unusual spend           | AWS Budgets: 80 % of the monthly budget spent, or 100 % forecast;  |
 # |                         | Cost Anomaly Detection on golos's tagged spend (impact >= $N/day)  |
 #
@@ -278,6 +279,24 @@ resource "aws_cloudwatch_metric_alarm" "trunk_breaker" {
   evaluation_periods  = 2
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+}
+
+# A worker that cannot protect its task can be scaled in mid-call (the drain then cuts calls
+# at ECS_CONTAINER_STOP_TIMEOUT). The agent turns the counter into a per-scrape delta, so a
+# Sum above zero in each of two 5-minute periods is a failure that persists, not one retry.
+resource "aws_cloudwatch_metric_alarm" "scale_in_protection" {
+  alarm_name          = "${var.prefix}-scale-in-protection-failing"
+  alarm_description   = "Workers with live calls cannot set ECS task scale-in protection; see docs/runbook.md (Drain and shutdown)."
+  namespace           = "golos/media"
+  metric_name         = "golos_scale_in_protection_failures_total"
+  dimensions          = local.worker_dimensions
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 2
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.actions
 }
