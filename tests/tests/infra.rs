@@ -539,6 +539,7 @@ fn every_aws_api_the_adapters_call_is_allowed() {
         let allowed = allowed_actions(&blocks, &function.replace('-', "_"));
         let lacking = missing(&needed, &allowed);
         assert!(lacking.is_empty(), "function {function}'s policy does not allow {lacking:?}");
+        assert_no_operator_only_actions(&format!("function {function}"), &allowed);
     }
     let functions = functions(&blocks);
     let covered: Names = NEEDS.iter().map(|(f, _)| (*f).to_owned()).collect();
@@ -551,6 +552,35 @@ fn every_aws_api_the_adapters_call_is_allowed() {
     for action in ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"] {
         assert!(allowed.contains(action), "the worker sets its own scale-in protection: {action}");
     }
+    assert_no_operator_only_actions("the media worker", &allowed);
+}
+
+/// What only the operator does, with their own credentials (docs/security.md): the table's
+/// backups, restores, settings and deletion, and the keys' and secrets' lifecycle. A
+/// compromised function or worker must not be able to roll the money back or destroy it.
+fn assert_no_operator_only_actions(who: &str, allowed: &Names) {
+    let operator_only = |action: &str| {
+        action.ends_with(":*")
+            || action == "*"
+            || [
+                "dynamodb:CreateBackup",
+                "dynamodb:DeleteBackup",
+                "dynamodb:RestoreTableFromBackup",
+                "dynamodb:RestoreTableToPointInTime",
+                "dynamodb:UpdateContinuousBackups",
+                "dynamodb:UpdateTimeToLive",
+                "dynamodb:UpdateTable",
+                "dynamodb:DeleteTable",
+                "kms:ScheduleKeyDeletion",
+                "kms:DisableKey",
+                "kms:PutKeyPolicy",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:PutSecretValue",
+            ]
+            .contains(&action)
+    };
+    let found: Vec<&String> = allowed.iter().filter(|a| operator_only(a)).collect();
+    assert!(found.is_empty(), "{who} may {found:?}, which only the operator may");
 }
 
 #[test]
