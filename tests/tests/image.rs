@@ -241,7 +241,10 @@ fn the_sip_front_image_runs_its_entrypoint_unprivileged_with_the_programs_it_cal
         "an unprivileged Kamailio needs the capability to bind 5060"
     );
     let exposed: Vec<&str> = args_of(&instructions, "EXPOSE").iter().flat_map(|e| e.split_whitespace()).collect();
-    assert!(exposed.contains(&"5060/udp") && exposed.contains(&"5060/tcp"), "{exposed:?}");
+    // The front speaks UDP only (kamailio.cfg: disable_tcp=yes): nothing else is exposed.
+    assert_eq!(exposed, ["5060/udp"]);
+    let config = std::fs::read_to_string(context.join("kamailio.cfg")).unwrap();
+    assert!(config.lines().any(|l| l.trim() == "disable_tcp=yes"), "kamailio.cfg listens on TCP now: expose it");
     assert_eq!(args_of(&instructions, "STOPSIGNAL"), ["SIGTERM"], "run passes SIGTERM on to Kamailio");
 }
 

@@ -674,6 +674,15 @@ fn the_sip_front_task_sets_what_its_entrypoint_requires_and_writes_where_the_ima
     assert!(set.contains("SIP_FRONT_WORKERS_SRV"), "on AWS the front finds the workers by their SRV name");
     let unread = missing(&set, &read);
     assert!(unread.is_empty(), "the SIP front's container sets {unread:?}, which run does not read");
+    // The front listens on UDP only (kamailio.cfg: disable_tcp=yes): its security group opens
+    // nothing else to the trunks.
+    let config = std::fs::read_to_string(workspace().join("infra/sip-front/kamailio.cfg")).unwrap();
+    assert!(config.lines().any(|l| l.trim() == "disable_tcp=yes"), "kamailio.cfg listens on TCP now");
+    let group = block(&blocks, "resource", &["aws_security_group", "front"]);
+    for ingress in group.body.blocks().filter(|b| b.identifier.as_str() == "ingress") {
+        let protocol = text(attr(&ingress.body, "protocol").expect("protocol"));
+        assert_eq!(protocol, "\"udp\"", "the front's security group opens {protocol}, where nothing listens");
+    }
 
     let config_path = block(&blocks, "variable", &["config_path"]);
     let default = text(attr(&config_path.body, "default").expect("config_path has a default"));

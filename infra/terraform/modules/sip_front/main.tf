@@ -70,13 +70,6 @@ resource "aws_security_group" "front" {
     protocol    = "udp"
     cidr_blocks = var.trunk_signalling_cidrs
   }
-  ingress {
-    description = "SIP over TCP from the trunk"
-    from_port   = 5060
-    to_port     = 5060
-    protocol    = "tcp"
-    cidr_blocks = var.trunk_signalling_cidrs
-  }
   egress {
     description = "SIP to workers and trunks, DNS, ECS and AWS APIs"
     from_port   = 0
@@ -143,8 +136,8 @@ resource "aws_ecs_task_definition" "front" {
       { name = "SIP_FRONT_TRUNK_NETWORKS", value = join(",", var.trunk_signalling_cidrs) },
     ]
     portMappings = [
+      # UDP only: kamailio.cfg has disable_tcp=yes (trunks such as MTS Exolve signal over UDP).
       { containerPort = 5060, hostPort = 5060, protocol = "udp" },
-      { containerPort = 5060, hostPort = 5060, protocol = "tcp" },
     ]
     logConfiguration = {
       logDriver = "awslogs"
