@@ -96,10 +96,16 @@ impl Front {
             .env("SIP_FRONT_FAILOVER_TIMEOUT_MS", "1500")
             .env("SIP_FRONT_REFRESH_SECS", "1")
             .env("SIP_FRONT_KAMAILIO_ARGS", "-m 32 -M 4")
+            .stderr(std::fs::File::create(dir.path().join("front.log")).expect("the front's log"))
             .process_group(0)
             .spawn()
             .expect("infra/sip-front/run (kamailio must be installed: scripts/install-deps)");
         Self { child, addr, dir }
+    }
+
+    /// What `run` and Kamailio have written to stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("front.log")).unwrap_or_default()
     }
 
     /// The workers the front dispatches to from its next look-up on.
@@ -450,14 +456,17 @@ async fn a_call_to_a_worker_draining_between_probes_is_refused_503_and_fails_ove
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Six new calls: about half hash to the draining worker (all six miss it once in 64 runs);
-    // every one must be answered, by worker 1.
+    // New calls until the front has sent one to the draining worker and taken it to the other
+    // (about every second call hashes there): every one is answered, by worker 1.
+    let failed_over = |log: &str| log.contains("failed the call (503): trying the next one");
     let mut calls = Vec::new();
-    for _ in 0..6 {
-        calls.push(LiveCall::open(pool.front.addr).await);
+    while !failed_over(&pool.front.log()) {
+        assert!(calls.len() < 16, "sixteen calls, none sent to the draining worker:\n{}", pool.front.log());
+        let call = LiveCall::open(pool.front.addr).await;
+        assert_eq!(worker_of(&call, &ranges), 1, "a new call goes to the worker that is not draining");
+        calls.push(call);
     }
     for call in calls {
-        assert_eq!(worker_of(&call, &ranges), 1, "a new call goes to the worker that is not draining");
         call.hang_up().await;
     }
     live.hang_up().await;
